@@ -1,0 +1,186 @@
+"""The one evaluator of policies: decisions on a record, and the same rules as SQL.
+
+Every rule is evaluated by a pair of functions kept side by side, :func:`_rule_allows`
+(a loaded or proposed record) and :func:`_rule_sql` (a WHERE clause for lists), so that
+``get``, ``find`` and each record's ``rbac`` field always agree.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import and_, false, or_, true
+from sqlalchemy.sql.elements import True_
+
+from apicrud.access.policy import ACTIONS, Policy, Rule
+from apicrud.auth.principal import Principal
+
+log = logging.getLogger("apicrud.access")
+READ_ACTIONS = frozenset("rl")
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    reason: str
+
+
+def _principal_matches(rule: Rule, p: Principal) -> bool:
+    kind = rule.principal
+    if kind == "any":
+        return True
+    if not p.authenticated:
+        return False
+    if kind == "admin":
+        return p.is_admin and p.status == "active"
+    if kind == "user":
+        return p.status == "active"
+    if kind == "pending":
+        return p.status == "pending"
+    return kind == "member" and p.status == "active" and bool(p.memberships)
+
+
+def _value(record: Any, name: str | None) -> Any:
+    if name is None:
+        return None
+    if isinstance(record, dict):
+        return record.get(name)
+    return getattr(record, name, None)
+
+
+class AccessControl:
+    """Answers "may this principal do this to that?" from a compiled :class:`Policy`.
+
+    :param owners: resource -> owner attribute (``uid``; ``id`` for person; None)
+    """
+
+    def __init__(self, policy: Policy, owners: dict[str, str | None] | None = None,
+                 privacy: dict[str, str | None] | None = None) -> None:
+        self.policy = policy
+        self.owners = dict(owners or {})
+        self.privacy = dict(privacy or {})
+
+    # -- levels -------------------------------------------------------------------
+    def _rank(self, level: str | None) -> int:
+        return self.policy.privacy_rank(level) if level else -1
+
+    def _membership_id(self, rule: Rule, resource: str, record: Any) -> Any:
+        ms = self.policy.memberships.get(resource)
+        if ms is not None and rule.attr == ms.attr:
+            return _value(record, "id")  # a list is its own membership
+        return _value(record, rule.attr)
+
+    def _held_level(self, p: Principal, rule: Rule, resource: str, record: Any) -> str | None:
+        mid = self._membership_id(rule, resource, record)
+        return p.memberships.get(mid) if mid is not None else None
+
+    def _privacy_ok(self, resource: str, record: Any, held: str, action: str) -> bool:
+        column = self.privacy.get(resource)
+        if action not in READ_ACTIONS or column is None:
+            return True
+        level = _value(record, column) or self.policy.privacy_levels[-1]
+        return (level != self.policy.privacy_levels[-1]
+                and self._rank(level) <= self._rank(held))
+
+    # -- decisions on one record --------------------------------------------------
+    def _rule_allows(self, rule: Rule, p: Principal, resource: str, record: Any,
+                     action: str) -> bool:
+        if action not in rule.actions or not _principal_matches(rule, p):
+            return False
+        if rule.target == "all":
+            held = True
+        elif rule.target == "owner":
+            owner = self.owners.get(resource)
+            return owner is not None and record is not None and \
+                _value(record, owner) == p.uid
+        else:
+            if record is None:
+                return False
+            held = self._held_level(p, rule, resource, record)
+            if held is None or (rule.level and self._rank(held) < self._rank(rule.level)):
+                return False
+            return self._privacy_ok(resource, record, held, action)
+        return bool(held)
+
+    def _public_allows(self, p: Principal, resource: str, record: Any, action: str) -> bool:
+        column = self.privacy.get(resource)
+        return (action in READ_ACTIONS and column is not None and record is not None
+                and p.authenticated and _value(record, column) == self.policy.privacy_levels[0]
+                and any(action in r.actions for r in self.policy.for_resource(resource)))
+
+    def decide(self, p: Principal, action: str, resource: str, record: Any = None) -> Decision:
+        """Decide one action, naming the rule that allowed it or why nothing did."""
+        for rule in self.policy.for_resource(resource):
+            if self._rule_allows(rule, p, resource, record, action):
+                return Decision(True, rule.source)
+        if self._public_allows(p, resource, record, action):
+            return Decision(True, f"privacy: {resource} record is public")
+        reason = f"no policy of {resource!r} grants {action!r} to {p.username or 'anonymous'}"
+        log.debug("denied", extra={"principal": p.uid, "resource": resource,
+                                   "action": action, "reason": reason})
+        return Decision(False, reason)
+
+    def allows(self, p: Principal, action: str, resource: str, record: Any = None) -> bool:
+        return self.decide(p, action, resource, record).allowed
+
+    def actions(self, p: Principal, resource: str, record: Any) -> str:
+        """Sorted letters of every action ``p`` holds on ``record`` (the ``rbac`` field)."""
+        held = set()
+        for rule in self.policy.for_resource(resource):
+            for a in rule.actions - held:
+                if self._rule_allows(rule, p, resource, record, a):
+                    held.add(a)
+        if self._public_allows(p, resource, record, "r"):
+            held |= {"r", "l"} & {a for r in self.policy.for_resource(resource)
+                                  for a in r.actions}
+        return "".join(a for a in ACTIONS if a in held)
+
+    def may_list(self, p: Principal, resource: str) -> bool:
+        """Could any rule let ``p`` list some record of ``resource``?"""
+        return any("l" in r.actions and _principal_matches(r, p)
+                   for r in self.policy.for_resource(resource)) or (
+            p.authenticated and self.privacy.get(resource) is not None)
+
+    # -- the same rules as SQL ----------------------------------------------------
+    def _rule_sql(self, rule: Rule, p: Principal, resource: str, model: Any, action: str):
+        if action not in rule.actions or not _principal_matches(rule, p):
+            return None
+        if rule.target == "all":
+            return true()
+        if rule.target == "owner":
+            owner = self.owners.get(resource)
+            return getattr(model, owner) == p.uid if owner else None
+        ms = self.policy.memberships.get(resource)
+        column = getattr(model, "id" if ms is not None and rule.attr == ms.attr else rule.attr)
+        clauses = []
+        by_level: dict[str, list[str]] = {}
+        for mid, level in p.memberships.items():
+            if not rule.level or self._rank(level) >= self._rank(rule.level):
+                by_level.setdefault(level, []).append(mid)
+        privacy_col = self.privacy.get(resource)
+        for level, ids in sorted(by_level.items()):
+            clause = column.in_(sorted(ids))
+            if privacy_col is not None and action in READ_ACTIONS:
+                allowed = [lv for lv in self.policy.privacy_levels[:-1]
+                           if self._rank(lv) <= self._rank(level)]
+                clause = and_(clause, getattr(model, privacy_col).in_(allowed))
+            clauses.append(clause)
+        return or_(*clauses) if clauses else None
+
+    def where(self, p: Principal, resource: str, model: Any, action: str = "l"):
+        """A WHERE clause selecting exactly the rows ``p`` may ``action``."""
+        clauses = []
+        for rule in self.policy.for_resource(resource):
+            clause = self._rule_sql(rule, p, resource, model, action)
+            if clause is None:
+                continue
+            if isinstance(clause, True_):
+                return true()
+            clauses.append(clause)
+        column = self.privacy.get(resource)
+        if (column is not None and action in READ_ACTIONS and p.authenticated and
+                any(action in r.actions for r in self.policy.for_resource(resource))):
+            clauses.append(getattr(model, column) == self.policy.privacy_levels[0])
+        return or_(*clauses) if clauses else false()

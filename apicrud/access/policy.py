@@ -1,0 +1,205 @@
+"""Compile rbac.yaml into immutable rules, once at start-up.
+
+File shape::
+
+    privacy_levels: [public, invitee, member, manager, secret]
+    private_resources:
+      - {resource: list, attr: list_id, members: listmember}
+    policies:
+      message:
+        - {principal: admin, resource: "message:*", actions: crud}
+        - {principal: "user/{{uid}}", resource: "message:{{uid}}", actions: crud}
+
+Principals: ``"*"`` (anyone), ``admin``, ``user/{{uid}}`` (any signed-in user; the
+resource part says which records), ``pending`` and membership roles
+``<membership>-{{<attr>}}-<level>``. Resources: ``<name>:*`` (every record),
+``<name>:{{uid}}`` (records the caller owns), ``<name>:{{<attr>}}`` (records whose
+``attr`` names a membership where the caller holds the role).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, Mapping
+
+import yaml
+
+ACTIONS = "crudlghij"
+DEFAULT_PRIVACY = ("public", "invitee", "member", "manager", "secret")
+_MEMBER_RE = re.compile(r"^([a-z][a-z0-9_]*)-\{\{([a-z][a-z0-9_]*)\}\}-([a-z]+)$")
+_TARGET_RE = re.compile(r"^([a-z][a-z0-9_]*):(\*|\{\{([a-z][a-z0-9_]*)\}\})$")
+
+
+class PolicyError(Exception):
+    """rbac.yaml is malformed; ``problems`` names file, entry and reason for each fault."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("invalid RBAC policy:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One policy entry: who (principal) may do what (actions) to which records (target)."""
+
+    resource: str
+    principal: str  # any, admin, user, pending, member
+    target: str  # all, owner, attr
+    actions: frozenset[str]
+    attr: str | None = None  # membership attribute for target 'attr' / member principals
+    membership: str | None = None  # membership resource of a member principal
+    level: str | None = None  # level named by a member principal
+    source: str = ""  # "rbac.yaml: policies.message[2]" for explain
+
+    def text(self) -> str:
+        return self.source
+
+
+@dataclass(frozen=True)
+class Membership:
+    resource: str
+    attr: str
+    members: str | None
+
+
+@dataclass(frozen=True)
+class Policy:
+    """All rules, indexed by resource."""
+
+    rules: Mapping[str, tuple[Rule, ...]]
+    privacy_levels: tuple[str, ...]
+    memberships: Mapping[str, Membership]
+    path: str = "rbac.yaml"
+
+    def for_resource(self, resource: str) -> tuple[Rule, ...]:
+        return self.rules.get(resource, ())
+
+    def privacy_rank(self, level: str) -> int:
+        try:
+            return self.privacy_levels.index(level)
+        except ValueError:
+            return len(self.privacy_levels)  # unknown levels are treated as most closed
+
+
+def _parse_principal(text: str, levels: tuple[str, ...]) -> dict[str, Any] | str:
+    if text == "*":
+        return {"principal": "any"}
+    if text == "admin":
+        return {"principal": "admin"}
+    if text == "pending":
+        return {"principal": "pending"}
+    if text == "user/{{uid}}":
+        return {"principal": "user"}
+    m = _MEMBER_RE.match(text)
+    if m:
+        if m.group(3) not in levels or m.group(3) in (levels[0], levels[-1]):
+            return f"membership level {m.group(3)!r} is not one of {list(levels[1:-1])}"
+        return {"principal": "member", "membership": m.group(1), "attr": m.group(2),
+                "level": m.group(3)}
+    return (f"unknown principal {text!r} (use '*', admin, pending, 'user/{{{{uid}}}}' "
+            "or '<membership>-{{<attr>}}-<level>')")
+
+
+def compile_policy(data: Any, path: str = "rbac.yaml") -> Policy:
+    """Validate and compile parsed rbac.yaml; raise :class:`PolicyError` listing every fault."""
+    problems: list[str] = []
+    if not isinstance(data, dict):
+        raise PolicyError([f"{path}: top level must be a mapping"])
+    levels = tuple(data.get("privacy_levels") or DEFAULT_PRIVACY)
+    if len(set(levels)) != len(levels) or len(levels) < 3:
+        problems.append(f"{path}: privacy_levels must list at least 3 distinct names")
+    memberships: dict[str, Membership] = {}
+    for i, entry in enumerate(data.get("private_resources") or []):
+        if not isinstance(entry, dict) or not entry.get("resource") or not entry.get("attr"):
+            problems.append(f"{path}: private_resources[{i}]: needs resource and attr")
+            continue
+        memberships[entry["resource"]] = Membership(entry["resource"], entry["attr"],
+                                                    entry.get("members"))
+    rules: dict[str, list[Rule]] = {}
+    policies = data.get("policies")
+    if not isinstance(policies, dict) or not policies:
+        problems.append(f"{path}: 'policies' must map resource names to lists of entries")
+        policies = {}
+    for resource, entries in policies.items():
+        if not isinstance(entries, list):
+            problems.append(f"{path}: policies.{resource}: must be a list of entries")
+            continue
+        out = rules.setdefault(resource, [])
+        for i, entry in enumerate(entries):
+            where = f"{path}: policies.{resource}[{i}]"
+            if not isinstance(entry, dict):
+                problems.append(f"{where}: must be a mapping")
+                continue
+            unknown = set(entry) - {"principal", "resource", "actions"}
+            if unknown:
+                problems.append(f"{where}: unknown keys {sorted(unknown)}")
+            principal = _parse_principal(str(entry.get("principal", "")), levels)
+            if isinstance(principal, str):
+                problems.append(f"{where}: {principal}")
+                continue
+            target_text = str(entry.get("resource", ""))
+            m = _TARGET_RE.match(target_text)
+            if not m:
+                problems.append(f"{where}: resource {target_text!r} must be "
+                                f"'{resource}:*', '{resource}:{{{{uid}}}}' or "
+                                f"'{resource}:{{{{<attr>}}}}'")
+                continue
+            if m.group(1) != resource:
+                problems.append(f"{where}: resource {target_text!r} does not belong to "
+                                f"{resource!r}")
+                continue
+            actions = str(entry.get("actions", ""))
+            bad = sorted(set(actions) - set(ACTIONS))
+            if not actions or bad:
+                problems.append(f"{where}: actions {actions!r} must be letters of {ACTIONS}")
+                continue
+            attr = m.group(3)
+            if attr is None:
+                target = "all"
+            elif attr == "uid":
+                target = "owner"
+            else:
+                target = "attr"
+            if principal["principal"] == "member":
+                if principal["membership"] not in memberships:
+                    problems.append(f"{where}: {principal['membership']!r} is not listed in "
+                                    "private_resources")
+                    continue
+                if target == "attr" and attr != principal["attr"]:
+                    problems.append(f"{where}: principal attribute {principal['attr']!r} and "
+                                    f"resource attribute {attr!r} differ")
+                    continue
+            elif target == "attr" and attr not in {m.attr for m in memberships.values()}:
+                problems.append(f"{where}: {{{{{attr}}}}} is not a membership attribute")
+                continue
+            if principal["principal"] == "any" and target == "owner":
+                problems.append(f"{where}: '*' owns nothing; use user/{{{{uid}}}}")
+                continue
+            out.append(Rule(resource=resource, target=target, actions=frozenset(actions),
+                            source=f"{where}: {entry.get('principal')} "
+                                   f"{target_text} {actions}",
+                            attr=attr if target == "attr" else principal.get("attr"),
+                            **{k: v for k, v in principal.items() if k != "attr"}))
+    if problems:
+        raise PolicyError(problems)
+    # Where a resource's policies never name 'l', reading implies listing.
+    final: dict[str, tuple[Rule, ...]] = {}
+    for resource, rs in rules.items():
+        if not any("l" in r.actions for r in rs):
+            rs = [Rule(**{**r.__dict__, "actions": r.actions | {"l"}}) if "r" in r.actions
+                  else r for r in rs]
+        final[resource] = tuple(rs)
+    return Policy(MappingProxyType(final), levels, MappingProxyType(memberships), path)
+
+
+def load_policy(path: str) -> Policy:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = yaml.safe_load(fh)
+    except OSError as exc:
+        raise PolicyError([f"{path}: cannot read ({exc.strerror})"]) from None
+    except yaml.YAMLError as exc:
+        raise PolicyError([f"{path}: invalid YAML: {exc}"]) from None
+    return compile_policy(data, path)

@@ -1,0 +1,86 @@
+"""``/auth``: log in (POST), who am I (GET), log out (DELETE)."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+
+from sqlalchemy import select
+
+from apicrud.auth.passwords import verify_password
+from apicrud.context import Reply, RequestContext
+from apicrud.crypto import token_hash
+from apicrud.db.base import utcnow
+from apicrud.errors import TooManyRequests, Unauthorized
+
+log = logging.getLogger("apicrud.auth")
+LOGIN_STATES = ("active", "pending")
+
+
+class AuthController:
+    """Login sessions kept encrypted in Redis (see :class:`SessionManager`)."""
+
+    def __init__(self, resource, services) -> None:
+        self.services = services
+        self.settings = services.settings
+
+    def _lockout_key(self, username: str) -> str:
+        return f"apicrud:lockout:{token_hash(username.lower())}"
+
+    def login(self, ctx: RequestContext) -> Reply:
+        body = ctx.body
+        username, password = body["username"], body["password"]
+        redis = self.services.redis.client
+        key = self._lockout_key(username)
+        failures = int(redis.get(key) or 0)
+        if failures >= self.settings.login_attempts_max:
+            retry = max(int(redis.ttl(key)), 1)
+            log.warning("login locked out", extra={"event": "login_lockout"})
+            raise TooManyRequests("too many failed logins; try again later",
+                                  headers={"Retry-After": str(retry)})
+        account_model = self.services.models.Account
+        account = ctx.db.execute(select(account_model).where(
+            account_model.name == username,
+            account_model.status.in_(LOGIN_STATES))).scalar_one_or_none()
+        # verify against a dummy hash when the user is unknown: same answer, similar time
+        if not verify_password(account.password if account else None, password):
+            pipe = redis.pipeline()
+            pipe.incr(key)
+            pipe.expire(key, self.settings.login_lockout_interval)
+            pipe.execute()
+            log.info("login failed", extra={"event": "login_failed"})
+            raise Unauthorized("invalid username or password")
+        redis.delete(key)
+        account.last_login = utcnow()
+        csrf = secrets.token_urlsafe(24)
+        token, expires = self.services.sessions.create(
+            account.uid, account.id, username=account.name, is_admin=account.is_admin,
+            status=account.status, csrf=csrf)
+        log.info("login", extra={"event": "login", "uid": account.uid})
+        roles = (["pending"] if account.status == "pending" else ["user"]) + \
+            (["admin"] if account.is_admin else [])
+        cookie = {"key": self.settings.cookie_name, "value": token,
+                  "max_age": max(int(expires - time.time()), 0), "httponly": True,
+                  "samesite": "Lax", "secure": ctx.scheme == "https",
+                  "path": self.services.base_url}
+        return Reply({"uid": account.uid, "account_id": account.id, "username": account.name,
+                      "token": token, "expires": int(expires), "roles": roles,
+                      "csrf_token": csrf}, 201, cookies=[cookie])
+
+    def get(self, ctx: RequestContext) -> Reply:
+        p = ctx.principal
+        if not p.authenticated:
+            raise Unauthorized()
+        return Reply({"uid": p.uid, "account_id": p.account_id, "username": p.username,
+                      "roles": p.roles, "method": p.method}, 200)
+
+    def logout(self, ctx: RequestContext) -> Reply:
+        p = ctx.principal
+        if not p.authenticated or not p.token:
+            raise Unauthorized()
+        self.services.sessions.delete(p.token)
+        log.info("logout", extra={"event": "logout", "uid": p.uid})
+        cookie = {"key": self.settings.cookie_name, "value": "", "max_age": 0,
+                  "httponly": True, "samesite": "Lax", "path": self.services.base_url}
+        return Reply(None, 204, cookies=[cookie])

@@ -1,0 +1,75 @@
+"""Turn request credentials into a :class:`Principal`.
+
+Accepted, in this order: ``Authorization: Bearer <token>``, ``Authorization: Basic
+base64(<uid>:<token>)``, the session cookie. A cookie alone cannot change state: unsafe
+methods authenticated by cookie must also send ``X-CSRF-Token`` (returned at login),
+which a cross-site form cannot supply.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+
+from apicrud.auth.principal import ANONYMOUS, Principal
+from apicrud.crypto import constant_time_equals
+from apicrud.errors import Forbidden, Unauthorized
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def principal_from_session(session: dict[str, Any], token: str, method: str) -> Principal:
+    return Principal(
+        uid=session["uid"],
+        account_id=session.get("account_id"),
+        username=session.get("username"),
+        is_admin=bool(session.get("is_admin")),
+        status=session.get("status", "active"),
+        method=method,
+        token=token,
+        csrf=session.get("csrf"),
+    )
+
+
+def authenticate(sessions, cookie_name: str, method: str, headers, cookies) -> Principal:
+    """The caller's Principal; ANONYMOUS when no credentials; 401 for bad ones."""
+    auth = headers.get("Authorization")
+    if auth:
+        scheme, _, value = auth.partition(" ")
+        scheme = scheme.lower()
+        value = value.strip()
+        if scheme == "bearer" and value:
+            return _from_token(sessions, value, "bearer")
+        if scheme == "basic" and value:
+            try:
+                decoded = base64.b64decode(value, validate=True).decode("utf-8")
+            except (binascii.Error, UnicodeDecodeError):
+                raise Unauthorized("malformed Basic credentials") from None
+            uid, sep, token = decoded.partition(":")
+            if not sep or not token:
+                raise Unauthorized("Basic credentials must be <uid>:<token>")
+            principal = _from_token(sessions, token, "basic")
+            if not constant_time_equals(principal.uid or "", uid):
+                raise Unauthorized("invalid credentials")
+            return principal
+        raise Unauthorized("unsupported Authorization scheme")
+    token = cookies.get(cookie_name)
+    if token:
+        principal = _from_token(sessions, token, "cookie")
+        if method not in SAFE_METHODS:
+            sent = headers.get("X-CSRF-Token") or ""
+            if not principal.csrf or not constant_time_equals(sent, principal.csrf):
+                raise Forbidden("cookie-authenticated requests that change state need the "
+                                "X-CSRF-Token header returned at login")
+        return principal
+    return ANONYMOUS
+
+
+def _from_token(sessions, token: str, method: str) -> Principal:
+    if len(token) > 512:
+        raise Unauthorized("invalid or expired credentials")
+    session = sessions.get(token)
+    if not session or "uid" not in session:
+        raise Unauthorized("invalid or expired credentials")
+    return principal_from_session(session, token, method)

@@ -1,0 +1,43 @@
+"""Who is calling: the result of authentication, handed to every controller."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Principal:
+    """An authenticated caller, or the anonymous one (``uid is None``).
+
+    :param memberships: membership resource id -> level name held there (a later
+        issue fills it; the evaluator already reads it).
+    """
+
+    uid: str | None = None
+    account_id: str | None = None
+    username: str | None = None
+    is_admin: bool = False
+    status: str = "active"  # active or pending
+    method: str = "anonymous"  # session, cookie, basic, apikey
+    scopes: frozenset[str] | None = None  # None: not restricted (sessions)
+    memberships: dict[str, str] = field(default_factory=dict)
+    token: str | None = None
+    csrf: str | None = None
+
+    @property
+    def authenticated(self) -> bool:
+        return self.uid is not None
+
+    @property
+    def roles(self) -> list[str]:
+        """Role names as shown by ``GET /auth`` and used by policies."""
+        if not self.authenticated:
+            return []
+        out = ["pending"] if self.status == "pending" else ["user"]
+        if self.is_admin:
+            out.append("admin")
+        out += [f"{k}-{v}" for k, v in sorted(self.memberships.items())]
+        return out
+
+
+ANONYMOUS = Principal()

@@ -1,0 +1,198 @@
+"""The ``apicrud`` command: serve, db, account, check, routes."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import click
+
+from apicrud.config import ConfigError, load_settings
+from apicrud.errors import StartupError
+
+
+def _settings(ctx: click.Context, **changes):
+    try:
+        settings = load_settings(root=ctx.obj.get("root"), config_file=ctx.obj.get("config"))
+        return settings.replace(**changes) if changes else settings
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@click.group()
+@click.option("--root", type=click.Path(file_okay=False), default=None,
+              help="project root (default: APICRUD_ROOT or the current folder)")
+@click.option("--config", type=click.Path(dir_okay=False), default=None,
+              help="YAML file of setting values (default: APICRUD_CONFIG)")
+@click.pass_context
+def main(ctx: click.Context, root: str | None, config: str | None) -> None:
+    """apicrud: a REST service from an OpenAPI spec, SQLAlchemy models and rbac.yaml."""
+    ctx.ensure_object(dict)
+    ctx.obj.update(root=root, config=config)
+    logging.basicConfig(level=os.environ.get("APICRUD_LOG_LEVEL", "INFO").upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+
+
+# -- check and routes -------------------------------------------------------------
+
+def _declarations(ctx):
+    from apicrud.services import load_declarations
+
+    settings = _settings(ctx)
+    try:
+        return settings, load_declarations(settings)
+    except StartupError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@main.command()
+@click.pass_context
+def check(ctx: click.Context) -> None:
+    """Check spec, models and rbac.yaml; list every problem (exit 1 if any)."""
+    _, decl = _declarations(ctx)
+    if decl.problems:
+        click.echo(f"{len(decl.problems)} problem(s):", err=True)
+        for problem in decl.problems:
+            click.echo(f"  - {problem}", err=True)
+        sys.exit(1)
+    click.echo(f"ok: {len(decl.operations)} operations, {len(decl.resources)} resources")
+
+
+@main.command()
+@click.pass_context
+def routes(ctx: click.Context) -> None:
+    """Print every URL, method, controller and whether it is public."""
+    from apicrud.services import _controller_class
+
+    settings, decl = _declarations(ctx)
+    base = settings.base_url.rstrip("/")
+    rows = []
+    for op in sorted(decl.operations, key=lambda o: (o.path, o.method)):
+        res = decl.resources.get(op.resource)
+        cls = _controller_class(res, []) if res else None
+        target = f"{cls.__name__}.{op.action}" if cls else "(unresolved)"
+        rows.append((op.method.upper(), base + op.path, target,
+                     "public" if op.public else "secured"))
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    for r in rows:
+        click.echo(f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]}")
+
+
+# -- database ---------------------------------------------------------------------
+
+@main.group()
+def db() -> None:
+    """Database migrations (alembic, URL from settings)."""
+
+
+@db.command()
+@click.argument("revision", default="head")
+@click.pass_context
+def upgrade(ctx: click.Context, revision: str) -> None:
+    """Upgrade the database to REVISION (default head)."""
+    from apicrud.db import migrate
+
+    settings = _settings(ctx.find_root())
+    migrate.upgrade(settings, revision)
+    click.echo(f"at revision {migrate.current(settings)}")
+
+
+@db.command()
+@click.argument("revision", default="-1")
+@click.pass_context
+def downgrade(ctx: click.Context, revision: str) -> None:
+    """Downgrade the database to REVISION (default: one step)."""
+    from apicrud.db import migrate
+
+    settings = _settings(ctx.find_root())
+    migrate.downgrade(settings, revision)
+    click.echo(f"at revision {migrate.current(settings)}")
+
+
+@db.command()
+@click.pass_context
+def current(ctx: click.Context) -> None:
+    """Print the database's revision and the head."""
+    from apicrud.db import migrate
+
+    settings = _settings(ctx.find_root())
+    click.echo(f"current: {migrate.current(settings)}  head: {migrate.head(settings)}")
+
+
+@db.command()
+@click.option("-m", "--message", required=True, help="what the revision changes")
+@click.option("--empty", is_flag=True, help="do not autogenerate from the models")
+@click.pass_context
+def revision(ctx: click.Context, message: str, empty: bool) -> None:
+    """Create a revision in migrations/versions (review it before committing)."""
+    from apicrud.db import migrate
+
+    migrate.revision(_settings(ctx.find_root()), message, autogenerate=not empty)
+
+
+# -- accounts ---------------------------------------------------------------------
+
+@main.group()
+def account() -> None:
+    """Accounts."""
+
+
+@account.command("add")
+@click.argument("username")
+@click.option("--email", required=True)
+@click.option("--name", default=None, help="display name (default: the username)")
+@click.option("--password", default=None,
+              help="initial password (default: generated and printed once)")
+@click.option("--admin", is_flag=True, help="give the account the admin role")
+@click.pass_context
+def account_add(ctx: click.Context, username: str, email: str, name: str | None,
+                password: str | None, admin: bool) -> None:
+    """Create an active account and its person, ready to log in."""
+    import importlib
+
+    from apicrud.auth.accounts import AccountError, create_account
+    from apicrud.db import migrate
+    from apicrud.db.engine import Database
+
+    settings = _settings(ctx.find_root())
+    migrate.upgrade(settings)
+    database = Database(settings.sqlalchemy_url)
+    models = importlib.import_module(settings.models_module)
+    try:
+        with database.session() as session, session.begin():
+            acct, pw = create_account(session, models, username=username, email=email,
+                                      name=name, password=password, is_admin=admin,
+                                      id_prefix=settings.id_prefix)
+    except AccountError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        database.dispose()
+    click.echo(f"created account {username} (uid {acct.uid}{', admin' if admin else ''})")
+    if not password:
+        click.echo(f"password: {pw}")
+
+
+# -- serve ------------------------------------------------------------------------
+
+@main.command()
+@click.option("--host", default=None, help="listen address (setting host)")
+@click.option("--port", type=int, default=None, help="listen port (setting port)")
+@click.option("--workers", type=int, default=None, help="worker processes (setting workers)")
+@click.pass_context
+def serve(ctx: click.Context, host: str | None, port: int | None,
+          workers: int | None) -> None:
+    """Run the service under gunicorn (embedded Redis and SQLite unless configured)."""
+    from apicrud.server import run
+
+    changes = {k: v for k, v in (("host", host), ("port", port), ("workers", workers))
+               if v is not None}
+    try:
+        run(_settings(ctx, **changes))
+    except StartupError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

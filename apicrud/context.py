@@ -1,0 +1,60 @@
+"""Per-request context handed to controllers, and the reply they return."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.orm import Session
+
+from apicrud.auth.principal import Principal
+
+if TYPE_CHECKING:  # pragma: no cover
+    from apicrud.services import Services
+    from apicrud.spec.operations import Operation
+
+
+@dataclass
+class Reply:
+    """What a controller returns: a JSON-able body, a status and headers."""
+
+    body: Any = None
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    cookies: list[dict[str, Any]] = field(default_factory=list)
+
+
+class RequestContext:
+    """The caller, the validated input and a lazily opened database session."""
+
+    def __init__(self, services: Services, operation: Operation, principal: Principal,
+                 params: dict[str, Any], body: Any, headers: Any, remote_addr: str | None,
+                 scheme: str = "http") -> None:
+        self.services = services
+        self.operation = operation
+        self.principal = principal
+        self.params = params
+        self.body = body
+        self.headers = headers
+        self.remote_addr = remote_addr
+        self.scheme = scheme
+        self._db: Session | None = None
+
+    @property
+    def db(self) -> Session:
+        if self._db is None:
+            self._db = self.services.db.session()
+        return self._db
+
+    def finish(self, ok: bool) -> None:
+        """Commit when the request succeeded, otherwise roll back; always close."""
+        if self._db is None:
+            return
+        try:
+            if ok:
+                self._db.commit()
+            else:
+                self._db.rollback()
+        finally:
+            self._db.close()
+            self._db = None

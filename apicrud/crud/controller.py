@@ -1,0 +1,263 @@
+"""BasicCRUD: create, get, update, delete and find on any declared resource.
+
+Each public operation is a fixed sequence of small steps (``before_create``,
+``serialize``, ...). A resource with special needs subclasses BasicCRUD and overrides
+one step; the generic code never names a resource.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.exc import StaleDataError
+
+from apicrud.context import Reply, RequestContext
+from apicrud.crud.registry import ResourceSpec
+from apicrud.db import query as q
+from apicrud.db.base import new_id
+from apicrud.errors import BadRequest, Conflict, Forbidden, NotFound, PreconditionFailed
+
+log = logging.getLogger("apicrud.crud")
+TRASHED = "disabled"
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat(timespec="microseconds") + "Z"
+    return value
+
+
+class BasicCRUD:
+    """Generic controller bound to one :class:`ResourceSpec` at start-up."""
+
+    def __init__(self, resource: ResourceSpec, services) -> None:
+        self.resource = resource
+        self.services = services
+        self.model = resource.model
+        self.access = services.access
+
+    # -- hooks: override in a subclass ----------------------------------------------
+    def before_create(self, ctx: RequestContext, data: dict[str, Any]) -> dict[str, Any]:
+        """Adjust or check the values of a new record before it is written."""
+        return data
+
+    def after_create(self, ctx: RequestContext, record: Any, reply: dict[str, Any]) -> None:
+        """Called after the insert is flushed; may add fields to ``reply``."""
+
+    def before_update(self, ctx: RequestContext, record: Any,
+                      changes: dict[str, Any]) -> dict[str, Any]:
+        return changes
+
+    def before_delete(self, ctx: RequestContext, record: Any) -> None:
+        pass
+
+    def serialize(self, ctx: RequestContext, record: Any) -> dict[str, Any]:
+        """The record as the caller may see it (exposed fields plus ``rbac``)."""
+        out = {name: _json_value(getattr(record, name)) for name in self.resource.exposed}
+        if "rbac" in self.resource.computed:
+            out["rbac"] = self.access.actions(ctx.principal, self.resource.name, record)
+        return out
+
+    # -- helpers --------------------------------------------------------------------
+    def etag(self, record: Any) -> str:
+        digest = hashlib.sha256(f"{record.id}:{record.version}".encode()).hexdigest()[:20]
+        return f'"{digest}"'
+
+    def _load(self, ctx: RequestContext, id_: str, for_update: bool = False) -> Any:
+        """A live record the caller may read, or 404 (no existence leak)."""
+        stmt = select(self.model).where(self.model.id == id_, q.active_only(self.model))
+        if for_update and ctx.services.db.dialect != "sqlite":
+            stmt = stmt.with_for_update()
+        record = ctx.db.execute(stmt).scalar_one_or_none()
+        if record is None or not self.access.allows(ctx.principal, "r", self.resource.name,
+                                                    record):
+            raise NotFound(f"{self.resource.name} {id_[:40]} not found")
+        return record
+
+    def _require(self, ctx: RequestContext, action: str, record: Any) -> None:
+        decision = self.access.decide(ctx.principal, action, self.resource.name, record)
+        if not decision.allowed:
+            raise Forbidden(f"not allowed to {_VERBS.get(action, action)} this "
+                            f"{self.resource.name}")
+
+    def _check_references(self, ctx: RequestContext, data: dict[str, Any]) -> None:
+        """Every id of another record in the input must name a record the caller may read."""
+        for attr, table in self.resource.references.items():
+            value = data.get(attr)
+            if value is None:
+                continue
+            target = self.services.resource_for_table(table)
+            if target is None or target.model is None:
+                continue
+            record = ctx.db.execute(select(target.model).where(
+                target.model.id == value, q.active_only(target.model))).scalar_one_or_none()
+            if record is None or not self.access.allows(ctx.principal, "r", target.name,
+                                                        record):
+                raise NotFound(f"{attr}: {target.name} {str(value)[:40]} not found",
+                               errors={attr: f"{target.name} not found"})
+
+    def _strip_read_only(self, body: dict[str, Any], current: dict[str, Any] | None) -> dict:
+        """Drop read-only fields that are unchanged; reject any attempt to change them."""
+        data = dict(body)
+        errors = {}
+        for name in self.resource.read_only:
+            if name not in data:
+                continue
+            value = data.pop(name)
+            if name in self.resource.computed:
+                continue  # e.g. rbac echoed back by react-admin
+            if current is None:
+                if value is not None:
+                    errors[name] = "is read-only"
+            elif value != current.get(name):
+                errors[name] = "is read-only"
+        if errors:
+            raise BadRequest("read-only fields cannot be set: " + ", ".join(sorted(errors)),
+                             errors=errors)
+        return data
+
+    def _flush(self, ctx: RequestContext) -> None:
+        try:
+            ctx.db.flush()
+        except IntegrityError as exc:
+            ctx.db.rollback()
+            raise Conflict(_integrity_detail(exc, self.resource.name)) from None
+        except StaleDataError:
+            ctx.db.rollback()
+            raise PreconditionFailed(f"{self.resource.name} was changed by another "
+                                     "request; read it again") from None
+
+    # -- operations -----------------------------------------------------------------
+    def create(self, ctx: RequestContext) -> Reply:
+        data = self._strip_read_only(ctx.body or {}, None)
+        owner = self.resource.owner
+        if owner and owner != "id":
+            data.setdefault(owner, ctx.principal.uid)
+        self._require(ctx, "c", data)
+        self._check_references(ctx, data)
+        data = self.before_create(ctx, data)
+        record = self.model(**data)
+        record.id = new_id(self.services.settings.id_prefix)
+        ctx.db.add(record)
+        self._flush(ctx)
+        body = {"id": record.id, **self.serialize(ctx, record)}
+        self.after_create(ctx, record, body)
+        headers = {"Location": f"{self.services.base_url}/{self.resource.name}/{record.id}",
+                   "ETag": self.etag(record)}
+        return Reply(body, 201, headers)
+
+    def get(self, ctx: RequestContext) -> Reply:
+        record = self._load(ctx, ctx.params["id"])
+        return Reply(self.serialize(ctx, record), 200, {"ETag": self.etag(record)})
+
+    def update(self, ctx: RequestContext) -> Reply:
+        record = self._load(ctx, ctx.params["id"], for_update=True)
+        if_match = ctx.headers.get("If-Match")
+        if if_match and if_match.strip() not in ("*", self.etag(record)):
+            raise PreconditionFailed("If-Match does not match the current ETag")
+        self._require(ctx, "u", record)
+        current = {n: _json_value(getattr(record, n)) for n in self.resource.exposed}
+        changes = self._strip_read_only(ctx.body or {}, current)
+        changes = {k: v for k, v in changes.items() if current.get(k, object()) != v}
+        owner = self.resource.owner
+        if owner and owner in changes:
+            self._require(ctx, "c", {**current, **changes})
+        self._check_references(ctx, changes)
+        changes = self.before_update(ctx, record, changes)
+        for key, value in changes.items():
+            setattr(record, key, value)
+        self._flush(ctx)
+        return Reply(self.serialize(ctx, record), 200, {"ETag": self.etag(record)})
+
+    patch = update
+
+    def delete(self, ctx: RequestContext) -> Reply:
+        ids = [i for i in str(ctx.params["id"]).split(",") if i]
+        if not ids or len(ids) > 100:
+            raise BadRequest("id: give 1 to 100 comma-separated ids",
+                             errors={"id": "give 1 to 100 comma-separated ids"})
+        if_match = ctx.headers.get("If-Match")
+        out = []
+        for id_ in dict.fromkeys(ids):
+            record = self._load(ctx, id_, for_update=True)
+            if if_match and len(ids) == 1 and if_match.strip() not in ("*", self.etag(record)):
+                raise PreconditionFailed("If-Match does not match the current ETag")
+            self._require(ctx, "d", record)
+            self.before_delete(ctx, record)
+            record.status = TRASHED
+            out.append(record)
+        self._flush(ctx)
+        body = [{"id": r.id, **self.serialize(ctx, r)} for r in out]
+        return Reply(body[0] if len(ids) == 1 else body, 200)
+
+    def find(self, ctx: RequestContext) -> Reply:
+        items, count, cursor = self.find_records(ctx)
+        body: dict[str, Any] = {"items": [self.serialize(ctx, r) for r in items],
+                                "count": count}
+        if cursor:
+            body["cursor_next"] = cursor
+        return Reply(body, 200, {"X-Total-Count": str(count)})
+
+    def find_records(self, ctx: RequestContext) -> tuple[list[Any], int, str | None]:
+        """Filtered, sorted, RBAC-limited page: (records, count, cursor_next)."""
+        settings = self.services.settings
+        p = ctx.params
+        fields = self.resource.fields
+        filters = q.parse_filter(p.get("filter"))
+        sort = q.parse_sort(p.get("sort"), fields)
+        limit = p.get("limit") or settings.per_page_default
+        if not 1 <= limit <= settings.per_page_max:
+            raise BadRequest(f"limit: must be 1 to {settings.per_page_max}",
+                             errors={"limit": f"must be 1 to {settings.per_page_max}"})
+        offset = p.get("offset") or 0
+        last = None
+        if p.get("cursor_next"):
+            state = q.decode_cursor(self.services.cursor_secret, p["cursor_next"])
+            if state.get("r") != self.resource.name:
+                raise BadRequest("cursor_next: belongs to another resource",
+                                 errors={"cursor_next": "belongs to another resource"})
+            if ("filter" in p and q.parse_filter(p["filter"]) != state["f"]) or \
+                    ("sort" in p and sort.text() != state["s"]):
+                raise BadRequest("cursor_next: filter or sort differ from the first page",
+                                 errors={"cursor_next": "filter or sort differ"})
+            if offset:
+                raise BadRequest("offset: cannot be combined with cursor_next",
+                                 errors={"offset": "cannot be combined with cursor_next"})
+            filters = state["f"]
+            sort = q.parse_sort(state["s"], fields)
+            last = (state["k"], state["i"])
+        where = [q.active_only(self.model),
+                 self.access.where(ctx.principal, self.resource.name, self.model, "l"),
+                 *q.build_filter(filters, fields)]
+        count = ctx.db.execute(select(func.count()).select_from(self.model)
+                               .where(*where)).scalar_one()
+        stmt = select(self.model).where(*where)
+        if last is not None:
+            stmt = stmt.where(q.after_clause(sort, fields, self.model.id, *last))
+        stmt = stmt.order_by(*q.order_by(sort, fields, self.model.id)).limit(limit + 1)
+        if offset:
+            stmt = stmt.offset(offset)
+        rows = list(ctx.db.execute(stmt).scalars())
+        cursor = None
+        if len(rows) > limit:
+            rows = rows[:limit]
+            tail = rows[-1]
+            cursor = q.encode_cursor(self.services.cursor_secret, {
+                "r": self.resource.name, "s": sort.text(), "f": filters,
+                "k": q.sort_key(tail, sort), "i": tail.id})
+        return rows, count, cursor
+
+
+_VERBS = {"c": "create", "r": "read", "u": "update", "d": "delete", "l": "list"}
+
+
+def _integrity_detail(exc: IntegrityError, resource: str) -> str:
+    text = str(exc.orig).lower()
+    if "foreign key" in text:
+        return f"{resource}: a referenced record does not exist or is still in use"
+    return f"{resource}: a record with these values already exists"

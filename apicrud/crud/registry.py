@@ -1,0 +1,111 @@
+"""ResourceSpec: everything known about one resource, merged once at start-up.
+
+A resource is declared in the spec's root under ``x-apicrud-resources``::
+
+    x-apicrud-resources:
+      person: {model: Person, schema: Person}
+      auth: {controller: "apicrud.auth.controller:AuthController"}
+
+``model`` defaults to the CamelCase resource name looked up in the models module,
+``schema`` to the same name under ``components/schemas``, ``controller`` to BasicCRUD.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import inspect as sa_inspect
+
+from apicrud.spec.loader import dereference
+
+COMPUTED = frozenset({"rbac"})
+
+
+@dataclass
+class ResourceSpec:
+    name: str
+    model: Any | None
+    controller_path: str | None
+    schema: dict[str, Any] = field(default_factory=dict)
+    exposed: tuple[str, ...] = ()  # schema properties backed by model attributes
+    computed: frozenset[str] = frozenset()
+    read_only: frozenset[str] = frozenset()
+    fields: dict[str, Any] = field(default_factory=dict)  # name -> Column (filter/sort)
+    owner: str | None = None
+    privacy: str | None = None
+    references: dict[str, str] = field(default_factory=dict)  # fk attr -> table name
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def table(self) -> str | None:
+        return self.model.__tablename__ if self.model is not None else None
+
+
+def camel(name: str) -> str:
+    return "".join(part.capitalize() for part in name.split("_"))
+
+
+def import_object(path: str) -> Any:
+    module, _, attr = path.partition(":")
+    obj = importlib.import_module(module)
+    return getattr(obj, attr) if attr else obj
+
+
+def build_resources(spec: dict[str, Any], models_module: str) -> dict[str, ResourceSpec]:
+    """Build a ResourceSpec for every entry of ``x-apicrud-resources``; faults go to .problems."""
+    declared = spec.get("x-apicrud-resources") or {}
+    models = importlib.import_module(models_module)
+    schemas = (spec.get("components") or {}).get("schemas") or {}
+    out: dict[str, ResourceSpec] = {}
+    for name, decl in declared.items():
+        decl = decl or {}
+        res = ResourceSpec(name=name, model=None, controller_path=decl.get("controller"))
+        model_name = decl.get("model", camel(name) if "controller" not in decl else None)
+        if model_name:
+            res.model = getattr(models, model_name, None)
+            if res.model is None:
+                res.problems.append(f"resource {name}: model {model_name!r} not found in "
+                                    f"{models_module}")
+        schema_name = decl.get("schema", camel(name) if res.model is not None else None)
+        if schema_name:
+            if schema_name not in schemas:
+                res.problems.append(f"resource {name}: schema {schema_name!r} not in "
+                                    "components/schemas")
+            else:
+                res.schema = dereference(schemas[schema_name], spec)
+        if res.model is not None and res.schema:
+            _bind_model(res)
+        out[name] = res
+    return out
+
+
+def _bind_model(res: ResourceSpec) -> None:
+    mapper = sa_inspect(res.model)
+    columns = {c.key: c for c in mapper.column_attrs}
+    props = res.schema.get("properties") or {}
+    exposed, computed, read_only = [], set(), set()
+    for prop, pschema in props.items():
+        if prop in columns:
+            exposed.append(prop)
+        elif prop in COMPUTED or pschema.get("x-computed"):
+            computed.add(prop)
+        else:
+            res.problems.append(f"resource {res.name}: schema property {prop!r} is not a field "
+                                f"of model {res.model.__name__}")
+        if pschema.get("readOnly") or prop in COMPUTED:
+            read_only.add(prop)
+    if "id" not in exposed:
+        res.problems.append(f"resource {res.name}: schema must expose 'id'")
+    res.exposed = tuple(exposed)
+    res.computed = frozenset(computed)
+    res.read_only = frozenset(read_only | {"id", "created", "modified"} & set(exposed))
+    res.fields = {name: getattr(res.model, name) for name in exposed}
+    res.owner = getattr(res.model, "__owner__", None)
+    if res.owner and res.owner not in columns:
+        res.owner = None
+    res.privacy = "privacy" if "privacy" in columns else None
+    for prop in exposed:
+        for fk in columns[prop].columns[0].foreign_keys:
+            res.references[prop] = fk.column.table.name

@@ -1,0 +1,58 @@
+"""Declarative base, naming convention and the mixins every CRUD model shares."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime, timezone
+
+from sqlalchemy import DateTime, Integer, MetaData, String
+from sqlalchemy.dialects import mysql
+from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
+
+# Stable constraint names so that migrations can drop or alter them on every backend.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+ID_LENGTH = 32
+#: MariaDB's DATETIME drops fractions unless asked; keyset paging and ETags need them.
+Timestamp = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
+
+
+def utcnow() -> datetime:
+    """Naive UTC now: stored the same way on SQLite, PostgreSQL and MariaDB."""
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def new_id(prefix: str = "x-") -> str:
+    """A server-generated id: prefix plus 16 URL-safe random characters (96 bits)."""
+    return prefix + secrets.token_urlsafe(12)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class RecordMixin:
+    """Columns of every CRUD record: id, timestamps, status (soft delete) and a row version.
+
+    ``version`` drives SQLAlchemy's optimistic concurrency: an UPDATE carries
+    ``WHERE version = <read version>``, so two writers of one version never both win.
+    """
+
+    #: attribute holding the owner's person id; ``None`` for unowned resources
+    __owner__: str | None = "uid"
+
+    id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    created: Mapped[datetime] = mapped_column(Timestamp, default=utcnow, nullable=False)
+    modified: Mapped[datetime | None] = mapped_column(Timestamp, onupdate=utcnow)
+    status: Mapped[str] = mapped_column(String(16), default="active", nullable=False, index=True)
+    version: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
+
+    @declared_attr.directive
+    def __mapper_args__(cls) -> dict:
+        return {"version_id_col": cls.__table__.c.version}

@@ -1,0 +1,202 @@
+"""Filter, sort and keyset-cursor builders for ``find``; the soft-delete filter lives here.
+
+The cursor is opaque to clients: base64url JSON carrying the sort, the filter and the
+last row's sort key, signed with HMAC so that a forged or truncated token is a 400
+rather than a surprise. Keyset paging (``WHERE (key, id) > (last_key, last_id)``) makes
+a deep page cost what the first one does.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Boolean, DateTime, Float, Integer, Numeric, and_, case, or_
+
+from apicrud.errors import BadRequest
+
+ACTIVE = "active"
+
+
+def active_only(model):
+    """The soft-delete condition: trashed records are invisible to everything but Trashcan."""
+    return model.status == ACTIVE
+
+
+@dataclass(frozen=True)
+class Sort:
+    field: str
+    descending: bool = False
+
+    def text(self) -> str:
+        return f"{self.field}:{'desc' if self.descending else 'asc'}"
+
+
+def parse_sort(value: str | None, fields: dict[str, Any]) -> Sort:
+    if not value:
+        return Sort("id")
+    name, _, direction = value.partition(":")
+    direction = direction.lower() or "asc"
+    if name not in fields:
+        raise BadRequest(f"sort: unknown field {name[:64]!r}", errors={"sort": "unknown field"})
+    if direction not in ("asc", "desc"):
+        raise BadRequest("sort: direction must be asc or desc",
+                         errors={"sort": "direction must be asc or desc"})
+    return Sort(name, direction == "desc")
+
+
+def _column_kind(column) -> str:
+    t = column.type
+    if isinstance(t, Boolean):
+        return "boolean"
+    if isinstance(t, Integer):
+        return "integer"
+    if isinstance(t, (Float, Numeric)):
+        return "number"
+    if isinstance(t, DateTime):
+        return "datetime"
+    return "string"
+
+
+def coerce_value(column, value: Any, where: str) -> Any:
+    """Check a filter or cursor value against a column's type; raise a 400 naming ``where``."""
+    if value is None:
+        return None
+    kind = _column_kind(column)
+    ok = {
+        "boolean": lambda v: isinstance(v, bool),
+        "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+        "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+        "string": lambda v: isinstance(v, str),
+        "datetime": lambda v: isinstance(v, str),
+    }[kind]
+    if not ok(value):
+        raise BadRequest(f"{where}: expected a {kind}", errors={where: f"expected a {kind}"})
+    if kind == "string" and len(value) > 1024:
+        raise BadRequest(f"{where}: value too long", errors={where: "value too long"})
+    if kind == "datetime":
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise BadRequest(f"{where}: not an ISO 8601 date-time",
+                             errors={where: "not an ISO 8601 date-time"}) from None
+        if parsed.tzinfo is not None:  # stored as naive UTC
+            parsed = (parsed - parsed.utcoffset()).replace(tzinfo=None)
+        return parsed
+    return value
+
+
+def _like_pattern(value: str) -> str:
+    # Only % is a wildcard for clients; _ and the escape character are literal.
+    return value.replace("\\", "\\\\").replace("_", "\\_")
+
+
+def parse_filter(text: str | None) -> dict[str, Any]:
+    if not text:
+        return {}
+    try:
+        data = json.loads(text)
+    except ValueError:
+        raise BadRequest("filter: not valid JSON", errors={"filter": "not valid JSON"}) from None
+    if not isinstance(data, dict):
+        raise BadRequest("filter: must be a JSON object",
+                         errors={"filter": "must be a JSON object"})
+    return data
+
+
+def build_filter(filters: dict[str, Any], fields: dict[str, Any]) -> list:
+    """Clauses for ``{field: value}``: scalar =, list IN, "*" not null, "%" LIKE, null IS NULL."""
+    clauses = []
+    for name, value in filters.items():
+        column = fields.get(name)
+        where = f"filter.{name}"[:80]
+        if column is None:
+            raise BadRequest(f"filter: unknown field {name[:64]!r}",
+                             errors={"filter": f"unknown field {name[:64]!r}"})
+        if value is None:
+            clauses.append(column.is_(None))
+        elif value == "*":
+            clauses.append(column.is_not(None))
+        elif isinstance(value, list):
+            if len(value) > 1000:
+                raise BadRequest(f"{where}: at most 1000 values", errors={where: "too many"})
+            if not value:
+                clauses.append(column.in_([]))
+                continue
+            vals = [coerce_value(column, v, where) for v in value]
+            nulls = any(v is None for v in vals)
+            vals = [v for v in vals if v is not None]
+            clause = column.in_(vals)
+            clauses.append(or_(clause, column.is_(None)) if nulls else clause)
+        elif isinstance(value, str) and "%" in value and _column_kind(column) == "string":
+            clauses.append(column.ilike(_like_pattern(value), escape="\\"))
+        elif isinstance(value, (dict, list)):
+            raise BadRequest(f"{where}: unsupported value", errors={where: "unsupported value"})
+        else:
+            clauses.append(column == coerce_value(column, value, where))
+    return clauses
+
+
+# -- keyset cursor -----------------------------------------------------------------
+
+def _sign(secret: bytes, payload: bytes) -> bytes:
+    return hmac.new(secret, payload, hashlib.sha256).digest()[:16]
+
+
+def encode_cursor(secret: bytes, state: dict[str, Any]) -> str:
+    payload = json.dumps(state, separators=(",", ":"), default=str).encode()
+    return base64.urlsafe_b64encode(_sign(secret, payload) + payload).decode().rstrip("=")
+
+
+def decode_cursor(secret: bytes, token: str) -> dict[str, Any]:
+    bad = BadRequest("cursor_next: invalid or expired cursor",
+                     errors={"cursor_next": "invalid cursor"})
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+    except (ValueError, TypeError):
+        raise bad from None
+    sig, payload = raw[:16], raw[16:]
+    if len(sig) < 16 or not hmac.compare_digest(sig, _sign(secret, payload)):
+        raise bad
+    try:
+        state = json.loads(payload)
+    except ValueError:
+        raise bad from None
+    if not isinstance(state, dict) or not {"s", "f", "k", "i"} <= state.keys():
+        raise bad
+    return state
+
+
+def order_by(sort: Sort, fields: dict[str, Any], id_column) -> list:
+    column = fields[sort.field]
+    out = []
+    if sort.field != "id" and column.nullable:
+        # nulls last in both directions, the same on every backend
+        out.append(case((column.is_(None), 1), else_=0))
+    out.append(column.desc() if sort.descending else column.asc())
+    if sort.field != "id":
+        out.append(id_column.desc() if sort.descending else id_column.asc())
+    return out
+
+
+def after_clause(sort: Sort, fields: dict[str, Any], id_column, last_key: Any, last_id: str):
+    """Rows strictly after (last_key, last_id) in ``order_by`` order."""
+    column = fields[sort.field]
+    beyond = (lambda c, v: c < v) if sort.descending else (lambda c, v: c > v)
+    if sort.field == "id":
+        return beyond(id_column, last_id)
+    key = coerce_value(column, last_key, "cursor_next")
+    if key is None:
+        return and_(column.is_(None), beyond(id_column, last_id))
+    clause = or_(beyond(column, key), and_(column == key, beyond(id_column, last_id)))
+    return or_(clause, column.is_(None)) if column.nullable else clause
+
+
+def sort_key(record: Any, sort: Sort) -> Any:
+    value = getattr(record, sort.field)
+    return value.isoformat() if isinstance(value, datetime) else value

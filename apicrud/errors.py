@@ -1,0 +1,136 @@
+"""Problem documents (RFC 9457) and the exceptions that carry them.
+
+Controllers and middleware raise a :class:`Problem`; one renderer turns it into an
+``application/problem+json`` response. ``message`` repeats ``detail`` because
+react-admin shows ``body.message``; ``errors`` maps field -> message, the shape of
+react-admin form errors.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+TYPE_BASE = "https://apicrud.dev/problems/"
+
+
+class Problem(Exception):
+    """An HTTP-facing error rendered as a problem document."""
+
+    status = 500
+    title = "Internal Server Error"
+    slug = "internal"
+
+    def __init__(
+        self,
+        detail: str | None = None,
+        *,
+        errors: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+        slug: str | None = None,
+        status: int | None = None,
+        title: str | None = None,
+        **extra: Any,
+    ) -> None:
+        if status is not None:
+            self.status = status
+        if title is not None:
+            self.title = title
+        if slug is not None:
+            self.slug = slug
+        self.detail = detail or self.title
+        self.errors = errors or {}
+        self.headers = dict(headers or {})
+        self.extra = extra
+        super().__init__(self.detail)
+
+    def to_dict(self, instance: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "type": TYPE_BASE + self.slug,
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+            "message": self.detail,
+        }
+        if instance:
+            body["instance"] = instance
+        if self.errors:
+            body["errors"] = self.errors
+        body.update(self.extra)
+        return body
+
+    def render(self, instance: str | None = None) -> tuple[bytes, int, dict[str, str]]:
+        headers = {"Content-Type": PROBLEM_MEDIA_TYPE, **self.headers}
+        return json.dumps(self.to_dict(instance)).encode(), self.status, headers
+
+
+class BadRequest(Problem):
+    status, title, slug = 400, "Bad Request", "bad-request"
+
+
+class ValidationProblem(BadRequest):
+    """A body or parameter failed validation; ``errors`` names the fields."""
+
+    slug = "validation"
+
+    def __init__(self, errors: dict[str, str], detail: str | None = None, **kw: Any) -> None:
+        if detail is None:
+            detail = "; ".join(f"{k}: {v}" for k, v in errors.items())
+        super().__init__(detail, errors=errors, **kw)
+
+
+class Unauthorized(Problem):
+    status, title, slug = 401, "Unauthorized", "unauthorized"
+
+    def __init__(self, detail: str | None = None, **kw: Any) -> None:
+        kw.setdefault("headers", {"WWW-Authenticate": 'Bearer realm="apicrud"'})
+        super().__init__(detail or "Authentication required", **kw)
+
+
+class Forbidden(Problem):
+    status, title, slug = 403, "Forbidden", "forbidden"
+
+
+class NotFound(Problem):
+    status, title, slug = 404, "Not Found", "not-found"
+
+
+class MethodNotAllowed(Problem):
+    status, title, slug = 405, "Method Not Allowed", "method-not-allowed"
+
+
+class Conflict(Problem):
+    status, title, slug = 409, "Conflict", "conflict"
+
+
+class PreconditionFailed(Problem):
+    status, title, slug = 412, "Precondition Failed", "precondition-failed"
+
+
+class PayloadTooLarge(Problem):
+    status, title, slug = 413, "Payload Too Large", "payload-too-large"
+
+
+class UnsupportedMediaType(Problem):
+    status, title, slug = 415, "Unsupported Media Type", "unsupported-media-type"
+
+
+class TooManyRequests(Problem):
+    status, title, slug = 429, "Too Many Requests", "too-many-requests"
+
+
+class ServiceUnavailable(Problem):
+    status, title, slug = 503, "Service Unavailable", "unavailable"
+
+    def __init__(self, detail: str | None = None, **kw: Any) -> None:
+        kw.setdefault("headers", {"Retry-After": "5"})
+        super().__init__(detail, **kw)
+
+
+class StartupError(Exception):
+    """Declarations (spec, policies, models, settings) are inconsistent; lists every problem."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("refusing to start:\n" + "\n".join(f"  - {p}" for p in self.problems))

@@ -1,0 +1,97 @@
+"""Models of the default application (CONTRACT section 6).
+
+Framework code never imports this module by name: it is found through the
+``models_module`` setting, so an application can ship its own.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Boolean, ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from apicrud.db.base import Base, RecordMixin, Timestamp
+
+PRIVACY = ("public", "invitee", "member", "manager", "secret")
+
+
+class Person(RecordMixin, Base):
+    """A human known to the service; an account belongs to one person."""
+
+    __tablename__ = "person"
+    #: a person record is owned by the person it describes
+    __owner__ = "id"
+
+    name: Mapped[str] = mapped_column(String(64), nullable=False)
+    identity: Mapped[str | None] = mapped_column(String(254), unique=True)
+    privacy: Mapped[str] = mapped_column(String(8), nullable=False, default="member")
+
+
+class Account(RecordMixin, Base):
+    """Login identity of a person: username, password hash, admin flag."""
+
+    __tablename__ = "account"
+
+    name: Mapped[str] = mapped_column(String(32), nullable=False, unique=True)
+    uid: Mapped[str] = mapped_column(
+        ForeignKey("person.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    password: Mapped[str | None] = mapped_column(String(256))
+    is_admin: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    last_login: Mapped[datetime | None] = mapped_column(Timestamp)
+
+
+class Category(RecordMixin, Base):
+    __tablename__ = "category"
+    __table_args__ = (UniqueConstraint("uid", "name"),)
+
+    name: Mapped[str] = mapped_column(String(64), nullable=False)
+    description: Mapped[str | None] = mapped_column(String(255))
+    uid: Mapped[str] = mapped_column(
+        ForeignKey("person.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+
+
+class List(RecordMixin, Base):
+    __tablename__ = "list"
+    __table_args__ = (UniqueConstraint("uid", "name"),)
+
+    name: Mapped[str] = mapped_column(String(64), nullable=False)
+    description: Mapped[str | None] = mapped_column(String(255))
+    privacy: Mapped[str] = mapped_column(String(8), nullable=False, default="secret")
+    category_id: Mapped[str | None] = mapped_column(
+        ForeignKey("category.id", ondelete="SET NULL"), index=True
+    )
+    uid: Mapped[str] = mapped_column(
+        ForeignKey("person.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+
+
+class Message(RecordMixin, Base):
+    __tablename__ = "message"
+
+    list_id: Mapped[str] = mapped_column(
+        ForeignKey("list.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    subject: Mapped[str | None] = mapped_column(String(128))
+    content: Mapped[str | None] = mapped_column(Text)
+    privacy: Mapped[str] = mapped_column(String(8), nullable=False, default="member")
+    uid: Mapped[str] = mapped_column(
+        ForeignKey("person.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+
+
+class Contact(RecordMixin, Base):
+    """A way to reach a person: email address, phone number, ..."""
+
+    __tablename__ = "contact"
+    __table_args__ = (UniqueConstraint("uid", "type", "info"),)
+
+    info: Mapped[str] = mapped_column(String(254), nullable=False)
+    type: Mapped[str] = mapped_column(String(8), nullable=False, default="email")
+    label: Mapped[str] = mapped_column(String(8), nullable=False, default="home")
+    privacy: Mapped[str] = mapped_column(String(8), nullable=False, default="member")
+    uid: Mapped[str] = mapped_column(
+        ForeignKey("person.id", ondelete="CASCADE"), nullable=False, index=True
+    )

@@ -1,0 +1,89 @@
+"""``apicrud serve``: gunicorn in front of create_app().
+
+The master process starts the embedded Redis (when no URL is configured), applies
+migrations and creates the first admin, then forks workers that connect to the same
+Redis by URL. Sync workers by default: for this CPU-bound request path they beat an
+ASGI server with a thread bridge (README, "Serving stack").
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+
+from gunicorn.app.base import BaseApplication
+
+from apicrud.auth.accounts import count_accounts, create_account
+from apicrud.db import migrate
+from apicrud.db.engine import Database
+from apicrud.redis_client import RedisProvider
+from apicrud.services import load_declarations
+from apicrud.errors import StartupError
+
+log = logging.getLogger("apicrud.server")
+
+
+class _Gunicorn(BaseApplication):
+    def __init__(self, settings, options: dict) -> None:
+        self.settings = settings
+        self.options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self.options.items():
+            self.cfg.set(key, value)
+
+    def load(self):
+        from apicrud.app import create_app
+
+        return create_app(settings=self.settings, migrate=False)
+
+
+def ensure_admin(settings) -> None:
+    """On first start with an empty database, create an admin and print its login once."""
+    database = Database(settings.sqlalchemy_url)
+    models = importlib.import_module(settings.models_module)
+    try:
+        with database.session() as session, session.begin():
+            if count_accounts(session, models):
+                return
+            _, password = create_account(
+                session, models, username=settings.admin_username,
+                email=settings.admin_email, name="Administrator",
+                password=settings.admin_password or None, is_admin=True,
+                id_prefix=settings.id_prefix)
+    finally:
+        database.dispose()
+    shown = "(from setting admin_password)" if settings.admin_password else password
+    print(f"\nfirst start: created admin account\n  username: {settings.admin_username}\n"
+          f"  password: {shown}\n", flush=True)
+
+
+def run(settings) -> None:
+    decl = load_declarations(settings)
+    if decl.problems:
+        raise StartupError(decl.problems)
+    redis = RedisProvider(settings.redis_url, settings.path("data_dir"))
+    try:
+        if redis.embedded:
+            settings = settings.replace(redis_url=redis.url)
+        if settings.db_migrate_at_start:
+            migrate.upgrade_with_lock(settings, redis.client)
+        ensure_admin(settings)
+        url = settings.public_url or f"http://{settings.host}:{settings.port}"
+        print(f"apicrud serving {url}{settings.base_url}  (UI: {url}{settings.base_url}/ui/)",
+              flush=True)
+        options = {
+            "bind": f"{settings.host}:{settings.port}",
+            "workers": settings.workers,
+            "threads": settings.threads,
+            "worker_class": "gthread" if settings.threads > 1 else "sync",
+            "accesslog": None,
+            "errorlog": "-",
+            "loglevel": settings.log_level,
+            "timeout": 60,
+            "graceful_timeout": 10,
+        }
+        _Gunicorn(settings, options).run()
+    finally:
+        redis.close()

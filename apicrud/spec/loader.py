@@ -1,0 +1,96 @@
+"""Load an OpenAPI document that may be split over several YAML files.
+
+References to another file are inlined; a reference into the root file (``api.yaml#/...``)
+becomes an internal ``#/...`` reference, so the bundled document keeps its named
+components. :func:`dereference` then inlines everything, for validators.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from typing import Any
+
+import yaml
+
+
+class SpecError(Exception):
+    """The spec cannot be read or a reference cannot be resolved."""
+
+
+def _pointer(doc: Any, pointer: str, where: str) -> Any:
+    node = doc
+    if pointer in ("", "/"):
+        return node
+    for part in pointer.lstrip("/").split("/"):
+        part = part.replace("~1", "/").replace("~0", "~")
+        try:
+            node = node[int(part)] if isinstance(node, list) else node[part]
+        except (KeyError, IndexError, ValueError, TypeError):
+            raise SpecError(f"{where}: no such pointer #{pointer}") from None
+    return node
+
+
+class _Bundler:
+    def __init__(self, root_file: str) -> None:
+        self.root_file = os.path.abspath(root_file)
+        self.files: dict[str, Any] = {}
+
+    def load(self, path: str) -> Any:
+        path = os.path.abspath(path)
+        if path not in self.files:
+            try:
+                with open(path, encoding="utf-8") as fh:
+                    self.files[path] = yaml.safe_load(fh)
+            except OSError as exc:
+                raise SpecError(f"cannot read {path}: {exc.strerror}") from None
+            except yaml.YAMLError as exc:
+                raise SpecError(f"{path}: invalid YAML: {exc}") from None
+        return self.files[path]
+
+    def bundle(self, node: Any, current: str, stack: tuple = ()) -> Any:
+        if isinstance(node, list):
+            return [self.bundle(item, current, stack) for item in node]
+        if not isinstance(node, dict):
+            return node
+        ref = node.get("$ref")
+        if isinstance(ref, str):
+            file_part, _, pointer = ref.partition("#")
+            target = os.path.join(os.path.dirname(current), file_part) if file_part else current
+            target = os.path.abspath(target)
+            if target == self.root_file:
+                return {"$ref": "#" + pointer}
+            key = (target, pointer)
+            if key in stack:
+                raise SpecError(f"circular $ref {ref} in {current}")
+            resolved = _pointer(self.load(target), pointer, target)
+            return self.bundle(copy.deepcopy(resolved), target, stack + (key,))
+        return {k: self.bundle(v, current, stack) for k, v in node.items()}
+
+
+def load_spec(path: str) -> dict[str, Any]:
+    """Read the root document at ``path`` and bundle the files it references."""
+    bundler = _Bundler(path)
+    root = bundler.load(path)
+    if not isinstance(root, dict) or "openapi" not in root:
+        raise SpecError(f"{path}: not an OpenAPI document (no 'openapi' key)")
+    return bundler.bundle(root, bundler.root_file)
+
+
+def dereference(node: Any, root: dict[str, Any], stack: tuple = ()) -> Any:
+    """Inline every internal ``#/...`` reference of a bundled document."""
+    if isinstance(node, list):
+        return [dereference(item, root, stack) for item in node]
+    if not isinstance(node, dict):
+        return node
+    ref = node.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#"):
+        if ref in stack:
+            raise SpecError(f"circular $ref {ref}")
+        target = _pointer(root, ref[1:], "spec")
+        merged = dereference(target, root, stack + (ref,))
+        siblings = {k: v for k, v in node.items() if k != "$ref"}
+        if siblings and isinstance(merged, dict):
+            merged = {**merged, **dereference(siblings, root, stack)}
+        return merged
+    return {k: dereference(v, root, stack) for k, v in node.items()}
