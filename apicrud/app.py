@@ -118,18 +118,19 @@ def _render(reply: Reply) -> Response:
     return resp
 
 
-def _read_body(op: Operation) -> Any:
+def _read_body(op: Operation) -> tuple[bool, Any]:
+    """(whether a body was sent, the parsed JSON)."""
     raw = request.get_data(cache=False)
     if not raw:
         if op.body_required:
             raise BadRequest("a JSON request body is required",
                              errors={"body": "is required"})
-        return None
+        return False, None
     ctype = (request.mimetype or "").lower()
     if ctype != JSON_TYPE and not ctype.endswith("+json"):
         raise UnsupportedMediaType(f"send {JSON_TYPE}, not {ctype or 'no content type'}")
     try:
-        return json.loads(raw)
+        return True, json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequest(f"malformed JSON: {exc}"[:200], errors={"body": "malformed JSON"}) \
             from None
@@ -146,8 +147,8 @@ def _dispatch(services: Services, op: Operation, path_args: dict[str, str]) -> R
         params = op.parse_params(path_args, request.args, request.headers)
         body = None
         if op.body_validator is not None:
-            body = _read_body(op)
-            if body is not None:
+            present, body = _read_body(op)
+            if present:  # a JSON null is present, and fails an object schema
                 op.validate_body(body, partial=request.method in ("PUT", "PATCH"))
         ctx = RequestContext(services, op, principal, params, body, request.headers,
                              request.remote_addr, request.scheme)

@@ -135,7 +135,7 @@ class AccessControl:
         if self._public_allows(p, resource, record, "r"):
             held |= {"r", "l"} & {a for r in self.policy.for_resource(resource)
                                   for a in r.actions}
-        return "".join(a for a in ACTIONS if a in held)
+        return "".join(sorted(held))
 
     def may_list(self, p: Principal, resource: str) -> bool:
         """Could any rule let ``p`` list some record of ``resource``?"""

@@ -126,7 +126,7 @@ class BasicCRUD:
             ctx.db.flush()
         except IntegrityError as exc:
             ctx.db.rollback()
-            raise Conflict(_integrity_detail(exc, self.resource.name)) from None
+            raise _integrity_problem(exc, self.resource.name) from None
         except StaleDataError:
             ctx.db.rollback()
             raise PreconditionFailed(f"{self.resource.name} was changed by another "
@@ -256,8 +256,12 @@ class BasicCRUD:
 _VERBS = {"c": "create", "r": "read", "u": "update", "d": "delete", "l": "list"}
 
 
-def _integrity_detail(exc: IntegrityError, resource: str) -> str:
+def _integrity_problem(exc: IntegrityError, resource: str):
+    """409 for unique and foreign-key conflicts; 400 for a missing required value."""
     text = str(exc.orig).lower()
+    if "null" in text and ("not null" in text or "cannot be null" in text
+                           or "null value" in text):
+        return BadRequest(f"{resource}: a required value is missing")
     if "foreign key" in text:
-        return f"{resource}: a referenced record does not exist or is still in use"
-    return f"{resource}: a record with these values already exists"
+        return Conflict(f"{resource}: a referenced record does not exist or is still in use")
+    return Conflict(f"{resource}: a record with these values already exists")
