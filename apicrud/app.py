@@ -109,7 +109,7 @@ def _render(reply: Reply) -> Response:
     if reply.body is None:
         resp = Response(status=reply.status)
     else:
-        resp = Response(json.dumps(reply.body, separators=(",", ":")), reply.status,
+        resp = Response(json.dumps(reply.body, separators=(",", ":")) + "\n", reply.status,
                         mimetype=JSON_TYPE)
     for key, value in reply.headers.items():
         resp.headers[key] = value

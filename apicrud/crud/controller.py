@@ -210,12 +210,10 @@ class BasicCRUD:
         fields = self.resource.fields
         filters = q.parse_filter(p.get("filter"))
         sort = q.parse_sort(p.get("sort"), fields)
-        limit = p.get("limit") or settings.per_page_default
-        if not 1 <= limit <= settings.per_page_max:
-            raise BadRequest(f"limit: must be 1 to {settings.per_page_max}",
-                             errors={"limit": f"must be 1 to {settings.per_page_max}"})
+        limit = p.get("limit")
         offset = p.get("offset") or 0
         last = None
+        state = None
         if p.get("cursor_next"):
             state = q.decode_cursor(self.services.cursor_secret, p["cursor_next"])
             if state.get("r") != self.resource.name:
@@ -231,6 +229,12 @@ class BasicCRUD:
             filters = state["f"]
             sort = q.parse_sort(state["s"], fields)
             last = (state["k"], state["i"])
+            if limit is None and isinstance(state.get("l"), int):
+                limit = state["l"]  # a cursor alone continues with the first page's size
+        limit = limit or settings.per_page_default
+        if not 1 <= limit <= settings.per_page_max:
+            raise BadRequest(f"limit: must be 1 to {settings.per_page_max}",
+                             errors={"limit": f"must be 1 to {settings.per_page_max}"})
         where = [q.active_only(self.model),
                  self.access.where(ctx.principal, self.resource.name, self.model, "l"),
                  *q.build_filter(filters, fields)]
@@ -249,7 +253,7 @@ class BasicCRUD:
             tail = rows[-1]
             cursor = q.encode_cursor(self.services.cursor_secret, {
                 "r": self.resource.name, "s": sort.text(), "f": filters,
-                "k": q.sort_key(tail, sort), "i": tail.id})
+                "k": q.sort_key(tail, sort), "i": tail.id, "l": limit})
         return rows, count, cursor
 
 

@@ -62,7 +62,10 @@ def build_resources(spec: dict[str, Any], models_module: str) -> dict[str, Resou
     for name, decl in declared.items():
         decl = decl or {}
         res = ResourceSpec(name=name, model=None, controller_path=decl.get("controller"))
-        model_name = decl.get("model", camel(name) if "controller" not in decl else None)
+        # resources with only a controller (auth, health) have no model unless named
+        has_model = "model" in decl or "controller" not in decl or \
+            hasattr(models, camel(name))
+        model_name = decl.get("model", camel(name) if has_model else None)
         if model_name:
             res.model = getattr(models, model_name, None)
             if res.model is None:

@@ -309,3 +309,21 @@ def test_openapi_document_and_ui_are_served(server):
     ui = anon.get("/ui/")
     assert ui.status_code == 200 and "swagger-ui" in ui.text
     assert anon.get("/ui/swagger-ui-bundle.js").status_code == 200
+
+
+# -- a custom controller overrides one step -----------------------------------------------
+
+def test_custom_controller_validates_contact_info_by_type(user):
+    ok = user.api.post("/contact", json={"info": "me@example.com", "type": "email"})
+    assert ok.status_code == 201, ok.text
+    assert_problem(user.api.post("/contact", json={"info": "not-an-address", "type": "email"}),
+                   400, "info")
+    assert_problem(user.api.post("/contact", json={"info": "call me", "type": "sms"}),
+                   400, "info")
+    assert user.api.post("/contact", json={"info": "+1 555 0100", "type": "sms"}) \
+        .status_code == 201
+    assert_problem(user.api.patch(f"/contact/{ok.json()['id']}", json={"type": "sms"}),
+                   400, "info")
+    # everything else is BasicCRUD's: ownership, listing, delete
+    assert user.api.get("/contact").json()["count"] == 2
+    assert user.api.delete(f"/contact/{ok.json()['id']}").status_code == 200

@@ -1,0 +1,37 @@
+"""Controllers of the default application that need more than BasicCRUD.
+
+Each overrides one step and inherits the rest: this is the pattern for special cases,
+instead of branches on a resource name inside generic code.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from apicrud.crud.controller import BasicCRUD
+from apicrud.errors import ValidationProblem
+
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_PHONE = re.compile(r"^\+?[0-9 ().-]{6,20}$")
+_RULES = {"email": (_EMAIL, "is not an email address"),
+          "sms": (_PHONE, "is not a phone number"),
+          "voice": (_PHONE, "is not a phone number"),
+          "whatsapp": (_PHONE, "is not a phone number")}
+
+
+class ContactController(BasicCRUD):
+    """Contacts: ``info`` must fit its ``type`` (an address for email, a number for sms)."""
+
+    def _check_info(self, values: dict[str, Any]) -> None:
+        rule = _RULES.get(values.get("type") or "email")
+        if rule and values.get("info") is not None and not rule[0].match(values["info"]):
+            raise ValidationProblem({"info": rule[1]})
+
+    def before_create(self, ctx, data):
+        self._check_info(data)
+        return data
+
+    def before_update(self, ctx, record, changes):
+        self._check_info({"type": record.type, "info": record.info, **changes})
+        return changes
