@@ -83,6 +83,8 @@ def run(settings) -> None:
             "loglevel": settings.log_level,
             "timeout": 60,
             "graceful_timeout": 10,
+            # a control socket under $HOME would be shared by every instance on the host
+            "control_socket_disable": True,
         }
         _Gunicorn(settings, options).run()
     finally:

@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import inspect as sa_inspect
 
-from apicrud.spec.loader import dereference
+from apicrud.spec.loader import SpecError, dereference
 
 COMPUTED = frozenset({"rbac"})
 
@@ -77,7 +77,10 @@ def build_resources(spec: dict[str, Any], models_module: str) -> dict[str, Resou
                 res.problems.append(f"resource {name}: schema {schema_name!r} not in "
                                     "components/schemas")
             else:
-                res.schema = dereference(schemas[schema_name], spec)
+                try:
+                    res.schema = dereference(schemas[schema_name], spec)
+                except SpecError as exc:
+                    res.problems.append(f"resource {name}: schema {schema_name!r}: {exc}")
         if res.model is not None and res.schema:
             _bind_model(res)
         out[name] = res

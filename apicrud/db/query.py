@@ -12,6 +12,7 @@ import base64
 import hashlib
 import hmac
 import json
+import math
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -77,18 +78,39 @@ def coerce_value(column, value: Any, where: str) -> Any:
     }[kind]
     if not ok(value):
         raise BadRequest(f"{where}: expected a {kind}", errors={where: f"expected a {kind}"})
-    if kind == "string" and len(value) > 1024:
-        raise BadRequest(f"{where}: value too long", errors={where: "value too long"})
+    if kind == "integer" and not _INT_MIN <= value <= _INT_MAX:
+        raise BadRequest(f"{where}: out of range", errors={where: "out of range"})
+    if kind == "number" and not math.isfinite(value):
+        raise BadRequest(f"{where}: not a finite number", errors={where: "not a finite number"})
+    if isinstance(value, str):
+        _check_text(value, where)
     if kind == "datetime":
         try:
             parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
+            if parsed.tzinfo is not None:  # stored as naive UTC
+                parsed = (parsed - parsed.utcoffset()).replace(tzinfo=None)
+        except (ValueError, OverflowError):  # bad text, or out of range once made UTC
             raise BadRequest(f"{where}: not an ISO 8601 date-time",
                              errors={where: "not an ISO 8601 date-time"}) from None
-        if parsed.tzinfo is not None:  # stored as naive UTC
-            parsed = (parsed - parsed.utcoffset()).replace(tzinfo=None)
         return parsed
     return value
+
+
+_INT_MIN, _INT_MAX = -(2 ** 63), 2 ** 63 - 1
+
+
+def _check_text(value: str, where: str) -> None:
+    """Strings every backend can compare: bounded, valid UTF-8, no NUL (PostgreSQL)."""
+    if len(value) > 1024:
+        raise BadRequest(f"{where}: value too long", errors={where: "value too long"})
+    if "\x00" in value:
+        raise BadRequest(f"{where}: contains a NUL character",
+                         errors={where: "contains a NUL character"})
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates, e.g. "\ud800" in the JSON
+        raise BadRequest(f"{where}: not valid Unicode text",
+                         errors={where: "not valid Unicode text"}) from None
 
 
 def _like_pattern(value: str) -> str:
@@ -101,7 +123,7 @@ def parse_filter(text: str | None) -> dict[str, Any]:
         return {}
     try:
         data = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
         raise BadRequest("filter: not valid JSON", errors={"filter": "not valid JSON"}) from None
     if not isinstance(data, dict):
         raise BadRequest("filter: must be a JSON object",
@@ -134,6 +156,7 @@ def build_filter(filters: dict[str, Any], fields: dict[str, Any]) -> list:
             clause = column.in_(vals)
             clauses.append(or_(clause, column.is_(None)) if nulls else clause)
         elif isinstance(value, str) and "%" in value and _column_kind(column) == "string":
+            _check_text(value, where)
             clauses.append(column.ilike(_like_pattern(value), escape="\\"))
         elif isinstance(value, (dict, list)):
             raise BadRequest(f"{where}: unsupported value", errors={where: "unsupported value"})

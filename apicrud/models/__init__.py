@@ -95,3 +95,18 @@ class Contact(RecordMixin, Base):
     uid: Mapped[str] = mapped_column(
         ForeignKey("person.id", ondelete="CASCADE"), nullable=False, index=True
     )
+
+
+class ListMember(RecordMixin, Base):
+    """A person's membership of a list, at a level (invitee, member or manager)."""
+
+    __tablename__ = "listmember"
+    __table_args__ = (UniqueConstraint("list_id", "uid"),)
+
+    list_id: Mapped[str] = mapped_column(
+        ForeignKey("list.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    uid: Mapped[str] = mapped_column(
+        ForeignKey("person.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    authorization: Mapped[str] = mapped_column(String(8), nullable=False, default="member")

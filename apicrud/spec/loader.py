@@ -63,7 +63,10 @@ class _Bundler:
             key = (target, pointer)
             if key in stack:
                 raise SpecError(f"circular $ref {ref} in {current}")
-            resolved = _pointer(self.load(target), pointer, target)
+            try:
+                resolved = _pointer(self.load(target), pointer, target)
+            except SpecError as exc:
+                raise SpecError(f"{current}: $ref {ref!r}: {exc}") from None
             return self.bundle(copy.deepcopy(resolved), target, stack + (key,))
         return {k: self.bundle(v, current, stack) for k, v in node.items()}
 
