@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from dataclasses import replace
 from typing import Any
 
 import redis.exceptions
@@ -144,6 +145,9 @@ def _dispatch(services: Services, op: Operation, path_args: dict[str, str]) -> R
                                  request.headers, request.cookies)
         if not op.public and not principal.authenticated:
             raise Unauthorized()
+        if principal.authenticated and services.roles.sources:
+            levels, kinds = services.roles.for_uid(principal.uid)
+            principal = replace(principal, memberships=levels, membership_kinds=kinds)
         params = op.parse_params(path_args, request.args, request.headers)
         body = None
         if op.body_validator is not None:

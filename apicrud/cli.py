@@ -174,6 +174,66 @@ def account_add(ctx: click.Context, username: str, email: str, name: str | None,
         click.echo(f"password: {pw}")
 
 
+# -- rbac -------------------------------------------------------------------------
+
+@main.group()
+def rbac() -> None:
+    """Access policies."""
+
+
+@rbac.command("can-i")
+@click.argument("action")
+@click.argument("target", metavar="RESOURCE[:ID]")
+@click.option("--as", "username", required=True, help="the account to ask for")
+@click.pass_context
+def rbac_can_i(ctx: click.Context, action: str, target: str, username: str) -> None:
+    """May USERNAME do ACTION to RESOURCE[:ID]? Prints yes/no and the deciding rule.
+
+    Exit status 0 for yes, 1 for no (like kubectl auth can-i).
+    """
+    from sqlalchemy import select
+
+    from apicrud.access.explain import can_i
+    from apicrud.auth.principal import Principal
+    from apicrud.db import migrate
+    from apicrud.db.engine import Database
+    from apicrud.redis_client import RedisProvider
+    from apicrud.services import Services, load_declarations
+
+    settings = _settings(ctx.find_root())
+    decl = load_declarations(settings)
+    if decl.problems:
+        raise click.ClickException(str(StartupError(decl.problems)))
+    resource, _, id_ = target.partition(":")
+    database = Database(settings.sqlalchemy_url)
+    redis = RedisProvider(settings.redis_url, settings.path("data_dir"))
+    try:
+        migrate.upgrade(settings)
+        services = Services(settings, decl, database, redis, sessions=None)
+        model = decl.models.Account
+        with database.session() as session:
+            account = session.execute(select(model).where(
+                model.name == username, model.status.in_(("active", "pending")))) \
+                .scalar_one_or_none()
+            if account is None:
+                raise click.ClickException(f"no account {username!r}")
+            levels, kinds = services.roles.load(account.uid)
+            principal = Principal(uid=account.uid, account_id=account.id, username=username,
+                                  is_admin=account.is_admin, status=account.status,
+                                  method="cli", memberships=levels, membership_kinds=kinds)
+            try:
+                answer = can_i(services, session, principal, action, resource, id_ or None)
+            except KeyError:
+                raise click.ClickException(f"no resource {resource!r}") from None
+            except ValueError as exc:
+                raise click.ClickException(str(exc)) from None
+    finally:
+        database.dispose()
+        redis.close()
+    click.echo(f"{'yes' if answer.allowed else 'no'}: {answer.reason}")
+    sys.exit(0 if answer.allowed else 1)
+
+
 # -- serve ------------------------------------------------------------------------
 
 @main.command()

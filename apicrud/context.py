@@ -39,6 +39,8 @@ class RequestContext:
         self.remote_addr = remote_addr
         self.scheme = scheme
         self._db: Session | None = None
+        self.after_commit: list = []  # callables run once the transaction is committed
+        self.related: dict[tuple[str, Any], Any] = {}  # (resource, id) -> related value
 
     @property
     def db(self) -> Session:
@@ -58,3 +60,6 @@ class RequestContext:
         finally:
             self._db.close()
             self._db = None
+        if ok:
+            for callback in self.after_commit:
+                callback()

@@ -16,8 +16,9 @@ from typing import Any
 
 from apicrud.access.decide import AccessControl
 from apicrud.access.policy import Policy, PolicyError, load_policy
+from apicrud.access.roles import MembershipRoles
 from apicrud.crud.controller import BasicCRUD
-from apicrud.crud.registry import ResourceSpec, build_resources, import_object
+from apicrud.crud.registry import ResourceSpec, build_resources, check_related, import_object
 from apicrud.errors import StartupError
 from apicrud.spec.loader import SpecError, load_spec
 from apicrud.spec.operations import Operation, compile_operations
@@ -57,6 +58,7 @@ def load_declarations(settings) -> Declarations:
     resources = build_resources(spec, settings.models_module)
     for res in resources.values():
         problems += res.problems
+    problems += check_related(resources)
     policy = None
     try:
         policy = load_policy(_path(settings, settings.rbac_file))
@@ -134,7 +136,10 @@ class Services:
         self.access = AccessControl(
             decl.policy,
             owners={n: r.owner for n, r in decl.resources.items()},
-            privacy={n: r.privacy for n, r in decl.resources.items()})
+            privacy={n: r.privacy for n, r in decl.resources.items()},
+            columns={n: set(r.columns) for n, r in decl.resources.items()})
+        self.roles = MembershipRoles(decl.policy, decl.resources, db, redis.client,
+                                     ttl=settings.roles_cache_ttl)
         self._by_table = {r.table: r for r in decl.resources.values() if r.table}
         self.controllers: dict[str, Any] = {}
         for name, res in decl.resources.items():

@@ -57,10 +57,25 @@ class AccessControl:
     """
 
     def __init__(self, policy: Policy, owners: dict[str, str | None] | None = None,
-                 privacy: dict[str, str | None] | None = None) -> None:
+                 privacy: dict[str, str | None] | None = None,
+                 columns: dict[str, set[str]] | None = None) -> None:
         self.policy = policy
         self.owners = dict(owners or {})
         self.privacy = dict(privacy or {})
+        # resource -> attribute naming its membership: "id" for a membership resource
+        # itself (a list), "list_id" for records kept in a list
+        self._membership_attr: dict[str, str] = {}
+        attrs = {ms.attr for ms in policy.memberships.values()}
+        for resource, cols in (columns or {}).items():
+            if resource in policy.memberships:
+                self._membership_attr[resource] = "id"
+            else:
+                found = sorted(attrs & set(cols))
+                if found:
+                    self._membership_attr[resource] = found[0]
+
+    def membership_attr(self, resource: str) -> str | None:
+        return self._membership_attr.get(resource)
 
     # -- levels -------------------------------------------------------------------
     def _rank(self, level: str | None) -> int:
@@ -112,14 +127,25 @@ class AccessControl:
 
     def decide(self, p: Principal, action: str, resource: str, record: Any = None) -> Decision:
         """Decide one action, naming the rule that allowed it or why nothing did."""
+        near = None
         for rule in self.policy.for_resource(resource):
             if self._rule_allows(rule, p, resource, record, action):
                 return Decision(True, rule.source)
+            if near is None and rule.target == "attr" and record is not None and \
+                    action in rule.actions and _principal_matches(rule, p):
+                held = self._held_level(p, rule, resource, record)
+                if held is not None and not (rule.level and
+                                             self._rank(held) < self._rank(rule.level)):
+                    level = _value(record, self.privacy.get(resource) or "privacy")
+                    near = (f"privacy: the record's privacy {level!r} is above your level "
+                            f"{held!r} (or secret); rule {rule.source}")
         if self._public_allows(p, resource, record, action):
-            return Decision(True, f"privacy: {resource} record is public")
-        reason = f"no policy of {resource!r} grants {action!r} to {p.username or 'anonymous'}"
-        log.debug("denied", extra={"principal": p.uid, "resource": resource,
-                                   "action": action, "reason": reason})
+            return Decision(True, f"privacy: the {resource} record is public")
+        reason = near or (f"no policy of {resource!r} grants {action!r} to "
+                          f"{p.username or 'anonymous'}"
+                          + ("" if record is not None else " on the collection"))
+        log.debug("denied %s %s to %s: %s", action, resource, p.username or "anonymous",
+                  reason)
         return Decision(False, reason)
 
     def allows(self, p: Principal, action: str, resource: str, record: Any = None) -> bool:

@@ -59,9 +59,12 @@ class Rule:
 
 @dataclass(frozen=True)
 class Membership:
+    """A private resource (e.g. list) whose members (e.g. listmember rows) hold levels."""
+
     resource: str
     attr: str
     members: str | None
+    level_attr: str = "authorization"
 
 
 @dataclass(frozen=True)
@@ -116,7 +119,8 @@ def compile_policy(data: Any, path: str = "rbac.yaml") -> Policy:
             problems.append(f"{path}: private_resources[{i}]: needs resource and attr")
             continue
         memberships[entry["resource"]] = Membership(entry["resource"], entry["attr"],
-                                                    entry.get("members"))
+                                                    entry.get("members"),
+                                                    entry.get("level_attr", "authorization"))
     rules: dict[str, list[Rule]] = {}
     policies = data.get("policies")
     if not isinstance(policies, dict) or not policies:

@@ -12,7 +12,8 @@ from apicrud.auth.passwords import verify_password
 from apicrud.context import Reply, RequestContext
 from apicrud.crypto import token_hash
 from apicrud.db.base import utcnow
-from apicrud.errors import TooManyRequests, Unauthorized
+from apicrud.access.explain import can_i
+from apicrud.errors import BadRequest, TooManyRequests, Unauthorized
 
 log = logging.getLogger("apicrud.auth")
 LOGIN_STATES = ("active", "pending")
@@ -84,3 +85,16 @@ class AuthController:
         cookie = {"key": self.settings.cookie_name, "value": "", "max_age": 0,
                   "httponly": True, "samesite": "Lax", "path": self.services.base_url}
         return Reply(None, 204, cookies=[cookie])
+
+    def can_i(self, ctx: RequestContext) -> Reply:
+        """Whether the caller may do an action, and the rule or privacy level that decided."""
+        p = ctx.params
+        try:
+            answer = can_i(self.services, ctx.db, ctx.principal, p["action"], p["resource"],
+                           p.get("id"))
+        except KeyError:
+            raise BadRequest("resource: no such resource",
+                             errors={"resource": "no such resource"}) from None
+        except ValueError as exc:
+            raise BadRequest(f"action: {exc}", errors={"action": str(exc)}) from None
+        return Reply(answer.to_dict(p["action"], p["resource"], p.get("id")), 200)

@@ -21,6 +21,7 @@ class Principal:
     method: str = "anonymous"  # session, cookie, basic, apikey
     scopes: frozenset[str] | None = None  # None: not restricted (sessions)
     memberships: dict[str, str] = field(default_factory=dict)
+    membership_kinds: dict[str, str] = field(default_factory=dict)  # id -> resource (list)
     token: str | None = None
     csrf: str | None = None
 
@@ -36,7 +37,8 @@ class Principal:
         out = ["pending"] if self.status == "pending" else ["user"]
         if self.is_admin:
             out.append("admin")
-        out += [f"{k}-{v}" for k, v in sorted(self.memberships.items())]
+        out += [f"{self.membership_kinds.get(k, 'membership')}-{k}-{v}"
+                for k, v in sorted(self.memberships.items())]
         return out
 
 

@@ -33,9 +33,12 @@ class ResourceSpec:
     computed: frozenset[str] = frozenset()
     read_only: frozenset[str] = frozenset()
     fields: dict[str, Any] = field(default_factory=dict)  # name -> Column (filter/sort)
+    columns: tuple[str, ...] = ()  # every column attribute of the model
     owner: str | None = None
     privacy: str | None = None
     references: dict[str, str] = field(default_factory=dict)  # fk attr -> table name
+    # computed property -> (attribute holding the related id, related resource, its field)
+    related: dict[str, tuple[str, str, str]] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -90,6 +93,7 @@ def build_resources(spec: dict[str, Any], models_module: str) -> dict[str, Resou
 def _bind_model(res: ResourceSpec) -> None:
     mapper = sa_inspect(res.model)
     columns = {c.key: c for c in mapper.column_attrs}
+    res.columns = tuple(columns)
     props = res.schema.get("properties") or {}
     exposed, computed, read_only = [], set(), set()
     for prop, pschema in props.items():
@@ -97,10 +101,19 @@ def _bind_model(res: ResourceSpec) -> None:
             exposed.append(prop)
         elif prop in COMPUTED or pschema.get("x-computed"):
             computed.add(prop)
+        elif isinstance(pschema.get("x-related"), dict):
+            rel = pschema["x-related"]
+            if rel.get("via") not in columns or not rel.get("resource") or \
+                    not rel.get("field"):
+                res.problems.append(f"resource {res.name}: {prop}: x-related needs via (a "
+                                    "field of the model), resource and field")
+            else:
+                res.related[prop] = (rel["via"], rel["resource"], rel["field"])
+                computed.add(prop)
         else:
             res.problems.append(f"resource {res.name}: schema property {prop!r} is not a field "
                                 f"of model {res.model.__name__}")
-        if pschema.get("readOnly") or prop in COMPUTED:
+        if pschema.get("readOnly") or prop in COMPUTED or prop in res.related:
             read_only.add(prop)
     if "id" not in exposed:
         res.problems.append(f"resource {res.name}: schema must expose 'id'")
@@ -115,3 +128,18 @@ def _bind_model(res: ResourceSpec) -> None:
     for prop in exposed:
         for fk in columns[prop].columns[0].foreign_keys:
             res.references[prop] = fk.column.table.name
+
+
+def check_related(resources: dict[str, ResourceSpec]) -> list[str]:
+    """x-related must name a resource with a model and a field its schema exposes."""
+    problems = []
+    for res in resources.values():
+        for prop, (_, target, fieldname) in res.related.items():
+            other = resources.get(target)
+            if other is None or other.model is None:
+                problems.append(f"resource {res.name}: {prop}: x-related resource {target!r} "
+                                "is not a model-backed resource")
+            elif fieldname not in other.exposed:
+                problems.append(f"resource {res.name}: {prop}: {target}.{fieldname} is not "
+                                f"exposed by {target}'s schema")
+    return problems

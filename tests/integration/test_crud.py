@@ -44,7 +44,13 @@ def test_create_sets_owner_to_caller_and_defaults(user):
     assert body["uid"] == user.uid and body["privacy"] == "secret"
 
 
-def test_create_for_another_uid_is_forbidden_for_users(user, other_user):
+def test_create_for_another_uid_is_refused_for_users(user, other_user):
+    # a person the caller cannot read is an unusable id: 404 naming the field
+    resp = user.api.post("/category", json={"name": "x", "uid": other_user.uid})
+    assert_problem(resp, 404, "uid")
+    # one they can read (public) is still not theirs to create records for
+    assert other_user.api.patch(f"/person/{other_user.uid}",
+                                json={"privacy": "public"}).status_code == 200
     resp = user.api.post("/category", json={"name": "x", "uid": other_user.uid})
     assert_problem(resp, 403)
     assert other_user.api.get("/category").json()["count"] == 0
@@ -120,7 +126,7 @@ def test_get_returns_record_rbac_and_etag(user):
     assert resp.status_code == 200
     assert resp.headers["ETag"].startswith('"')
     body = resp.json()
-    assert body["description"] == "weekly" and body["rbac"] == "cdlru"
+    assert body["description"] == "weekly" and body["rbac"] == "cdghijlru"
 
 
 def test_get_unknown_id_returns_404(user):
@@ -219,7 +225,7 @@ def test_update_invalid_values_return_400(user):
 def test_update_moving_to_another_owner_is_forbidden(user, other_user):
     created = new_list(user.api)
     resp = user.api.put(f"/list/{created['id']}", json={"uid": other_user.uid})
-    assert_problem(resp, 403)
+    assert_problem(resp, 404, "uid")
     assert user.api.get(f"/list/{created['id']}").json()["uid"] == user.uid
 
 
@@ -256,8 +262,9 @@ def test_other_users_records_are_invisible(user, other_user):
     mine = new_list(user.api, name="private")
     rid = mine["id"]
     assert other_user.api.get("/list").json() == {"items": [], "count": 0}
-    assert other_user.api.get("/list", params={"filter": f'{{"uid": "{user.uid}"}}'}) \
-        .json()["count"] == 0
+    # filtering by an id the caller cannot read is a 404 naming it, like a payload id
+    assert_problem(other_user.api.get("/list", params={"filter": f'{{"uid": "{user.uid}"}}'}),
+                   404, "filter.uid")
     assert_problem(other_user.api.get(f"/list/{rid}"), 404)
     assert_problem(other_user.api.put(f"/list/{rid}", json={"name": "hijack"}), 404)
     assert_problem(other_user.api.patch(f"/list/{rid}", json={"name": "hijack"}), 404)

@@ -59,7 +59,7 @@ def test_readme_tour_runs_as_written(tmp_path):
                                 capture_output=True, text=True, timeout=120)
         out = result.stdout
         assert result.returncode == 0, result.stderr + out
-        assert '"rbac":"cdlru"' in out and "ETag:" in out
+        assert '"rbac":"cdghijlru"' in out and "ETag:" in out
         assert '"subject":"chapter 5"' in out and '"count":5' in out
         assert '"description":"books to read"' in out
         assert '"errors": {"colour": "unknown field"}' in out

@@ -1,0 +1,97 @@
+"""MembershipController: who may add, change or remove members of a private resource.
+
+For the members resource of a ``private_resources`` entry (e.g. ``listmember`` of
+``list``), beyond what rbac.yaml grants on the members resource itself:
+
+- ``h`` (manager) on the list: add anyone at any level, change levels, remove anyone;
+- ``i`` (invite) on the list: add someone as an invitee (the lowest level);
+- ``j`` (join) on the list: add yourself as a member, or turn your own invitation into
+  a membership.
+
+Everything else (validation, storage, paging, cache invalidation) is BasicCRUD's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+
+from apicrud.crud.controller import BasicCRUD
+from apicrud.db import query as q
+from apicrud.errors import Forbidden, NotFound
+
+
+class MembershipController(BasicCRUD):
+    def __init__(self, resource, services) -> None:
+        super().__init__(resource, services)
+        policy = services.access.policy
+        ms = next((m for m in policy.memberships.values() if m.members == resource.name),
+                  None)
+        if ms is None:
+            raise ValueError(f"{resource.name} is not the members resource of any "
+                             "private_resources entry in rbac.yaml")
+        self.membership = ms
+        self.levels = policy.privacy_levels[1:-1]  # invitee, member, manager
+
+    def _parent(self, ctx, parent_id: Any) -> Any:
+        res = self.services.resources[self.membership.resource]
+        record = ctx.db.execute(select(res.model).where(
+            res.model.id == parent_id, q.active_only(res.model))).scalar_one_or_none()
+        attr = self.membership.attr
+        if record is None or not self.access.allows(ctx.principal, "r", res.name, record):
+            raise NotFound(f"{attr}: not found", errors={attr: "not found"})
+        return record
+
+    def _holds(self, ctx, action: str, parent: Any) -> bool:
+        return self.access.allows(ctx.principal, action, self.membership.resource, parent)
+
+    def _check_references(self, ctx, data: dict[str, Any]) -> None:
+        # The person being added need not be readable by the one adding them (a manager
+        # does not see strangers' person records): h/i/j on the list authorize it.
+        # The person must exist, though.
+        uid = data.get("uid")
+        rest = {k: v for k, v in data.items() if k != "uid"}
+        super()._check_references(ctx, rest)
+        if uid is not None:
+            person = self.services.resource_for_table(self.resource.references.get("uid", ""))
+            if person is not None and ctx.db.execute(select(person.model.id).where(
+                    person.model.id == uid, q.active_only(person.model))).first() is None:
+                raise NotFound("uid: not found", errors={"uid": "not found"})
+
+    def authorize(self, ctx, action: str, record: Any) -> None:
+        p = ctx.principal
+        if self.access.allows(p, action, self.resource.name, record):
+            return  # rbac.yaml grants it on the members resource itself (e.g. admin)
+        attr, level_attr = self.membership.attr, self.membership.level_attr
+        get = record.get if isinstance(record, dict) else lambda k: getattr(record, k, None)
+        parent = self._parent(ctx, get(attr))
+        level = get(level_attr) or "member"
+        if self._holds(ctx, "h", parent):
+            return
+        own = get("uid") == p.uid
+        if action == "c":
+            if level == self.levels[0] and self._holds(ctx, "i", parent):
+                return
+            if own and level == "member" and self._holds(ctx, "j", parent):
+                return
+        elif action == "u" and own and self._holds(ctx, "j", parent):
+            return  # accepting an invitation; the level itself is checked in before_update
+        raise Forbidden(f"not allowed to {'add' if action == 'c' else 'change'} this "
+                        f"{self.resource.name}")
+
+    def before_update(self, ctx, record, changes):
+        if changes.keys() - {self.membership.level_attr}:
+            # a membership does not move to another list or person; add a new one
+            self.authorize_manager(ctx, record)
+        level = changes.get(self.membership.level_attr)
+        if level is not None and level != "member" and record.uid == ctx.principal.uid:
+            self.authorize_manager(ctx, record)
+        return changes
+
+    def authorize_manager(self, ctx, record) -> None:
+        if self.access.allows(ctx.principal, "u", self.resource.name, record):
+            return
+        parent = self._parent(ctx, getattr(record, self.membership.attr))
+        if not self._holds(ctx, "h", parent):
+            raise Forbidden(f"only a manager may change this {self.resource.name}")

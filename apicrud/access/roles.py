@@ -1,0 +1,116 @@
+"""Membership roles of a user, derived from the database per request and cached in Redis.
+
+A user holds a membership at a level through a row of the members resource (e.g.
+``listmember``), and is manager of every membership record they own (a list's owner
+manages it). The cache is dropped on every change that could alter it, before and after
+the change commits, so a removed member loses access on their very next request.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from sqlalchemy import select
+
+from apicrud.db.query import active_only
+
+log = logging.getLogger("apicrud.access")
+
+
+class MembershipRoles:
+    """``for_uid(uid)`` -> {membership id: level}; ``uncache(uid)`` after changes."""
+
+    def __init__(self, policy, resources: dict[str, Any], db, redis_client,
+                 ttl: int = 300, prefix: str = "apicrud") -> None:
+        self.policy = policy
+        self.db = db
+        self.redis = redis_client
+        self.ttl = ttl
+        self.prefix = prefix
+        levels = policy.privacy_levels
+        self.owner_level = levels[-2]  # the highest level below secret: manager
+        self.sources = []  # (membership model, owner attr, members model, attr, level attr)
+        self.resource_names = [ms.resource for ms in policy.memberships.values()]
+        for ms in policy.memberships.values():
+            owner_res = resources.get(ms.resource)
+            members_res = resources.get(ms.members) if ms.members else None
+            self.sources.append((
+                owner_res.model if owner_res else None,
+                owner_res.owner if owner_res else None,
+                members_res.model if members_res else None,
+                ms.attr, ms.level_attr))
+        self.watched = {ms.resource for ms in policy.memberships.values()} | \
+            {ms.members for ms in policy.memberships.values() if ms.members}
+
+    def _key(self, uid: str) -> str:
+        return f"{self.prefix}:roles:{uid}"
+
+    def for_uid(self, uid: str) -> tuple[dict[str, str], dict[str, str]]:
+        """({membership id: level}, {membership id: membership resource}), cached."""
+        if not self.sources:
+            return {}, {}
+        cached = self.redis.get(self._key(uid))
+        if cached is not None:
+            levels, kinds = json.loads(cached)
+            return levels, kinds
+        levels, kinds = self.load(uid)
+        self.redis.set(self._key(uid), json.dumps([levels, kinds]), ex=self.ttl)
+        return levels, kinds
+
+    def load(self, uid: str) -> tuple[dict[str, str], dict[str, str]]:
+        """Read a user's memberships from the database (no cache)."""
+        rank = self.policy.privacy_rank
+        roles: dict[str, str] = {}
+        kinds: dict[str, str] = {}
+        with self.db.session() as session:
+            for resource, (owner_model, owner_attr, members_model, attr, level_attr) in \
+                    zip(self.resource_names, self.sources):
+                if members_model is not None:
+                    stmt = select(getattr(members_model, attr),
+                                  getattr(members_model, level_attr)) \
+                        .where(members_model.uid == uid, active_only(members_model))
+                    if owner_model is not None:  # memberships of trashed lists count not
+                        stmt = stmt.join(owner_model, owner_model.id ==
+                                         getattr(members_model, attr)) \
+                            .where(active_only(owner_model))
+                    rows = session.execute(stmt)
+                    for mid, level in rows:
+                        if level in self.policy.privacy_levels[1:-1]:
+                            roles[mid] = level
+                            kinds[mid] = resource
+                if owner_model is not None and owner_attr:
+                    owned = session.execute(
+                        select(owner_model.id).where(getattr(owner_model, owner_attr) == uid,
+                                                     active_only(owner_model))).scalars()
+                    for mid in owned:
+                        if mid not in roles or rank(roles[mid]) < rank(self.owner_level):
+                            roles[mid] = self.owner_level
+                            kinds[mid] = resource
+        return roles, kinds
+
+    def uncache(self, *uids: str | None) -> None:
+        keys = [self._key(u) for u in uids if u]
+        if keys:
+            self.redis.delete(*keys)
+
+    def changed(self, ctx, resource: str, records: list[Any], extra_uids=()) -> None:
+        """A write touched these records: drop the roles of every user it may affect, now
+        and again once the transaction commits (a concurrent read cannot re-cache stale
+        roles past the commit)."""
+        if resource not in self.watched:
+            return
+        uids = {getattr(r, "uid", None) for r in records} | set(extra_uids)
+        ms = self.policy.memberships.get(resource)
+        if ms is not None and ms.members:
+            # a membership record changed (e.g. a list trashed): all its members
+            for owner_model, _, members_model, attr, _ in self.sources:
+                if members_model is None or owner_model is None or \
+                        owner_model.__tablename__ != records[0].__tablename__:
+                    continue
+                uids |= set(ctx.db.execute(select(members_model.uid).where(
+                    getattr(members_model, attr).in_([r.id for r in records]))).scalars())
+        uids = {u for u in uids if u}
+        self.uncache(*uids)
+        ctx.after_commit.append(lambda: self.uncache(*uids))
