@@ -15,9 +15,12 @@ spec-first behaviour (validation, security, problem documents) at WSGI speed.
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import os
+import time
+import uuid
 from dataclasses import replace
 from typing import Any
 
@@ -25,7 +28,7 @@ import redis.exceptions
 from flask import Flask, Response, request
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
-from apicrud.auth.handlers import authenticate
+from apicrud.auth.principal import ANONYMOUS
 from apicrud.auth.sessions import SessionManager
 from apicrud.config import load_settings
 from apicrud.context import Reply, RequestContext
@@ -43,10 +46,19 @@ from apicrud.errors import (
     UnsupportedMediaType,
 )
 from apicrud.redis_client import RedisProvider
+from apicrud.pipeline import RequestRecord
 from apicrud.services import Services, load_declarations
 from apicrud.spec.operations import Operation, flask_rule
 
 log = logging.getLogger("apicrud")
+
+#: Components that hook into the request path (see apicrud.pipeline), in this order:
+#: authenticators first (API keys before sessions: a key is the more specific
+#: credential), then guards (rate limits need the principal; scopes need the
+#: operation), then observers (metrics count every response, errors included).
+COMPONENTS = (
+    "apicrud.auth.handlers",  # Bearer, Basic and cookie sessions
+)
 MAX_BODY = 1024 * 1024
 JSON_TYPE = "application/json"
 
@@ -75,6 +87,8 @@ def create_app(root: str | None = None, *, settings=None, migrate: bool | None =
     sessions = SessionManager(redis_provider.client, settings.secret_key,
                               ttl=settings.session_ttl)
     services = Services(settings, decl, db, redis_provider, sessions)
+    for name in COMPONENTS:
+        importlib.import_module(name).init_app(services)
 
     app = Flask("apicrud", static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
@@ -137,47 +151,68 @@ def _read_body(op: Operation) -> tuple[bool, Any]:
             from None
 
 
+def _request_id() -> str:
+    given = request.headers.get("X-Request-ID", "")
+    # accept a caller's id only if it is short and plain: it goes into logs and headers
+    if 0 < len(given) <= 64 and all(c.isalnum() or c in "-_.:" for c in given):
+        return given
+    return uuid.uuid4().hex
+
+
 def _dispatch(services: Services, op: Operation, path_args: dict[str, str]) -> Response:
+    started = time.perf_counter()
+    request_id = _request_id()
     ctx: RequestContext | None = None
-    settings = services.settings
+    principal = ANONYMOUS
     try:
-        principal = authenticate(services.sessions, settings.cookie_name, request.method,
-                                 request.headers, request.cookies)
+        principal = services.pipeline.authenticate(request)
         if not op.public and not principal.authenticated:
             raise Unauthorized()
         if principal.authenticated and services.roles.sources:
             levels, kinds = services.roles.for_uid(principal.uid)
             principal = replace(principal, memberships=levels, membership_kinds=kinds)
-        params = op.parse_params(path_args, request.args, request.headers)
-        body = None
+        ctx = RequestContext(services, op, principal, {}, None, request.headers,
+                             request.remote_addr, request.scheme, request_id, request.method)
+        for guard in services.pipeline.guards:
+            guard(ctx)
+        ctx.params = op.parse_params(path_args, request.args, request.headers)
         if op.body_validator is not None:
-            present, body = _read_body(op)
+            present, ctx.body = _read_body(op)
             if present:  # a JSON null is present, and fails an object schema
-                op.validate_body(body, partial=request.method in ("PUT", "PATCH"))
-        ctx = RequestContext(services, op, principal, params, body, request.headers,
-                             request.remote_addr, request.scheme)
+                op.validate_body(ctx.body, partial=request.method in ("PUT", "PATCH"))
         reply = op.handler(ctx)
         ctx.finish(True)
-        return _render(reply)
+        response = _render(reply)
     except Problem as exc:
         if exc.status >= 500:
             log.error("%s %s: %s", request.method, request.path, exc.detail)
-        return _fail(ctx, exc)
+        response = _fail(ctx, exc)
     except IntegrityError:
-        return _fail(ctx, Conflict("conflicts with an existing record"))
+        response = _fail(ctx, Conflict("conflicts with an existing record"))
     except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
         log.error("redis unavailable during %s %s", request.method, request.path)
-        return _fail(ctx, ServiceUnavailable("redis is unavailable"))
+        response = _fail(ctx, ServiceUnavailable("redis is unavailable"))
     except (OperationalError, DBAPIError) as exc:
         if isinstance(exc, DBAPIError) and not (isinstance(exc, OperationalError) or
                                                 exc.connection_invalidated):
             log.exception("database error during %s %s", request.method, request.path)
-            return _fail(ctx, Problem("internal error"))
-        log.error("database unavailable during %s %s", request.method, request.path)
-        return _fail(ctx, ServiceUnavailable("database is unavailable"))
+            response = _fail(ctx, Problem("internal error"))
+        else:
+            log.error("database unavailable during %s %s", request.method, request.path)
+            response = _fail(ctx, ServiceUnavailable("database is unavailable"))
     except Exception:
         log.exception("unhandled error during %s %s", request.method, request.path)
-        return _fail(ctx, Problem("internal error"))
+        response = _fail(ctx, Problem("internal error"))
+    if ctx is not None:
+        principal = ctx.principal
+        for key, value in ctx.response_headers.items():
+            response.headers.setdefault(key, value)
+    response.headers["X-Request-ID"] = request_id
+    services.pipeline.observe(RequestRecord(
+        request.method, request.path, op.operation_id, op.resource, op.action,
+        response.status_code, time.perf_counter() - started, principal, request_id,
+        request.remote_addr))
+    return response
 
 
 def _fail(ctx: RequestContext | None, problem: Problem) -> Response:

@@ -29,7 +29,7 @@ class RequestContext:
 
     def __init__(self, services: Services, operation: Operation, principal: Principal,
                  params: dict[str, Any], body: Any, headers: Any, remote_addr: str | None,
-                 scheme: str = "http") -> None:
+                 scheme: str = "http", request_id: str = "", method: str = "GET") -> None:
         self.services = services
         self.operation = operation
         self.principal = principal
@@ -38,6 +38,9 @@ class RequestContext:
         self.headers = headers
         self.remote_addr = remote_addr
         self.scheme = scheme
+        self.request_id = request_id
+        self.method = method
+        self.response_headers: dict[str, str] = {}  # added to the response, even on errors
         self._db: Session | None = None
         self.after_commit: list = []  # callables run once the transaction is committed
         self.related: dict[tuple[str, Any], Any] = {}  # (resource, id) -> related value

@@ -20,6 +20,7 @@ from apicrud.access.roles import MembershipRoles
 from apicrud.crud.controller import BasicCRUD
 from apicrud.crud.registry import ResourceSpec, build_resources, check_related, import_object
 from apicrud.errors import StartupError
+from apicrud.pipeline import Pipeline
 from apicrud.spec.loader import SpecError, load_spec
 from apicrud.spec.operations import Operation, compile_operations
 
@@ -140,6 +141,7 @@ class Services:
             columns={n: set(r.columns) for n, r in decl.resources.items()})
         self.roles = MembershipRoles(decl.policy, decl.resources, db, redis.client,
                                      ttl=settings.roles_cache_ttl)
+        self.pipeline = Pipeline()
         self._by_table = {r.table: r for r in decl.resources.values() if r.table}
         self.controllers: dict[str, Any] = {}
         for name, res in decl.resources.items():

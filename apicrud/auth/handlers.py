@@ -73,3 +73,15 @@ def _from_token(sessions, token: str, method: str) -> Principal:
     if not session or "uid" not in session:
         raise Unauthorized("invalid or expired credentials")
     return principal_from_session(session, token, method)
+
+
+def init_app(services) -> None:
+    """Register login sessions (Bearer, Basic, cookie) as an authenticator."""
+    cookie_name = services.settings.cookie_name
+
+    def from_session(request) -> Principal | None:
+        principal = authenticate(services.sessions, cookie_name, request.method,
+                                 request.headers, request.cookies)
+        return principal if principal.authenticated else None
+
+    services.pipeline.authenticators.append(from_session)

@@ -196,6 +196,8 @@ class BasicCRUD:
             data.setdefault(owner, ctx.principal.uid)
         self._check_references(ctx, data)
         self.authorize(ctx, "c", data)
+        for check in self.services.pipeline.create_checks:
+            check(ctx, self.resource, data)
         data = self.before_create(ctx, data)
         record = self.model(**data)
         record.id = new_id(self.services.settings.id_prefix)

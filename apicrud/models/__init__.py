@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy import Boolean, ForeignKey, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from apicrud.db.base import Base, RecordMixin, Timestamp
@@ -40,6 +40,12 @@ class Account(RecordMixin, Base):
     password: Mapped[str | None] = mapped_column(String(256))
     is_admin: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     last_login: Mapped[datetime | None] = mapped_column(Timestamp)
+    password_changed: Mapped[datetime | None] = mapped_column(Timestamp)
+    #: TOTP second factor: secret encrypted with AESEncryptBin, backup codes as a JSON
+    #: list of hashes (single use)
+    totp_secret: Mapped[bytes | None] = mapped_column(LargeBinary)
+    totp_enabled: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    backup_codes: Mapped[str | None] = mapped_column(Text)
 
 
 class Category(RecordMixin, Base):
@@ -110,3 +116,63 @@ class ListMember(RecordMixin, Base):
         ForeignKey("person.id", ondelete="CASCADE"), nullable=False, index=True
     )
     authorization: Mapped[str] = mapped_column(String(8), nullable=False, default="member")
+
+
+class Scope(RecordMixin, Base):
+    """A named capability an API key may be limited to (managed by admins)."""
+
+    __tablename__ = "scope"
+    __owner__ = None
+
+    name: Mapped[str] = mapped_column(String(32), nullable=False, unique=True)
+    description: Mapped[str | None] = mapped_column(String(255))
+
+
+class ApiKey(RecordMixin, Base):
+    """A credential for programs: ``<prefix>.<secret>``; only a hash of the secret is kept."""
+
+    __tablename__ = "apikey"
+    __table_args__ = (UniqueConstraint("uid", "name"),)
+
+    name: Mapped[str] = mapped_column(String(64), nullable=False)
+    prefix: Mapped[str] = mapped_column(String(16), nullable=False, unique=True)
+    hash: Mapped[str] = mapped_column(String(128), nullable=False)
+    scopes: Mapped[str | None] = mapped_column(Text)  # JSON list of scope names
+    expires: Mapped[datetime | None] = mapped_column(Timestamp)
+    last_used: Mapped[datetime | None] = mapped_column(Timestamp)
+    uid: Mapped[str] = mapped_column(
+        ForeignKey("person.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+
+
+class Settings(RecordMixin, Base):
+    """Per-account settings (AccountSettings reads them through a Redis cache)."""
+
+    __tablename__ = "settings"
+
+    account_id: Mapped[str] = mapped_column(
+        ForeignKey("account.id", ondelete="CASCADE"), nullable=False, unique=True
+    )
+    locale: Mapped[str] = mapped_column(String(16), nullable=False, default="en_US")
+    timezone: Mapped[str] = mapped_column(String(48), nullable=False, default="UTC")
+    default_category_id: Mapped[str | None] = mapped_column(
+        ForeignKey("category.id", ondelete="SET NULL")
+    )
+    default_privacy: Mapped[str] = mapped_column(String(8), nullable=False, default="member")
+    uid: Mapped[str] = mapped_column(
+        ForeignKey("person.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+
+
+class Grant(RecordMixin, Base):
+    """A per-user override of a default grant (record counts, rate limit, ...)."""
+
+    __tablename__ = "grant"
+    __table_args__ = (UniqueConstraint("uid", "name"),)
+
+    name: Mapped[str] = mapped_column(String(32), nullable=False)
+    value: Mapped[str] = mapped_column(String(64), nullable=False)
+    expires: Mapped[datetime | None] = mapped_column(Timestamp)
+    uid: Mapped[str] = mapped_column(
+        ForeignKey("person.id", ondelete="CASCADE"), nullable=False, index=True
+    )
