@@ -58,6 +58,11 @@ log = logging.getLogger("apicrud")
 #: operation), then observers (metrics count every response, errors included).
 COMPONENTS = (
     "apicrud.auth.handlers",  # Bearer, Basic and cookie sessions
+    "apicrud.worker.outbox",  # services.outbox: messages queued for the worker
+    "apicrud.metrics",  # services.metrics/grants; grant create checks; request metrics
+    "apicrud.ratelimit.middleware",  # guard: 429 past the caller's limit (services.ratelimit)
+    "apicrud.registry",  # announces this instance in Redis (services.registry)
+    "apicrud.logs",  # observer: one structured line per request (logger apicrud.request)
 )
 MAX_BODY = 1024 * 1024
 JSON_TYPE = "application/json"
@@ -85,7 +90,9 @@ def create_app(root: str | None = None, *, settings=None, migrate: bool | None =
 
         upgrade_with_lock(settings, redis_provider.client)
     sessions = SessionManager(redis_provider.client, settings.secret_key,
-                              ttl=settings.session_ttl)
+                              ttl=settings.session_ttl, expiry=settings.session_expiry,
+                              limit=settings.session_limit_per_user,
+                              max_lifetime=settings.session_max_lifetime)
     services = Services(settings, decl, db, redis_provider, sessions)
     for name in COMPONENTS:
         importlib.import_module(name).init_app(services)
@@ -123,6 +130,8 @@ def _problem(problem: Problem) -> Response:
 def _render(reply: Reply) -> Response:
     if reply.body is None:
         resp = Response(status=reply.status)
+    elif isinstance(reply.body, bytes):  # encoded by the controller (Content-Type header)
+        resp = Response(reply.body, reply.status)
     else:
         resp = Response(json.dumps(reply.body, separators=(",", ":")) + "\n", reply.status,
                         mimetype=JSON_TYPE)
@@ -145,10 +154,40 @@ def _read_body(op: Operation) -> tuple[bool, Any]:
     if ctype != JSON_TYPE and not ctype.endswith("+json"):
         raise UnsupportedMediaType(f"send {JSON_TYPE}, not {ctype or 'no content type'}")
     try:
-        return True, json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise BadRequest(f"malformed JSON: {exc}"[:200], errors={"body": "malformed JSON"}) \
             from None
+    bad = _unstorable(body)
+    if bad is not None:
+        raise BadRequest(f"{bad}: contains a NUL character or an unpaired surrogate",
+                         errors={bad: "contains a NUL character or an unpaired surrogate"})
+    return True, body
+
+
+def _unstorable(value: Any, path: str = "body", depth: int = 0) -> str | None:
+    """The first field holding text no database can store (NUL, lone surrogates)."""
+    if depth > 32:
+        return path
+    if isinstance(value, str):
+        if "\x00" in value:
+            return path
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return path
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            found = _unstorable(key, path, depth + 1) or \
+                _unstorable(item, key if path == "body" else f"{path}.{key}", depth + 1)
+            if found:
+                return found
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found = _unstorable(item, f"{path}[{i}]", depth + 1)
+            if found:
+                return found
+    return None
 
 
 def _request_id() -> str:

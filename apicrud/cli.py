@@ -195,7 +195,6 @@ def rbac_can_i(ctx: click.Context, action: str, target: str, username: str) -> N
 
     from apicrud.access.explain import can_i
     from apicrud.auth.principal import Principal
-    from apicrud.db import migrate
     from apicrud.db.engine import Database
     from apicrud.redis_client import RedisProvider
     from apicrud.services import Services, load_declarations
@@ -208,7 +207,6 @@ def rbac_can_i(ctx: click.Context, action: str, target: str, username: str) -> N
     database = Database(settings.sqlalchemy_url)
     redis = RedisProvider(settings.redis_url, settings.path("data_dir"))
     try:
-        migrate.upgrade(settings)
         services = Services(settings, decl, database, redis, sessions=None)
         model = decl.models.Account
         with database.session() as session:
@@ -244,14 +242,47 @@ def rbac_can_i(ctx: click.Context, action: str, target: str, username: str) -> N
 def serve(ctx: click.Context, host: str | None, port: int | None,
           workers: int | None) -> None:
     """Run the service under gunicorn (embedded Redis and SQLite unless configured)."""
+    from apicrud.logs import configure_logging
     from apicrud.server import run
 
     changes = {k: v for k, v in (("host", host), ("port", port), ("workers", workers))
                if v is not None}
     try:
-        run(_settings(ctx, **changes))
+        settings = _settings(ctx, **changes)
+        configure_logging(settings)  # log_format text|json; workers inherit it at fork
+        run(settings)
     except StartupError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+# -- messaging worker -------------------------------------------------------------
+
+@main.command()
+@click.option("--concurrency", type=int, default=2, show_default=True,
+              help="messages sent at the same time")
+@click.option("--pool", type=click.Choice(["prefork", "threads", "solo"]),
+              default="prefork", show_default=True, help="Celery execution pool")
+@click.option("--loglevel", default="INFO", show_default=True)
+@click.pass_context
+def worker(ctx: click.Context, concurrency: int, pool: str, loglevel: str) -> None:
+    """Run the messaging worker (Celery; broker from setting broker_url or Redis)."""
+    from apicrud.worker.main import run_worker
+
+    run_worker(_settings(ctx), concurrency=concurrency, pool=pool, loglevel=loglevel)
+
+
+@main.command("dead-letters")
+@click.option("--requeue", is_flag=True, help="queue every dead letter again")
+@click.pass_context
+def dead_letters(ctx: click.Context, requeue: bool) -> None:
+    """List messages that could not be delivered (and optionally queue them again)."""
+    from apicrud.worker.main import dead_letters as listing
+
+    records, count = listing(_settings(ctx), requeue=requeue)
+    for r in records:
+        click.echo(f"{r.get('failed_at')}  {r.get('id')}  {r.get('template')}  "
+                   f"{r.get('to')}  attempts={r.get('attempts')}  {r.get('error')}")
+    click.echo(f"{len(records)} dead letter(s)" + (f", {count} requeued" if requeue else ""))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -252,6 +252,7 @@ class BasicCRUD:
             self.authorize(ctx, "d", record)
             self.before_delete(ctx, record)
             record.status = TRASHED
+            record.live = None  # frees its unique values (see RecordMixin.live)
             out.append(record)
         self._flush(ctx)
         self._roles_changed(ctx, out)

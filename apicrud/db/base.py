@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 from datetime import datetime, timezone
 
-from sqlalchemy import DateTime, Integer, MetaData, String
+from sqlalchemy import Boolean, DateTime, Integer, MetaData, String
 from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
 
@@ -52,6 +52,10 @@ class RecordMixin:
     modified: Mapped[datetime | None] = mapped_column(Timestamp, onupdate=utcnow)
     status: Mapped[str] = mapped_column(String(16), default="active", nullable=False, index=True)
     version: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
+    #: True while the record is live, NULL once trashed. Unique constraints include it,
+    #: so they bind live records only (NULLs never collide, on every backend): a name
+    #: freed by deleting can be used again, and restoring checks for a conflict.
+    live: Mapped[bool | None] = mapped_column(Boolean, default=True)
 
     @declared_attr.directive
     def __mapper_args__(cls) -> dict:

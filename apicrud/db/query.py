@@ -255,7 +255,7 @@ def after_clause(sort: Sort, fields: dict[str, Any], id_column, last_key: Any, l
     if key is None:
         return and_(column.is_(None), beyond(id_column, last_id))
     expr = sort_expression(column)
-    clause = or_(beyond(expr, key), and_(expr == key, id_column >= last_id))
+    clause = or_(beyond(expr, key), and_(expr == key, beyond(id_column, last_id)))
     return or_(clause, column.is_(None)) if column.nullable else clause
 
 

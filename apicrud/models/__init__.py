@@ -20,11 +20,12 @@ class Person(RecordMixin, Base):
     """A human known to the service; an account belongs to one person."""
 
     __tablename__ = "person"
+    __table_args__ = (UniqueConstraint("identity", "live"),)
     #: a person record is owned by the person it describes
     __owner__ = "id"
 
     name: Mapped[str] = mapped_column(String(64), nullable=False)
-    identity: Mapped[str | None] = mapped_column(String(254), unique=True)
+    identity: Mapped[str | None] = mapped_column(String(254))
     privacy: Mapped[str] = mapped_column(String(8), nullable=False, default="member")
 
 
@@ -32,8 +33,9 @@ class Account(RecordMixin, Base):
     """Login identity of a person: username, password hash, admin flag."""
 
     __tablename__ = "account"
+    __table_args__ = (UniqueConstraint("name", "live"),)
 
-    name: Mapped[str] = mapped_column(String(32), nullable=False, unique=True)
+    name: Mapped[str] = mapped_column(String(32), nullable=False)
     uid: Mapped[str] = mapped_column(
         ForeignKey("person.id", ondelete="CASCADE"), nullable=False, index=True
     )
@@ -50,7 +52,7 @@ class Account(RecordMixin, Base):
 
 class Category(RecordMixin, Base):
     __tablename__ = "category"
-    __table_args__ = (UniqueConstraint("uid", "name"),)
+    __table_args__ = (UniqueConstraint("uid", "name", "live"),)
 
     name: Mapped[str] = mapped_column(String(64), nullable=False)
     description: Mapped[str | None] = mapped_column(String(255))
@@ -61,7 +63,7 @@ class Category(RecordMixin, Base):
 
 class List(RecordMixin, Base):
     __tablename__ = "list"
-    __table_args__ = (UniqueConstraint("uid", "name"),)
+    __table_args__ = (UniqueConstraint("uid", "name", "live"),)
 
     name: Mapped[str] = mapped_column(String(64), nullable=False)
     description: Mapped[str | None] = mapped_column(String(255))
@@ -92,7 +94,7 @@ class Contact(RecordMixin, Base):
     """A way to reach a person: email address, phone number, ..."""
 
     __tablename__ = "contact"
-    __table_args__ = (UniqueConstraint("uid", "type", "info"),)
+    __table_args__ = (UniqueConstraint("uid", "type", "info", "live"),)
 
     info: Mapped[str] = mapped_column(String(254), nullable=False)
     type: Mapped[str] = mapped_column(String(8), nullable=False, default="email")
@@ -107,7 +109,7 @@ class ListMember(RecordMixin, Base):
     """A person's membership of a list, at a level (invitee, member or manager)."""
 
     __tablename__ = "listmember"
-    __table_args__ = (UniqueConstraint("list_id", "uid"),)
+    __table_args__ = (UniqueConstraint("list_id", "uid", "live"),)
 
     list_id: Mapped[str] = mapped_column(
         ForeignKey("list.id", ondelete="CASCADE"), nullable=False, index=True
@@ -122,9 +124,10 @@ class Scope(RecordMixin, Base):
     """A named capability an API key may be limited to (managed by admins)."""
 
     __tablename__ = "scope"
+    __table_args__ = (UniqueConstraint("name", "live"),)
     __owner__ = None
 
-    name: Mapped[str] = mapped_column(String(32), nullable=False, unique=True)
+    name: Mapped[str] = mapped_column(String(32), nullable=False)
     description: Mapped[str | None] = mapped_column(String(255))
 
 
@@ -132,7 +135,7 @@ class ApiKey(RecordMixin, Base):
     """A credential for programs: ``<prefix>.<secret>``; only a hash of the secret is kept."""
 
     __tablename__ = "apikey"
-    __table_args__ = (UniqueConstraint("uid", "name"),)
+    __table_args__ = (UniqueConstraint("uid", "name", "live"),)
 
     name: Mapped[str] = mapped_column(String(64), nullable=False)
     prefix: Mapped[str] = mapped_column(String(16), nullable=False, unique=True)
@@ -149,9 +152,10 @@ class Settings(RecordMixin, Base):
     """Per-account settings (AccountSettings reads them through a Redis cache)."""
 
     __tablename__ = "settings"
+    __table_args__ = (UniqueConstraint("account_id", "live"),)
 
     account_id: Mapped[str] = mapped_column(
-        ForeignKey("account.id", ondelete="CASCADE"), nullable=False, unique=True
+        ForeignKey("account.id", ondelete="CASCADE"), nullable=False
     )
     locale: Mapped[str] = mapped_column(String(16), nullable=False, default="en_US")
     timezone: Mapped[str] = mapped_column(String(48), nullable=False, default="UTC")
@@ -168,7 +172,7 @@ class Grant(RecordMixin, Base):
     """A per-user override of a default grant (record counts, rate limit, ...)."""
 
     __tablename__ = "grant"
-    __table_args__ = (UniqueConstraint("uid", "name"),)
+    __table_args__ = (UniqueConstraint("uid", "name", "live"),)
 
     name: Mapped[str] = mapped_column(String(32), nullable=False)
     value: Mapped[str] = mapped_column(String(64), nullable=False)

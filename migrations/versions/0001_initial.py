@@ -2,7 +2,8 @@
 
 Reviewed by hand from autogenerate output: common record columns come from one
 helper, timestamps keep microseconds on MariaDB (keyset paging and ETags rely on
-them), and every constraint is named by the metadata naming convention.
+them), unique constraints include ``live`` (NULL once trashed) so that they bind live
+records only, and every constraint is named by the metadata naming convention.
 
 Revision ID: 0001
 Revises:
@@ -27,13 +28,15 @@ ID = sa.String(length=32)
 
 
 def _record_columns(table: str) -> list:
-    """id, created, modified, status, version: the columns of RecordMixin."""
+    """id, created, modified, status, version, live: the columns of RecordMixin."""
     return [
         sa.Column("id", ID, nullable=False),
         sa.Column("created", TS, nullable=False),
         sa.Column("modified", TS, nullable=True),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("version", sa.Integer(), nullable=False),
+        # NULL once trashed: unique constraints include it and bind live rows only
+        sa.Column("live", sa.Boolean(), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f(f"pk_{table}")),
     ]
 
@@ -58,7 +61,7 @@ def upgrade() -> None:
         sa.Column("identity", sa.String(length=254), nullable=True),
         sa.Column("privacy", sa.String(length=8), nullable=False),
         *_record_columns("person"),
-        sa.UniqueConstraint("identity", name=op.f("uq_person_identity")),
+        sa.UniqueConstraint("identity", "live", name=op.f("uq_person_identity_live")),
     )
     _indexes("person")
 
@@ -70,7 +73,7 @@ def upgrade() -> None:
         sa.Column("last_login", TS, nullable=True),
         *_owner("account"),
         *_record_columns("account"),
-        sa.UniqueConstraint("name", name=op.f("uq_account_name")),
+        sa.UniqueConstraint("name", "live", name=op.f("uq_account_name_live")),
     )
     _indexes("account", "uid")
 
@@ -80,7 +83,7 @@ def upgrade() -> None:
         sa.Column("description", sa.String(length=255), nullable=True),
         *_owner("category"),
         *_record_columns("category"),
-        sa.UniqueConstraint("uid", "name", name=op.f("uq_category_uid_name")),
+        sa.UniqueConstraint("uid", "name", "live", name=op.f("uq_category_uid_name_live")),
     )
     _indexes("category", "uid")
 
@@ -92,7 +95,8 @@ def upgrade() -> None:
         sa.Column("privacy", sa.String(length=8), nullable=False),
         *_owner("contact"),
         *_record_columns("contact"),
-        sa.UniqueConstraint("uid", "type", "info", name=op.f("uq_contact_uid_type_info")),
+        sa.UniqueConstraint("uid", "type", "info", "live",
+                            name=op.f("uq_contact_uid_type_info_live")),
     )
     _indexes("contact", "uid")
 
@@ -106,7 +110,7 @@ def upgrade() -> None:
         *_record_columns("list"),
         sa.ForeignKeyConstraint(["category_id"], ["category.id"],
                                 name=op.f("fk_list_category_id_category"), ondelete="SET NULL"),
-        sa.UniqueConstraint("uid", "name", name=op.f("uq_list_uid_name")),
+        sa.UniqueConstraint("uid", "name", "live", name=op.f("uq_list_uid_name_live")),
     )
     _indexes("list", "uid", "category_id")
 

@@ -33,12 +33,13 @@ def upgrade() -> None:
         sa.Column("modified", TS, nullable=True),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("version", sa.Integer(), nullable=False),
+        sa.Column("live", sa.Boolean(), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_listmember")),
         sa.ForeignKeyConstraint(["list_id"], ["list.id"], name=op.f("fk_listmember_list_id_list"),
                                 ondelete="CASCADE"),
         sa.ForeignKeyConstraint(["uid"], ["person.id"], name=op.f("fk_listmember_uid_person"),
                                 ondelete="CASCADE"),
-        sa.UniqueConstraint("list_id", "uid", name=op.f("uq_listmember_list_id_uid")),
+        sa.UniqueConstraint("list_id", "uid", "live", name=op.f("uq_listmember_list_id_uid_live")),
     )
     for column in ("status", "list_id", "uid"):
         op.create_index(op.f(f"ix_listmember_{column}"), "listmember", [column], unique=False)

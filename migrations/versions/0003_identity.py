@@ -29,6 +29,7 @@ def _record_columns(table: str) -> list:
         sa.Column("modified", TS, nullable=True),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("version", sa.Integer(), nullable=False),
+        sa.Column("live", sa.Boolean(), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f(f"pk_{table}")),
     ]
 
@@ -54,7 +55,7 @@ def upgrade() -> None:
         sa.Column("name", sa.String(length=32), nullable=False),
         sa.Column("description", sa.String(length=255), nullable=True),
         *_record_columns("scope"),
-        sa.UniqueConstraint("name", name=op.f("uq_scope_name")),
+        sa.UniqueConstraint("name", "live", name=op.f("uq_scope_name_live")),
     )
     op.create_index(op.f("ix_scope_status"), "scope", ["status"], unique=False)
 
@@ -69,7 +70,7 @@ def upgrade() -> None:
         *_owner("apikey"),
         *_record_columns("apikey"),
         sa.UniqueConstraint("prefix", name=op.f("uq_apikey_prefix")),
-        sa.UniqueConstraint("uid", "name", name=op.f("uq_apikey_uid_name")),
+        sa.UniqueConstraint("uid", "name", "live", name=op.f("uq_apikey_uid_name_live")),
     )
     for column in ("status", "uid"):
         op.create_index(op.f(f"ix_apikey_{column}"), "apikey", [column], unique=False)
@@ -88,7 +89,7 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["default_category_id"], ["category.id"],
                                 name=op.f("fk_settings_default_category_id_category"),
                                 ondelete="SET NULL"),
-        sa.UniqueConstraint("account_id", name=op.f("uq_settings_account_id")),
+        sa.UniqueConstraint("account_id", "live", name=op.f("uq_settings_account_id_live")),
     )
     for column in ("status", "uid"):
         op.create_index(op.f(f"ix_settings_{column}"), "settings", [column], unique=False)

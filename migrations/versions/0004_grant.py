@@ -34,10 +34,11 @@ def upgrade() -> None:
         sa.Column("modified", TS, nullable=True),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("version", sa.Integer(), nullable=False),
+        sa.Column("live", sa.Boolean(), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_grant")),
         sa.ForeignKeyConstraint(["uid"], ["person.id"], name=op.f("fk_grant_uid_person"),
                                 ondelete="CASCADE"),
-        sa.UniqueConstraint("uid", "name", name=op.f("uq_grant_uid_name")),
+        sa.UniqueConstraint("uid", "name", "live", name=op.f("uq_grant_uid_name_live")),
     )
     for column in ("status", "uid"):
         op.create_index(op.f(f"ix_grant_{column}"), "grant", [column], unique=False)

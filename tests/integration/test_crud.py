@@ -334,3 +334,24 @@ def test_custom_controller_validates_contact_info_by_type(user):
     # everything else is BasicCRUD's: ownership, listing, delete
     assert user.api.get("/contact").json()["count"] == 2
     assert user.api.delete(f"/contact/{ok.json()['id']}").status_code == 200
+
+
+def test_deleted_name_can_be_used_again(user):
+    first = new_list(user.api, name="reused")
+    assert user.api.delete(f"/list/{first['id']}").status_code == 200
+    again = user.api.post("/list", json={"name": "reused"})
+    assert again.status_code == 201, again.text
+    assert user.api.delete(f"/list/{again.json()['id']}").status_code == 200
+    assert user.api.post("/list", json={"name": "reused"}).status_code == 201
+
+
+@pytest.mark.parametrize("payload", [
+    b'{"name": "a\\u0000b"}',
+    b'{"name": "\\ud800"}',
+    b'{"name": ' + b'[' * 5000 + b']' * 5000 + b'}',
+])
+def test_create_unstorable_or_absurd_body_is_400(user, payload):
+    resp = user.api.post("/category", data=payload, headers={"Content-Type": "application/json"})
+    assert resp.status_code == 400, resp.text
+    assert resp.headers["Content-Type"].startswith(PROBLEM)
+    assert user.api.get("/category").json()["count"] == 0

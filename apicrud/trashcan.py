@@ -1,0 +1,189 @@
+"""Trashcan: the soft-deleted records of every resource that has ``status``.
+
+The only reader of trashed rows. A caller sees, restores and purges exactly the trashed
+records they may delete (``d``), decided by the same evaluator as BasicCRUD, in SQL for
+the list. Ids are ``<resource>-<record id>``.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import String, delete, func, literal, select, union_all
+from sqlalchemy.exc import IntegrityError
+
+from apicrud.context import Reply, RequestContext
+from apicrud.crud.controller import TRASHED, _json_value
+from apicrud.db import query as q
+from apicrud.db.base import utcnow
+from apicrud.errors import BadRequest, Conflict, NotFound
+
+log = logging.getLogger("apicrud.trashcan")
+LABEL_FIELDS = ("name", "subject", "info", "title")
+
+
+class Trashcan:
+    """Generic controller for ``/trashcan``; bound to no model of its own."""
+
+    def __init__(self, resource, services) -> None:
+        self.services = services
+        self.access = services.access
+        self.kinds = {name: res for name, res in services.resources.items()
+                      if res.model is not None and "status" in res.columns}
+
+    # -- helpers ------------------------------------------------------------------------
+    def _split(self, trash_id: str) -> tuple[Any, str]:
+        name, sep, record_id = trash_id.partition("-")
+        res = self.kinds.get(name)
+        if not sep or res is None or not record_id:
+            raise NotFound(f"trashcan {trash_id[:60]} not found")
+        return res, record_id
+
+    def _load(self, ctx: RequestContext, trash_id: str) -> tuple[Any, Any]:
+        res, record_id = self._split(trash_id)
+        model = res.model
+        record = ctx.db.execute(select(model).where(
+            model.id == record_id, model.status == TRASHED)).scalar_one_or_none()
+        if record is None or not self.access.allows(ctx.principal, "d", res.name, record):
+            raise NotFound(f"trashcan {trash_id[:60]} not found")
+        return res, record
+
+    def _label(self, res) -> Any:
+        for name in LABEL_FIELDS:
+            if name in res.columns:
+                return getattr(res.model, name)
+        return res.model.id
+
+    def _entry(self, res, record) -> dict[str, Any]:
+        label = next((getattr(record, n) for n in LABEL_FIELDS if n in res.columns), None)
+        return {"id": f"{res.name}-{record.id}", "resource": res.name,
+                "record_id": record.id, "label": label,
+                "uid": getattr(record, res.owner, None) if res.owner else None,
+                "deleted": _json_value(record.modified or record.created),
+                "status": record.status}
+
+    def _union(self, ctx: RequestContext, kinds: list[str]):
+        p = ctx.principal
+        selects = []
+        for name in kinds:
+            res = self.kinds[name]
+            model = res.model
+            owner = getattr(model, res.owner) if res.owner else literal(None, String)
+            selects.append(select(
+                (literal(name + "-") + model.id).label("id"),
+                literal(name).label("resource"),
+                model.id.label("record_id"),
+                func.coalesce(self._label(res), model.id).label("label"),
+                owner.label("uid"),
+                func.coalesce(model.modified, model.created).label("deleted"),
+            ).where(model.status == TRASHED, self.access.where(p, name, model, "d")))
+        return union_all(*selects).subquery("trash") if selects else None
+
+    # -- operations ---------------------------------------------------------------------
+    def find(self, ctx: RequestContext) -> Reply:
+        settings = self.services.settings
+        params = ctx.params
+        filters = q.parse_filter(params.get("filter"))
+        unknown = set(filters) - {"resource", "uid"}
+        if unknown:
+            raise BadRequest(f"filter: unknown field {sorted(unknown)[0]!r}",
+                             errors={"filter": f"unknown field {sorted(unknown)[0]!r}"})
+        kinds = sorted(self.kinds)
+        wanted = filters.get("resource")
+        if wanted is not None:
+            wanted = wanted if isinstance(wanted, list) else [wanted]
+            kinds = [k for k in kinds if k in wanted]
+        trash = self._union(ctx, kinds)
+        if trash is None:
+            return Reply({"items": [], "count": 0}, 200, {"X-Total-Count": "0"})
+        fields = {c.name: c for c in trash.c}
+        where = q.build_filter({k: v for k, v in filters.items() if k == "uid"}, fields)
+        count = ctx.db.execute(select(func.count()).select_from(trash).where(*where)) \
+            .scalar_one()
+        sort = q.parse_sort(params.get("sort") or "deleted:desc", fields)
+        limit = params.get("limit") or settings.per_page_default
+        if not 1 <= limit <= settings.per_page_max:
+            raise BadRequest(f"limit: must be 1 to {settings.per_page_max}",
+                             errors={"limit": f"must be 1 to {settings.per_page_max}"})
+        column = fields[sort.field]
+        order = [column.desc() if sort.descending else column.asc(), trash.c.id.asc()]
+        rows = ctx.db.execute(select(trash).where(*where).order_by(*order)
+                              .limit(limit).offset(params.get("offset") or 0)).mappings()
+        items = [{**dict(r), "deleted": _json_value(r["deleted"]), "status": TRASHED}
+                 for r in rows]
+        return Reply({"items": items, "count": count}, 200, {"X-Total-Count": str(count)})
+
+    def get(self, ctx: RequestContext) -> Reply:
+        res, record = self._load(ctx, ctx.params["id"])
+        body = self._entry(res, record)
+        body["record"] = {n: _json_value(getattr(record, n)) for n in res.exposed}
+        return Reply(body, 200)
+
+    def restore(self, ctx: RequestContext) -> Reply:
+        if (ctx.body or {}).get("status") != "active":
+            raise BadRequest("status: only 'active' (restore) is accepted",
+                             errors={"status": "must be active"})
+        res, record = self._load(ctx, ctx.params["id"])
+        values = {n: getattr(record, n) for n in res.columns}
+        # the record comes back as if created again: grants count it, references must
+        # still be usable
+        controller = self.services.controllers[res.name]
+        controller._check_references(ctx, {k: v for k, v in values.items()
+                                           if k in res.references})
+        for check in self.services.pipeline.create_checks:
+            check(ctx, res, values)
+        record.status = "active"
+        record.live = True
+        try:
+            ctx.db.flush()
+        except IntegrityError:
+            ctx.db.rollback()
+            raise Conflict(f"{res.name} {record.id} conflicts with a live record; rename "
+                           "or remove that one first") from None
+        controller._roles_changed(ctx, [record])
+        log.info("restored %s %s", res.name, record.id,
+                 extra={"event": "restore", "uid": ctx.principal.uid})
+        return Reply(self._entry(res, record), 200)
+
+    def purge(self, ctx: RequestContext) -> Reply:
+        ids = [i for i in str(ctx.params["id"]).split(",") if i]
+        if not ids or len(ids) > 100:
+            raise BadRequest("id: give 1 to 100 comma-separated ids",
+                             errors={"id": "give 1 to 100 comma-separated ids"})
+        out = []
+        for trash_id in dict.fromkeys(ids):
+            res, record = self._load(ctx, trash_id)
+            out.append((res, record, self._entry(res, record)))
+        for res, record, _ in out:
+            # a core DELETE: the database's ON DELETE rules remove what depends on it
+            ctx.db.execute(delete(res.model).where(res.model.id == record.id))
+        try:
+            ctx.db.flush()
+        except IntegrityError:
+            ctx.db.rollback()
+            raise Conflict("a record to purge is still referenced") from None
+        for res, record, _ in out:
+            log.info("purged %s %s", res.name, record.id,
+                     extra={"event": "purge", "uid": ctx.principal.uid})
+        bodies = [entry for _, _, entry in out]
+        return Reply(bodies[0] if len(ids) == 1 else bodies, 200)
+
+
+def purge_expired(services, retention_days: int, now: datetime | None = None) -> int:
+    """Purge every record trashed more than ``retention_days`` ago (the scheduled task)."""
+    cutoff = (now or utcnow()) - timedelta(days=retention_days)
+    total = 0
+    with services.db.session() as session, session.begin():
+        for res in services.resources.values():
+            if res.model is None or "status" not in res.columns:
+                continue
+            model = res.model
+            stale = func.coalesce(model.modified, model.created) < cutoff
+            result = session.execute(delete(model).where(model.status == TRASHED, stale))
+            if result.rowcount:
+                log.info("retention purged %d %s records", result.rowcount, res.name,
+                         extra={"event": "purge_retention"})
+                total += result.rowcount
+    return total
