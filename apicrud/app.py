@@ -47,6 +47,7 @@ from apicrud.errors import (
 )
 from apicrud.redis_client import RedisProvider
 from apicrud.pipeline import RequestRecord
+from apicrud.react_admin import shape_reply, translate_query
 from apicrud.services import Services, load_declarations
 from apicrud.spec.operations import Operation, flask_rule
 
@@ -57,6 +58,7 @@ log = logging.getLogger("apicrud")
 #: credential), then guards (rate limits need the principal; scopes need the
 #: operation), then observers (metrics count every response, errors included).
 COMPONENTS = (
+    "apicrud.auth.apikeys",  # X-API-KEY (first authenticator); guard: API-key scopes
     "apicrud.auth.handlers",  # Bearer, Basic and cookie sessions
     "apicrud.worker.outbox",  # services.outbox: messages queued for the worker
     "apicrud.metrics",  # services.metrics/grants; grant create checks; request metrics
@@ -102,6 +104,8 @@ def create_app(root: str | None = None, *, settings=None, migrate: bool | None =
     app.extensions["apicrud"] = services
     _add_routes(app, services)
     _add_docs(app, services)
+
+    _add_cors(app, services)
 
     @app.errorhandler(404)
     def _not_found(_exc):
@@ -198,7 +202,8 @@ def _request_id() -> str:
     return uuid.uuid4().hex
 
 
-def _dispatch(services: Services, op: Operation, path_args: dict[str, str]) -> Response:
+def _dispatch(services: Services, op: Operation, path_args: dict[str, str],
+              react_admin: bool = False) -> Response:
     started = time.perf_counter()
     request_id = _request_id()
     ctx: RequestContext | None = None
@@ -214,12 +219,20 @@ def _dispatch(services: Services, op: Operation, path_args: dict[str, str]) -> R
                              request.remote_addr, request.scheme, request_id, request.method)
         for guard in services.pipeline.guards:
             guard(ctx)
-        ctx.params = op.parse_params(path_args, request.args, request.headers)
+        args = request.args
+        is_list = react_admin and op.method == "get" and any(
+            p.name == "filter" for p in op.params) and not path_args
+        if is_list:
+            res = services.resources.get(op.resource)
+            args = translate_query(args, request.headers, res.fields if res else {})
+        ctx.params = op.parse_params(path_args, args, request.headers)
         if op.body_validator is not None:
             present, ctx.body = _read_body(op)
             if present:  # a JSON null is present, and fails an object schema
                 op.validate_body(ctx.body, partial=request.method in ("PUT", "PATCH"))
         reply = op.handler(ctx)
+        if is_list:
+            reply = shape_reply(reply, op.resource, ctx.params.get("offset") or 0)
         ctx.finish(True)
         response = _render(reply)
     except Problem as exc:
@@ -267,15 +280,20 @@ def _add_routes(app: Flask, services: Services) -> None:
     by_path: dict[str, dict[str, Operation]] = {}
     for op in services.decl.operations:
         by_path.setdefault(op.path, {})[op.method.upper()] = op
-    for path, ops in by_path.items():
-        def view(_ops=ops, **path_args):
-            op = _ops.get(request.method)
-            if op is None:  # HEAD of a GET-less path and the like
-                return _problem(MethodNotAllowed(f"{request.method} is not allowed here"))
-            return _dispatch(services, op, path_args)
+    bases = [(services.base_url, False)]
+    ra_url = services.settings.react_admin_url.rstrip("/")
+    if ra_url:
+        bases.append((ra_url, True))
+    for base, react_admin in bases:
+        for path, ops in by_path.items():
+            def view(_ops=ops, _ra=react_admin, **path_args):
+                op = _ops.get(request.method)
+                if op is None:  # HEAD of a GET-less path and the like
+                    return _problem(MethodNotAllowed(f"{request.method} is not allowed here"))
+                return _dispatch(services, op, path_args, _ra)
 
-        app.add_url_rule(services.base_url + flask_rule(path), endpoint=path,
-                         view_func=view, methods=list(ops))
+            app.add_url_rule(base + flask_rule(path), endpoint=("ra:" if react_admin else "")
+                             + path, view_func=view, methods=list(ops))
 
 
 def _add_docs(app: Flask, services: Services) -> None:
@@ -318,3 +336,36 @@ def _swagger_index(base: str) -> str:
 <script src="{base}/ui/swagger-ui-bundle.js"></script>
 <script>SwaggerUIBundle({{url: "{base}/openapi.json", dom_id: "#swagger-ui"}});</script>
 </body></html>"""
+
+
+CORS_REQUEST_HEADERS = "Authorization, Content-Type, Range, If-Match, X-API-KEY, " \
+    "X-CSRF-Token, X-Request-ID"
+CORS_EXPOSED_HEADERS = "Content-Range, X-Total-Count, ETag, Location, X-Request-ID, " \
+    "Retry-After, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset"
+
+
+def _add_cors(app: Flask, services: Services) -> None:
+    """CORS for the configured origins (setting cors_origins; "*" allows any origin,
+    without credentials)."""
+    origins = set(services.settings.cors_origins)
+    if not origins:
+        return
+
+    @app.after_request
+    def _cors(response: Response) -> Response:
+        origin = request.headers.get("Origin")
+        if not origin or (origin not in origins and "*" not in origins):
+            return response
+        if origin in origins:
+            response.headers["Access-Control-Allow-Origin"] = origin
+            response.headers["Access-Control-Allow-Credentials"] = "true"
+        else:
+            response.headers["Access-Control-Allow-Origin"] = "*"
+        response.headers.add("Vary", "Origin")
+        response.headers["Access-Control-Expose-Headers"] = CORS_EXPOSED_HEADERS
+        if request.method == "OPTIONS":
+            response.headers["Access-Control-Allow-Methods"] = \
+                "GET, POST, PUT, PATCH, DELETE, OPTIONS"
+            response.headers["Access-Control-Allow-Headers"] = CORS_REQUEST_HEADERS
+            response.headers["Access-Control-Max-Age"] = "600"
+        return response

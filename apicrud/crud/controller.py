@@ -300,7 +300,7 @@ class BasicCRUD:
         if not 1 <= limit <= settings.per_page_max:
             raise BadRequest(f"limit: must be 1 to {settings.per_page_max}",
                              errors={"limit": f"must be 1 to {settings.per_page_max}"})
-        clauses = q.build_filter(filters, fields)  # validates before any query runs
+        clauses = q.build_filter(filters, fields, self.resource.search)  # validates first
         self._check_filter_references(ctx, filters)
         where = [q.active_only(self.model),
                  self.access.where(ctx.principal, self.resource.name, self.model, "l"),

@@ -37,6 +37,7 @@ class ResourceSpec:
     owner: str | None = None
     privacy: str | None = None
     references: dict[str, str] = field(default_factory=dict)  # fk attr -> table name
+    search: tuple[str, ...] = ()  # text fields searched by filter "q"
     # computed property -> (attribute holding the related id, related resource, its field)
     related: dict[str, tuple[str, str, str]] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
@@ -125,6 +126,19 @@ def _bind_model(res: ResourceSpec) -> None:
     if res.owner and res.owner not in columns:
         res.owner = None
     res.privacy = "privacy" if "privacy" in columns else None
+    declared = res.schema.get("x-search")
+    if declared is not None:
+        bad = [f for f in declared if f not in exposed]
+        if bad:
+            res.problems.append(f"resource {res.name}: x-search names unknown fields {bad}")
+        res.search = tuple(f for f in declared if f in exposed)
+    else:  # free text: exposed strings that are not ids, enums or formatted values
+        res.search = tuple(
+            f for f in exposed
+            if "string" in _types(props[f]) and not props[f].get("enum")
+            and not props[f].get("format") and not props[f].get("readOnly")
+            and f != "uid" and not f.endswith("_id") and f not in res.references
+            and not props[f].get("$ref"))
     for prop in exposed:
         for fk in columns[prop].columns[0].foreign_keys:
             res.references[prop] = fk.column.table.name
@@ -143,3 +157,8 @@ def check_related(resources: dict[str, ResourceSpec]) -> list[str]:
                 problems.append(f"resource {res.name}: {prop}: {target}.{fieldname} is not "
                                 f"exposed by {target}'s schema")
     return problems
+
+
+def _types(schema: dict[str, Any]) -> list[str]:
+    t = schema.get("type", [])
+    return t if isinstance(t, list) else [t]

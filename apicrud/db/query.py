@@ -133,15 +133,64 @@ def parse_filter(text: str | None) -> dict[str, Any]:
     return data
 
 
-def build_filter(filters: dict[str, Any], fields: dict[str, Any]) -> list:
-    """Clauses for ``{field: value}``: scalar =, list IN, "*" not null, "%" LIKE, null IS NULL."""
+#: ``<field>_<op>`` filter keys (react-admin's json-server dialect, usable by anyone)
+OPERATORS = {
+    "gte": lambda c, v: c >= v,
+    "lte": lambda c, v: c <= v,
+    "gt": lambda c, v: c > v,
+    "lt": lambda c, v: c < v,
+    "ne": lambda c, v: or_(c != v, c.is_(None)),
+}
+
+
+def _operator_clause(name: str, value: Any, fields: dict[str, Any], where: str):
+    base, _, op = name.rpartition("_")
+    column = fields.get(base)
+    if column is None or (op not in OPERATORS and op != "like"):
+        return None
+    if isinstance(value, (dict, list)) or value is None:
+        raise BadRequest(f"{where}: needs a single value", errors={where: "needs a single value"})
+    if op == "like":
+        if not isinstance(value, str) or _column_kind(column) != "string":
+            raise BadRequest(f"{where}: needs text", errors={where: "needs text"})
+        _check_text(value, where)
+        # json-server's _like is a substring match
+        return column.ilike("%" + _like_pattern(value.replace("%", "")) + "%", escape="\\")
+    return OPERATORS[op](column, coerce_value(column, value, where))
+
+
+def search_clause(text: Any, columns: list[Any]):
+    """``q``: every word must appear (case-insensitively) in one of the text columns."""
+    if not isinstance(text, str):
+        raise BadRequest("filter.q: needs text", errors={"filter.q": "needs text"})
+    _check_text(text, "filter.q")
+    words = [w for w in text.split() if w.strip("%")][:10]
+    if not columns or not words:
+        return None
+    return and_(*[or_(*[c.ilike("%" + _like_pattern(w.replace("%", "")) + "%", escape="\\")
+                        for c in columns]) for w in words])
+
+
+def build_filter(filters: dict[str, Any], fields: dict[str, Any],
+                 search: tuple[str, ...] = ()) -> list:
+    """Clauses for ``{field: value}``: scalar =, list IN, "*" not null, "%" LIKE, null IS NULL;
+    ``<field>_gte|_lte|_gt|_lt|_ne|_like`` operators; ``q`` searches the text fields."""
     clauses = []
     for name, value in filters.items():
         column = fields.get(name)
         where = f"filter.{name}"[:80]
+        if column is None and name == "q" and search:
+            clause = search_clause(value, [fields[f] for f in search])
+            if clause is not None:
+                clauses.append(clause)
+            continue
         if column is None:
-            raise BadRequest(f"filter: unknown field {name[:64]!r}",
-                             errors={"filter": f"unknown field {name[:64]!r}"})
+            clause = _operator_clause(name, value, fields, where)
+            if clause is None:
+                raise BadRequest(f"filter: unknown field {name[:64]!r}",
+                                 errors={"filter": f"unknown field {name[:64]!r}"})
+            clauses.append(clause)
+            continue
         if value is None:
             clauses.append(column.is_(None))
         elif value == "*":
