@@ -16,6 +16,7 @@ from gunicorn.app.base import BaseApplication
 from apicrud.auth.accounts import count_accounts, create_account
 from apicrud.db import migrate
 from apicrud.db.engine import Database
+from apicrud.mutex import Mutex
 from apicrud.redis_client import RedisProvider
 from apicrud.services import load_declarations
 from apicrud.errors import StartupError
@@ -67,9 +68,13 @@ def run(settings) -> None:
     try:
         if redis.embedded:
             settings = settings.replace(redis_url=redis.url)
-        if settings.db_migrate_at_start:
-            migrate.upgrade_with_lock(settings, redis.client)
-        ensure_admin(settings)
+        # one instance at a time: migrations run once, and only one first admin is made
+        with Mutex(redis.client, "apicrud-start", ttl=600, max_wait=600):
+            if settings.db_migrate_at_start and migrate.current(settings) != \
+                    migrate.head(settings):
+                log.info("applying database migrations")
+                migrate.upgrade(settings)
+            ensure_admin(settings)
         url = settings.public_url or f"http://{settings.host}:{settings.port}"
         print(f"apicrud serving {url}{settings.base_url}  (UI: {url}{settings.base_url}/ui/)",
               flush=True)
