@@ -77,6 +77,8 @@ class MembershipController(BasicCRUD):
                 return
         elif action == "u" and own and self._holds(ctx, "j", parent):
             return  # accepting an invitation; the level itself is checked in before_update
+        if action == "c":  # a list you may not add to is, for this field, no list at all
+            raise NotFound(f"{attr}: not found", errors={attr: "not found"})
         raise Forbidden(f"not allowed to {'add' if action == 'c' else 'change'} this "
                         f"{self.resource.name}")
 

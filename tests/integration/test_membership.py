@@ -57,8 +57,9 @@ def test_invitee_may_read_but_not_post_then_join(club, user, other_user):
 def test_members_may_invite_but_not_add_members_or_managers(server, club, user, other_user):
     third = make_user(server)
     add_member(user.api, club["id"], other_user.uid)
-    assert_problem(add_member(other_user.api, club["id"], third.uid, "member"), 403)
-    assert_problem(add_member(other_user.api, club["id"], third.uid, "manager"), 403)
+    assert_problem(add_member(other_user.api, club["id"], third.uid, "member"), 404, "list_id")
+    assert_problem(add_member(other_user.api, club["id"], third.uid, "manager"), 404,
+                   "list_id")
     assert add_member(other_user.api, club["id"], third.uid, "invitee").status_code == 201
 
 

@@ -1,0 +1,379 @@
+"""A reference evaluator of rbac.yaml, written from CONTRACT section 5 alone.
+
+It deliberately shares no code with ``apicrud.access``: it parses rbac.yaml and the
+OpenAPI documents itself and answers, for a small in-memory "world" (lists, their
+members, records), which action letters a caller holds on a record and which HTTP
+outcome each operation must have. ``tests/integration/test_rbac_matrix.py`` compares
+the running service against it.
+
+Rules implemented (CONTRACT 1, 3, 5; README "Policies"):
+
+- entries ``{principal, resource: "<res>:<target>", actions}``; where a resource's entries
+  never name ``l``, an entry with ``r`` also grants ``l``;
+- principals: ``*`` anyone, anonymous too; ``admin`` an active administrator;
+  ``user/{{uid}}`` any signed-in active account; ``pending`` an account awaiting
+  confirmation; ``<membership>-{{<attr>}}-<level>`` an active account whose level in the
+  record's membership is at least <level> (levels ordered as in ``privacy_levels``);
+- targets: ``*`` every record; ``{{uid}}`` records owned by the caller (owner attribute
+  ``uid``, ``id`` for person); ``{{<attr>}}`` records whose <attr> (for the membership
+  resource itself: its ``id``) names a membership where the caller holds the level;
+- a membership level comes from active member rows of an active membership record;
+  the owner of the membership record holds the highest level below secret;
+- privacy, for ``{{<attr>}}`` targets and read actions only: a record with privacy p is
+  readable through level v iff p is not the last (secret) level and rank(p) <= rank(v);
+- a record whose privacy is the first level (public) may be read (r, l) by every
+  authenticated caller (pending too), for resources with a privacy field whose entries
+  name that action;
+- the members resource (``listmember``) has its controller's extra rules: ``h`` on the
+  membership record lets you add/change/remove anyone, ``i`` add an invitee (the lowest
+  level), ``j`` add yourself as a member or change your own membership.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+ACTIONS = "crudlghij"
+READ = frozenset("rl")
+_MEMBER = re.compile(r"^([a-z][a-z0-9_]*)-\{\{([a-z][a-z0-9_]*)\}\}-([a-z]+)$")
+_TARGET = re.compile(r"^([a-z][a-z0-9_]*):(\*|\{\{([a-z][a-z0-9_]*)\}\})$")
+
+
+@dataclass(frozen=True)
+class Entry:
+    resource: str
+    principal: str  # any | admin | user | pending | member
+    target: str  # all | owner | attr
+    actions: frozenset
+    attr: str | None = None  # membership attribute (target attr / member principal)
+    membership: str | None = None  # membership resource named by a member principal
+    level: str | None = None  # level named by a member principal
+
+
+@dataclass(frozen=True)
+class Caller:
+    uid: str | None = None  # person id; None: anonymous
+    is_admin: bool = False
+    status: str = "active"  # active | pending
+    name: str = "anonymous"
+
+    @property
+    def authenticated(self) -> bool:
+        return self.uid is not None
+
+
+ANONYMOUS = Caller()
+
+
+@dataclass
+class World:
+    """What the reference needs to know about the database.
+
+    ``records[resource][id]`` is a dict of the record's fields (``status`` included);
+    the membership resource's records (lists) and its members resource's records
+    (listmember rows) are read from there too.
+    """
+
+    records: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+
+    def add(self, resource: str, **values) -> dict[str, Any]:
+        values.setdefault("status", "active")
+        self.records.setdefault(resource, {})[values["id"]] = values
+        return values
+
+    def get(self, resource: str, id_: Any) -> dict[str, Any] | None:
+        return self.records.get(resource, {}).get(id_)
+
+    def rows(self, resource: str):
+        return self.records.get(resource, {}).values()
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: int
+    fields: frozenset = frozenset()  # for a 404 of a create: fields that may be named
+
+
+class Reference:
+    def __init__(self, rbac_path: str, openapi_dir: str) -> None:
+        with open(rbac_path, encoding="utf-8") as fh:
+            data = yaml.safe_load(fh)
+        self.levels = tuple(data["privacy_levels"])
+        # private_resources: membership resource -> (attr, members resource, level attr)
+        self.memberships = {}
+        for ms in data.get("private_resources") or []:
+            self.memberships[ms["resource"]] = (ms["attr"], ms.get("members"),
+                                                ms.get("level_attr", "authorization"))
+        self.entries: dict[str, list[Entry]] = {}
+        for resource, items in data["policies"].items():
+            out = []
+            for item in items:
+                out.append(self._entry(resource, item))
+            if not any("l" in e.actions for e in out):
+                out = [Entry(**{**e.__dict__, "actions": e.actions | {"l"}})
+                       if "r" in e.actions else e for e in out]
+            self.entries[resource] = out
+        self.privacy_field: dict[str, str | None] = {}
+        self.fields: dict[str, set[str]] = {}
+        for path in glob.glob(os.path.join(openapi_dir, "*.schema.yaml")):
+            name = os.path.basename(path)[:-len(".schema.yaml")]
+            with open(path, encoding="utf-8") as fh:
+                props = set((yaml.safe_load(fh) or {}).get("properties") or {})
+            self.fields[name] = props
+            self.privacy_field[name] = "privacy" if "privacy" in props else None
+        self.public_ops: set[str] = set()
+        for path in glob.glob(os.path.join(openapi_dir, "*.path.yaml")):
+            with open(path, encoding="utf-8") as fh:
+                doc = yaml.safe_load(fh) or {}
+            for item in doc.values():
+                for op in (item or {}).values():
+                    if isinstance(op, dict) and op.get("x-public"):
+                        self.public_ops.add(op.get("operationId"))
+
+    # -- parsing ----------------------------------------------------------------
+    def _entry(self, resource: str, item: dict) -> Entry:
+        text = item["principal"]
+        actions = frozenset(item["actions"])
+        assert actions <= set(ACTIONS), item
+        kw: dict[str, Any] = {}
+        if text == "*":
+            kw["principal"] = "any"
+        elif text == "admin":
+            kw["principal"] = "admin"
+        elif text == "pending":
+            kw["principal"] = "pending"
+        elif text == "user/{{uid}}":
+            kw["principal"] = "user"
+        else:
+            m = _MEMBER.match(text)
+            assert m, f"unknown principal {text!r}"
+            kw.update(principal="member", membership=m.group(1), attr=m.group(2),
+                      level=m.group(3))
+        m = _TARGET.match(item["resource"])
+        assert m and m.group(1) == resource, item
+        if m.group(3) is None:
+            kw["target"] = "all"
+        elif m.group(3) == "uid":
+            kw["target"] = "owner"
+        else:
+            kw["target"] = "attr"
+            kw["attr"] = m.group(3)
+        return Entry(resource=resource, actions=actions, **kw)
+
+    # -- helpers ----------------------------------------------------------------
+    def rank(self, level: str | None) -> int:
+        return self.levels.index(level) if level in self.levels else len(self.levels)
+
+    @staticmethod
+    def owner_attr(resource: str) -> str:
+        return "id" if resource == "person" else "uid"
+
+    def membership_of_attr(self, attr: str) -> str | None:
+        return next((res for res, (a, _, _) in self.memberships.items() if a == attr), None)
+
+    def members_of(self, resource: str):
+        """(membership resource, attr, level attr) when ``resource`` is a members resource."""
+        for res, (attr, members, level_attr) in self.memberships.items():
+            if members == resource:
+                return res, attr, level_attr
+        return None
+
+    def level(self, world: World, caller: Caller, membership: str, mid: Any) -> str | None:
+        """The caller's level in membership record ``mid`` (None: not a member)."""
+        if not caller.authenticated or mid is None:
+            return None
+        parent = world.get(membership, mid)
+        if parent is None or parent.get("status") != "active":
+            return None
+        attr, members, level_attr = self.memberships[membership]
+        usable = self.levels[1:-1]
+        best = None
+        for row in world.rows(members) if members else ():
+            if row.get(attr) == mid and row.get("uid") == caller.uid and \
+                    row.get("status") == "active" and row.get(level_attr) in usable:
+                if best is None or self.rank(row[level_attr]) > self.rank(best):
+                    best = row[level_attr]
+        if parent.get(self.owner_attr(membership)) == caller.uid:
+            best = usable[-1]  # the owner manages it
+        return best
+
+    def _principal(self, e: Entry, caller: Caller) -> bool:
+        if e.principal == "any":
+            return True
+        if not caller.authenticated:
+            return False
+        if e.principal == "admin":
+            return caller.is_admin and caller.status == "active"
+        if e.principal == "user":
+            return caller.status == "active"
+        if e.principal == "pending":
+            return caller.status == "pending"
+        return caller.status == "active"  # member: the level is checked with the record
+
+    def _membership_id(self, e: Entry, resource: str, record: dict) -> tuple[str, Any]:
+        membership = e.membership or self.membership_of_attr(e.attr)
+        if resource == membership:
+            return membership, record.get("id")  # a list is its own membership
+        return membership, record.get(e.attr)
+
+    def _entry_allows(self, e: Entry, world: World, caller: Caller, action: str,
+                      resource: str, record: dict) -> bool:
+        if action not in e.actions or not self._principal(e, caller):
+            return False
+        held = None
+        if e.principal == "member" or e.target == "attr":
+            membership, mid = self._membership_id(e, resource, record)
+            held = self.level(world, caller, membership, mid)
+            if held is None:
+                return False
+            if e.level is not None and self.rank(held) < self.rank(e.level):
+                return False
+        if e.target == "all":
+            return True
+        if e.target == "owner":
+            return caller.authenticated and \
+                record.get(self.owner_attr(resource)) == caller.uid
+        # attr target: privacy limits reads through a membership
+        column = self.privacy_field.get(resource)
+        if action in READ and column is not None:
+            p = record.get(column) or self.levels[-1]
+            return p != self.levels[-1] and self.rank(p) <= self.rank(held)
+        return True
+
+    def _public_allows(self, caller: Caller, action: str, resource: str, record: dict) -> bool:
+        column = self.privacy_field.get(resource)
+        return (action in READ and column is not None and caller.authenticated
+                and record.get(column) == self.levels[0]
+                and any(action in e.actions for e in self.entries.get(resource, ())))
+
+    # -- decisions --------------------------------------------------------------
+    def holds(self, world: World, caller: Caller, action: str, resource: str,
+              record: dict) -> bool:
+        """rbac.yaml alone (plus the public rule): may ``caller`` ``action`` ``record``?"""
+        return any(self._entry_allows(e, world, caller, action, resource, record)
+                   for e in self.entries.get(resource, ())) or \
+            self._public_allows(caller, action, resource, record)
+
+    def letters(self, world: World, caller: Caller, resource: str, record: dict) -> str:
+        """The ``rbac`` field: sorted letters of every action held on the record."""
+        return "".join(a for a in sorted(ACTIONS)
+                       if self.holds(world, caller, a, resource, record))
+
+    def _parent_holds(self, world, caller, action, resource, record) -> bool:
+        ms = self.members_of(resource)
+        if ms is None:
+            return False
+        membership, attr, _ = ms
+        parent = world.get(membership, record.get(attr))
+        if parent is None or parent.get("status") != "active":
+            return False
+        return self.holds(world, caller, action, membership, parent)
+
+    def _extra_write(self, world, caller, action, resource, record) -> bool:
+        """The members resource's own rules for change (u) and removal (d)."""
+        if self.members_of(resource) is None:
+            return False
+        if not self._parent_holds(world, caller, "r", resource, record):
+            return False
+        if self._parent_holds(world, caller, "h", resource, record):
+            return True
+        own = record.get("uid") == caller.uid
+        return action == "u" and own and \
+            self._parent_holds(world, caller, "j", resource, record)
+
+    def _extra_create(self, world, caller, resource, data) -> bool:
+        ms = self.members_of(resource)
+        if ms is None or not self._parent_holds(world, caller, "r", resource, data):
+            return False
+        _, _, level_attr = ms
+        if self._parent_holds(world, caller, "h", resource, data):
+            return True
+        level = data.get(level_attr) or "member"
+        if level == self.levels[1] and self._parent_holds(world, caller, "i", resource, data):
+            return True
+        return data.get("uid") == caller.uid and level == "member" and \
+            self._parent_holds(world, caller, "j", resource, data)
+
+    # -- HTTP outcomes ----------------------------------------------------------
+    def _secured(self, resource: str, op: str) -> bool:
+        return f"{resource}.{op}" not in self.public_ops
+
+    def get(self, world, caller, resource, record) -> int:
+        if self._secured(resource, "get") and not caller.authenticated:
+            return 401
+        return 200 if self.holds(world, caller, "r", resource, record) else 404
+
+    def listed(self, world, caller, resource, record) -> bool | None:
+        """Whether find shows the record (None: the find itself is refused with 401)."""
+        if self._secured(resource, "find") and not caller.authenticated:
+            return None
+        return self.holds(world, caller, "l", resource, record)
+
+    def write(self, world, caller, action: str, resource: str, record) -> int:
+        """PUT/PATCH (``u``) or DELETE (``d``) of an existing record."""
+        op = {"u": "update", "d": "delete"}[action]
+        if self._secured(resource, op) and not caller.authenticated:
+            return 401
+        if not self.holds(world, caller, "r", resource, record):
+            return 404
+        if self.holds(world, caller, action, resource, record) or \
+                self._extra_write(world, caller, action, resource, record):
+            return 200
+        return 403
+
+    def create(self, world, caller, resource, data: dict, references: dict[str, str],
+               unique: tuple[tuple[str, ...], ...] = ()) -> Outcome:
+        """POST of ``data``; ``references``: field -> resource it names.
+
+        404 naming a field that names a record the caller may not read, or naming the
+        membership attribute when the caller may not create there; 409 when an
+        authorized insert would break one of the ``unique`` column sets.
+        """
+        if self._secured(resource, "create") and not caller.authenticated:
+            return Outcome(401)
+        data = dict(data)
+        owner = self.owner_attr(resource)
+        if owner != "id":
+            data.setdefault(owner, caller.uid)
+        ms = self.members_of(resource)
+        if ms is not None:
+            data.setdefault(ms[2], "member")
+        bad = set()
+        for attr, target in references.items():
+            value = data.get(attr)
+            if value is None:
+                continue
+            rec = world.get(target, value)
+            if rec is None or rec.get("status") != "active":
+                bad.add(attr)
+            elif ms is not None and attr == "uid":
+                continue  # adding a member needs h/i/j on the list, not reading the person
+            elif not self.holds(world, caller, "r", target, rec):
+                bad.add(attr)
+        if bad:
+            return Outcome(404, frozenset(bad))
+        if not (self.holds(world, caller, "c", resource, data) or
+                self._extra_create(world, caller, resource, data)):
+            attr = self.membership_attr(resource)
+            if attr and attr != "id" and data.get(attr) is not None:
+                return Outcome(404, frozenset({attr}))
+            return Outcome(403)
+        for cols in unique:  # unique values bind live records only (trashed ones free them)
+            key = tuple(data.get(c) for c in cols)
+            if any(tuple(r.get(c) for c in cols) == key and r.get("status") == "active"
+                   for r in world.rows(resource)):
+                return Outcome(409)
+        return Outcome(201)
+
+    def membership_attr(self, resource: str) -> str | None:
+        if resource in self.memberships:
+            return "id"
+        attrs = {a for a, _, _ in self.memberships.values()}
+        found = sorted(attrs & self.fields.get(resource, set()))
+        return found[0] if found else None
