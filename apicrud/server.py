@@ -87,6 +87,9 @@ def run(settings) -> None:
             "errorlog": "-",
             "loglevel": settings.log_level,
             "timeout": 60,
+            # the longest request line gunicorn takes (its default is 4094); the spec caps
+            # filter at 2048 characters, which URL-encoding may triple
+            "limit_request_line": 8190,
             "graceful_timeout": 10,
             # a control socket under $HOME would be shared by every instance on the host
             "control_socket_disable": True,
