@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test check routes bench clean
+.PHONY: run test check routes bench clean ui
 
 run: $(VENV)/.installed  ## set up and run the service on the embedded defaults
 	$(VENV)/bin/apicrud serve
@@ -16,6 +16,9 @@ check: $(VENV)/.installed
 
 routes: $(VENV)/.installed
 	$(VENV)/bin/apicrud routes
+
+ui:  ## rebuild the admin UI bundle (apicrud/admin_ui/dist, committed) from ui/; needs Node and npm
+	cd ui && npm ci && npm run build
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)

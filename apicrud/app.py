@@ -27,6 +27,7 @@ from typing import Any
 import redis.exceptions
 from flask import Flask, Response, request
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.orm.exc import StaleDataError
 
 from apicrud.auth.principal import ANONYMOUS
 from apicrud.auth.sessions import SessionManager
@@ -104,6 +105,9 @@ def create_app(root: str | None = None, *, settings=None, migrate: bool | None =
     app.extensions["apicrud"] = services
     _add_routes(app, services)
     _add_docs(app, services)
+    from apicrud.admin_ui import add_admin_ui  # /admin/ (setting admin_ui)
+
+    add_admin_ui(app, services)
 
     _add_cors(app, services)
 
@@ -112,8 +116,10 @@ def create_app(root: str | None = None, *, settings=None, migrate: bool | None =
         return _problem(NotFound("no such URL"))
 
     @app.errorhandler(405)
-    def _not_allowed(_exc):
-        return _problem(MethodNotAllowed(f"{request.method} is not allowed here"))
+    def _not_allowed(exc):
+        allowed = ", ".join(sorted(getattr(exc, "valid_methods", None) or []))
+        return _problem(MethodNotAllowed(f"{request.method} is not allowed here",
+                                         headers={"Allow": allowed} if allowed else None))
 
     @app.errorhandler(413)
     def _too_large(_exc):
@@ -241,6 +247,8 @@ def _dispatch(services: Services, op: Operation, path_args: dict[str, str],
         response = _fail(ctx, exc)
     except IntegrityError:
         response = _fail(ctx, Conflict("conflicts with an existing record"))
+    except StaleDataError:  # a concurrent change surfacing only at commit
+        response = _fail(ctx, Conflict("changed by another request at the same time; retry"))
     except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
         log.error("redis unavailable during %s %s", request.method, request.path)
         response = _fail(ctx, ServiceUnavailable("redis is unavailable"))
@@ -289,7 +297,9 @@ def _add_routes(app: Flask, services: Services) -> None:
             def view(_ops=ops, _ra=react_admin, **path_args):
                 op = _ops.get(request.method)
                 if op is None:  # HEAD of a GET-less path and the like
-                    return _problem(MethodNotAllowed(f"{request.method} is not allowed here"))
+                    return _problem(MethodNotAllowed(
+                        f"{request.method} is not allowed here",
+                        headers={"Allow": ", ".join(sorted(_ops))}))
                 return _dispatch(services, op, path_args, _ra)
 
             app.add_url_rule(base + flask_rule(path), endpoint=("ra:" if react_admin else "")
@@ -341,7 +351,7 @@ def _swagger_index(base: str) -> str:
 CORS_REQUEST_HEADERS = "Authorization, Content-Type, Range, If-Match, X-API-KEY, " \
     "X-CSRF-Token, X-Request-ID"
 CORS_EXPOSED_HEADERS = "Content-Range, X-Total-Count, ETag, Location, X-Request-ID, " \
-    "Retry-After, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset"
+    "Retry-After, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset, RateLimit-Policy"
 
 
 def _add_cors(app: Flask, services: Services) -> None:

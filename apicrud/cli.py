@@ -271,6 +271,17 @@ def worker(ctx: click.Context, concurrency: int, pool: str, loglevel: str) -> No
     run_worker(_settings(ctx), concurrency=concurrency, pool=pool, loglevel=loglevel)
 
 
+@main.command()
+@click.option("--loglevel", default="INFO", show_default=True)
+@click.pass_context
+def beat(ctx: click.Context, loglevel: str) -> None:
+    """Run Celery beat, which queues scheduled tasks (the trashcan's retention purge);
+    run exactly one beside the workers."""
+    from apicrud.worker.retention import run_beat
+
+    run_beat(_settings(ctx), loglevel=loglevel)
+
+
 @main.command("dead-letters")
 @click.option("--requeue", is_flag=True, help="queue every dead letter again")
 @click.pass_context

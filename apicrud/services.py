@@ -142,6 +142,7 @@ class Services:
         self.roles = MembershipRoles(decl.policy, decl.resources, db, redis.client,
                                      ttl=settings.roles_cache_ttl)
         self.pipeline = Pipeline()
+        self.closers: list = []  # components register what to stop on close()
         self._by_table = {r.table: r for r in decl.resources.values() if r.table}
         self.controllers: dict[str, Any] = {}
         for name, res in decl.resources.items():
@@ -154,5 +155,14 @@ class Services:
         return self._by_table.get(table)
 
     def close(self) -> None:
+        """Stop components (last started, first stopped), then the database and Redis."""
+        registry = getattr(self, "registry", None)
+        if registry is not None:  # its thread writes to Redis: stop it before closing Redis
+            registry.stop()
+        for closer in reversed(self.closers):
+            try:
+                closer()
+            except Exception:  # one component's failure must not keep the rest open
+                log.warning("closing %r failed", closer, exc_info=True)
         self.db.dispose()
         self.redis.close()

@@ -25,6 +25,26 @@ from apicrud.config import load_settings
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+# Every log line and every secret of the run is recorded for the final check in
+# integration/test_no_secrets_in_logs.py (see logscan.py).
+def pytest_configure(config):
+    import logscan
+
+    logscan.install()
+
+
+def pytest_runtest_setup(item):
+    import logscan
+
+    logscan.keep_level()
+
+
+def pytest_collection_modifyitems(session, config, items):
+    import logscan
+
+    logscan.run_last(items)
+
+
 def reset_database(url: str) -> None:
     """Drop every table of a server database so the suite starts from an empty schema."""
     if url.startswith("sqlite"):

@@ -6,9 +6,10 @@ import logging
 import secrets
 import time
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from apicrud.auth.passwords import verify_password
+from apicrud.auth.totp import check_second_factor, mfa_required
 from apicrud.context import Reply, RequestContext
 from apicrud.crypto import token_hash
 from apicrud.db.base import utcnow
@@ -46,14 +47,24 @@ class AuthController:
             account_model.status.in_(LOGIN_STATES))).scalar_one_or_none()
         # verify against a dummy hash when the user is unknown: same answer, similar time
         if not verify_password(account.password if account else None, password):
-            pipe = redis.pipeline()
-            pipe.incr(key)
-            pipe.expire(key, self.settings.login_lockout_interval)
-            pipe.execute()
+            self._failed(redis, key)
             log.info("login failed", extra={"event": "login_failed"})
             raise Unauthorized("invalid username or password")
+        if account.totp_enabled:
+            # no otp yet is the client's first step, not a failure; a wrong one counts
+            # toward the lockout, or six digits could be guessed
+            if not body.get("otp"):
+                raise mfa_required()
+            if not check_second_factor(self.services, account, body["otp"]):
+                self._failed(redis, key)
+                log.info("login failed: wrong one-time code",
+                         extra={"event": "login_failed", "uid": account.uid})
+                raise mfa_required("invalid or already used one-time code")
         redis.delete(key)
-        account.last_login = utcnow()
+        # a plain UPDATE, not the ORM's versioned one: two concurrent logins of one
+        # account must not fail each other with a stale row version
+        ctx.db.execute(update(account_model).where(account_model.id == account.id)
+                       .values(last_login=utcnow(), modified=account_model.modified))
         csrf = secrets.token_urlsafe(24)
         token, expires = self.services.sessions.create(
             account.uid, account.id, username=account.name, is_admin=account.is_admin,
@@ -73,15 +84,32 @@ class AuthController:
         p = ctx.principal
         if not p.authenticated:
             raise Unauthorized()
-        return Reply({"uid": p.uid, "account_id": p.account_id, "username": p.username,
-                      "roles": p.roles, "method": p.method}, 200)
+        body = {"uid": p.uid, "account_id": p.account_id, "username": p.username,
+                "roles": p.roles, "method": p.method}
+        registry = getattr(self.services, "registry", None)
+        if registry is not None:  # resource -> public URL of the instances serving it (UI)
+            body["resources"] = registry.url_map()
+        return Reply(body, 200)
+
+    def _failed(self, redis, key: str) -> None:
+        """Count a failed login toward the lockout (in Redis: shared by all instances)."""
+        pipe = redis.pipeline()
+        pipe.incr(key)
+        pipe.expire(key, self.settings.login_lockout_interval)
+        pipe.execute()
 
     def logout(self, ctx: RequestContext) -> Reply:
+        """End the caller's session; with ``all=true`` every session of the caller."""
         p = ctx.principal
         if not p.authenticated or not p.token:
             raise Unauthorized()
-        self.services.sessions.delete(p.token)
-        log.info("logout", extra={"event": "logout", "uid": p.uid})
+        if ctx.params.get("all"):
+            ended = self.services.sessions.delete_all(p.uid)
+            log.info("logout everywhere", extra={"event": "logout_all", "uid": p.uid,
+                                                  "sessions": ended})
+        else:
+            self.services.sessions.delete(p.token)
+            log.info("logout", extra={"event": "logout", "uid": p.uid})
         cookie = {"key": self.settings.cookie_name, "value": "", "max_age": 0,
                   "httponly": True, "samesite": "Lax", "path": self.services.base_url}
         return Reply(None, 204, cookies=[cookie])

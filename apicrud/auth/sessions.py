@@ -7,6 +7,13 @@ dump therefore reveals neither the tokens nor the session contents.  Each
 user's hashed keys are also kept in the set ``<prefix>:sessions:<uid>`` so
 that :meth:`SessionManager.delete_all` can log a user out everywhere.
 
+Expiry is ``fixed`` (a session ends ``ttl`` seconds after login) or ``sliding`` (each
+use pushes the end to ``ttl`` seconds from now, never past ``max_lifetime`` after
+login). A sliding session is rewritten only once more than half of its ``ttl`` has
+passed, so most requests cost one GET, as with fixed expiry. ``limit`` caps the
+sessions of one user: the session closest to its end (the oldest under fixed expiry,
+the least recently used under sliding expiry) is ended when a new one would exceed it.
+
 Malformed tokens and undecryptable or corrupt stored values read as "no
 session".  Redis failures (``redis.exceptions.ConnectionError`` etc.) are not
 swallowed: callers map them to 503.
@@ -38,14 +45,46 @@ end
 return 0
 """
 
-# Drop members of a user's session set whose session key no longer exists.
-_PRUNE_LUA = """
-for _, h in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-    if redis.call('EXISTS', ARGV[1] .. h) == 0 then
-        redis.call('SREM', KEYS[1], h)
+# Store a new session, add it to its user's set, drop members whose session is gone,
+# then end the sessions nearest their end while the user holds more than ARGV[5]
+# (0: no limit). KEYS: session key, user set; ARGV: value, ttl, hashed token, key
+# prefix, limit. Returns the number of sessions ended.
+_CREATE_LUA = """
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+redis.call('SADD', KEYS[2], ARGV[3])
+redis.call('EXPIRE', KEYS[2], ARGV[2])
+for _, h in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+    if redis.call('EXISTS', ARGV[4] .. h) == 0 then
+        redis.call('SREM', KEYS[2], h)
     end
 end
-return redis.call('SCARD', KEYS[1])
+local limit = tonumber(ARGV[5])
+local ended = 0
+while limit > 0 and redis.call('SCARD', KEYS[2]) > limit do
+    local victim, least = nil, nil
+    for _, h in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+        local left = redis.call('PTTL', ARGV[4] .. h)
+        if h ~= ARGV[3] and (least == nil or left < least) then
+            victim, least = h, left
+        end
+    end
+    if victim == nil then break end
+    redis.call('DEL', ARGV[4] .. victim)
+    redis.call('SREM', KEYS[2], victim)
+    ended = ended + 1
+end
+return ended
+"""
+
+# Rewrite a live session with a new TTL (sliding expiry) and keep its user's set alive
+# at least as long. KEYS: session key, user set; ARGV: value, ttl, user set ttl.
+_REFRESH_LUA = """
+if redis.call('EXISTS', KEYS[1]) == 1 then
+    redis.call('SET', KEYS[1], ARGV[1], 'XX', 'EX', ARGV[2])
+    redis.call('EXPIRE', KEYS[2], ARGV[3])
+    return 1
+end
+return 0
 """
 
 # Atomically delete every session listed in a user's set, then the set itself.
@@ -71,17 +110,30 @@ class SessionManager:
     """Create, read, update and revoke encrypted sessions in Redis."""
 
     def __init__(
-        self, redis_client: Any, secret: str, ttl: int = 86400, prefix: str = "apicrud"
+        self, redis_client: Any, secret: str, ttl: int = 86400, prefix: str = "apicrud",
+        *, expiry: str = "fixed", limit: int = 0, max_lifetime: int = 0,
     ) -> None:
-        """``ttl`` is the session lifetime in seconds; ``prefix`` namespaces the keys."""
+        """``ttl`` is the session lifetime in seconds; ``prefix`` namespaces the keys.
+
+        :param expiry: ``fixed`` or ``sliding`` (see the module docstring)
+        :param limit: most sessions one user may hold at once; 0 means no limit
+        :param max_lifetime: sliding sessions end this many seconds after login at the
+            latest; 0 means no such bound
+        """
         if int(ttl) <= 0:
             raise ValueError("session ttl must be positive")
+        if expiry not in ("fixed", "sliding"):
+            raise ValueError("session expiry must be 'fixed' or 'sliding'")
         self.redis = redis_client
         self.ttl = int(ttl)
         self.prefix = prefix
+        self.expiry = expiry
+        self.limit = max(int(limit), 0)
+        self.max_lifetime = max(int(max_lifetime), 0)
         self._cipher = AESEncrypt(secret, context="session")
+        self._create_script = redis_client.register_script(_CREATE_LUA)
+        self._refresh_script = redis_client.register_script(_REFRESH_LUA)
         self._update_script = redis_client.register_script(_UPDATE_LUA)
-        self._prune_script = redis_client.register_script(_PRUNE_LUA)
         self._delete_all_script = redis_client.register_script(_DELETE_ALL_LUA)
 
     # -- key helpers -------------------------------------------------------
@@ -120,7 +172,7 @@ class SessionManager:
         for name in _RESERVED:
             if name in data:
                 raise ValueError(f"session field {name!r} is reserved")
-        token = secrets.token_urlsafe(32)
+        token = secrets.token_urlsafe(32)  # 256 bits
         hashed = self._hashed(token)
         now = int(time.time())
         expires = now + self.ttl
@@ -131,13 +183,9 @@ class SessionManager:
             "created": now,
             "expires": expires,
         }
-        user_key = self._user_key(uid)
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.set(self._session_key(hashed), self._encode(session), ex=self.ttl)
-        pipe.sadd(user_key, hashed)
-        pipe.expire(user_key, self.ttl)
-        self._prune_script(keys=[user_key], args=[self._session_prefix], client=pipe)
-        pipe.execute()
+        self._create_script(
+            keys=[self._session_key(hashed), self._user_key(uid)],
+            args=[self._encode(session), self.ttl, hashed, self._session_prefix, self.limit])
         return token, expires
 
     def get(self, token: str) -> dict[str, Any] | None:
@@ -148,9 +196,28 @@ class SessionManager:
         if session is None:
             return None
         expires = session.get("expires")
-        if isinstance(expires, (int, float)) and expires < time.time():
+        now = time.time()
+        if isinstance(expires, (int, float)) and expires < now:
             return None
+        if self.expiry == "sliding" and isinstance(expires, (int, float)):
+            self._slide(token, session, expires, now)
         return session
+
+    def _slide(self, token: str, session: dict[str, Any], expires: float, now: float) -> None:
+        """Push a sliding session's end to now + ttl once half of its ttl has passed."""
+        if expires - now > self.ttl / 2:
+            return
+        new_end = int(now) + self.ttl
+        created = session.get("created")
+        if self.max_lifetime and isinstance(created, (int, float)):
+            new_end = min(new_end, int(created) + self.max_lifetime)
+        if new_end <= expires:
+            return  # at its maximum lifetime: it ends as planned
+        session["expires"] = new_end
+        key = self._session_key(self._hashed(token))
+        self._refresh_script(keys=[key, self._user_key(str(session["uid"]))],
+                             args=[self._encode(session), max(new_end - int(now), 1),
+                                   self.ttl])
 
     def update(self, token: str, **data: Any) -> dict[str, Any] | None:
         """Merge ``data`` into the session, keeping its TTL.

@@ -23,7 +23,7 @@ from apicrud.db.base import new_id
 from apicrud.errors import BadRequest, Conflict, Forbidden, NotFound, PreconditionFailed
 
 log = logging.getLogger("apicrud.crud")
-TRASHED = "disabled"
+TRASHED = q.TRASHED
 
 
 def _json_value(value: Any) -> Any:

@@ -24,11 +24,16 @@ from sqlalchemy import (Boolean, DateTime, Float, Integer, Numeric, String, and_
 from apicrud.errors import BadRequest
 
 ACTIVE = "active"
+TRASHED = "disabled"
 
 
 def active_only(model):
-    """The soft-delete condition: trashed records are invisible to everything but Trashcan."""
-    return model.status == ACTIVE
+    """The soft-delete condition: trashed records are invisible to everything but Trashcan.
+
+    "Not trashed" rather than "active": other states (an account ``pending``
+    confirmation) are live records too.
+    """
+    return model.status != TRASHED
 
 
 @dataclass(frozen=True)

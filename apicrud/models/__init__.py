@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, ForeignKey, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import Boolean, ForeignKey, Index, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from apicrud.db.base import Base, RecordMixin, Timestamp
@@ -78,6 +78,9 @@ class List(RecordMixin, Base):
 
 class Message(RecordMixin, Base):
     __tablename__ = "message"
+    # a list's page in id order, and an author's, straight from an index (keyset paging)
+    __table_args__ = (Index("ix_message_list_id_id", "list_id", "id"),
+                      Index("ix_message_uid_id", "uid", "id"))
 
     list_id: Mapped[str] = mapped_column(
         ForeignKey("list.id", ondelete="CASCADE"), nullable=False, index=True

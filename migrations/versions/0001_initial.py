@@ -126,6 +126,9 @@ def upgrade() -> None:
                                 ondelete="CASCADE"),
     )
     _indexes("message", "uid", "list_id")
+    # keyset pages of a list or an author in id order come straight from these
+    op.create_index("ix_message_list_id_id", "message", ["list_id", "id"], unique=False)
+    op.create_index("ix_message_uid_id", "message", ["uid", "id"], unique=False)
 
 
 def downgrade() -> None:

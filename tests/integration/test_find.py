@@ -346,9 +346,12 @@ def test_filter_wrong_type_for_column_returns_400_naming_filter(reader, resource
 
 
 def test_filter_too_many_values_returns_400(reader):
-    body = ok(find(reader.api, "category", {"name": ["apple"] + [f"v{i}" for i in range(999)]}))
+    # the spec caps filter at 2048 characters: as many values as fit are fine
+    body = ok(find(reader.api, "category", {"name": ["apple"] + [f"v{i}" for i in range(200)]}))
     assert names(body) == ["apple"]
     assert_problem(find(reader.api, "category", {"name": ["v"] * 1001}), "filter")
+    assert_problem(find(reader.api, "category", {"name": [f"v{i}" for i in range(999)]}),
+                   "filter")
 
 
 def test_filter_too_long_value_returns_400(reader):

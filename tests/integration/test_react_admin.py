@@ -64,7 +64,9 @@ def world(user, ra):
         ids.append(resp.json()["id"])
     msgs = [user.api.post("/message", json={"list_id": ids[0], "subject": f"s{i}"}).json()["id"]
             for i in range(3)]
-    return Provider(ra, user.token), ids, msgs
+    api = Provider(ra, user.token)
+    api.uid = user.uid  # other tests leave public lists anyone may read: filter to ours
+    return api, ids, msgs
 
 
 # -- ra-data-simple-rest ---------------------------------------------------------------
@@ -73,7 +75,7 @@ def test_simple_rest_get_list(world):
     api, ids, _ = world
     resp = api.call("GET", "/list", {"sort": json.dumps(["name", "DESC"]),
                                      "range": json.dumps([0, 4]),
-                                     "filter": json.dumps({})},
+                                     "filter": json.dumps({"uid": api.uid})},
                     headers={"Range": "list=0-4"})
     assert resp.status_code == 200
     body = resp.json()
@@ -83,7 +85,8 @@ def test_simple_rest_get_list(world):
     assert resp.headers["X-Total-Count"] == "12"
     assert "Content-Range" in resp.headers["Access-Control-Expose-Headers"]
     page3 = api.call("GET", "/list", {"sort": json.dumps(["name", "ASC"]),
-                                      "range": json.dumps([10, 14]), "filter": "{}"})
+                                      "range": json.dumps([10, 14]),
+                                      "filter": json.dumps({"uid": api.uid})})
     assert [r["name"] for r in page3.json()] == ["list 10", "list 11"]
     assert page3.headers["Content-Range"] == "list 10-11/12"
 
@@ -91,10 +94,12 @@ def test_simple_rest_get_list(world):
 def test_simple_rest_get_list_with_filter_and_q(world):
     api, _, _ = world
     resp = api.call("GET", "/list", {"sort": '["id","ASC"]', "range": "[0,24]",
-                                     "filter": json.dumps({"description": "odd"})})
+                                     "filter": json.dumps({"description": "odd",
+                                                           "uid": api.uid})})
     assert resp.headers["Content-Range"].endswith("/6") and len(resp.json()) == 6
     searched = api.call("GET", "/list", {"sort": '["id","ASC"]', "range": "[0,24]",
-                                         "filter": json.dumps({"q": "ODD list"})})
+                                         "filter": json.dumps({"q": "ODD list",
+                                                               "uid": api.uid})})
     assert len(searched.json()) == 6  # every word, in any text field, any case
     assert {r["description"] for r in searched.json()} == {"odd"}
 
@@ -154,25 +159,25 @@ def test_simple_rest_errors_carry_message_and_form_errors(world):
 def test_json_server_get_list(world):
     api, _, _ = world
     resp = api.call("GET", "/list", {"_sort": "name", "_order": "ASC", "_start": 2,
-                                     "_end": 5})
+                                     "_end": 5, "uid": api.uid})
     assert [r["name"] for r in resp.json()] == ["list 02", "list 03", "list 04"]
     assert resp.headers["X-Total-Count"] == "12"
 
 
 def test_json_server_filters_and_operators(world):
     api, ids, _ = world
-    eq = api.call("GET", "/list", {"description": "even", "_start": 0, "_end": 50})
+    eq = api.call("GET", "/list", {"description": "even", "_start": 0, "_end": 50, "uid": api.uid})
     assert len(eq.json()) == 6
-    ne = api.call("GET", "/list", {"description_ne": "even", "_start": 0, "_end": 50})
+    ne = api.call("GET", "/list", {"description_ne": "even", "_start": 0, "_end": 50, "uid": api.uid})
     assert {r["description"] for r in ne.json()} == {"odd"}
-    like = api.call("GET", "/list", {"name_like": "st 1", "_start": 0, "_end": 50})
+    like = api.call("GET", "/list", {"name_like": "st 1", "_start": 0, "_end": 50, "uid": api.uid})
     assert sorted(r["name"] for r in like.json()) == ["list 10", "list 11"]
     first = api.call("GET", f"/list/{ids[5]}").json()["created"]
-    gte = api.call("GET", "/list", {"created_gte": first, "_start": 0, "_end": 50})
+    gte = api.call("GET", "/list", {"created_gte": first, "_start": 0, "_end": 50, "uid": api.uid})
     assert len(gte.json()) == 7
-    lte = api.call("GET", "/list", {"created_lte": first, "_start": 0, "_end": 50})
+    lte = api.call("GET", "/list", {"created_lte": first, "_start": 0, "_end": 50, "uid": api.uid})
     assert len(lte.json()) == 6
-    q = api.call("GET", "/list", {"q": "LIST 11", "_start": 0, "_end": 50})
+    q = api.call("GET", "/list", {"q": "LIST 11", "_start": 0, "_end": 50, "uid": api.uid})
     assert [r["name"] for r in q.json()] == ["list 11"]
 
 

@@ -49,7 +49,7 @@ def test_readme_tour_runs_as_written(tmp_path):
             try:
                 if requests.get(base + "/health", timeout=2).status_code == 200:
                     break
-            except requests.ConnectionError:
+            except requests.RequestException:  # not up yet, or still loading
                 pass
             assert server.poll() is None, server.stdout.read().decode()
             time.sleep(0.2)

@@ -19,7 +19,8 @@ def test_deleted_records_are_listed_in_trash_not_elsewhere(user):
     keep = new_list(user.api, name="keep")
     gone = new_list(user.api, name="gone")
     trash(user.api, "list", gone["id"])
-    assert user.api.get("/list").json()["count"] == 1
+    assert user.api.get("/list", params={"filter": f'{{"uid": "{user.uid}"}}'}) \
+        .json()["count"] == 1
     found = user.api.get("/trashcan")
     assert found.status_code == 200 and found.headers["X-Total-Count"] == "1"
     entry = found.json()["items"][0]
@@ -77,7 +78,8 @@ def test_restore_refused_on_unique_conflict_and_nothing_changes(user):
     refused = user.api.put(f"/trashcan/list-{old['id']}", json={"status": "active"})
     assert_problem(refused, 409)
     assert user.api.get("/trashcan").json()["count"] == 1
-    assert user.api.get("/list").json()["count"] == 1
+    assert user.api.get("/list", params={"filter": f'{{"uid": "{user.uid}"}}'}) \
+        .json()["count"] == 1
 
 
 def test_purge_removes_record_and_what_depends_on_it(server, user):

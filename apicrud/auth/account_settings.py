@@ -1,0 +1,142 @@
+"""Per-account settings: :class:`AccountSettings` (read through Redis) and ``/settings``.
+
+Each account has one ``settings`` record (locale, timezone, default category, default
+privacy). Code that needs them, e.g. to render a message in the user's language, reads
+``AccountSettings(account_id, services).locale``: the record comes from Redis when
+cached (``apicrud:settings:<account_id>``, for ``account_settings_ttl`` seconds), else
+from the database, and is created with the defaults the first time anyone reads it.
+``uncache()`` drops the cached copy; the ``settings`` resource calls it after every
+committed update, so the next read anywhere sees the change.
+
+The resource has no create or delete: the record exists once read and goes with its
+account. ``GET /settings`` first makes sure the caller's own record exists, so a client
+finds it there without knowing its id. Owners read and update their own; admins all
+(rbac.yaml).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from apicrud.context import Reply, RequestContext
+from apicrud.crud.controller import BasicCRUD
+from apicrud.db.base import new_id
+from apicrud.errors import BadRequest
+
+__all__ = ["AccountSettings", "SettingsController", "FIELDS"]
+
+log = logging.getLogger("apicrud.settings")
+
+#: the fields an AccountSettings exposes (all columns of the record users care about)
+FIELDS = ("id", "account_id", "uid", "locale", "timezone", "default_category_id",
+          "default_privacy")
+
+
+class AccountSettings:
+    """One account's settings, read lazily through the Redis cache.
+
+    :param account_id: the account whose settings these are
+    :param services: the application's Services (database, Redis, settings, models)
+    :raises LookupError: (on first access) no active account has this id
+    """
+
+    def __init__(self, account_id: str, services: Any) -> None:
+        self.account_id = account_id
+        self.services = services
+        self._values: dict[str, Any] | None = None
+
+    @property
+    def key(self) -> str:
+        return f"apicrud:settings:{self.account_id}"
+
+    def __getattr__(self, name: str) -> Any:
+        # only reached for names that are not attributes: the settings fields
+        if name in FIELDS:
+            return self.get()[name]
+        raise AttributeError(name)
+
+    def get(self) -> dict[str, Any]:
+        """All fields as a dict (cached for the life of this object too)."""
+        if self._values is None:
+            self._values = self._read()
+        return dict(self._values)
+
+    def uncache(self) -> None:
+        """Forget the cached copy, in Redis and here."""
+        self.services.redis.client.delete(self.key)
+        self._values = None
+
+    def _read(self) -> dict[str, Any]:
+        redis = self.services.redis.client
+        raw = redis.get(self.key)
+        if raw is not None:
+            try:
+                values = json.loads(raw)
+                if isinstance(values, dict) and set(FIELDS) <= values.keys():
+                    return values
+            except ValueError:
+                pass  # unreadable: read the database again
+        values = self._load()
+        redis.set(self.key, json.dumps(values), ex=self.services.settings.account_settings_ttl)
+        return values
+
+    def _load(self) -> dict[str, Any]:
+        """The record from the database, created with defaults if the account has none."""
+        models = self.services.models
+        model = models.Settings
+        for _ in range(2):  # a concurrent first read may insert it between our two steps
+            with self.services.db.session() as db:
+                record = db.execute(select(model).where(
+                    model.account_id == self.account_id,
+                    model.status == "active")).scalars().first()
+                if record is not None:
+                    return {f: getattr(record, f) for f in FIELDS}
+                account = db.execute(select(models.Account).where(
+                    models.Account.id == self.account_id,
+                    models.Account.status.in_(("active", "pending")))).scalar_one_or_none()
+                if account is None:
+                    raise LookupError(f"no account {self.account_id!r}")
+                record = model(id=new_id(self.services.settings.id_prefix),
+                               account_id=account.id, uid=account.uid)
+                db.add(record)
+                try:
+                    db.commit()
+                except IntegrityError:
+                    db.rollback()
+                    continue
+                log.info("settings created", extra={"event": "settings_created",
+                                                    "uid": account.uid})
+                return {f: getattr(record, f) for f in FIELDS}
+        raise LookupError(f"settings of account {self.account_id!r} cannot be created")
+
+
+class SettingsController(BasicCRUD):
+    """``settings``: find, get, update; updates validate the timezone and drop the cache."""
+
+    def find(self, ctx: RequestContext) -> Reply:
+        account_id = ctx.principal.account_id
+        if account_id:
+            try:
+                AccountSettings(account_id, self.services).get()
+            except LookupError:
+                pass  # an account being removed: nothing to show
+        return super().find(ctx)
+
+    def before_update(self, ctx: RequestContext, record: Any,
+                      changes: dict[str, Any]) -> dict[str, Any]:
+        tz = changes.get("timezone")
+        if tz is not None:
+            try:
+                ZoneInfo(tz)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise BadRequest(f"timezone: {tz[:48]!r} is not a known time zone",
+                                 errors={"timezone": "not a known IANA time zone"}) from None
+        cached = AccountSettings(record.account_id, self.services)
+        ctx.after_commit.append(cached.uncache)
+        return changes

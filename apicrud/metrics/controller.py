@@ -1,0 +1,194 @@
+"""Controllers: ``/metric`` (usage view), ``/metrics`` (Prometheus) and ``/grant``.
+
+The usage view is a find like any other (``filter``, ``sort``, ``limit``, ``offset``,
+``cursor_next``, ``count``), over values held in Redis instead of rows: a user sees
+their own per-user metrics, unused ones as 0, with limit and remaining units for
+grants; an administrator sees every stored value, or one user's with ``{"uid": ...}``.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+from typing import Any
+
+from apicrud.context import Reply, RequestContext
+from apicrud.crud.controller import BasicCRUD
+from apicrud.db import query as q
+from apicrud.errors import BadRequest, Forbidden, ValidationProblem
+from apicrud.metrics.grants import number
+
+FIELDS = ("id", "name", "scope", "style", "period", "uid", "value", "limit", "remaining",
+          "expires", "description")
+MAX_UIDS = 100
+
+
+def _iso(epoch: int | None) -> str | None:
+    if epoch is None:
+        return None
+    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _like(pattern: str) -> re.Pattern:
+    return re.compile(".*".join(re.escape(p) for p in pattern.split("%")), re.S)
+
+
+def _matches(value: Any, wanted: Any) -> bool:
+    if wanted is None:
+        return value is None
+    if wanted == "*":
+        return value is not None
+    if isinstance(wanted, list):
+        return any(_matches(value, w) for w in wanted if w is not None and w != "*") or \
+            (None in wanted and value is None)
+    if isinstance(wanted, str) and "%" in wanted:
+        return isinstance(value, str) and _like(wanted).fullmatch(value) is not None
+    if isinstance(wanted, bool) or isinstance(value, bool):
+        return wanted is value
+    return value == wanted
+
+
+def _sort_key(item: dict[str, Any], field: str):
+    value = item.get(field)
+    return (value is None, value if value is not None else 0)
+
+
+class MetricController:
+    """``GET /metric`` (usage) and ``GET /metrics`` (Prometheus text)."""
+
+    def __init__(self, resource, services) -> None:
+        self.services = services
+
+    def expose(self, ctx: RequestContext) -> Reply:
+        """Prometheus exposition: administrators, and their API keys scoped ``metrics``."""
+        p = ctx.principal
+        if not p.is_admin or (p.scopes is not None and "metrics" not in p.scopes):
+            raise Forbidden("metrics are for administrators (API keys need scope metrics)")
+        body, content_type = self.services.prometheus.render(ctx.headers.get("Accept"))
+        return Reply(body, 200, {"Content-Type": content_type, "Cache-Control": "no-store"})
+
+    def _item(self, sample, grants_of: dict[str, dict]) -> dict[str, Any]:
+        d = self.services.metrics.definitions[sample.name]
+        uid = sample.labels.get("uid") if d.scope == "user" else None
+        labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
+        item = {"id": f"{sample.name}:{labels}" if labels else sample.name,
+                "name": d.name, "scope": d.scope, "style": d.style, "period": d.period,
+                "uid": uid, "labels": sample.labels, "value": sample.value,
+                "limit": None, "remaining": None, "expires": _iso(sample.expires),
+                "description": d.description}
+        if d.style == "grant" and uid:
+            if uid not in grants_of:
+                grants_of[uid] = self.services.grants.for_uid(uid)
+            limit = grants_of[uid].get(d.name)
+            if limit is not None:
+                item["limit"] = limit
+                item["remaining"] = max(limit - sample.value, 0)
+        return item
+
+    def _samples(self, ctx: RequestContext, filters: dict[str, Any]) -> list:
+        metrics = self.services.metrics
+        metrics.flush()  # include what this process counted a moment ago
+        p = ctx.principal
+        if not p.is_admin:
+            return metrics.for_user(p.uid)
+        uids = filters.get("uid")
+        if isinstance(uids, str) and uids != "*" and "%" not in uids:
+            uids = [uids]
+        if isinstance(uids, list) and uids and all(isinstance(u, str) and u != "*" and
+                                                   "%" not in u for u in uids):
+            if len(uids) > MAX_UIDS:
+                raise BadRequest(f"filter: at most {MAX_UIDS} uids",
+                                 errors={"filter": f"at most {MAX_UIDS} uids"})
+            return [s for u in dict.fromkeys(uids) for s in metrics.for_user(u)]
+        return metrics.scan()
+
+    def find(self, ctx: RequestContext) -> Reply:
+        settings = self.services.settings
+        params = ctx.params
+        filters = q.parse_filter(params.get("filter"))
+        sort = q.parse_sort(params.get("sort") or "name", dict.fromkeys(FIELDS))
+        limit = params.get("limit")
+        offset = params.get("offset") or 0
+        if params.get("cursor_next"):
+            state = q.decode_cursor(self.services.cursor_secret, params["cursor_next"])
+            if state.get("r") != "metric":
+                raise BadRequest("cursor_next: belongs to another resource",
+                                 errors={"cursor_next": "belongs to another resource"})
+            if offset:
+                raise BadRequest("offset: cannot be combined with cursor_next",
+                                 errors={"offset": "cannot be combined with cursor_next"})
+            filters, sort = state["f"], q.parse_sort(state["s"], dict.fromkeys(FIELDS))
+            offset, limit = int(state["k"]), limit or state.get("l")
+        limit = limit or settings.per_page_default
+        if not 1 <= limit <= settings.per_page_max:
+            raise BadRequest(f"limit: must be 1 to {settings.per_page_max}",
+                             errors={"limit": f"must be 1 to {settings.per_page_max}"})
+        for name in filters:
+            if name not in FIELDS:
+                raise BadRequest(f"filter: unknown field {name[:64]!r}",
+                                 errors={"filter": f"unknown field {name[:64]!r}"})
+        grants_of: dict[str, dict] = {}
+        items = [self._item(s, grants_of) for s in self._samples(ctx, filters)
+                 if s.name in self.services.metrics.definitions]
+        items = [i for i in items if all(_matches(i.get(k), v) for k, v in filters.items())]
+        items.sort(key=lambda i: i["id"])
+        items.sort(key=lambda i: _sort_key(i, sort.field), reverse=sort.descending)
+        if sort.descending:  # nulls last either way, ties by id ascending
+            items.sort(key=lambda i: i.get(sort.field) is None)
+        page = items[offset:offset + limit]
+        body: dict[str, Any] = {"items": page, "count": len(items)}
+        if offset + limit < len(items):
+            body["cursor_next"] = q.encode_cursor(self.services.cursor_secret, {
+                "r": "metric", "s": sort.text(), "f": filters, "k": offset + limit, "i": "",
+                "l": limit})
+        return Reply(body, 200, {"X-Total-Count": str(len(items))})
+
+
+def _timestamp(value: Any, field: str) -> datetime | None:
+    if value is None or isinstance(value, datetime):
+        return value
+    try:
+        when = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        raise ValidationProblem({field: "is not a date-time"}) from None
+    if when.tzinfo is not None:
+        when = when.astimezone(timezone.utc).replace(tzinfo=None)
+    return when
+
+
+class GrantController(BasicCRUD):
+    """Per-user grant overrides: known names, numeric values; caches dropped on change."""
+
+    def _normalize(self, values: dict[str, Any]) -> dict[str, Any]:
+        grants = self.services.grants
+        if "name" in values and values["name"] not in grants.defaults:
+            known = ", ".join(sorted(grants.defaults))
+            raise ValidationProblem({"name": f"no such grant (known: {known})"[:200]})
+        if "value" in values:
+            n = number(values["value"])
+            if n is None:
+                raise ValidationProblem({"value": "must be a number >= 0"})
+            values["value"] = str(n)
+        if "expires" in values:
+            values["expires"] = _timestamp(values["expires"], "expires")
+        return values
+
+    def _changed(self, ctx: RequestContext, *uids: str | None) -> None:
+        grants = self.services.grants
+        grants.uncache(*uids)
+        # again after commit: a read between now and then must not keep the old values
+        ctx.after_commit.append(lambda: grants.uncache(*uids))
+
+    def before_create(self, ctx: RequestContext, data: dict[str, Any]) -> dict[str, Any]:
+        data = self._normalize(data)
+        self._changed(ctx, data.get("uid"))
+        return data
+
+    def before_update(self, ctx: RequestContext, record: Any,
+                      changes: dict[str, Any]) -> dict[str, Any]:
+        changes = self._normalize(changes)
+        self._changed(ctx, record.uid, changes.get("uid"))
+        return changes
+
+    def before_delete(self, ctx: RequestContext, record: Any) -> None:
+        self._changed(ctx, record.uid)

@@ -1,0 +1,264 @@
+"""Grants: what each account may use, and the create check that enforces them.
+
+``default_grants`` (a setting) gives every user the same allowance: record counts per
+resource (``lists``, ``messages``, ``contacts``, ``apikeys``...), the request rate
+(``ratelimit``, read by the rate limiter) and per-period allowances named after a
+grant-style metric (``messages_daily``). Rows of the ``grant`` resource override a
+default for one user, optionally until ``expires``.
+
+A user's overrides are cached in Redis (one small JSON value), dropped by
+:meth:`Grants.uncache` whenever a grant row of theirs changes, so every instance sees a
+change on the user's next request.
+
+Record counts are checked in SQL inside the creating transaction: exact, and with the
+owner's person row locked first (``SELECT ... FOR UPDATE`` on PostgreSQL and MariaDB,
+SQLite's database write lock) two concurrent creates of one owner cannot both take the
+last place. A Redis counter would need reconciling with deletes, restores, purges and
+direct SQL, so the database stays the one source of truth.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from datetime import datetime, timezone
+from typing import Any, Callable, Mapping
+
+from sqlalchemy import func, select, text
+
+from apicrud.db.query import active_only
+from apicrud.errors import Forbidden, TooManyRequests
+
+log = logging.getLogger("apicrud.metrics")
+
+CACHE = "apicrud:grants:"
+
+
+def number(value: Any) -> int | float | None:
+    """A grant value as a number: int when integral; None if it is not a number >= 0."""
+    if isinstance(value, bool):
+        return None
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return None
+    if out != out or out < 0 or out == float("inf"):
+        return None
+    return int(out) if out.is_integer() else out
+
+
+def check_defaults(raw: Mapping[str, Any]) -> tuple[dict[str, int | float], list[str]]:
+    out, problems = {}, []
+    for name, value in (raw or {}).items():
+        n = number(value)
+        if n is None:
+            problems.append(f"setting default_grants.{name}: must be a number >= 0")
+        else:
+            out[str(name)] = n
+    return out, problems
+
+
+def plural(name: str) -> str:
+    if name.endswith("y") and name[-2:-1] not in tuple("aeiou"):
+        return name[:-1] + "ies"
+    if name.endswith(("s", "x", "ch", "sh")):
+        return name + "es"
+    return name + "s"
+
+
+class Grants:
+    """Effective grants of a user: their unexpired overrides over ``default_grants``."""
+
+    def __init__(self, defaults: Mapping[str, int | float], db, provider, grant_model,
+                 ttl: int = 300) -> None:
+        self.defaults = dict(defaults)
+        self.db = db
+        self.provider = provider
+        self.model = grant_model
+        self.ttl = ttl
+
+    def _key(self, uid: str) -> str:
+        return CACHE + uid
+
+    def record_grant(self, resource: str) -> str | None:
+        """The grant limiting how many records of ``resource`` a user may hold."""
+        for name in (plural(resource), resource):
+            if name in self.defaults:
+                return name
+        return None
+
+    def get(self, uid: str | None, name: str) -> int | float | None:
+        """The value of grant ``name`` for ``uid`` (None: no such grant, no limit)."""
+        if uid:
+            override = self.overrides(uid).get(name)
+            if override is not None:
+                return override
+        return self.defaults.get(name)
+
+    def for_uid(self, uid: str | None) -> dict[str, int | float]:
+        """Every grant of a user."""
+        return {**self.defaults, **(self.overrides(uid) if uid else {})}
+
+    def overrides(self, uid: str) -> dict[str, int | float]:
+        now = time.time()
+        client = self.provider.client
+        cached = client.get(self._key(uid))
+        if cached is not None:
+            entries = json.loads(cached)
+        else:
+            entries = self._load(uid)
+            ttl = self.ttl
+            ends = [e for _, e in entries.values() if e is not None]
+            if ends:  # an override that runs out must not outlive itself in the cache
+                ttl = max(1, min(ttl, int(min(ends) - now) + 1))
+            client.set(self._key(uid), json.dumps(entries), ex=ttl)
+        return {name: value for name, (value, ends) in entries.items()
+                if ends is None or ends > now}
+
+    def _load(self, uid: str) -> dict[str, tuple[int | float, float | None]]:
+        model = self.model
+        out: dict[str, tuple[int | float, float | None]] = {}
+        if model is None:
+            return out
+        with self.db.session() as session:
+            rows = session.execute(select(model.name, model.value, model.expires).where(
+                model.uid == uid, active_only(model)))
+            for name, value, expires in rows:
+                n = number(value)
+                if n is None:
+                    log.warning("grant %s of %s has a value that is not a number", name, uid)
+                    continue
+                ends = expires.replace(tzinfo=timezone.utc).timestamp() if expires else None
+                if ends is not None and ends <= time.time():
+                    continue
+                out[name] = (n, ends)
+        return out
+
+    def uncache(self, *uids: str | None) -> None:
+        """Forget cached grants: call whenever a user's grant rows change."""
+        keys = [self._key(u) for u in uids if u]
+        if keys:
+            self.provider.client.delete(*keys)
+
+
+def _pending_key(request_id: str, uid: str | None) -> str:
+    # X-Request-ID may come from the client: the uid keeps one user's ids from another's
+    return f"{request_id}|{uid}"
+
+
+def _when(seconds: int | None) -> str:
+    if seconds is None:
+        return ""
+    at = datetime.fromtimestamp(time.time() + seconds, timezone.utc)
+    return f"; it resets at {at.strftime('%Y-%m-%dT%H:%M:%SZ')}"
+
+
+class GrantChecks:
+    """The create check (record counts, per-period grants) and the refund observer."""
+
+    def __init__(self, services, grants: Grants, metrics,
+                 notify: Callable[..., Any] | None = None) -> None:
+        self.services = services
+        self.grants = grants
+        self.metrics = metrics
+        self.notify = notify
+        self._pending: dict[str, list[tuple[str, str, float]]] = {}
+        self._lock = threading.Lock()
+        self.by_resource: dict[str, list] = {}
+        for d in metrics.definitions.values():
+            if d.style == "grant" and d.resource:
+                self.by_resource.setdefault(d.resource, []).append(d)
+
+    def __call__(self, ctx, res, values: dict[str, Any]) -> None:
+        principal = ctx.principal
+        if principal.is_admin or not principal.authenticated:
+            return  # operators are not customers; anonymous creates have no account
+        owner = values.get(res.owner) if res.owner and res.owner != "id" else None
+        uid = owner or principal.uid
+        self._check_count(ctx, res, uid)
+        for d in self.by_resource.get(res.name, ()):
+            self._use(ctx, d, uid)
+
+    def _check_count(self, ctx, res, uid: str) -> None:
+        name = self.grants.record_grant(res.name)
+        if name is None or res.model is None or not res.owner or res.owner == "id":
+            return
+        limit = self.grants.get(uid, name)
+        if limit is None:
+            return
+        model = res.model
+        owner_col = getattr(model, res.owner)
+        self._lock_owner(ctx, res, uid)
+        stmt = select(func.count()).select_from(model).where(owner_col == uid,
+                                                             active_only(model))
+        if ctx.services.db.dialect in ("mysql", "mariadb"):
+            # InnoDB's plain reads see the snapshot of the transaction's first read, maybe
+            # older than the create we waited for; a locking read sees the latest rows
+            stmt = stmt.with_for_update(read=True)
+        held = ctx.db.execute(stmt).scalar_one()
+        if held >= limit:
+            self._count_refusal(name)
+            raise Forbidden(f"grant {name} exceeded: at most {limit} {res.name} records "
+                            f"(held: {held})", slug="grant-exceeded", grant=name, limit=limit)
+
+    def _lock_owner(self, ctx, res, uid: str) -> None:
+        """Serialize creates of one owner: lock their person row until commit."""
+        table = res.references.get(res.owner)
+        target = self.services.resource_for_table(table) if table else None
+        if target is None or target.model is None:
+            return
+        if ctx.services.db.dialect == "sqlite":
+            # no row locks: a no-op write takes SQLite's write lock before the count
+            # (a plain read would run outside the transaction pysqlite opens lazily)
+            quote = ctx.db.get_bind().dialect.identifier_preparer.quote
+            ctx.db.execute(text(f"UPDATE {quote(target.table)} SET id = id WHERE id = :uid"),
+                           {"uid": uid})
+            return
+        ctx.db.execute(select(target.model.id).where(target.model.id == uid)
+                       .with_for_update())
+
+    def _use(self, ctx, d, uid: str) -> None:
+        limit = self.grants.get(uid, d.name)
+        if limit is None:
+            return
+        used = self.metrics.consume(d.name, uid, limit)
+        if not used.ok:
+            self._count_refusal(d.name)
+            headers = {"Retry-After": str(max(used.reset_in or 0, 1))} \
+                if used.reset_in is not None else {}
+            raise TooManyRequests(
+                f"grant {d.name} used up: {limit} per {d.period}{_when(used.reset_in)}",
+                slug="grant-exceeded", headers=headers, grant=d.name, limit=limit)
+        with self._lock:
+            self._pending.setdefault(_pending_key(ctx.request_id, ctx.principal.uid),
+                                     []).append((d.name, uid, 1))
+        if d.notify and limit and used.used >= limit * d.notify / 100:
+            ctx.after_commit.append(lambda: self._notify(d, uid, used.used, limit))
+
+    def _count_refusal(self, name: str) -> None:
+        if "grant_exceeded" in self.metrics.definitions:
+            try:
+                self.metrics.add("grant_exceeded", labels={"grant": name})
+            except Exception:  # a metric must never change the answer
+                log.warning("cannot count grant refusal", exc_info=True)
+
+    def _notify(self, d, uid: str, used: float, limit: float) -> None:
+        """Tell the user once per period that they used ``notify`` percent of a grant."""
+        try:
+            if self.notify is None or not self.metrics.notify_once(d.name, uid):
+                return
+            self.notify(uid=uid, template="usage_notify", grant=d.name, percent=d.notify,
+                        period=d.period, used=used, limit=limit)
+        except Exception:  # the request succeeded; a lost notice is only logged
+            log.warning("usage notice for %s of %s failed", d.name, uid, exc_info=True)
+
+    def observe(self, record) -> None:
+        """Give back per-period units used by a request that did not succeed."""
+        with self._lock:
+            used = self._pending.pop(_pending_key(record.request_id, record.principal.uid),
+                                     None)
+        if used and record.status >= 400:
+            for name, uid, amount in used:
+                self.metrics.refund(name, uid, amount)

@@ -1,0 +1,56 @@
+"""``apicrud worker`` and ``apicrud dead-letters``: run the messaging worker, tend its list.
+
+With no ``redis_url`` the worker attaches to the embedded Redis of the same
+``data_dir`` (start ``apicrud serve`` first: the process that starts an embedded server
+owns it and stops it when it exits).
+"""
+
+from __future__ import annotations
+
+from apicrud.redis_client import RedisProvider
+from apicrud.worker.celery_app import broker_url, make_celery
+from apicrud.worker.tasks import DeadLetters, requeue_dead_letters
+
+__all__ = ["run_worker", "dead_letters"]
+
+
+def run_worker(settings, concurrency: int = 2, pool: str = "prefork",
+               loglevel: str = "INFO") -> None:
+    """Consume ``worker_queue`` until stopped (Ctrl-C or SIGTERM: a warm shutdown)."""
+    redis = RedisProvider(settings.redis_url, settings.path("data_dir"))
+    try:
+        app = make_celery(settings, redis.url, worker=True)
+        print(f"apicrud worker: queue {settings.worker_queue} on "
+              f"{_safe(broker_url(settings, redis.url))}", flush=True)
+        app.worker_main(["worker", f"--loglevel={loglevel}", f"--pool={pool}",
+                         f"--concurrency={concurrency}", "-Q", settings.worker_queue,
+                         "--without-gossip", "--without-mingle"])
+    finally:
+        redis.close()
+
+
+def dead_letters(settings, requeue: bool = False) -> tuple[list[dict], int]:
+    """(the dead letters, newest first, without their sealed bodies; how many requeued)."""
+    redis = RedisProvider(settings.redis_url, settings.path("data_dir"))
+    try:
+        dead = DeadLetters(redis.client)
+        listed = [{k: v for k, v in r.items() if k != "envelope"} for r in dead.list(1000)]
+        count = 0
+        if requeue:
+            app = make_celery(settings, redis.url)
+            try:
+                count = requeue_dead_letters(app, dead, settings.worker_queue)
+            finally:
+                app.close()
+        return listed, count
+    finally:
+        redis.close()
+
+
+def _safe(url: str) -> str:
+    """The URL without its password, for a start-up line."""
+    scheme, sep, rest = url.partition("://")
+    creds, at, host = rest.rpartition("@")
+    if not at:
+        return url
+    return f"{scheme}{sep}{creds.partition(':')[0]}:***@{host}"

@@ -1,0 +1,38 @@
+// The admin application: one <Resource> per resource the spec serves, plus the trashcan.
+import { Admin, Resource } from 'react-admin';
+import DeleteIcon from '@mui/icons-material/Delete';
+import { authProvider } from './authProvider.js';
+import { dataProvider } from './dataProvider.js';
+import { LoginPage } from './LoginPage.jsx';
+import { makeTrashList } from './Trashcan.jsx';
+import { makeCreate, makeEdit, makeList, makeShow } from './views.jsx';
+
+export function buildResources(resources) {
+    const byName = Object.fromEntries(resources.map(r => [r.name, r]));
+    return resources.map(def => ({
+        def,
+        list: makeList(def, byName),
+        show: def.hasShow ? makeShow(def, byName) : undefined,
+        edit: def.editFields ? makeEdit(def, byName) : undefined,
+        create: def.createFields ? makeCreate(def, byName) : undefined,
+    }));
+}
+
+export function App({ title, resources, withTrashcan }) {
+    const views = buildResources(resources);
+    const TrashList = withTrashcan ? makeTrashList(resources) : null;
+    return (
+        <Admin title={title} dataProvider={dataProvider} authProvider={authProvider}
+            loginPage={LoginPage} disableTelemetry>
+            {views.map(({ def, list, show, edit, create }) => (
+                <Resource key={def.name} name={def.name} options={{ label: def.label }}
+                    list={list} show={show} edit={edit} create={create}
+                    recordRepresentation={def.recordRepresentation} />
+            ))}
+            {TrashList ? (
+                <Resource name="trashcan" options={{ label: 'Trashcan' }} list={TrashList}
+                    icon={DeleteIcon} />
+            ) : null}
+        </Admin>
+    );
+}

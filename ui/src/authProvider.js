@@ -1,0 +1,121 @@
+// react-admin authProvider over apicrud's /auth: POST logs in, GET says who is calling,
+// DELETE logs out, /auth/can-i answers canAccess. Requests carry the session token as
+// `Authorization: Bearer`, so no cookie is relied on and no CSRF token is needed.
+import { HttpError } from 'react-admin';
+import { API_URL } from './config.js';
+import { rbacLetter } from './spec.js';
+
+const KEY = 'apicrud.session';
+const CAN_I_TTL = 60_000; // ms an answer of can-i is reused
+const canICache = new Map();
+
+export const session = {
+    get() {
+        try {
+            // no client-side expiry: the server may extend a session, and says 401 when
+            // it has ended (checkError then forgets it)
+            const s = JSON.parse(localStorage.getItem(KEY) || 'null');
+            return s && s.token ? s : null;
+        } catch {
+            return null;
+        }
+    },
+    set(value) {
+        canICache.clear();
+        if (value) localStorage.setItem(KEY, JSON.stringify(value));
+        else localStorage.removeItem(KEY);
+    },
+};
+
+async function problem(response) {
+    let body = {};
+    try {
+        body = await response.json();
+    } catch {
+        /* not JSON */
+    }
+    return new HttpError(body.message || body.detail || response.statusText, response.status, body);
+}
+
+async function call(method, path, body) {
+    const headers = new Headers({ Accept: 'application/json' });
+    const current = session.get();
+    if (current) headers.set('Authorization', `Bearer ${current.token}`);
+    if (body !== undefined) headers.set('Content-Type', 'application/json');
+    const response = await fetch(API_URL + path, {
+        method,
+        headers,
+        body: body === undefined ? undefined : JSON.stringify(body),
+        credentials: 'omit', // the Bearer token is the credential
+    });
+    if (!response.ok) throw await problem(response);
+    return response.status === 204 ? null : response.json();
+}
+
+async function canI(letter, resource, id) {
+    const key = `${letter}:${resource}:${id || ''}`;
+    const hit = canICache.get(key);
+    if (hit && hit.at > Date.now() - CAN_I_TTL) return hit.answer;
+    const query = new URLSearchParams({ action: letter, resource });
+    if (id) query.set('id', id);
+    const answer = call('GET', `/auth/can-i?${query}`).then(
+        r => Boolean(r.allowed),
+        error => {
+            canICache.delete(key);
+            if (error.status === 401) throw error;
+            // can-i knows only model-backed resources (not e.g. metric): the server still
+            // decides every request, so show the screen and let it answer
+            return true;
+        });
+    canICache.set(key, { at: Date.now(), answer });
+    return answer;
+}
+
+export const authProvider = {
+    async login({ username, password, otp }) {
+        const body = { username, password };
+        if (otp) body.otp = otp;
+        const r = await call('POST', '/auth', body);
+        session.set({ token: r.token, expires: r.expires, uid: r.uid, username: r.username || username,
+            roles: r.roles || [], account_id: r.account_id });
+    },
+    async logout() {
+        const current = session.get();
+        session.set(null);
+        if (current) {
+            try {
+                await fetch(`${API_URL}/auth`, { method: 'DELETE', credentials: 'omit',
+                    headers: { Authorization: `Bearer ${current.token}` } });
+            } catch {
+                /* the token is forgotten here anyway */
+            }
+        }
+    },
+    async checkAuth() {
+        if (!session.get()) throw new Error('not logged in');
+    },
+    async checkError(error) {
+        if (error?.status === 401) {
+            session.set(null);
+            throw new Error('session ended');
+        }
+        // 403 and the rest: keep the session, react-admin shows the message
+    },
+    async getIdentity() {
+        const s = session.get();
+        if (!s) throw new Error('not logged in');
+        return { id: s.uid, fullName: s.username, accountId: s.account_id };
+    },
+    async getPermissions() {
+        return session.get()?.roles || [];
+    },
+    async canAccess({ action, resource, record }) {
+        if (!session.get()) return false; // not logged in: the login page comes next
+        const letter = rbacLetter(action);
+        if (!letter || resource === 'trashcan') return true; // trashcan lists only what you may delete
+        if (record && typeof record.rbac === 'string') return record.rbac.includes(letter);
+        const id = record?.id != null && letter !== 'c' && letter !== 'l' ? String(record.id) : undefined;
+        if (!id && letter !== 'c' && letter !== 'l') return true; // collection-wide read: the list filters
+        return canI(letter, resource, id);
+    },
+};

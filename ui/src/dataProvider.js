@@ -1,0 +1,17 @@
+// The stock ra-data-simple-rest provider, unchanged, pointed at the server's react-admin
+// base URL; only its HTTP client is given the session token.
+import simpleRestProvider from 'ra-data-simple-rest';
+import { fetchUtils } from 'react-admin';
+import { RA_URL } from './config.js';
+import { session } from './authProvider.js';
+
+export const httpClient = (url, options = {}) => {
+    const current = session.get();
+    return fetchUtils.fetchJson(url, {
+        ...options,
+        credentials: 'omit',
+        user: current ? { authenticated: true, token: `Bearer ${current.token}` } : undefined,
+    });
+};
+
+export const dataProvider = simpleRestProvider(RA_URL, httpClient);

@@ -1,0 +1,174 @@
+// Derive the admin UI's resources from the served OpenAPI document.
+//
+// A resource is every path `/{name}` whose GET answers a page of `items`; its record
+// operations come from `/{name}/{param}` (GET show, PUT edit, DELETE delete) and its
+// create form from the POST body schema. Columns, inputs and references come from the
+// schemas, so a resource added to the spec shows up here with no UI code.
+
+const LABEL_FIELDS = ['name', 'subject', 'title', 'label', 'info', 'username'];
+const HIDDEN_IN_LIST = new Set(['rbac', 'status', 'modified']);
+const HIDDEN_IN_FORMS = new Set(['rbac', 'status']);
+const MAX_COLUMNS = 8;
+const LONG_TEXT = 255; // a string longer than this gets a multi-line input and no column
+// resources with a page of their own, not the generic views
+export const SPECIAL = new Set(['trashcan']);
+
+/** Follow local `$ref`s (`#/components/...`); merge `allOf` members. */
+export function resolve(spec, schema, depth = 0) {
+    if (!schema || typeof schema !== 'object' || depth > 20) return schema || {};
+    if (schema.$ref) {
+        const ref = schema.$ref;
+        if (!ref.startsWith('#/')) return {};
+        let target = spec;
+        for (const part of ref.slice(2).split('/')) {
+            target = target?.[part.replace(/~1/g, '/').replace(/~0/g, '~')];
+        }
+        const { $ref, ...rest } = schema; // siblings of $ref (3.1) win over the target
+        return { ...resolve(spec, target, depth + 1), ...rest };
+    }
+    if (Array.isArray(schema.allOf)) {
+        const merged = { ...schema, properties: {}, required: [] };
+        delete merged.allOf;
+        for (const part of schema.allOf.map(s => resolve(spec, s, depth + 1))) {
+            Object.assign(merged.properties, part.properties || {});
+            merged.required.push(...(part.required || []));
+        }
+        return merged;
+    }
+    return schema;
+}
+
+const firstType = schema => {
+    const t = schema.type;
+    if (Array.isArray(t)) return t.find(x => x !== 'null') || 'string';
+    return t || (schema.enum ? 'string' : schema.properties ? 'object' : 'string');
+};
+
+const humanize = name =>
+    name.replace(/_id$/, '').replace(/_/g, ' ').replace(/^./, c => c.toUpperCase());
+
+function kindOf(prop) {
+    const type = firstType(prop);
+    if (prop.enum) return 'enum';
+    if (type === 'boolean') return 'boolean';
+    if (type === 'integer' || type === 'number') return 'number';
+    if (type === 'object' || type === 'array') return 'json';
+    if (prop.format === 'date-time') return 'datetime';
+    if (prop.format === 'date') return 'date';
+    if (prop.format === 'email') return 'email';
+    if (prop.format === 'uri' || prop.format === 'url') return 'url';
+    if (prop.format === 'password') return 'password';
+    if ((prop.maxLength || 0) > LONG_TEXT) return 'longtext';
+    return 'text';
+}
+
+/** The resource a field points at: `uid` is the owner's person, `<name>_id` is `<name>`. */
+function referenceOf(source, names) {
+    if (source === 'uid' && names.has('person')) return 'person';
+    const m = /^([a-z][a-z0-9_]*)_id$/.exec(source);
+    return m && names.has(m[1]) ? m[1] : null;
+}
+
+/** One field description per schema property. */
+export function deriveFields(spec, schema, names) {
+    const s = resolve(spec, schema);
+    const required = new Set(s.required || []);
+    return Object.entries(s.properties || {}).map(([source, raw]) => {
+        const prop = resolve(spec, raw);
+        const related = Boolean(prop['x-related'] || prop['x-computed']);
+        const kind = related ? 'text' : kindOf(prop);
+        const reference = related ? null : referenceOf(source, names);
+        return {
+            source,
+            label: source === 'uid' ? 'Owner' : humanize(source),
+            kind: reference ? 'reference' : kind,
+            reference,
+            choices: prop.enum ? prop.enum.filter(v => v !== null).map(v => ({ id: v, name: String(v) })) : null,
+            readOnly: Boolean(prop.readOnly) || related,
+            required: required.has(source),
+            nullable: Array.isArray(prop.type) && prop.type.includes('null'),
+            sortable: !related && source !== 'rbac' && kind !== 'json',
+            description: prop.description || '',
+            maxLength: prop.maxLength,
+        };
+    });
+}
+
+/** The item schema of a find response (`{items: [...]}`), or null if it is no page. */
+function pageItems(spec, op) {
+    const ok = op?.responses?.['200'];
+    const content = resolve(spec, ok)?.content?.['application/json'];
+    const body = resolve(spec, content?.schema);
+    const items = body?.properties?.items;
+    return items ? resolve(spec, items.items || {}) : null;
+}
+
+const bodySchema = (spec, op) =>
+    op?.requestBody
+        ? resolve(spec, resolve(spec, op.requestBody)?.content?.['application/json']?.schema)
+        : null;
+
+/** Search (`q`) as the server does it: `x-search`, else the plain free-text fields. */
+function searchFields(schema, fields, writable) {
+    if (Array.isArray(schema['x-search'])) return schema['x-search'];
+    if (!writable) return []; // a read-only view (e.g. usage) has no text index to search
+    return fields
+        .filter(f => f.kind === 'text' && !f.readOnly && !f.reference && f.source !== 'uid'
+            && !f.source.endsWith('_id'))
+        .map(f => f.source);
+}
+
+/** Every resource the spec serves as a collection, in the spec's path order. */
+export function deriveResources(spec) {
+    const paths = spec?.paths || {};
+    const found = [];
+    for (const [path, item] of Object.entries(paths)) {
+        const m = /^\/([a-z][a-z0-9_]*)$/.exec(path);
+        if (!m || !item?.get) continue;
+        const schema = pageItems(spec, item.get);
+        if (schema) found.push({ name: m[1], item, schema });
+    }
+    const names = new Set(found.map(r => r.name));
+    return found.map(({ name, item, schema }) => {
+        const recordPath = Object.keys(paths).find(p =>
+            new RegExp(`^/${name}/\\{[^/}]+\\}$`).test(p));
+        const record = recordPath ? paths[recordPath] : {};
+        const fields = deriveFields(spec, schema, names);
+        const createSchema = item.post ? bodySchema(spec, item.post) : null;
+        const editSchema = record.put ? bodySchema(spec, record.put) : null;
+        const writable = Boolean(createSchema || editSchema);
+        const label = fields.find(f => LABEL_FIELDS.includes(f.source) && f.kind === 'text');
+        return {
+            name,
+            label: humanize(name),
+            description: item.get.summary || '',
+            fields,
+            listFields: fields
+                .filter(f => !HIDDEN_IN_LIST.has(f.source) && !['json', 'longtext', 'password']
+                    .includes(f.kind) && !(f.source === 'id' && label))
+                .slice(0, MAX_COLUMNS),
+            createFields: createSchema
+                ? deriveFields(spec, createSchema, names)
+                    .filter(f => !f.readOnly && !HIDDEN_IN_FORMS.has(f.source))
+                : null,
+            editFields: editSchema
+                ? deriveFields(spec, editSchema, names)
+                    .filter(f => !HIDDEN_IN_FORMS.has(f.source) && f.kind !== 'json')
+                : null,
+            hasShow: Boolean(record.get),
+            hasDelete: Boolean(record.delete),
+            hasStatus: fields.some(f => f.source === 'status'),
+            search: searchFields(schema, fields, writable),
+            filters: fields.filter(f => !f.readOnly && (f.kind === 'enum' || f.kind === 'reference')),
+            recordRepresentation: label ? label.source : 'id',
+        };
+    });
+}
+
+/** Map a react-admin action to an RBAC letter (null: not an RBAC question). */
+export function rbacLetter(action) {
+    return {
+        list: 'l', show: 'r', read: 'r', create: 'c', clone: 'c', edit: 'u', update: 'u',
+        delete: 'd', export: 'l',
+    }[action] || null;
+}
