@@ -76,8 +76,9 @@ def run(settings) -> None:
                 migrate.upgrade(settings)
             ensure_admin(settings)
         url = settings.public_url or f"http://{settings.host}:{settings.port}"
-        print(f"apicrud serving {url}{settings.base_url}  (UI: {url}{settings.base_url}/ui/)",
-              flush=True)
+        admin = f", admin UI: {url}/admin/" if settings.admin_ui else ""
+        print(f"apicrud serving {url}{settings.base_url}  (Swagger UI: {url}"
+              f"{settings.base_url}/ui/{admin})", flush=True)
         options = {
             "bind": f"{settings.host}:{settings.port}",
             "workers": settings.workers,

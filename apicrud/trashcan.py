@@ -130,8 +130,7 @@ class Trashcan:
         # the record comes back as if created again: grants count it, references must
         # still be usable
         controller = self.services.controllers[res.name]
-        controller._check_references(ctx, {k: v for k, v in values.items()
-                                           if k in res.references})
+        self._check_references_live(ctx, res, values)
         for check in self.services.pipeline.create_checks:
             check(ctx, res, values)
         record.status = "active"
@@ -146,6 +145,24 @@ class Trashcan:
         log.info("restored %s %s", res.name, record.id,
                  extra={"event": "restore", "uid": ctx.principal.uid})
         return Reply(self._entry(res, record), 200)
+
+    def _check_references_live(self, ctx: RequestContext, res, values: dict) -> None:
+        """What a restored record points at must still be there (not trashed, not purged).
+
+        Unlike a create, the caller's read permission on those records is not asked: the
+        record was valid when made, and may-delete is what restoring needs.
+        """
+        for attr, table in res.references.items():
+            value = values.get(attr)
+            target = self.services.resource_for_table(table)
+            if value is None or target is None or target.model is None:
+                continue
+            model = target.model
+            alive = ctx.db.execute(select(model.id).where(
+                model.id == value, q.active_only(model))).first()
+            if alive is None:
+                raise Conflict(f"{attr}: the {target.name} it belongs to is in the trashcan or "
+                               "gone; restore that first", errors={attr: "not available"})
 
     def purge(self, ctx: RequestContext) -> Reply:
         ids = [i for i in str(ctx.params["id"]).split(",") if i]

@@ -126,6 +126,9 @@ def _bind_model(res: ResourceSpec) -> None:
     if res.owner and res.owner not in columns:
         res.owner = None
     res.privacy = "privacy" if "privacy" in columns else None
+    for prop in exposed:
+        for fk in columns[prop].columns[0].foreign_keys:
+            res.references[prop] = fk.column.table.name
     declared = res.schema.get("x-search")
     if declared is not None:
         bad = [f for f in declared if f not in exposed]
@@ -139,9 +142,6 @@ def _bind_model(res: ResourceSpec) -> None:
             and not props[f].get("format") and not props[f].get("readOnly")
             and f != "uid" and not f.endswith("_id") and f not in res.references
             and not props[f].get("$ref"))
-    for prop in exposed:
-        for fk in columns[prop].columns[0].foreign_keys:
-            res.references[prop] = fk.column.table.name
 
 
 def check_related(resources: dict[str, ResourceSpec]) -> list[str]:

@@ -53,7 +53,7 @@ from test_crud import assert_problem
 PRIVACY = ("public", "invitee", "member", "manager", "secret")
 ROLES = ("anonymous", "pending", "owner", "unrelated", "invitee", "member", "manager", "admin")
 LEVELS = ("invitee", "member", "manager")
-ACTIONS = ("get", "find", "update", "delete")
+ACTIONS = ("get", "find", "update", "delete", "trash")
 HOLDERS = ("of-owner", "of-invitee", "of-member", "of-manager")
 #: resource -> (variants, field rewritten with its own value by the update test)
 RESOURCES = {
@@ -321,6 +321,8 @@ def test_matrix(server, ref, people, worlds, resource, variant, role, action):
             _check_status(resp, expected)
             if expected == 200:
                 assert resp.json()["id"] == rid and resp.json()[name] == record[name]
+    elif action == "trash":
+        _trash_case(server, ref, built, caller, api, res, record)
     elif action == "delete":
         expected = ref.write(world, caller, "d", res, record)
         before = _snapshot(server, res, rid)
@@ -333,6 +335,33 @@ def test_matrix(server, ref, people, worlds, resource, variant, role, action):
         finally:
             if resp.status_code == 200:
                 _restore(server, built, res, before)
+
+
+def _trash_case(server, ref, built, caller, api, res, record):
+    """In the trashcan, a record is seen, listed and restored exactly by those who may
+    delete it (d), per rbac.yaml; others get 404, anonymous 401."""
+    world, rid = built.world, record["id"]
+    may = caller.authenticated and ref.holds(world, caller, "d", res, record)
+    expected = 401 if not caller.authenticated else (200 if may else 404)
+    before = _snapshot(server, res, rid)
+    services = server.services
+    model = services.resources[res].model
+    with services.db.session() as session, session.begin():
+        session.execute(update(model).where(model.id == rid).values(status="disabled",
+                                                                     live=None))
+    services.roles.uncache(*built.uids)
+    tid = f"{res}-{rid}"
+    try:
+        _check_status(api.get(f"/trashcan/{tid}"), expected)
+        listed = api.get("/trashcan", params={"filter": json.dumps({"resource": res}),
+                                              "limit": 1000})
+        if expected == 401:
+            assert_problem(listed, 401)
+        else:
+            assert (tid in [e["id"] for e in listed.json()["items"]]) == may
+        _check_status(api.put(f"/trashcan/{tid}", json={"status": "active"}), expected)
+    finally:
+        _restore(server, built, res, before)
 
 
 def _create_case(server, ref, people, worlds, resource, role, kind):

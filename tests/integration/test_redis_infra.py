@@ -312,17 +312,39 @@ def test_session_redis_errors_propagate() -> None:
 
 
 def _redis_server_procs() -> set[int]:
-    """PIDs of live redis-server processes (exited-but-unreaped zombies excluded:
-    the daemonized server is re-parented to PID 1, which reaps it lazily)."""
+    """PIDs of live redis-server processes started by this test process's embedded
+    providers (exited-but-unreaped zombies excluded: the daemonized server is
+    re-parented to PID 1, which reaps it lazily). Servers of other programs on the
+    machine (another test run, say) are not counted: only those whose working folder
+    or command line lies under the system temp folder where tmp_path lives and that
+    were started after this test process."""
+    me = psutil.Process()
     pids = set()
-    for p in psutil.process_iter(["name", "status"]):
+    for p in psutil.process_iter(["name", "status", "create_time", "cwd", "cmdline"]):
         if (
             p.info["name"]
             and "redis-server" in p.info["name"]
             and p.info["status"] != psutil.STATUS_ZOMBIE
+            and (p.info["create_time"] or 0) >= me.create_time()
+            and _ours(p)
         ):
             pids.add(p.pid)
     return pids
+
+
+_OWN_DIRS: set[str] = set()  # tmp_path folders of the tests in this module
+
+
+def _ours(p) -> bool:
+    where = " ".join([p.info.get("cwd") or ""] + list(p.info.get("cmdline") or []))
+    return not _OWN_DIRS or any(d in where for d in _OWN_DIRS)
+
+
+@pytest.fixture(autouse=True)
+def _remember_tmp_path(tmp_path):
+    _OWN_DIRS.add(str(tmp_path))
+    yield
+    _OWN_DIRS.discard(str(tmp_path))
 
 
 def test_embedded_provider_lifecycle(tmp_path: Any) -> None:

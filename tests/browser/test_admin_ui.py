@@ -1,0 +1,289 @@
+"""The built-in admin UI at /admin/, in headless Chromium against the running service.
+
+One owner with twelve lists (one of them public) and one user with no rights on them,
+on a real `apicrud serve` of the module's own. Each test is one thing a person does in
+the UI and leaves the lists as it found them; each step leaves a screenshot in
+artifacts/screenshots/ (kept by CI). The API is asked afterwards whether the UI did what
+it showed.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import requests
+from playwright.sync_api import expect, sync_playwright
+
+from uihelp import (CHROMIUM_ARGS, VIEWPORT, PageErrors, chromium_path, login, rows, shot,
+                    start_service)
+
+expect.set_options(timeout=15_000)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    executable = chromium_path()
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=executable, headless=True,
+                                     args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def page(browser, request):
+    """A fresh browser profile (no stored session) per test; a failed test leaves a
+    screenshot of where it stopped."""
+    context = browser.new_context(viewport=VIEWPORT)
+    page = context.new_page()
+    errors = PageErrors(page)
+    failed_before = request.session.testsfailed
+    yield page
+    if request.session.testsfailed > failed_before:
+        shot(page, f"failed-{request.node.name}")
+    context.close()
+    errors.assert_none()
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory):
+    """A real `apicrud serve` on the embedded defaults, in its own data folder."""
+    service = start_service(str(tmp_path_factory.mktemp("admin-ui")))
+    yield service
+    service.stop()
+
+
+@pytest.fixture(scope="module")
+def world(service):
+    """An owner with lists "list 00".."list 11" ("list 05" is public), and a bystander."""
+    owner = service.add_user("owner")
+    bystander = service.add_user("guest")
+    ids = {}
+    for i in range(12):
+        name = f"list {i:02d}"
+        resp = owner.api.post("/list", json={
+            "name": name, "description": "odd" if i % 2 else "even",
+            "privacy": "public" if i == 5 else "secret"})
+        assert resp.status_code == 201, resp.text
+        ids[name] = resp.json()["id"]
+    return service.root, owner, bystander, ids
+
+
+def _is_page(item: dict) -> bool:
+    """Whether a path's GET answers a page of items (what the UI takes for a resource)."""
+    ok = item.get("get", {}).get("responses", {}).get("200", {})
+    schema = ok.get("content", {}).get("application/json", {}).get("schema", {})
+    return "items" in schema.get("properties", {})
+
+
+def test_login_menu_from_spec_and_logout(page, world, service):
+    root, owner, _, _ = world
+    page.goto(root + "/admin/")
+    expect(page.get_by_role("button", name="Sign in")).to_be_visible()
+    shot(page, "01-login")
+    page.locator("input[name=username]").fill(owner.username)
+    page.locator("input[name=password]").fill("wrong password")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_text("invalid username or password")).to_be_visible()
+    shot(page, "02-login-refused")
+
+    login(page, root, owner.username, owner.password)
+    # every collection the spec serves is a menu entry, with no UI code of its own
+    spec = requests.get(service.api_url + "/openapi.json", timeout=30).json()
+    collections = [path[1:] for path, item in spec["paths"].items()
+                   if re.fullmatch(r"/[a-z][a-z0-9_]*", path) and _is_page(item)]
+    assert "list" in collections and "trashcan" in collections
+    menu = page.get_by_role("menu")
+    for name in collections:
+        label = "Trashcan" if name == "trashcan" else name.replace("_", " ").capitalize()
+        expect(menu.get_by_role("menuitem", name=label, exact=True)).to_be_visible()
+    shot(page, "03-logged-in")
+
+    token = page.evaluate("JSON.parse(localStorage.getItem('apicrud.session')).token")
+    auth = {"Authorization": f"Bearer {token}"}
+    assert requests.get(service.api_url + "/auth", headers=auth, timeout=30).status_code == 200
+    page.get_by_role("button", name="Profile").click()
+    page.get_by_role("menuitem", name="Logout").click()
+    expect(page.get_by_role("button", name="Sign in")).to_be_visible()
+    # logging out ended the session on the server, not only in the page
+    assert requests.get(service.api_url + "/auth", headers=auth, timeout=30).status_code == 401
+    shot(page, "04-logged-out")
+
+
+def test_list_paging_and_sort(page, world):
+    root, owner, _, _ = world
+    login(page, root, owner.username, owner.password)
+    page.goto(root + "/admin/#/list")
+    expect(rows(page)).to_have_count(10)
+    expect(page.get_by_text("1-10 of 12")).to_be_visible()
+    shot(page, "05-list-page-1")
+
+    page.get_by_role("button", name="Go to page 2").click()
+    expect(rows(page)).to_have_count(2)
+    expect(page.get_by_text("11-12 of 12")).to_be_visible()
+    shot(page, "06-list-page-2")
+
+    page.get_by_role("columnheader", name="Name").get_by_role("button").click()  # ascending
+    expect(rows(page)).to_have_count(10)
+    expect(rows(page).first).to_contain_text("list 00")
+    expect(rows(page).nth(9)).to_contain_text("list 09")
+    page.get_by_role("columnheader", name="Name").get_by_role("button").click()  # descending
+    expect(rows(page).first).to_contain_text("list 11")
+    expect(rows(page).nth(1)).to_contain_text("list 10")
+    shot(page, "07-list-sorted-by-name-desc")
+
+
+def test_filter(page, world):
+    root, owner, _, _ = world
+    login(page, root, owner.username, owner.password)
+    page.goto(root + "/admin/#/list")
+    expect(rows(page)).to_have_count(10)
+    page.get_by_placeholder(re.compile("^Search")).fill("list 07")
+    expect(rows(page)).to_have_count(1)
+    expect(rows(page).first).to_contain_text("list 07")
+    shot(page, "08-list-search")
+
+    page.get_by_placeholder(re.compile("^Search")).fill("")
+    expect(rows(page)).to_have_count(10)
+    page.get_by_role("button", name="Add filter").click()
+    page.get_by_role("menuitemcheckbox", name="Privacy").click()
+    page.get_by_role("combobox", name="Privacy").click()
+    page.get_by_role("option", name="public").click()
+    expect(rows(page)).to_have_count(1)
+    expect(rows(page).first).to_contain_text("list 05")
+    shot(page, "09-list-filter-privacy")
+
+
+def test_create(page, world):
+    root, owner, _, _ = world
+    login(page, root, owner.username, owner.password)
+    page.goto(root + "/admin/#/list")
+    page.get_by_role("link", name="Create").click()
+    expect(page.locator("input[name=name]")).to_be_visible()
+    # the form comes from the POST body schema: server-owned fields are not inputs
+    expect(page.locator("input[name=created]")).to_have_count(0)
+    expect(page.locator("input[name=uid]")).to_have_count(0)
+    page.locator("input[name=name]").fill("made in the browser")
+    page.locator("input[name=description]").fill("created through the admin UI")
+    page.get_by_role("combobox", name="Privacy").click()
+    page.get_by_role("option", name="public").click()
+    shot(page, "10-create-form")
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_text("Element created")).to_be_visible()
+    expect(page.get_by_text("made in the browser", exact=True)).to_be_visible()
+    shot(page, "11-created")
+
+    found = owner.api.get("/list", params={"filter": '{"name": "made in the browser"}'}).json()
+    assert found["count"] == 1
+    record = found["items"][0]
+    assert record["description"] == "created through the admin UI"
+    assert record["privacy"] == "public" and record["uid"] == owner.uid
+    # leave the owner's lists as the other tests count them
+    assert owner.api.delete(f"/list/{record['id']}").status_code == 200
+    assert owner.api.delete(f"/trashcan/list-{record['id']}").status_code == 200
+
+
+def test_edit_sends_the_whole_record(page, world):
+    root, owner, _, ids = world
+    login(page, root, owner.username, owner.password)
+    page.goto(root + "/admin/#/list")
+    puts = []
+    page.on("request", lambda r: puts.append(r) if r.method == "PUT" else None)
+    rows(page).get_by_text("list 03", exact=True).click()  # a row opens its edit form
+    expect(page.locator("input[name=description]")).to_have_value("odd")
+    page.locator("input[name=description]").fill("edited in the browser")
+    shot(page, "12-edit-form")
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_text("Element updated")).to_be_visible()
+    shot(page, "13-edited")
+
+    assert len(puts) == 1
+    assert puts[0].url.endswith(f"/api/v1/ra/list/{ids['list 03']}")
+    sent = puts[0].post_data_json
+    # react-admin sends back the record it read, read-only fields included
+    assert {"id", "name", "created", "rbac", "uid", "status"} <= set(sent)
+    assert sent["description"] == "edited in the browser"
+    record = owner.api.get(f"/list/{ids['list 03']}").json()
+    assert record["description"] == "edited in the browser" and record["name"] == "list 03"
+
+
+def test_delete_to_trashcan_restore_and_purge(page, world):
+    root, owner, _, ids = world
+    login(page, root, owner.username, owner.password)
+    page.goto(root + "/admin/#/list")
+    row = rows(page).filter(has_text="list 04")
+    row.get_by_role("button", name="Delete").click()
+    shot(page, "14-delete-confirm")
+    page.get_by_role("button", name="Confirm").click()
+    expect(page.get_by_text("Element deleted")).to_be_visible()
+    expect(rows(page).filter(has_text="list 04")).to_have_count(0)
+    expect(page.get_by_text("1-10 of 11")).to_be_visible()  # gone from the count too
+    assert owner.api.get(f"/list/{ids['list 04']}").status_code == 404
+    shot(page, "15-deleted")
+
+    page.get_by_role("menuitem", name="Trashcan").click()
+    trashed = rows(page).filter(has_text="list 04")
+    expect(trashed).to_have_count(1)
+    expect(trashed).to_contain_text(ids["list 04"])
+    shot(page, "16-trashcan")
+    trashed.get_by_role("button", name="Restore").click()
+    expect(page.get_by_text("Restored list list 04")).to_be_visible()
+    expect(rows(page).filter(has_text="list 04")).to_have_count(0)
+    shot(page, "17-restored")
+    assert owner.api.get(f"/list/{ids['list 04']}").json()["status"] == "active"
+
+    # purge: for good, after a confirmation
+    doomed = owner.api.post("/list", json={"name": "short-lived"}).json()["id"]
+    assert owner.api.delete(f"/list/{doomed}").status_code == 200
+    page.reload()
+    trashed = rows(page).filter(has_text="short-lived")
+    trashed.get_by_role("button", name="Purge").click()
+    page.get_by_role("button", name="Confirm").click()
+    expect(page.get_by_text("Purged list short-lived")).to_be_visible()
+    expect(rows(page).filter(has_text="short-lived")).to_have_count(0)
+    shot(page, "18-purged")
+    assert owner.api.get(f"/trashcan/list-{doomed}").status_code == 404
+
+
+def test_no_rights_no_edit_or_delete_buttons(page, world):
+    root, owner, bystander, ids = world
+    login(page, root, bystander.username, bystander.password)
+    page.goto(root + "/admin/#/list")
+    # the owner's public list is readable by every signed-in user; nothing else of theirs
+    public = rows(page).filter(has_text="list 05")
+    expect(public).to_have_count(1)
+    expect(rows(page)).to_have_count(1)
+    expect(public.get_by_role("link", name="Edit")).to_have_count(0)
+    expect(public.get_by_role("button", name="Delete")).to_have_count(0)
+    expect(public.get_by_role("checkbox")).to_be_disabled()
+    # a user may still create lists of their own
+    expect(page.get_by_role("link", name="Create")).to_be_visible()
+    shot(page, "19-no-rights-list")
+
+    public.get_by_text("list 05", exact=True).click()  # opens the read-only view
+    expect(page).to_have_url(re.compile(rf"#/list/{ids['list 05']}/show$"))
+    expect(page.get_by_text("public", exact=True)).to_be_visible()
+    expect(page.get_by_role("link", name="Edit")).to_have_count(0)
+    expect(page.get_by_role("button", name="Delete")).to_have_count(0)
+    shot(page, "20-no-rights-show")
+
+
+def test_every_resource_of_the_spec_renders(page, world, service):
+    """As the admin, open each screen derived from the spec: no errors from the API."""
+    root = world[0]
+    failures = []
+    page.on("response", lambda r: failures.append(f"{r.status} {r.url}")
+            if r.status >= 400 and "/auth/can-i" not in r.url else None)
+    login(page, root, "admin", service.admin.password)
+    spec = requests.get(service.api_url + "/openapi.json", timeout=30).json()
+    for name in [path[1:] for path, item in spec["paths"].items()
+                 if re.fullmatch(r"/[a-z][a-z0-9_]*", path) and _is_page(item)]:
+        page.goto(f"{root}/admin/#/{name}")
+        expect(page.locator("table tbody tr").first.or_(
+            page.get_by_text(re.compile("^No .* (yet|found)")))).to_be_visible()
+        if name == "list":
+            shot(page, "21-admin-lists")
+    assert not failures, failures
