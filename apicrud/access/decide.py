@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import and_, false, or_, true
 from sqlalchemy.sql.elements import True_
 
-from apicrud.access.policy import ACTIONS, Policy, Rule
+from apicrud.access.policy import Policy, Rule
 from apicrud.auth.principal import Principal
 
 log = logging.getLogger("apicrud.access")

@@ -37,7 +37,7 @@ from apicrud.auth.tokens import OneTimeTokens
 from apicrud.context import Reply, RequestContext
 from apicrud.crud.controller import BasicCRUD
 from apicrud.db.base import new_id, utcnow
-from apicrud.errors import Conflict, Forbidden, NotFound, Unauthorized, ValidationProblem
+from apicrud.errors import Conflict, Forbidden, Unauthorized, ValidationProblem
 from apicrud.messaging.render import duration_text
 
 __all__ = ["AccountController", "CONFIRM", "RESET"]
@@ -75,18 +75,6 @@ class AccountController(BasicCRUD):
         self.person_model = services.models.Person
 
     # -- helpers --------------------------------------------------------------------
-    def _load(self, ctx: RequestContext, id_: str, for_update: bool = False) -> Any:
-        """Like BasicCRUD's, but pending accounts (awaiting confirmation) are records too."""
-        stmt = select(self.model).where(self.model.id == id_,
-                                        self.model.status.in_(ACCOUNT_STATES))
-        if for_update and ctx.services.db.dialect != "sqlite":
-            stmt = stmt.with_for_update()
-        record = ctx.db.execute(stmt).scalar_one_or_none()
-        if record is None or not self.access.allows(ctx.principal, "r", self.resource.name,
-                                                    record):
-            raise NotFound(f"{self.resource.name} {id_[:40]} not found")
-        return record
-
     def _mail_context(self) -> dict[str, Any]:
         # never derived from the request's Host header: a forged one would put an
         # attacker's address next to a real token (reset poisoning)

@@ -44,11 +44,6 @@ class Outbox:
                     self._celery = make_celery(self.settings, self.redis_url)
         return self._celery
 
-    def close(self) -> None:
-        """Release the broker connections of the Celery app, if one was made."""
-        if self._celery is not None:
-            self._celery.close()
-
     def send(self, to: str | None, template: str, /, **context: Any) -> str:
         """Queue template ``template`` rendered with ``context`` for ``to``; return its id.
 
@@ -71,6 +66,7 @@ class Outbox:
         return ident
 
     def close(self) -> None:
+        """Release the broker connections of the Celery app, if one was made."""
         if self._celery is not None:
             self._celery.close()
 

@@ -178,7 +178,6 @@ class Worlds:
     def build(self, resource: str, variant: str) -> Built:
         server, people = self.server, self.people
         services = server.services
-        models = services.models
         prefix = server.settings.id_prefix
         # a person's privacy is the one under test: that world has its own owner
         owner = make_user(server, prefix="pown") if resource == "person" \
