@@ -8,6 +8,7 @@ temporary folder. ``.ci/run`` runs the suite once per backend.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import secrets
@@ -111,11 +112,16 @@ class Server:
         return Api(self.url)
 
 
-@pytest.fixture(scope="session")
-def server(settings):
+@contextlib.contextmanager
+def serve_app(settings, migrate: bool = False):
+    """An instance of the app for these settings, served on a free loopback port.
+
+    Instances made from the same settings share the database and Redis: this is how the
+    tests run several instances side by side.
+    """
     from apicrud.app import create_app
 
-    app = create_app(settings=settings)
+    app = create_app(settings=settings, migrate=migrate)
     httpd = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
@@ -123,7 +129,14 @@ def server(settings):
         yield Server(f"http://127.0.0.1:{httpd.server_port}{settings.base_url}", app, settings)
     finally:
         httpd.shutdown()
+        httpd.server_close()
         app.extensions["apicrud"].close()
+
+
+@pytest.fixture(scope="session")
+def server(settings):
+    with serve_app(settings, migrate=True) as srv:
+        yield srv
 
 
 @dataclass

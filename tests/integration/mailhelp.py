@@ -23,9 +23,8 @@ from typing import Any, Callable
 import redis
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
-from werkzeug.serving import make_server
 
-from conftest import Server
+from conftest import Server, serve_app  # noqa: F401 (serve_app: re-exported)
 
 SLOW_SECONDS = 1.5
 # aiosmtpd logs every line it receives at DEBUG, one-time tokens included: that is the
@@ -186,24 +185,6 @@ def self_signed_cert(folder: str) -> tuple[str, str]:
                                    serialization.PrivateFormat.PKCS8,
                                    serialization.NoEncryption()))
     return cert_file, key_file
-
-
-@contextlib.contextmanager
-def serve_app(settings):
-    """Another instance of the app (same database and Redis) on a loopback port."""
-    from apicrud.app import create_app
-
-    app = create_app(settings=settings, migrate=False)
-    httpd = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield Server(f"http://127.0.0.1:{httpd.server_port}{settings.base_url}", app, settings)
-    finally:
-        httpd.shutdown()
-        services = app.extensions["apicrud"]
-        services.outbox.close()
-        services.close()
 
 
 @contextlib.contextmanager

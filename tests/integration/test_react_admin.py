@@ -8,13 +8,12 @@ the URL and headers the provider builds, and checks what the provider reads back
 from __future__ import annotations
 
 import json
-import threading
 from urllib.parse import urlencode
 
 import pytest
 import requests
-from werkzeug.serving import make_server
 
+from conftest import serve_app
 from test_crud import assert_problem
 
 ORIGIN = "http://admin.example.test"
@@ -23,16 +22,8 @@ ORIGIN = "http://admin.example.test"
 @pytest.fixture(scope="module")
 def ra(server):
     """A second instance of the app (same database and Redis) with CORS for ORIGIN."""
-    from apicrud.app import create_app
-
-    app = create_app(settings=server.settings.replace(cors_origins=[ORIGIN]), migrate=False)
-    httpd = make_server("127.0.0.1", 0, app, threaded=True)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_port}"
-    finally:
-        httpd.shutdown()
-        app.extensions["apicrud"].close()
+    with serve_app(server.settings.replace(cors_origins=[ORIGIN])) as srv:
+        yield srv.url.removesuffix(server.settings.base_url)
 
 
 class Provider:

@@ -5,37 +5,24 @@ from __future__ import annotations
 
 import contextlib
 import re
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import requests
-from werkzeug.serving import make_server
 
 from apicrud.auth.sessions import SessionManager
 from apicrud.crypto import token_hash
-from conftest import Api, make_user
+from conftest import Api, make_user, serve_app
 from test_crud import assert_problem
 
 
 @contextlib.contextmanager
 def second_instance(server, **changes):
     """Another create_app on its own port, sharing the server's database and Redis."""
-    from apicrud.app import create_app
-
     # the embedded Redis is reached by its socket URL, as another host would
     settings = server.settings.replace(redis_url=server.services.redis.url, **changes)
-    app = create_app(settings=settings, migrate=False)
-    httpd = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_port}{settings.base_url}", \
-            app.extensions["apicrud"]
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        app.extensions["apicrud"].close()
+    with serve_app(settings) as srv:
+        yield srv.url, srv.services
 
 
 def login(url: str, username: str, password: str) -> requests.Response:
