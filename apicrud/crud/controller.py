@@ -130,6 +130,10 @@ class BasicCRUD:
             target = self.services.resource_for_table(table)
             if target is None or target.model is None:
                 continue
+            if attr == self.resource.owner and value == ctx.principal.uid and \
+                    self.access.allows(ctx.principal, "r", target.name,
+                                       {target.owner or "id": value, "id": value}):
+                continue  # the caller's own record (their person): it exists while they do
             record = ctx.db.execute(select(target.model).where(
                 target.model.id == value, q.active_only(target.model))).scalar_one_or_none()
             if record is None or not self.access.allows(ctx.principal, "r", target.name,

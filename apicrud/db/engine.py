@@ -57,3 +57,19 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA busy_timeout=30000")
     cur.close()
+
+
+def drop_all_tables(url: str) -> None:
+    """Drop every table of a server database (tests and benchmarks start from an empty
+    schema this way). A SQLite URL is left alone: those callers use a new file."""
+    from sqlalchemy import MetaData
+
+    if url.startswith("sqlite"):
+        return
+    engine = create_engine(url)
+    try:
+        meta = MetaData()
+        meta.reflect(engine)
+        meta.drop_all(engine)
+    finally:
+        engine.dispose()

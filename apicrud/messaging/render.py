@@ -37,9 +37,12 @@ class MessageRenderer:
     def __init__(self, search_path: Sequence[str | os.PathLike[str]] = ()) -> None:
         """``search_path``: folders searched before the shipped templates."""
         loader = jinja2.FileSystemLoader([*map(str, search_path), str(TEMPLATE_DIR)])
-        # autoescape off: these are text/plain messages, not HTML
-        self.env = jinja2.Environment(loader=loader, undefined=jinja2.StrictUndefined,
-                                      autoescape=False, keep_trailing_newline=True)
+        # ``.txt`` templates make text/plain messages: HTML escaping would garble them
+        # (``&`` -> ``&amp;``). Should an HTML template ever be added, it is escaped.
+        self.env = jinja2.Environment(
+            loader=loader, undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
+            autoescape=jinja2.select_autoescape(enabled_extensions=("html", "htm", "xml"),
+                                                default_for_string=False, default=False))
 
     def render(self, name: str, /, **context: Any) -> Rendered:
         """Render template ``name``; raise ``jinja2.TemplateError`` if it is broken."""

@@ -26,7 +26,7 @@ import time
 from datetime import datetime, timezone
 from typing import Any, Callable, Mapping
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select, update
 
 from apicrud.db.query import active_only
 from apicrud.errors import Forbidden, TooManyRequests
@@ -211,10 +211,11 @@ class GrantChecks:
             return
         if ctx.services.db.dialect == "sqlite":
             # no row locks: a no-op write takes SQLite's write lock before the count
-            # (a plain read would run outside the transaction pysqlite opens lazily)
-            quote = ctx.db.get_bind().dialect.identifier_preparer.quote
-            ctx.db.execute(text(f"UPDATE {quote(target.table)} SET id = id WHERE id = :uid"),
-                           {"uid": uid})
+            # (a plain read would run outside the transaction pysqlite opens lazily).
+            # Columns with an onupdate default are set to themselves, so no value moves.
+            table = target.model.__table__
+            same = {c: c for c in table.c if c.primary_key or c.onupdate is not None}
+            ctx.db.execute(update(table).where(table.c.id == uid).values(same))
             return
         ctx.db.execute(select(target.model.id).where(target.model.id == uid)
                        .with_for_update())

@@ -263,17 +263,14 @@ class Metrics:
         if not getattr(self.provider, "closed", False):
             try:
                 self.flush()
-            except Exception:  # exiting: nothing more to do
-                pass
+            except Exception:  # exiting: nothing more to do than say so
+                log.debug("final flush of the metrics failed", exc_info=True)
 
     def close(self) -> None:
         """Write what is buffered and stop the flush thread."""
         self._stop.set()
         self._final_flush()
-        try:
-            atexit.unregister(self._final_flush)
-        except Exception:  # pragma: no cover
-            pass
+        atexit.unregister(self._final_flush)  # a no-op when it is not registered
 
     # -- grants -------------------------------------------------------------------------
     def consume(self, name: str, uid: str, limit: float, amount: float = 1) -> Consumed:

@@ -207,7 +207,8 @@ class ServiceRegistry:
 
 
 def _address(host: str) -> str | None:
-    if host not in ("", "0.0.0.0", "::"):
+    # an instance bound to a wildcard address registers its host's address instead
+    if host not in ("", "0.0.0.0", "::"):  # nosec B104 # compares; binds nothing
         return host
     try:
         return socket.gethostbyname(socket.gethostname())

@@ -45,7 +45,8 @@ class _Bundler:
         if path not in self.files:
             try:
                 with open(path, encoding="utf-8") as fh:
-                    self.files[path] = yaml.load(fh, Loader=_Loader)  # nosec B506: a safe loader
+                    # _Loader is yaml's (C)SafeLoader: no arbitrary objects (bandit B506)
+                    self.files[path] = yaml.load(fh, Loader=_Loader)  # nosec B506 # a SafeLoader
             except OSError as exc:
                 raise SpecError(f"cannot read {path}: {exc.strerror}") from None
             except yaml.YAMLError as exc:

@@ -49,6 +49,11 @@ def find(api, resource: str, filter=None, **params):
     return api.get(f"/{resource}", params=params)
 
 
+def mine(user) -> dict:
+    """A filter on the user's own messages: other tests' public messages stay out."""
+    return {"uid": user.uid}
+
+
 def ok(resp) -> dict:
     assert resp.status_code == 200, resp.text
     body = resp.json()
@@ -428,7 +433,7 @@ def test_sort_created_orders_rows_by_time(server, user):
     ids = insert_messages(server, user.uid, lst["id"], [{"created": w} for w in when])
     for sort, reverse in (("created", False), ("created:asc", False), ("created:desc", True)):
         expected = [i for _, i in sorted(zip(when, ids), reverse=reverse)]
-        body = ok(find(user.api, "message", sort=sort))
+        body = ok(find(user.api, "message", filter=mine(user), sort=sort))
         assert ids_of(body["items"]) == expected, sort
         assert [m["created"] for m in body["items"]] == \
             [iso(w) for w in sorted(when, reverse=reverse)]
@@ -438,10 +443,10 @@ def test_sort_default_is_by_id(server, user):
     lst = new_list(user.api)
     insert_messages(server, user.uid, lst["id"], [{"subject": f"m{i}"} for i in range(12)])
     rank = db_id_order(server, user.uid)
-    body = ok(find(user.api, "message"))
+    body = ok(find(user.api, "message", filter=mine(user)))
     assert ids_of(body["items"]) == sorted(rank, key=rank.get)
-    assert ids_of(ok(find(user.api, "message", sort="id:desc"))["items"]) == \
-        sorted(rank, key=rank.get, reverse=True)
+    desc = ok(find(user.api, "message", filter=mine(user), sort="id:desc"))["items"]
+    assert ids_of(desc) == sorted(rank, key=rank.get, reverse=True)
 
 
 @pytest.mark.parametrize("key", ["subject", "created"])
@@ -455,9 +460,10 @@ def test_sort_ties_are_broken_by_id_in_sort_direction(server, user, key):
     tied = sorted(ids[:8], key=rank.get)
     later = sorted(ids[8:], key=rank.get)
     for _ in range(2):  # deterministic: the same answer every time
-        asc = ids_of(ok(find(user.api, "message", sort=key))["items"])
+        asc = ids_of(ok(find(user.api, "message", filter=mine(user), sort=key))["items"])
         assert asc == tied + later
-        desc = ids_of(ok(find(user.api, "message", sort=f"{key}:desc"))["items"])
+        desc = ids_of(ok(find(user.api, "message", filter=mine(user),
+                                  sort=f"{key}:desc"))["items"])
         assert desc == later[::-1] + tied[::-1]
 
 
@@ -467,10 +473,10 @@ def test_sort_nulls_come_last_in_both_directions(server, user):
     ids = insert_messages(server, user.uid, lst["id"], [{"subject": s} for s in subjects])
     rank = db_id_order(server, user.uid)
     nulls = sorted([i for i, s in zip(ids, subjects) if s is None], key=rank.get)
-    asc = ok(find(user.api, "message", sort="subject"))["items"]
+    asc = ok(find(user.api, "message", filter=mine(user), sort="subject"))["items"]
     assert [m["subject"] for m in asc] == ["a", "b", "c", None, None]
     assert ids_of(asc)[3:] == nulls
-    desc = ok(find(user.api, "message", sort="subject:desc"))["items"]
+    desc = ok(find(user.api, "message", filter=mine(user), sort="subject:desc"))["items"]
     assert [m["subject"] for m in desc] == ["c", "b", "a", None, None]
     assert ids_of(desc)[3:] == nulls[::-1]
 

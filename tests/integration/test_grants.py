@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
 
 import pytest
-from conftest import make_user
+from conftest import Api, make_user
 from test_crud import assert_problem, new_list
 
 from apicrud.auth.principal import Principal
@@ -110,19 +110,34 @@ def test_grants_are_written_by_admins_and_read_by_their_user(server, admin, user
 
 
 def test_concurrent_creates_cannot_pass_the_limit(server, admin, user):
-    grant(admin, user.uid, "lists", 3)
-    statuses = []
+    """20 creators released at once by a barrier race for the last places of a grant of
+    5: exactly 5 get in, whatever the interleaving."""
+    creators, limit = 20, 5
+    grant(admin, user.uid, "lists", limit)
+    # one HTTP session per thread (requests.Session is not thread-safe), each connected
+    # before the barrier so the 20 requests really leave together
+    apis = [Api(server.url, user.token) for _ in range(creators)]
+    for api in apis:
+        assert api.get("/auth").status_code == 200
+    barrier = threading.Barrier(creators)
+    statuses: list[int] = []
+    errors: list[BaseException] = []
 
     def create(n):
-        statuses.append(user.api.post("/list", json={"name": f"r{n}"}).status_code)
+        try:
+            barrier.wait(timeout=30)
+            statuses.append(apis[n].post("/list", json={"name": f"r{n}"}).status_code)
+        except BaseException as exc:  # reported below, not lost in the thread
+            errors.append(exc)
 
-    threads = [threading.Thread(target=create, args=(n,)) for n in range(8)]
+    threads = [threading.Thread(target=create, args=(n,)) for n in range(creators)]
     for t in threads:
         t.start()
     for t in threads:
-        t.join()
-    assert sorted(statuses) == [201] * 3 + [403] * 5
-    assert user.api.get("/list").json()["count"] == 3
+        t.join(timeout=120)
+    assert not errors, errors
+    assert sorted(statuses) == [201] * limit + [403] * (creators - limit), statuses
+    assert user.api.get("/list").json()["count"] == limit
 
 
 # -- per-period grants ------------------------------------------------------------------

@@ -1,5 +1,7 @@
 """Login sessions: storage, expiry (fixed and sliding), per-user limit, log out
-everywhere, and the login lockout shared by two app instances through Redis."""
+everywhere, and two app instances sharing Redis: a session made on either works on
+both, a logout (one session, or everywhere) on either ends it on both, and the login
+lockout holds across them."""
 
 from __future__ import annotations
 
@@ -45,6 +47,121 @@ def test_login_lockout_holds_across_instances(server):
         # sessions made before the lockout keep working on both
         assert victim.api.get("/auth").status_code == 200
         assert Api(other_url, victim.token).get("/auth").status_code == 200
+
+
+# -- sessions across instances (scale-out) --------------------------------------------
+# Sessions live only in the shared Redis: whichever instance issued a token, every
+# instance accepts it, and an end of it on one instance is seen by all at once.
+
+ENDED = "invalid or expired credentials"  # the 401 of a credential sent but refused
+
+
+def both_ways(server, other_url):
+    """(issued on, used or ended on) for A -> B and B -> A."""
+    return ((server.url, other_url), (other_url, server.url))
+
+
+def with_cookie(method: str, url: str, cookie_name: str, cookie: str,
+                **kw) -> requests.Response:
+    """A request carrying only the session cookie, sent explicitly: no cookie jar that a
+    logout's ``Max-Age=0`` could empty (the request would then be anonymous instead)."""
+    return requests.request(method, url, cookies={cookie_name: cookie}, timeout=30, **kw)
+
+
+def assert_refused(resp: requests.Response) -> None:
+    """401 because the credential sent is no longer valid (not for sending none)."""
+    assert ENDED in assert_problem(resp, 401)["detail"]
+
+
+def test_session_made_on_either_instance_works_on_the_other(server):
+    user = make_user(server)
+    with second_instance(server) as (other_url, _):
+        for made_on, used_on in both_ways(server, other_url):
+            token = login(made_on, user.username, user.password).json()["token"]
+            there = Api(used_on, token)
+            me = there.get("/auth")
+            assert me.status_code == 200, me.text
+            assert me.json()["uid"] == user.uid and me.json()["method"] == "bearer"
+            assert there.get("/list").status_code == 200
+            created = there.post("/list", json={"name": f"made via {used_on}"})
+            assert created.status_code == 201, created.text
+            # and the record is there for the same session on the issuing instance
+            here = Api(made_on, token).get(f"/list/{created.json()['id']}")
+            assert here.status_code == 200 and here.json()["uid"] == user.uid
+
+
+def test_bearer_logout_on_one_instance_ends_the_session_on_the_other(server):
+    user = make_user(server)
+    with second_instance(server) as (other_url, _):
+        for made_on, ended_on in both_ways(server, other_url):
+            token = login(made_on, user.username, user.password).json()["token"]
+            kept = login(made_on, user.username, user.password).json()["token"]
+            for url in (made_on, ended_on):  # in use on both before it ends
+                assert Api(url, token).get("/list").status_code == 200
+            assert Api(ended_on, token).delete("/auth").status_code == 204
+            for url in (made_on, ended_on):
+                assert_refused(Api(url, token).get("/auth"))
+                assert_refused(Api(url, token).get("/list"))
+                assert_refused(Api(url, token).post("/list", json={"name": "late"}))
+                # only that session ended: the user's other one works on both
+                assert Api(url, kept).get("/auth").status_code == 200
+
+
+def test_cookie_logout_on_one_instance_ends_the_session_on_the_other(server):
+    user = make_user(server)
+    name = server.settings.cookie_name
+    with second_instance(server) as (other_url, _):
+        for made_on, ended_on in both_ways(server, other_url):
+            resp = login(made_on, user.username, user.password)
+            cookie, csrf = resp.cookies[name], resp.json()["csrf_token"]
+            for url in (made_on, ended_on):
+                me = with_cookie("GET", url + "/auth", name, cookie)
+                assert me.status_code == 200 and me.json()["method"] == "cookie"
+            # the CSRF token issued with the session on one instance is valid on the other
+            assert_problem(with_cookie("POST", ended_on + "/list", name, cookie,
+                                       json={"name": "no csrf"}), 403)
+            created = with_cookie("POST", ended_on + "/list", name, cookie,
+                                  json={"name": f"cookie via {ended_on}"},
+                                  headers={"X-CSRF-Token": csrf})
+            assert created.status_code == 201, created.text
+            out = with_cookie("DELETE", ended_on + "/auth", name, cookie,
+                              headers={"X-CSRF-Token": csrf})
+            assert out.status_code == 204 and "Max-Age=0" in out.headers["Set-Cookie"]
+            for url in (made_on, ended_on):
+                assert_refused(with_cookie("GET", url + "/auth", name, cookie))
+                assert_refused(with_cookie("GET", url + "/list", name, cookie))
+                assert_refused(with_cookie("POST", url + "/list", name, cookie,
+                                           json={"name": "late"},
+                                           headers={"X-CSRF-Token": csrf}))
+            assert user.api.get("/auth").status_code == 200  # the fixture's session lives
+
+
+def test_log_out_everywhere_on_one_instance_ends_sessions_made_on_the_other(server,
+                                                                            other_user):
+    user = make_user(server)  # its conftest session was made on the first instance
+    name = server.settings.cookie_name
+    with second_instance(server) as (other_url, _):
+        on_a = [user.token] + [login(server.url, user.username, user.password).json()["token"]
+                               for _ in range(2)]
+        cookie = login(server.url, user.username, user.password).cookies[name]
+        on_b = login(other_url, user.username, user.password).json()["token"]
+        for token in on_a:
+            assert Api(other_url, token).get("/auth").status_code == 200
+        assert with_cookie("GET", other_url + "/auth", name, cookie).status_code == 200
+        resp = Api(other_url, on_b).delete("/auth", params={"all": "true"})
+        assert resp.status_code == 204
+        for url in (server.url, other_url):
+            for token in on_a + [on_b]:
+                assert_refused(Api(url, token).get("/auth"))
+                assert_refused(Api(url, token).get("/list"))
+            assert_refused(with_cookie("GET", url + "/auth", name, cookie))
+            # other users are untouched, on both instances
+            assert Api(url, other_user.token).get("/auth").status_code == 200
+        assert not server.services.redis.client.exists(f"apicrud:sessions:{user.uid}")
+        # the account itself is fine: a new login on the first instance works on the second
+        again = login(server.url, user.username, user.password)
+        assert again.status_code == 201
+        assert Api(other_url, again.json()["token"]).get("/auth").status_code == 200
 
 
 def test_session_is_stored_encrypted_under_a_hash_of_the_token(server, user):

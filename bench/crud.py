@@ -1,0 +1,623 @@
+#!/usr/bin/env python3
+"""The CRUD benchmark: apicrud against a hand-written Flask + SQLAlchemy baseline.
+
+    make bench                                  # full: 100,000 messages, SQLite and PostgreSQL
+    make bench BENCH_ARGS=--tiny                # CI: 2,000 messages, 2 s runs
+    .venv/bin/python bench/crud.py --db sqlite --duration 20 --rounds 3
+
+For each database it seeds the data set of bench/dataset.py (1,000 users, 50 lists,
+100,000 messages with mixed privacy), starts a Redis server of its own, and serves the
+same data with two servers of ``--workers`` gunicorn sync worker processes each:
+
+  apicrud    ``apicrud serve`` of this working tree, settings bench/service.yaml
+  baseline   bench/baseline.py: the same operations by hand (``gunicorn baseline:create_app()``)
+
+Before any load it checks, in this process, that both apps give the same answers (the
+same records, counts, ``author`` and ``rbac`` values as the data set predicts) and counts
+the SQL statements of each operation. Then ``wrk`` (with a Lua script per operation:
+tokens, POST bodies, If-Match ETags carried from each response to the next request of
+that record) drives each operation against each server in turn, over loopback, for
+``--duration`` seconds per run and ``--rounds`` rounds (the order of the servers
+alternates). Finally a soak of ``GET /message/{id}`` brings every server to
+``--soak`` requests in all and the resident memory of each worker is read before and
+after.
+
+Results: bench/results/crud.md and crud.json (``--tiny``: crud_tiny.*), with the
+machine, versions, date and every raw wrk output. The script exits 1 when a server or a
+request fails, and stops every process it started on exit, Ctrl-C or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+BENCH_DIR = Path(__file__).resolve().parent
+ROOT = BENCH_DIR.parent
+RESULTS_DIR = BENCH_DIR / "results"
+sys.path.insert(0, str(BENCH_DIR))
+
+import dataset  # noqa: E402
+import probe  # noqa: E402
+from serving_stack import (CpuMeter, Interrupted, Processes, Run, free_port,  # noqa: E402
+                           http, log_issues, log_tail, machine_info, parse_wrk,
+                           start_redis, tree_cpu_and_rss, wait_ready)
+
+SERVERS = ("apicrud", "baseline")
+PG_DEFAULT = "postgresql+psycopg://postgres@127.0.0.1:5432/apicrud_bench"
+GOAL_RATIO = 0.8
+GOAL_DEEP = 1.3
+GOAL_FIND_QUERIES = 3
+
+
+@dataclass
+class Server:
+    name: str
+    port: int
+    log_path: Path
+    proc: subprocess.Popen | None = None
+    token: str = ""
+    deep_cursor: str = ""
+    deep_page: int = 1
+    requests_served: int = 0
+    rss_start_mb: dict[int, float] = field(default_factory=dict)
+    rss_end_mb: dict[int, float] = field(default_factory=dict)
+    runs: list[Run] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+# -- servers -----------------------------------------------------------------------------
+
+def server_env(db_url: str, redis_url: str, data_dir: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("APICRUD_", "BENCH_", "GUNICORN_", "WEB_CONCURRENCY"))}
+    env.update(PYTHONUNBUFFERED="1", BENCH_DB_URL=db_url, BENCH_REDIS_URL=redis_url,
+               BENCH_SECRET_KEY=probe.SECRET_KEY)
+    env.update(APICRUD_CONFIG=str(BENCH_DIR / "service.yaml"), APICRUD_DATA_DIR=data_dir,
+               APICRUD_REDIS_URL=redis_url, APICRUD_SECRET_KEY=probe.SECRET_KEY,
+               APICRUD_DB_MIGRATE_AT_START="false", APICRUD_HOST="127.0.0.1")
+    if not db_url.startswith("sqlite"):
+        env["APICRUD_DATABASE_URL"] = db_url
+    return env
+
+
+def start_server(procs: Processes, s: Server, env: dict[str, str], workers: int) -> None:
+    if s.name == "apicrud":
+        exe = Path(sys.executable).with_name("apicrud")
+        cmd = [str(exe) if exe.exists() else sys.executable] + \
+            ([] if exe.exists() else ["-m", "apicrud.cli"]) + ["--root", str(ROOT), "serve"]
+        env = {**env, "APICRUD_PORT": str(s.port), "APICRUD_WORKERS": str(workers)}
+    else:
+        cmd = [sys.executable, "-m", "gunicorn", "--pythonpath", str(BENCH_DIR),
+               "--bind", f"127.0.0.1:{s.port}", "--workers", str(workers),
+               "--worker-class", "sync", "--log-level", "warning", "--timeout", "60",
+               "--graceful-timeout", "10", "baseline:create_app()"]
+    s.proc = procs.start(cmd, env=env, log_path=s.log_path, cwd=ROOT)
+    wait_ready(s.url + "/api/v1/message?limit=1", s.proc, None, timeout=120)
+
+
+def worker_rss(s: Server) -> dict[int, float]:
+    """Resident MiB of each worker process (the master's children)."""
+    import psutil
+
+    try:
+        kids = psutil.Process(s.proc.pid).children()
+    except psutil.Error:
+        return {}
+    out = {}
+    for k in kids:
+        try:
+            out[k.pid] = round(k.memory_info().rss / 2**20, 1)
+        except psutil.Error:
+            pass
+    return out
+
+
+def login(s: Server) -> str:
+    status, _, body = http("POST", s.url + "/api/v1/auth",
+                           body={"username": "bench", "password": dataset.PASSWORD})
+    if status != 201:
+        raise RuntimeError(f"{s.name}: login failed: HTTP {status} {body[:200]!r}")
+    return json.loads(body)["token"]
+
+
+def walk(s: Server, pages: int) -> tuple[str, int]:
+    """The cursor of page ``pages`` (or of the last page), walked over HTTP."""
+    cursor, at = "", 1
+    while at < pages:
+        path = "/api/v1/message?limit=25" + (f"&cursor_next={cursor}" if cursor else "")
+        status, _, body = http("GET", s.url + path, token=s.token, timeout=30)
+        if status != 200:
+            raise RuntimeError(f"{s.name}: walking pages: HTTP {status} {body[:200]!r}")
+        doc = json.loads(body)
+        if "cursor_next" not in doc:
+            break
+        cursor, at = doc["cursor_next"], at + 1
+    return cursor, at
+
+
+# -- wrk scripts ----------------------------------------------------------------------------
+
+def _lua(value: Any) -> str:
+    return json.dumps(value)  # JSON strings and numbers are valid Lua literals
+
+
+def lua_script(op: str, s: Server, ds: dataset.Dataset, pool: list[str], threads: int) -> str:
+    auth = f'wrk.headers["Authorization"] = "Bearer {s.token}"\n' if op != "login" else ""
+    head = f"-- generated by bench/crud.py: {op} against {s.name}\n{auth}" \
+        'wrk.headers["Content-Type"] = "application/json"\n'
+    if op in ("find_page1", "find_deep"):
+        path = "/api/v1/message?limit=25" if op == "find_page1" else \
+            f"/api/v1/message?cursor_next={s.deep_cursor}"
+        return head + f'wrk.path = {_lua(path)}\n'
+    if op == "get":
+        items = ",\n".join(_lua("/api/v1/message/" + i) for i in ds.readable_sample)
+        return head + f"local paths = {{\n{items}\n}}\nlocal i = 0\n" \
+            "request = function()\n  i = i % #paths + 1\n" \
+            "  return wrk.format('GET', paths[i])\nend\n"
+    if op == "create":
+        lists = ",".join(_lua(x) for x in ds.postable_lists)
+        return head + f"local lists = {{{lists}}}\nlocal i = 0\n" \
+            "request = function()\n  i = i + 1\n" \
+            "  local body = '{\"list_id\":\"' .. lists[i % #lists + 1] .. " \
+            "'\",\"subject\":\"bench ' .. i .. '\",\"content\":\"created by wrk\"," \
+            "\"privacy\":\"member\"}'\n" \
+            "  return wrk.format('POST', '/api/v1/message', nil, body)\nend\n"
+    if op == "update":
+        # each wrk thread updates its own records; a record is in flight on one connection
+        # at a time, and its next If-Match is the ETag of the last response for it
+        per = [pool[t::threads] for t in range(threads)]
+        pools = ",\n".join("{" + ",".join(_lua(i) for i in p) + "}" for p in per)
+        etags = ",\n".join(f"[{_lua(i)}] = {_lua(tag)}" for i, tag in ds_etags(s, pool).items())
+        return head + f"local pools = {{\n{pools}\n}}\nlocal etags = {{\n{etags}\n}}\n" \
+            "local counter = 0\n" \
+            "function setup(thread)\n  counter = counter + 1\n" \
+            "  thread:set('tid', counter)\nend\n" \
+            "local free, n\n" \
+            "function init(args)\n  free = {}\n" \
+            "  for _, id in ipairs(pools[tid]) do free[#free + 1] = id end\n  n = 0\nend\n" \
+            "function request()\n  local id = table.remove(free)\n" \
+            "  if id == nil then id = pools[tid][1] end\n  n = n + 1\n" \
+            "  local h = {['If-Match'] = etags[id]}\n" \
+            "  for k, v in pairs(wrk.headers) do h[k] = v end  -- a table replaces them\n" \
+            "  return wrk.format('PUT', '/api/v1/message/' .. id, h, " \
+            "'{\"subject\":\"edited ' .. n .. '\"}')\nend\n" \
+            "local shown = 0\n" \
+            "function response(status, headers, body)\n" \
+            "  local id = string.match(body, '\"id\":%s*\"([^\"]+)\"')\n" \
+            "  if id ~= nil and status == 200 then\n" \
+            "    etags[id] = headers['ETag'] or headers['etag']\n" \
+            "    free[#free + 1] = id\n" \
+            "  elseif shown < 3 then\n    shown = shown + 1\n" \
+            "    print('update answered ' .. status .. ': ' .. string.sub(body, 1, 300))\n" \
+            "  end\nend\n"
+    if op == "login":
+        users = ",".join(_lua(u) for u in ds.login_users)
+        return head + f"local users = {{{users}}}\nlocal i = 0\n" \
+            "request = function()\n  i = i % #users + 1\n" \
+            f"  local body = '{{\"username\":\"' .. users[i] .. '\",\"password\":" \
+            f"\"{dataset.PASSWORD}\"}}'\n" \
+            "  return wrk.format('POST', '/api/v1/auth', nil, body)\nend\n"
+    raise KeyError(op)
+
+
+def ds_etags(s: Server, pool: list[str]) -> dict[str, str]:
+    """Current ETags of the update pool, read over HTTP before each update run."""
+    out = {}
+    for mid in pool:
+        status, headers, body = http("GET", f"{s.url}/api/v1/message/{mid}", token=s.token)
+        if status != 200:
+            raise RuntimeError(f"{s.name}: GET {mid} before update: HTTP {status} {body[:200]!r}")
+        out[mid] = headers.get("ETag") or headers.get("Etag")
+    return out
+
+
+def run_wrk(procs: Processes, s: Server, script: Path, seconds: float, args) -> str:
+    cmd = ["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{max(1, round(seconds))}s",
+           "--timeout=30s", "--latency", "-s", str(script), s.url]
+    proc = subprocess.Popen(procs.wrap(cmd), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, start_new_session=True, text=True)
+    procs.procs.append(proc)
+    try:
+        out, _ = proc.communicate(timeout=seconds + 120)
+    finally:
+        procs.stop(proc, grace=2)
+    if proc.returncode != 0:
+        raise RuntimeError(f"wrk exited with {proc.returncode}:\n{out}")
+    return out
+
+
+# -- one database ---------------------------------------------------------------------------
+
+def bench_database(kind: str, db_url: str, args, procs: Processes, work: Path,
+                   meter: CpuMeter) -> dict[str, Any]:
+    print(f"\n== {kind}: seeding {args.scale} data set", flush=True)
+    data_dir = work / kind
+    data_dir.mkdir()
+    redis_url, redis_how = start_redis(procs, data_dir, None)
+    settings = probe.apicrud_settings(db_url or None, str(data_dir), redis_url)
+    t0 = time.monotonic()
+    ds = dataset.seed(settings, dataset.Scale.named(args.scale))
+    seed_s = round(time.monotonic() - t0, 1)
+    print(f"   {ds.counts} in {seed_s} s; the bench user reads {ds.readable_count} messages",
+          flush=True)
+    deep = min(probe.DEEP_PAGE, args.deep_page)
+
+    # same answers and SQL statements per request, in this process, before any load
+    targets = [probe.apicrud_target(settings), probe.baseline_target(settings)]
+    try:
+        states = [probe.prepare(t, ds, deep) for t in targets]
+        agreement = probe.check_same_answers(targets[0], targets[1], ds, *states)
+        queries = {t.name: probe.count_queries(t, ds, st, args.query_samples)
+                   for t, st in zip(targets, states)}
+    finally:
+        targets[0].app.extensions["apicrud"].close()
+        targets[1].engine.dispose()
+    print(f"   both apps agree: {agreement['count']} readable, deep page "
+          f"{agreement['deep_page']}", flush=True)
+
+    env = server_env(settings.sqlalchemy_url, redis_url, str(data_dir))
+    servers = [Server(name, free_port(), data_dir / f"{name}.log") for name in SERVERS]
+    for s in servers:
+        start_server(procs, s, env, args.workers)
+        s.token = login(s)
+        s.deep_cursor, s.deep_page = walk(s, deep)
+        s.rss_start_mb = worker_rss(s)
+    if servers[0].deep_page != servers[1].deep_page:
+        raise RuntimeError("the servers reached different deep pages")
+    own = ds.own_messages
+    pools = {"apicrud": own[0::2], "baseline": own[1::2]}  # disjoint records to update
+    scripts = work / kind / "lua"
+    scripts.mkdir()
+    for op in args.operations:
+        for rnd in range(args.rounds):
+            order = servers if rnd % 2 == 0 else servers[::-1]
+            for s in order:
+                path = scripts / f"{op}_{s.name}_{rnd}.lua"
+                path.write_text(lua_script(op, s, ds, pools[s.name], args.threads))
+                a = meter.snapshot()
+                cpu0, _ = tree_cpu_and_rss(s.proc.pid)
+                out = run_wrk(procs, s, path, args.duration, args)
+                cpu1, _ = tree_cpu_and_rss(s.proc.pid)
+                bg = meter.background(a, meter.snapshot())
+                parsed = parse_wrk(out)
+                cpu = round((cpu1 - cpu0) * 1e3 / parsed["requests"], 3) \
+                    if parsed["requests"] else None
+                run = Run(s.name, op, rnd, background_cores=round(bg, 2), raw=out,
+                          cpu_ms_per_request=cpu, waited_for_quiet_s=0.0, **parsed)
+                s.runs.append(run)
+                s.requests_served += run.requests
+                print(f"   {op:<10} round {rnd + 1} {s.name:<8} {run.requests_per_s:9.1f} req/s"
+                      f"  p50 {run.p50_ms:7.2f} ms  p99 {run.p99_ms:7.2f} ms"
+                      f"  cpu {run.cpu_ms_per_request} ms/req"
+                      + (f"  ERRORS {run.errors}" if run.errors else "")
+                      + (f"  (other load {bg:.2f} cores)" if bg > 0.3 else ""), flush=True)
+    soak = soak_runs(servers, ds, args, procs, scripts)
+    for s in servers:
+        s.rss_end_mb = worker_rss(s)
+        procs.stop(s.proc)
+    issues = {s.name: log_issues(s.log_path) for s in servers}
+    return {"database": kind, "url": _safe_url(settings.sqlalchemy_url), "redis": redis_how,
+            "seed_seconds": seed_s, "data": ds.to_json(), "agreement": agreement,
+            "queries": queries, "deep_page": servers[0].deep_page, "soak": soak,
+            "servers": {s.name: {"requests_served": s.requests_served,
+                                 "rss_start_mb": s.rss_start_mb, "rss_end_mb": s.rss_end_mb,
+                                 "log_issues": issues[s.name],
+                                 "runs": [asdict(r) for r in s.runs]} for s in servers}}
+
+
+def soak_runs(servers: list[Server], ds, args, procs: Processes, scripts: Path) -> dict:
+    """GET by id until each server has answered ``--soak`` requests in all."""
+    out = {}
+    for s in servers:
+        if s.requests_served >= args.soak:
+            out[s.name] = 0
+            continue
+        path = scripts / f"soak_{s.name}.lua"
+        path.write_text(lua_script("get", s, ds, [], args.threads))
+        added = 0
+        while s.requests_served < args.soak:
+            rate = max((r.requests_per_s for r in s.runs if r.operation == "get"), default=500)
+            seconds = min(120, max(2, (args.soak - s.requests_served) / rate * 1.1))
+            parsed = parse_wrk(run_wrk(procs, s, path, seconds, args))
+            if parsed["non_2xx"] or sum(parsed["socket_errors"].values()):
+                raise RuntimeError(f"{s.name}: errors during the soak: {parsed}")
+            s.requests_served += parsed["requests"]
+            added += parsed["requests"]
+        out[s.name] = added
+        print(f"   soak      {s.name:<8} +{added} requests, {s.requests_served} in all",
+              flush=True)
+    return out
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def ensure_pg_database(url: str) -> None:
+    """Create the benchmark's PostgreSQL database when it does not exist."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    u = make_url(url)
+    admin = create_engine(u.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            if not conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :d"),
+                                {"d": u.database}).first():
+                conn.execute(text(f'CREATE DATABASE "{u.database}"'))
+    finally:
+        admin.dispose()
+
+
+# -- report ---------------------------------------------------------------------------------
+
+def _agg(runs: list[Run]) -> dict[str, Any]:
+    med = statistics.median
+    return {"requests_per_s": round(med(r.requests_per_s for r in runs), 1),
+            "p50_ms": round(med(r.p50_ms for r in runs), 2),
+            "p99_ms": round(med(r.p99_ms for r in runs), 2),
+            "cpu_ms_per_request": round(med(r.cpu_ms_per_request or 0 for r in runs), 3),
+            "errors": sum(r.errors for r in runs), "runs": len(runs)}
+
+
+def summarize(result: dict[str, Any], operations: list[str]) -> list[dict[str, Any]]:
+    rows = []
+    for op in operations:
+        row: dict[str, Any] = {"operation": op}
+        for name in SERVERS:
+            runs = [Run(**r) for r in result["servers"][name]["runs"] if r["operation"] == op]
+            row[name] = {**_agg(runs), **result["queries"][name][op]}
+        row["ratio"] = round(row["apicrud"]["requests_per_s"]
+                             / max(row["baseline"]["requests_per_s"], 1e-9), 2)
+        rows.append(row)
+    return rows
+
+
+def goals(result: dict[str, Any], rows: list[dict[str, Any]]) -> list[tuple[str, bool, str]]:
+    by_op = {r["operation"]: r for r in rows}
+    out = []
+    worst = min(rows, key=lambda r: r["ratio"])
+    out.append((f"every operation >= {GOAL_RATIO:.0%} of the baseline's req/s",
+                worst["ratio"] >= GOAL_RATIO,
+                f"lowest: {worst['operation']} at {worst['ratio']:.2f}"))
+    if "find_page1" in by_op and "find_deep" in by_op:
+        p1, pd = by_op["find_page1"]["apicrud"]["p50_ms"], by_op["find_deep"]["apicrud"]["p50_ms"]
+        out.append((f"page {result['deep_page']:,} within {GOAL_DEEP}x of page 1's latency",
+                    pd <= GOAL_DEEP * p1, f"p50 {pd} ms vs {p1} ms ({pd / p1:.2f}x)"))
+    finds = [r["apicrud"]["max_queries"] for op, r in by_op.items() if op.startswith("find")]
+    if finds:
+        out.append((f"no more than {GOAL_FIND_QUERIES} SQL queries for any find",
+                    max(finds) <= GOAL_FIND_QUERIES, f"most: {max(finds)}"))
+    srv = result["servers"]["apicrud"]
+    start, end = srv["rss_start_mb"], srv["rss_end_mb"]
+    growth = [end[p] - start[p] for p in start if p in end]
+    if growth:
+        out.append((f"memory per worker stable over {srv['requests_served']:,} requests",
+                    max(growth) <= 10.0,
+                    "per worker: " + ", ".join(f"{start[p]} -> {end[p]} MiB" for p in start
+                                               if p in end)))
+    return out
+
+
+def write_report(prefix: Path, args, info: dict[str, Any], results: list[dict]) -> None:
+    doc = {"machine": info, "settings": {k: v for k, v in vars(args).items()},
+           "results": results}
+    for r in results:
+        r["summary"] = summarize(r, args.operations)
+        r["goals"] = [{"goal": g, "met": ok, "detail": d} for g, ok, d in goals(r, r["summary"])]
+    prefix.with_suffix(".json").write_text(json.dumps(doc, indent=1, default=str) + "\n")
+    lines = [
+        "# apicrud vs a hand-written baseline",
+        "",
+        f"{info['date_utc']} · {info['cpu_model']} · {info['nproc']} cores · "
+        f"{info['memory']} · Linux {info['kernel']} · Python {info['python']} · "
+        f"{info['wrk']}",
+        "",
+        f"Source: {info['source']}. Command: `{info['command']}`.",
+        f"Both servers: gunicorn, {args.workers} sync workers; load: wrk, {args.threads} "
+        f"threads, {args.connections} connections, {args.duration:g} s per run, "
+        f"{args.rounds} round(s), median shown. Packages: "
+        + ", ".join(f"{k} {v}" for k, v in info["packages"].items() if v) + ".",
+        "",
+    ]
+    for r in results:
+        d = r["data"]
+        lines += [
+            f"## {r['database']}",
+            "",
+            f"{d['messages']:,} messages in {d['lists']} lists, {d['users']:,} users, "
+            f"{d['memberships']:,} memberships; the benchmark user is manager of "
+            f"{d['bench_user_lists']['manager']}, member of {d['bench_user_lists']['member']} "
+            f"and invitee of {d['bench_user_lists']['invitee']} lists and may read "
+            f"{d['bench_user_readable_messages']:,} messages. Database `{r['url']}`, "
+            f"Redis: {r['redis']}.",
+            "",
+            "| operation | apicrud req/s | baseline req/s | ratio | apicrud p50 / p99 ms "
+            "| baseline p50 / p99 ms | server CPU ms per request (apicrud / baseline) "
+            "| SQL per request (apicrud / baseline) | errors |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for row in r["summary"]:
+            a, b = row["apicrud"], row["baseline"]
+            lines.append(
+                f"| {probe.OPERATIONS[row['operation']].replace('|', '/')} "
+                f"| {a['requests_per_s']:,.0f} | {b['requests_per_s']:,.0f} "
+                f"| **{row['ratio']:.2f}** | {a['p50_ms']:.2f} / {a['p99_ms']:.2f} "
+                f"| {b['p50_ms']:.2f} / {b['p99_ms']:.2f} "
+                f"| {a['cpu_ms_per_request']:.2f} / {b['cpu_ms_per_request']:.2f} "
+                f"| {a['queries']:g} / {b['queries']:g} "
+                f"| {a['errors'] + b['errors']} |")
+        lines += ["", "Goals:", ""]
+        lines += [f"- {'met' if g['met'] else 'NOT met'}: {g['goal']} ({g['detail']})"
+                  for g in r["goals"]]
+        for name in SERVERS:
+            srv = r["servers"][name]
+            if srv["log_issues"]:
+                lines += ["", f"{name} log lines that look like problems:", "",
+                          *[f"    {ln}" for ln in srv["log_issues"]]]
+        lines.append("")
+    lines += [
+        "## How to read this",
+        "",
+        "- req/s and latency come from wrk over loopback; on a 2-core machine the load "
+        "generator, Redis, the database and the server share the CPUs, so compare ratios "
+        "more than absolute figures.",
+        "- Server CPU ms per request: CPU time of the server's processes (master and "
+        "workers) during the run divided by the requests answered; it does not include "
+        "Redis, PostgreSQL or wrk, and it is steadier than req/s when the machine is shared.",
+        "- SQL per request is counted in-process (SQLAlchemy `before_cursor_execute`) on "
+        "the same database before the load; apicrud keeps each caller's memberships in "
+        "Redis, the baseline reads them with one SQL query per request.",
+        "- Both apps give the same answers: checked before the load (records, counts, "
+        "`author`, `rbac`, 404 for an unknown id).",
+        "- Raw wrk output of every run is in the JSON file.",
+        "",
+    ]
+    prefix.with_suffix(".md").write_text("\n".join(lines))
+
+
+def command_line() -> str:
+    import shlex
+
+    return ("make bench" if os.environ.get("MAKELEVEL") else ".venv/bin/python bench/crud.py") \
+        + "".join(" " + shlex.quote(a) for a in sys.argv[1:])
+
+
+def source() -> str:
+    def git(*a: str) -> str:
+        return subprocess.run(["git", "-C", str(ROOT), *a], capture_output=True, text=True
+                              ).stdout.strip()
+
+    dirty = git("status", "--porcelain", "--", "apicrud", "openapi", "migrations", "rbac.yaml",
+                "service_config.yaml", "bench")
+    return f"working tree at {git('rev-parse', '--short', 'HEAD') or 'unknown'}" + \
+        (" with uncommitted changes" if dirty else "")
+
+
+# -- command line ---------------------------------------------------------------------------
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--tiny", action="store_true",
+                    help="CI smoke run: tiny data set, short runs, no soak")
+    ap.add_argument("--db", default="sqlite,postgresql",
+                    help="comma-separated: sqlite, postgresql (default both)")
+    ap.add_argument("--pg-url", default=os.environ.get("BENCH_PG_URL", PG_DEFAULT))
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--connections", type=int, default=8)
+    ap.add_argument("--duration", type=float, default=None, help="seconds per run")
+    ap.add_argument("--rounds", type=int, default=None)
+    ap.add_argument("--soak", type=int, default=None,
+                    help="requests each server answers in all before memory is read again")
+    ap.add_argument("--deep-page", type=int, default=probe.DEEP_PAGE)
+    ap.add_argument("--operations", default=",".join(probe.OPERATIONS))
+    ap.add_argument("--query-samples", type=int, default=10)
+    args = ap.parse_args(argv)
+    args.scale = "tiny" if args.tiny else "full"
+    args.duration = args.duration or (2.0 if args.tiny else 10.0)
+    args.rounds = args.rounds or (1 if args.tiny else 2)
+    args.soak = args.soak if args.soak is not None else (0 if args.tiny else 100_000)
+    args.operations = [o for o in args.operations.split(",") if o]
+    args.dbs = [d for d in args.db.split(",") if d]
+    unknown = set(args.operations) - set(probe.OPERATIONS) | \
+        set(args.dbs) - {"sqlite", "postgresql"}
+    if unknown:
+        ap.error(f"unknown operation or database: {', '.join(sorted(unknown))}")
+    return args
+
+
+def _interrupted(signum, _frame):
+    raise Interrupted(signal.Signals(signum).name)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _interrupted)
+    procs = Processes()
+    meter = CpuMeter(procs)
+    info = machine_info()
+    info.update(command=command_line(), source=source())
+    info["packages"] = {k: v for k, v in info["packages"].items()
+                        if k not in ("uvicorn", "connexion", "a2wsgi", "starlette",
+                                     "httptools", "uvloop")}
+    info["packages"]["psycopg"] = _version("psycopg")
+    results = []
+    prefix = RESULTS_DIR / ("crud_tiny" if args.tiny else "crud")
+    try:
+        with tempfile.TemporaryDirectory(prefix="apicrud-bench-") as tmp:
+            try:
+                for kind in args.dbs:
+                    url = ""
+                    if kind == "postgresql":
+                        url = args.pg_url
+                        ensure_pg_database(url)
+                        info["postgresql"] = _pg_version(url)
+                    results.append(bench_database(kind, url, args, procs, Path(tmp), meter))
+                    if kind == "sqlite":
+                        import sqlite3
+
+                        info["sqlite"] = sqlite3.sqlite_version
+            except Exception as exc:
+                print(f"benchmark failed: {exc}", file=sys.stderr)
+                for p in Path(tmp).glob("*/*.log"):
+                    print(f"--- {p}\n{log_tail(p)}", file=sys.stderr)
+                return 1
+            finally:
+                procs.stop_all()
+    except (KeyboardInterrupt, Interrupted) as exc:
+        print(f"interrupted ({exc or 'Ctrl-C'}); stopping servers", file=sys.stderr)
+        return 130
+    finally:
+        procs.stop_all()
+    RESULTS_DIR.mkdir(exist_ok=True)
+    write_report(prefix, args, info, results)
+    print(f"\nreport: {prefix.with_suffix('.md')} and .json")
+    print(prefix.with_suffix(".md").read_text())
+    errors = sum(Run(**r).errors for res in results for s in res["servers"].values()
+                 for r in s["runs"])
+    if errors:
+        print(f"{errors} requests failed under load", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _version(dist: str) -> str | None:
+    from importlib import metadata
+
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _pg_version(url: str) -> str | None:
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return conn.execute(text("SHOW server_version")).scalar_one()
+    finally:
+        engine.dispose()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

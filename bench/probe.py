@@ -1,0 +1,311 @@
+#!/usr/bin/env python3
+"""In-process probe: the benchmark's operations on apicrud and on the baseline, one request
+at a time, counting SQL statements and timing each request; optionally profiling one.
+
+    .venv/bin/python bench/probe.py [--db URL] [--scale tiny|full] [-n 200]
+    .venv/bin/python bench/probe.py --profile get [--app apicrud]   # needs pyinstrument
+
+It seeds the data set (bench/dataset.py), builds both WSGI apps in this process against the
+same database and a Redis of its own, checks that both give the same answers (the same
+records, counts, ``author`` and ``rbac`` values, as the data set's own reading of the
+rules predicts), then runs every operation ``-n`` times through Werkzeug's test client:
+no sockets, no server, so the figures are the framework's and the database's work alone.
+``bench/crud.py`` uses :func:`prepare`, :func:`check_same_answers` and
+:func:`count_queries` for the query column of its report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+BENCH_DIR = Path(__file__).resolve().parent
+ROOT = BENCH_DIR.parent
+sys.path.insert(0, str(BENCH_DIR))
+
+import dataset  # noqa: E402
+
+BASE = "/api/v1"
+SECRET_KEY = "bench-secret-key-0123456789abcdef"
+PAGE = 25
+DEEP_PAGE = 2000
+OPERATIONS = {
+    "find_page1": "GET /message?limit=25 (page 1, RBAC-filtered)",
+    "find_deep": "GET /message?cursor_next=... (page 2,000)",
+    "get": "GET /message/{id}",
+    "create": "POST /message",
+    "update": "PUT /message/{id} with If-Match",
+    "login": "POST /auth",
+}
+
+
+def apicrud_settings(db_url: str | None, data_dir: str, redis_url: str, root: Path = ROOT):
+    from apicrud.config import load_settings
+
+    return load_settings(root=str(root), config_file=str(BENCH_DIR / "service.yaml"),
+                         environ={}, data_dir=data_dir, secret_key=SECRET_KEY,
+                         redis_url=redis_url, database_url=db_url or "")
+
+
+# -- one app in this process ----------------------------------------------------------------
+
+@dataclass
+class Target:
+    """A WSGI app driven through the test client, counting the SQL it sends."""
+
+    name: str
+    app: Any
+    engine: Any
+    queries: list[str] = field(default_factory=list)
+    token: str = ""
+
+    def __post_init__(self) -> None:
+        from sqlalchemy import event
+
+        self.client = self.app.test_client()
+        event.listen(self.engine, "before_cursor_execute", self._count)
+
+    def _count(self, _conn, _cursor, statement, *_args) -> None:
+        self.queries.append(statement)
+
+    def call(self, method: str, path: str, body: Any = None,
+             headers: dict[str, str] | None = None, token: str | None = None):
+        h = dict(headers or {})
+        if token or self.token:
+            h["Authorization"] = f"Bearer {token or self.token}"
+        resp = self.client.open(BASE + path, method=method, headers=h,
+                                data=json.dumps(body) if body is not None else None,
+                                content_type="application/json" if body is not None else None)
+        return resp.status_code, resp.headers, resp.get_json(silent=True)
+
+    def login(self, username: str = "bench") -> str:
+        status, _, doc = self.call("POST", "/auth", {"username": username,
+                                                     "password": dataset.PASSWORD}, token="")
+        if status != 201:
+            raise RuntimeError(f"{self.name}: login failed: {status} {doc}")
+        return doc["token"]
+
+
+def apicrud_target(settings) -> Target:
+    from apicrud.app import create_app
+
+    app = create_app(settings=settings, migrate=False)
+    return Target("apicrud", app, app.extensions["apicrud"].db.engine)
+
+
+def baseline_target(settings) -> Target:
+    import baseline
+
+    app = baseline.create_app(settings.sqlalchemy_url, settings.redis_url, SECRET_KEY)
+    return Target("baseline", app, app.extensions["bench_engine"])
+
+
+# -- the operations ---------------------------------------------------------------------
+
+@dataclass
+class OpState:
+    """Per-app state the operations carry between calls (cursor, ETags, counters)."""
+
+    deep_cursor: str = ""
+    deep_page: int = 1
+    etags: dict[str, str] = field(default_factory=dict)
+    n: int = 0
+
+
+def deep_cursor(t: Target, ds: dataset.Dataset, page: int) -> tuple[str, int]:
+    """Walk ``page - 1`` pages; return the cursor of page ``page`` (or of the last page)."""
+    cursor, at = "", 1
+    while at < page:
+        path = "/message?limit=25" + (f"&cursor_next={cursor}" if cursor else "")
+        status, _, doc = t.call("GET", path)
+        if status != 200:
+            raise RuntimeError(f"{t.name}: walking pages: HTTP {status} {doc}")
+        if "cursor_next" not in doc:
+            break
+        cursor, at = doc["cursor_next"], at + 1
+    return cursor, at
+
+
+def request_for(op: str, ds: dataset.Dataset, st: OpState) -> tuple[str, str, Any, dict]:
+    """(method, path, body, headers) of the next request of ``op``."""
+    i = st.n
+    st.n += 1
+    if op == "find_page1":
+        return "GET", "/message?limit=25", None, {}
+    if op == "find_deep":
+        return "GET", f"/message?cursor_next={st.deep_cursor}", None, {}
+    if op == "get":
+        return "GET", f"/message/{ds.readable_sample[i % len(ds.readable_sample)]}", None, {}
+    if op == "create":
+        lid = ds.postable_lists[i % len(ds.postable_lists)]
+        return "POST", "/message", {"list_id": lid, "subject": f"bench {i}",
+                                    "content": "created by the benchmark",
+                                    "privacy": "member"}, {}
+    if op == "update":
+        mid = ds.own_messages[i % len(ds.own_messages)]
+        return "PUT", f"/message/{mid}", {"subject": f"edited {i}"}, \
+            {"If-Match": st.etags.get(mid, "*")}
+    if op == "login":
+        return "POST", "/auth", {"username": ds.login_users[i % len(ds.login_users)],
+                                 "password": dataset.PASSWORD}, {}
+    raise KeyError(op)
+
+
+EXPECTED = {"create": 201, "login": 201}
+
+
+def run_op(t: Target, op: str, ds: dataset.Dataset, st: OpState) -> tuple[int, float]:
+    """One request: (SQL statements, CPU milliseconds of this process).
+
+    CPU time, not wall time: this machine is shared, and a probe compares the work each
+    app does per request (the Redis and database servers' work is not in it, but the
+    SQLite library's is)."""
+    method, path, body, headers = request_for(op, ds, st)
+    before = len(t.queries)
+    start = time.process_time()
+    status, resp_headers, doc = t.call(method, path, body, headers,
+                                       token="" if op == "login" else None)
+    ms = (time.process_time() - start) * 1e3
+    if status != EXPECTED.get(op, 200):
+        raise RuntimeError(f"{t.name} {op}: HTTP {status} {doc}")
+    if op == "update":
+        st.etags[doc["id"]] = resp_headers["ETag"]
+    return len(t.queries) - before, ms
+
+
+def prepare(t: Target, ds: dataset.Dataset, deep: int = DEEP_PAGE) -> OpState:
+    t.token = t.login()
+    st = OpState()
+    st.deep_cursor, st.deep_page = deep_cursor(t, ds, deep)
+    return st
+
+
+def count_queries(t: Target, ds: dataset.Dataset, st: OpState, n: int = 20
+                  ) -> dict[str, dict[str, float]]:
+    """SQL statements per request and in-process ms per request, for every operation."""
+    out = {}
+    for op in OPERATIONS:
+        runs = [run_op(t, op, ds, st) for _ in range(n)]
+        out[op] = {"queries": round(statistics.mean(q for q, _ in runs), 2),
+                   "max_queries": max(q for q, _ in runs),
+                   "cpu_ms": round(statistics.median(ms for _, ms in runs), 3)}
+    return out
+
+
+# -- both apps agree, and agree with the data set ----------------------------------------
+
+def _items(doc: dict) -> list[dict]:
+    return [{k: v for k, v in item.items()} for item in doc["items"]]
+
+
+def check_same_answers(a: Target, b: Target, ds: dataset.Dataset, sa: OpState,
+                       sb: OpState) -> dict[str, Any]:
+    """Both apps return the same records for page 1, the deep page and gets, with the
+    count the data set predicts. Raises on the first difference."""
+    problems = []
+    docs = {}
+    for t, st in ((a, sa), (b, sb)):
+        docs[t.name] = {
+            "page1": t.call("GET", "/message?limit=25")[2],
+            "deep": t.call("GET", f"/message?cursor_next={st.deep_cursor}")[2],
+            "gets": [t.call("GET", f"/message/{mid}")[2] for mid in ds.readable_sample[:50]],
+            "unreadable": t.call("GET", "/message/x-not-a-message")[0],
+        }
+    da, db = docs[a.name], docs[b.name]
+    if da["page1"]["count"] != ds.readable_count or db["page1"]["count"] != ds.readable_count:
+        problems.append(f"count: {a.name} {da['page1']['count']}, {b.name} "
+                        f"{db['page1']['count']}, data set {ds.readable_count}")
+    for key in ("page1", "deep"):
+        if _items(da[key]) != _items(db[key]):
+            problems.append(f"{key}: the two apps return different items")
+    if da["gets"] != db["gets"]:
+        diff = next((x, y) for x, y in zip(da["gets"], db["gets"]) if x != y)
+        keys = sorted(k for k in set(diff[0]) | set(diff[1]) if diff[0].get(k) != diff[1].get(k))
+        problems.append("get: the two apps return different records, e.g. "
+                        + ", ".join(f"{k}: {diff[0].get(k)!r} / {diff[1].get(k)!r}"
+                                    for k in keys))
+    if sa.deep_page != sb.deep_page:
+        problems.append(f"deep page: {a.name} reached {sa.deep_page}, {b.name} {sb.deep_page}")
+    if da["unreadable"] != 404 or db["unreadable"] != 404:
+        problems.append("get of a missing record did not answer 404")
+    if problems:
+        raise RuntimeError("the apps disagree:\n  " + "\n  ".join(problems))
+    return {"count": ds.readable_count, "deep_page": sa.deep_page,
+            "page1_ids": [i["id"] for i in da["page1"]["items"]][:3]}
+
+
+# -- command line ---------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def redis_server(work: Path):
+    from serving_stack import Processes, start_redis
+
+    procs = Processes()
+    try:
+        yield start_redis(procs, work, None)[0]
+    finally:
+        procs.stop_all()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--db", default="", help="SQLAlchemy URL (default: a new SQLite file)")
+    ap.add_argument("--scale", default="tiny", choices=("tiny", "full"))
+    ap.add_argument("-n", type=int, default=100, help="requests per operation")
+    ap.add_argument("--profile", choices=tuple(OPERATIONS), help="profile one operation")
+    ap.add_argument("--app", default="apicrud", choices=("apicrud", "baseline"))
+    args = ap.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="apicrud-probe-") as tmp, \
+            redis_server(Path(tmp)) as redis_url:
+        settings = apicrud_settings(args.db or None, tmp, redis_url)
+        t0 = time.monotonic()
+        ds = dataset.seed(settings, dataset.Scale.named(args.scale))
+        print(f"seeded {ds.counts} in {time.monotonic() - t0:.1f} s; bench user reads "
+              f"{ds.readable_count} messages", flush=True)
+        targets = [apicrud_target(settings), baseline_target(settings)]
+        try:
+            return probe(args, ds, targets)
+        finally:
+            for t in targets:
+                services = t.app.extensions.get("apicrud")
+                if services is not None:
+                    services.close()
+
+
+def probe(args, ds: dataset.Dataset, targets: list[Target]) -> int:
+    if True:
+        deep = DEEP_PAGE if args.scale == "full" else 40
+        states = [prepare(t, ds, deep) for t in targets]
+        print("same answers:", check_same_answers(targets[0], targets[1], ds, *states))
+        if args.profile:
+            from pyinstrument import Profiler
+
+            t, st = next((t, s) for t, s in zip(targets, states) if t.name == args.app)
+            for _ in range(20):
+                run_op(t, args.profile, ds, st)
+            with Profiler(interval=0.0002) as prof:
+                for _ in range(args.n):
+                    run_op(t, args.profile, ds, st)
+            print(prof.output_text(unicode=True, color=False, show_all=False))
+            return 0
+        print(f"{'operation':<12}" + "".join(f"{t.name + ' q':>12}{t.name + ' ms':>14}"
+                                             for t in targets) + f"{'ratio':>8}")
+        results = [count_queries(t, ds, st, args.n) for t, st in zip(targets, states)]
+        for op in OPERATIONS:
+            a, b = results[0][op], results[1][op]
+            print(f"{op:<12}" + "".join(f"{r['queries']:>12}{r['cpu_ms']:>16.3f}"
+                                        for r in (a, b))
+                  + f"{b['cpu_ms'] / a['cpu_ms']:>8.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
