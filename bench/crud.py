@@ -259,10 +259,11 @@ def bench_database(kind: str, db_url: str, args, procs: Processes, work: Path,
     # same answers and SQL statements per request, in this process, before any load
     targets = [probe.apicrud_target(settings), probe.baseline_target(settings)]
     try:
-        states = [probe.prepare(t, ds, deep) for t in targets]
+        # in-process updates use the other half of each app's records from the wrk runs
+        states = [probe.prepare(t, ds, deep, ds.own_messages[2 + k::4])
+                  for k, t in enumerate(targets)]
         agreement = probe.check_same_answers(targets[0], targets[1], ds, *states)
-        queries = {t.name: probe.count_queries(t, ds, st, args.query_samples)
-                   for t, st in zip(targets, states)}
+        queries = probe.count_queries(targets, ds, states, args.query_samples)
     finally:
         targets[0].app.extensions["apicrud"].close()
         targets[1].engine.dispose()
@@ -279,7 +280,7 @@ def bench_database(kind: str, db_url: str, args, procs: Processes, work: Path,
     if servers[0].deep_page != servers[1].deep_page:
         raise RuntimeError("the servers reached different deep pages")
     own = ds.own_messages
-    pools = {"apicrud": own[0::2], "baseline": own[1::2]}  # disjoint records to update
+    pools = {"apicrud": own[0::4], "baseline": own[1::4]}  # disjoint records to update
     scripts = work / kind / "lua"
     scripts.mkdir()
     for op in args.operations:

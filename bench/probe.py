@@ -116,6 +116,7 @@ class OpState:
 
     deep_cursor: str = ""
     deep_page: int = 1
+    own: list[str] = field(default_factory=list)  # the records this app updates
     etags: dict[str, str] = field(default_factory=dict)
     n: int = 0
 
@@ -150,7 +151,7 @@ def request_for(op: str, ds: dataset.Dataset, st: OpState) -> tuple[str, str, An
                                     "content": "created by the benchmark",
                                     "privacy": "member"}, {}
     if op == "update":
-        mid = ds.own_messages[i % len(ds.own_messages)]
+        mid = st.own[i % len(st.own)]
         return "PUT", f"/message/{mid}", {"subject": f"edited {i}"}, \
             {"If-Match": st.etags.get(mid, "*")}
     if op == "login":
@@ -181,22 +182,29 @@ def run_op(t: Target, op: str, ds: dataset.Dataset, st: OpState) -> tuple[int, f
     return len(t.queries) - before, ms
 
 
-def prepare(t: Target, ds: dataset.Dataset, deep: int = DEEP_PAGE) -> OpState:
+def prepare(t: Target, ds: dataset.Dataset, deep: int, own: list[str]) -> OpState:
+    """Log in and find the deep page's cursor; ``own``: the records this app updates
+    (disjoint between apps, so that neither invalidates the other's ETags)."""
     t.token = t.login()
-    st = OpState()
+    st = OpState(own=own)
     st.deep_cursor, st.deep_page = deep_cursor(t, ds, deep)
     return st
 
 
-def count_queries(t: Target, ds: dataset.Dataset, st: OpState, n: int = 20
-                  ) -> dict[str, dict[str, float]]:
-    """SQL statements per request and in-process ms per request, for every operation."""
-    out = {}
+def count_queries(targets: list[Target], ds: dataset.Dataset, states: list[OpState],
+                  n: int = 20) -> dict[str, dict[str, dict[str, float]]]:
+    """SQL statements per request and CPU ms per request, per app and operation; the apps
+    take turns request by request, so a change in the machine's speed hits both alike."""
+    out: dict[str, dict[str, dict[str, float]]] = {t.name: {} for t in targets}
     for op in OPERATIONS:
-        runs = [run_op(t, op, ds, st) for _ in range(n)]
-        out[op] = {"queries": round(statistics.mean(q for q, _ in runs), 2),
-                   "max_queries": max(q for q, _ in runs),
-                   "cpu_ms": round(statistics.median(ms for _, ms in runs), 3)}
+        runs: dict[str, list[tuple[int, float]]] = {t.name: [] for t in targets}
+        for _ in range(n):
+            for t, st in zip(targets, states):
+                runs[t.name].append(run_op(t, op, ds, st))
+        for name, rs in runs.items():
+            out[name][op] = {"queries": round(statistics.mean(q for q, _ in rs), 2),
+                             "max_queries": max(q for q, _ in rs),
+                             "cpu_ms": round(statistics.median(ms for _, ms in rs), 3)}
     return out
 
 
@@ -283,7 +291,8 @@ def main(argv: list[str] | None = None) -> int:
 def probe(args, ds: dataset.Dataset, targets: list[Target]) -> int:
     if True:
         deep = DEEP_PAGE if args.scale == "full" else 40
-        states = [prepare(t, ds, deep) for t in targets]
+        states = [prepare(t, ds, deep, ds.own_messages[k::len(targets)])
+                  for k, t in enumerate(targets)]
         print("same answers:", check_same_answers(targets[0], targets[1], ds, *states))
         if args.profile:
             from pyinstrument import Profiler
@@ -298,7 +307,8 @@ def probe(args, ds: dataset.Dataset, targets: list[Target]) -> int:
             return 0
         print(f"{'operation':<12}" + "".join(f"{t.name + ' q':>12}{t.name + ' ms':>14}"
                                              for t in targets) + f"{'ratio':>8}")
-        results = [count_queries(t, ds, st, args.n) for t, st in zip(targets, states)]
+        counted = count_queries(targets, ds, states, args.n)
+        results = [counted[t.name] for t in targets]
         for op in OPERATIONS:
             a, b = results[0][op], results[1][op]
             print(f"{op:<12}" + "".join(f"{r['queries']:>12}{r['cpu_ms']:>16.3f}"

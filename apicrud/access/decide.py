@@ -104,6 +104,12 @@ class AccessControl:
         self._where_memo = _Memo()
         self._actions_memo = _Memo()
 
+    def record_columns(self, resource: str) -> tuple[str, ...]:
+        """The attributes of a record that decisions on it read: a record loaded with
+        only these columns gets the same answers as the whole record."""
+        owner, attrs, privacy = self._record_inputs.get(resource, (None, (), None))
+        return tuple(dict.fromkeys(c for c in ("id", owner, *attrs, privacy) if c))
+
     def _membership_id_attr(self, rule: Rule, resource: str) -> str:
         ms = self.policy.memberships.get(resource)
         return "id" if ms is not None and rule.attr == ms.attr else rule.attr
