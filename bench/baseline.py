@@ -280,13 +280,19 @@ def create_app(db_url: str | None = None, redis_url: str | None = None,
                 .scalar_one()
             if after is not None:
                 where.append(Message.id > after)
-            rows = db.execute(with_author(uid, *where).order_by(Message.id)
-                              .limit(limit + 1)).all()
+            rows = list(db.execute(select(Message).where(*where).order_by(Message.id)
+                                   .limit(limit + 1)).scalars())
+            # authors in a query of their own: joined into the page query, PostgreSQL
+            # plans the join before the LIMIT
+            authors = dict(db.execute(select(Person.id, Person.name).where(
+                Person.id.in_(sorted({m.uid for m in rows[:limit]})),
+                Person.status == "active", or_(Person.id == uid, Person.privacy == "public"))
+            ).all()) if rows else {}
             body: dict[str, Any] = {
-                "items": [serialize(uid, levels, m, a) for m, a in rows[:limit]],
+                "items": [serialize(uid, levels, m, authors.get(m.uid)) for m in rows[:limit]],
                 "count": count}
             if len(rows) > limit:
-                body["cursor_next"] = encode_cursor(rows[limit - 1][0].id, limit)
+                body["cursor_next"] = encode_cursor(rows[limit - 1].id, limit)
         return reply(body, 200, {"X-Total-Count": str(count)})
 
     @app.post("/api/v1/message")

@@ -78,9 +78,12 @@ class List(RecordMixin, Base):
 
 class Message(RecordMixin, Base):
     __tablename__ = "message"
-    # a list's page in id order, and an author's, straight from an index (keyset paging)
+    # a list's page in id order, and an author's, straight from an index (keyset paging);
+    # ix_message_access holds every column of the RBAC filter, so counting the rows a
+    # caller may read scans that index, not the table
     __table_args__ = (Index("ix_message_list_id_id", "list_id", "id"),
-                      Index("ix_message_uid_id", "uid", "id"))
+                      Index("ix_message_uid_id", "uid", "id"),
+                      Index("ix_message_access", "list_id", "privacy", "uid", "status"))
 
     list_id: Mapped[str] = mapped_column(
         ForeignKey("list.id", ondelete="CASCADE"), nullable=False, index=True
