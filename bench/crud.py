@@ -134,19 +134,14 @@ def login(s: Server) -> str:
     return json.loads(body)["token"]
 
 
-def walk(s: Server, pages: int) -> tuple[str, int]:
-    """The cursor of page ``pages`` (or of the last page), walked over HTTP."""
-    cursor, at = "", 1
-    while at < pages:
-        path = "/api/v1/message?limit=25" + (f"&cursor_next={cursor}" if cursor else "")
-        status, _, body = http("GET", s.url + path, token=s.token, timeout=30)
+def walk(s: Server, page: int) -> tuple[str, int]:
+    """The cursor of page ``page`` (or of the last page), walked over HTTP."""
+    def fetch(path: str) -> dict:
+        status, _, body = http("GET", s.url + "/api/v1" + path, token=s.token, timeout=60)
         if status != 200:
             raise RuntimeError(f"{s.name}: walking pages: HTTP {status} {body[:200]!r}")
-        doc = json.loads(body)
-        if "cursor_next" not in doc:
-            break
-        cursor, at = doc["cursor_next"], at + 1
-    return cursor, at
+        return json.loads(body)
+    return probe.walk_pages(fetch, page)
 
 
 # -- wrk scripts ----------------------------------------------------------------------------
@@ -161,7 +156,7 @@ def lua_script(op: str, s: Server, ds: dataset.Dataset, pool: list[str], threads
         'wrk.headers["Content-Type"] = "application/json"\n'
     if op in ("find_page1", "find_deep"):
         path = "/api/v1/message?limit=25" if op == "find_page1" else \
-            f"/api/v1/message?cursor_next={s.deep_cursor}"
+            f"/api/v1/message?limit=25&cursor_next={s.deep_cursor}"
         return head + f'wrk.path = {_lua(path)}\n'
     if op == "get":
         items = ",\n".join(_lua("/api/v1/message/" + i) for i in ds.readable_sample)

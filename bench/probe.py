@@ -39,7 +39,7 @@ PAGE = 25
 DEEP_PAGE = 2000
 OPERATIONS = {
     "find_page1": "GET /message?limit=25 (page 1, RBAC-filtered)",
-    "find_deep": "GET /message?cursor_next=... (page 2,000)",
+    "find_deep": "GET /message?limit=25&cursor_next=... (page 2,000)",
     "get": "GET /message/{id}",
     "create": "POST /message",
     "update": "PUT /message/{id} with If-Match",
@@ -121,18 +121,34 @@ class OpState:
     n: int = 0
 
 
+def skip_plan(page: int, size: int = PAGE, big: int = 1000) -> list[int]:
+    """Page sizes that walk past the first ``page - 1`` pages of ``size`` rows: large
+    pages first (fewer requests), then pages of ``size``. A keyset cursor marks a row,
+    not a page size: the cursor after these is the one of page ``page``, and a request
+    giving ``limit=size`` with it returns that page."""
+    rows = (page - 1) * size
+    return [big] * (rows // big) + [size] * ((rows % big) // size)
+
+
+def walk_pages(fetch, page: int) -> tuple[str, int]:
+    """(cursor of page ``page``, the page it reaches) with ``fetch(path) -> document``;
+    on a shorter result, the last page's cursor."""
+    cursor, rows = "", 0
+    for size in skip_plan(page):
+        doc = fetch(f"/message?limit={size}" + (f"&cursor_next={cursor}" if cursor else ""))
+        if "cursor_next" not in doc:
+            break
+        cursor, rows = doc["cursor_next"], rows + size
+    return cursor, 1 + rows // PAGE
+
+
 def deep_cursor(t: Target, ds: dataset.Dataset, page: int) -> tuple[str, int]:
-    """Walk ``page - 1`` pages; return the cursor of page ``page`` (or of the last page)."""
-    cursor, at = "", 1
-    while at < page:
-        path = "/message?limit=25" + (f"&cursor_next={cursor}" if cursor else "")
+    def fetch(path: str) -> dict:
         status, _, doc = t.call("GET", path)
         if status != 200:
             raise RuntimeError(f"{t.name}: walking pages: HTTP {status} {doc}")
-        if "cursor_next" not in doc:
-            break
-        cursor, at = doc["cursor_next"], at + 1
-    return cursor, at
+        return doc
+    return walk_pages(fetch, page)
 
 
 def request_for(op: str, ds: dataset.Dataset, st: OpState) -> tuple[str, str, Any, dict]:
@@ -142,7 +158,7 @@ def request_for(op: str, ds: dataset.Dataset, st: OpState) -> tuple[str, str, An
     if op == "find_page1":
         return "GET", "/message?limit=25", None, {}
     if op == "find_deep":
-        return "GET", f"/message?cursor_next={st.deep_cursor}", None, {}
+        return "GET", f"/message?limit={PAGE}&cursor_next={st.deep_cursor}", None, {}
     if op == "get":
         return "GET", f"/message/{ds.readable_sample[i % len(ds.readable_sample)]}", None, {}
     if op == "create":
@@ -223,7 +239,7 @@ def check_same_answers(a: Target, b: Target, ds: dataset.Dataset, sa: OpState,
     for t, st in ((a, sa), (b, sb)):
         docs[t.name] = {
             "page1": t.call("GET", "/message?limit=25")[2],
-            "deep": t.call("GET", f"/message?cursor_next={st.deep_cursor}")[2],
+            "deep": t.call("GET", f"/message?limit={PAGE}&cursor_next={st.deep_cursor}")[2],
             "gets": [t.call("GET", f"/message/{mid}")[2] for mid in ds.readable_sample[:50]],
             "unreadable": t.call("GET", "/message/x-not-a-message")[0],
         }

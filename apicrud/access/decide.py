@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import and_, false, or_, true
-from sqlalchemy.sql.elements import True_
 
 from apicrud.access.policy import Policy, Rule
 from apicrud.auth.principal import Principal
@@ -23,6 +22,7 @@ READ_ACTIONS = frozenset("rl")
 #: starts again; a key is one caller's access_key and a resource, so this covers the
 #: callers of the last moments many times over.
 MEMO_SIZE = 4096
+_ALL = ("all",)
 
 
 class _Memo(dict):
@@ -228,30 +228,36 @@ class AccessControl:
             p.authenticated and self.privacy.get(resource) is not None)
 
     # -- the same rules as SQL ----------------------------------------------------
-    def _rule_sql(self, rule: Rule, p: Principal, resource: str, model: Any, action: str):
+    def _rule_sql(self, rule: Rule, p: Principal, resource: str, model: Any,
+                  action: str) -> list[tuple[tuple, Any]] | None:
+        """The rule as (key, clause) pairs whose OR selects the rows it allows; None
+        when it allows nothing here, ``[(ALL, true())]`` when it allows every row. Equal
+        keys mean equal clauses (a manager's lists appear in the rules for managers,
+        members and invitees alike), so :meth:`_where` keeps each once."""
         if action not in rule.actions or not _principal_matches(rule, p):
             return None
         if rule.target == "all":
-            return true()
+            return [(_ALL, true())]
         if rule.target == "owner":
             owner = self.owners.get(resource)
-            return getattr(model, owner) == p.uid if owner else None
-        ms = self.policy.memberships.get(resource)
-        column = getattr(model, "id" if ms is not None and rule.attr == ms.attr else rule.attr)
-        clauses = []
+            return [(("owner",), getattr(model, owner) == p.uid)] if owner else None
+        attr = self._membership_id_attr(rule, resource)
+        column = getattr(model, attr)
         by_level: dict[str, list[str]] = {}
         for mid, level in p.memberships.items():
             if not rule.level or self._rank(level) >= self._rank(rule.level):
                 by_level.setdefault(level, []).append(mid)
         privacy_col = self.privacy.get(resource)
+        read = privacy_col is not None and action in READ_ACTIONS
+        out = []
         for level, ids in sorted(by_level.items()):
             clause = column.in_(sorted(ids))
-            if privacy_col is not None and action in READ_ACTIONS:
+            if read:
                 allowed = [lv for lv in self.policy.privacy_levels[:-1]
                            if self._rank(lv) <= self._rank(level)]
                 clause = and_(clause, getattr(model, privacy_col).in_(allowed))
-            clauses.append(clause)
-        return or_(*clauses) if clauses else None
+            out.append((("member", attr, level, read), clause))
+        return out or None
 
     def where(self, p: Principal, resource: str, model: Any, action: str = "l"):
         """A WHERE clause selecting exactly the rows ``p`` may ``action``.
@@ -267,16 +273,18 @@ class AccessControl:
         return found
 
     def _where(self, p: Principal, resource: str, model: Any, action: str):
-        clauses = []
+        found: dict[tuple, Any] = {}
         for rule in self.policy.for_resource(resource):
-            clause = self._rule_sql(rule, p, resource, model, action)
-            if clause is None:
-                continue
-            if isinstance(clause, True_):
-                return true()
-            clauses.append(clause)
+            for key, clause in self._rule_sql(rule, p, resource, model, action) or ():
+                if key == _ALL:
+                    return true()
+                found.setdefault(key, clause)
         column = self.privacy.get(resource)
         if (column is not None and action in READ_ACTIONS and p.authenticated and
                 any(action in r.actions for r in self.policy.for_resource(resource))):
-            clauses.append(getattr(model, column) == self.policy.privacy_levels[0])
+            found[("public",)] = getattr(model, column) == self.policy.privacy_levels[0]
+        # the simple comparisons first: a row that is the caller's own or public is
+        # decided before the membership lists are searched
+        order = {"owner": 0, "public": 1, "member": 2}
+        clauses = [c for k, c in sorted(found.items(), key=lambda kc: order[kc[0][0]])]
         return or_(*clauses) if clauses else false()
