@@ -920,7 +920,7 @@ def machine_info() -> dict[str, Any]:
         "command": command_line(),
         "nproc": os.cpu_count(), "cpu_model": cpu, "memory": mem,
         "kernel": platform.release(), "python": platform.python_version(),
-        "wrk": _first_line(["wrk", "--version"]),
+        "wrk": (_first_line(["wrk", "--version"]) or "").split(" Copyright")[0] or None,
         "redis_server": _first_line(["redis-server", "--version"]),
         "packages": {name: _version(name) for name in (
             "apicrud", "flask", "werkzeug", "sqlalchemy", "gunicorn", "uvicorn", "connexion",
