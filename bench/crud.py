@@ -71,6 +71,7 @@ class Server:
     deep_page: int = 1
     requests_served: int = 0
     rss_start_mb: dict[int, float] = field(default_factory=dict)
+    rss_after_ops_mb: dict[int, float] = field(default_factory=dict)
     rss_end_mb: dict[int, float] = field(default_factory=dict)
     runs: list[Run] = field(default_factory=list)
 
@@ -301,6 +302,8 @@ def bench_database(kind: str, db_url: str, args, procs: Processes, work: Path,
                       f"  cpu {run.cpu_ms_per_request} ms/req"
                       + (f"  ERRORS {run.errors}" if run.errors else "")
                       + (f"  (other load {bg:.2f} cores)" if bg > 0.3 else ""), flush=True)
+    for s in servers:
+        s.rss_after_ops_mb = worker_rss(s)
     soak = soak_runs(servers, ds, args, procs, scripts)
     for s in servers:
         s.rss_end_mb = worker_rss(s)
@@ -310,7 +313,9 @@ def bench_database(kind: str, db_url: str, args, procs: Processes, work: Path,
             "seed_seconds": seed_s, "data": ds.to_json(), "agreement": agreement,
             "queries": queries, "deep_page": servers[0].deep_page, "soak": soak,
             "servers": {s.name: {"requests_served": s.requests_served,
-                                 "rss_start_mb": s.rss_start_mb, "rss_end_mb": s.rss_end_mb,
+                                 "rss_start_mb": s.rss_start_mb,
+                                 "rss_after_ops_mb": s.rss_after_ops_mb,
+                                 "rss_end_mb": s.rss_end_mb,
                                  "log_issues": issues[s.name],
                                  "runs": [asdict(r) for r in s.runs]} for s in servers}}
 
@@ -406,8 +411,9 @@ def goals(result: dict[str, Any], rows: list[dict[str, Any]]) -> list[tuple[str,
     if growth:
         out.append((f"memory per worker stable over {srv['requests_served']:,} requests",
                     max(growth) <= 10.0,
-                    "per worker: " + ", ".join(f"{start[p]} -> {end[p]} MiB" for p in start
-                                               if p in end)))
+                    "per worker, at start -> after the operations -> at the end: "
+                    + ", ".join(f"{start[p]} -> {srv['rss_after_ops_mb'].get(p)} -> {end[p]} MiB"
+                                for p in start if p in end)))
     return out
 
 
