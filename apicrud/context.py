@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
 
 from apicrud.auth.principal import Principal
+
+log = logging.getLogger("apicrud.context")
 
 if TYPE_CHECKING:  # pragma: no cover
     from apicrud.services import Services
@@ -64,5 +67,13 @@ class RequestContext:
             self._db.close()
             self._db = None
         if ok:
+            # the write is committed and its answer stands: a failing follow-up (e.g. a
+            # cache drop while Redis is away; caches expire on their own) is logged, not
+            # turned into an error that would invite the client to write again
             for callback in self.after_commit:
-                callback()
+                try:
+                    callback()
+                except Exception:
+                    log.error("after-commit step failed; the write stands",
+                              exc_info=True, extra={"event": "after_commit_failed",
+                                                    "request_id": self.request_id})

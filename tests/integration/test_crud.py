@@ -361,3 +361,25 @@ def test_create_unstorable_or_absurd_body_is_400(user, payload):
     assert resp.status_code == 400, resp.text
     assert resp.headers["Content-Type"].startswith(PROBLEM)
     assert user.api.get("/category").json()["count"] == 0
+
+
+def test_a_failing_after_commit_step_leaves_the_committed_answer(server, user, caplog):
+    """Once the transaction commits, the write stands: a follow-up that fails (a cache
+    drop while Redis is away) is logged, and the client still gets its 201."""
+    def boom():
+        raise ConnectionError("cache unreachable (test)")
+
+    def add_failing_step(ctx, res, data):
+        if res.name == "category":
+            ctx.after_commit.append(boom)
+
+    checks = server.services.pipeline.create_checks
+    checks.append(add_failing_step)
+    try:
+        with caplog.at_level("ERROR", logger="apicrud.context"):
+            resp = user.api.post("/category", json={"name": "after-commit-fails"})
+    finally:
+        checks.remove(add_failing_step)
+    assert resp.status_code == 201, resp.text
+    assert user.api.get(f"/category/{resp.json()['id']}").status_code == 200
+    assert any(r.message.startswith("after-commit step failed") for r in caplog.records)
