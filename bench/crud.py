@@ -51,7 +51,7 @@ import dataset  # noqa: E402
 import probe  # noqa: E402
 from serving_stack import (CpuMeter, Interrupted, Processes, Run, free_port,  # noqa: E402
                            http, log_issues, log_tail, machine_info, parse_wrk,
-                           start_redis, tree_cpu_and_rss, wait_ready)
+                           run_wrk, start_redis, tree_cpu_and_rss, wait_ready)
 
 SERVERS = ("apicrud", "baseline")
 PG_DEFAULT = "postgresql+psycopg://postgres@127.0.0.1:5432/apicrud_bench"
@@ -221,21 +221,6 @@ def ds_etags(s: Server, pool: list[str]) -> dict[str, str]:
     return out
 
 
-def run_wrk(procs: Processes, s: Server, script: Path, seconds: float, args) -> str:
-    cmd = ["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{max(1, round(seconds))}s",
-           "--timeout=30s", "--latency", "-s", str(script), s.url]
-    proc = subprocess.Popen(procs.wrap(cmd), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL, start_new_session=True, text=True)
-    procs.procs.append(proc)
-    try:
-        out, _ = proc.communicate(timeout=seconds + 120)
-    finally:
-        procs.stop(proc, grace=2)
-    if proc.returncode != 0:
-        raise RuntimeError(f"wrk exited with {proc.returncode}:\n{out}")
-    return out
-
-
 # -- one database ---------------------------------------------------------------------------
 
 def bench_database(kind: str, db_url: str, args, procs: Processes, work: Path,
@@ -287,7 +272,7 @@ def bench_database(kind: str, db_url: str, args, procs: Processes, work: Path,
                 path.write_text(lua_script(op, s, ds, pools[s.name], args.threads))
                 a = meter.snapshot()
                 cpu0, _ = tree_cpu_and_rss(s.proc.pid)
-                out = run_wrk(procs, s, path, args.duration, args)
+                out = run_wrk(procs, s.url, path, args.duration, args)
                 cpu1, _ = tree_cpu_and_rss(s.proc.pid)
                 bg = meter.background(a, meter.snapshot())
                 parsed = parse_wrk(out)
@@ -333,7 +318,7 @@ def soak_runs(servers: list[Server], ds, args, procs: Processes, scripts: Path) 
         while s.requests_served < args.soak:
             rate = max((r.requests_per_s for r in s.runs if r.operation == "get"), default=500)
             seconds = min(120, max(2, (args.soak - s.requests_served) / rate * 1.1))
-            parsed = parse_wrk(run_wrk(procs, s, path, seconds, args))
+            parsed = parse_wrk(run_wrk(procs, s.url, path, seconds, args))
             if parsed["non_2xx"] or sum(parsed["socket_errors"].values()):
                 raise RuntimeError(f"{s.name}: errors during the soak: {parsed}")
             s.requests_served += parsed["requests"]
@@ -532,6 +517,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--operations", default=",".join(probe.OPERATIONS))
     ap.add_argument("--query-samples", type=int, default=10)
     args = ap.parse_args(argv)
+    args.wrk_threads, args.wrk_timeout = args.threads, 30.0  # serving_stack.run_wrk's names
     args.scale = "tiny" if args.tiny else "full"
     args.duration = args.duration or (2.0 if args.tiny else 10.0)
     args.rounds = args.rounds or (1 if args.tiny else 2)

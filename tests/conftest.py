@@ -12,6 +12,8 @@ import contextlib
 import importlib
 import os
 import secrets
+import signal
+import subprocess
 import threading
 from dataclasses import dataclass
 
@@ -141,16 +143,35 @@ class User:
     token: str
 
 
-def make_user(server: Server, admin: bool = False, prefix: str = "u") -> User:
-    services = server.services
+def random_account(session, settings, *, prefix: str = "u", admin: bool = False,
+                   status: str = "active") -> tuple[str, str, str, str]:
+    """An account with random credentials, made in ``session`` as `apicrud account add`
+    makes one: (username, password, uid, account_id)."""
     username = f"{prefix}{secrets.token_hex(5)}"
     password = secrets.token_urlsafe(12)
-    models = importlib.import_module(server.settings.models_module)
-    with services.db.session() as session, session.begin():
-        account, _ = create_account(session, models, username=username,
-                                    email=f"{username}@example.com", password=password,
-                                    is_admin=admin, id_prefix=server.settings.id_prefix)
-        uid, account_id = account.uid, account.id
+    models = importlib.import_module(settings.models_module)
+    account, _ = create_account(session, models, username=username,
+                                email=f"{username}@example.com", password=password,
+                                is_admin=admin, id_prefix=settings.id_prefix)
+    account.status = status
+    return username, password, account.uid, account.id
+
+
+def stop_process(process: subprocess.Popen, timeout: float = 20) -> None:
+    """Stop a server as an operator would (SIGTERM: gunicorn's workers go too), or kill
+    it after ``timeout`` seconds."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def make_user(server: Server, admin: bool = False, prefix: str = "u") -> User:
+    with server.services.db.session() as session, session.begin():
+        username, password, uid, account_id = random_account(
+            session, server.settings, prefix=prefix, admin=admin)
     resp = requests.post(server.url + "/auth", json={"username": username,
                                                      "password": password}, timeout=30)
     assert resp.status_code == 201, resp.text

@@ -7,12 +7,10 @@ installs it: these tests are part of CI and must not skip.
 
 from __future__ import annotations
 
-import importlib
 import os
 import re
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -22,10 +20,9 @@ from dataclasses import dataclass
 import pytest
 import requests
 
-from apicrud.auth.accounts import create_account
 from apicrud.config import load_settings
 from apicrud.db.engine import Database
-from conftest import ROOT, Api, User
+from conftest import ROOT, Api, User, random_account, stop_process
 
 SCREENSHOTS = os.path.join(ROOT, "artifacts", "screenshots")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -100,34 +97,19 @@ class Service:
 
     def add_user(self, prefix: str = "u") -> User:
         """An active account (made as `apicrud account add` does), logged in over HTTP."""
-        username = f"{prefix}{secrets.token_hex(4)}"
-        password = secrets.token_urlsafe(12)
         # the service's own settings: its data folder, and none of the suite's backends
         settings = load_settings(root=ROOT, data_dir=self.data_dir, database_url="")
-        models = importlib.import_module(settings.models_module)
         database = Database(settings.sqlalchemy_url)
         try:
             with database.session() as session, session.begin():
-                account, _ = create_account(session, models, username=username,
-                                            email=f"{username}@example.com",
-                                            password=password, id_prefix=settings.id_prefix)
-                uid, account_id = account.uid, account.id
+                username, password, uid, account_id = random_account(session, settings,
+                                                                     prefix=prefix)
         finally:
             database.dispose()
         return _login(self.api_url, username, password, uid, account_id)
 
     def stop(self) -> None:
-        _end(self.process)
-
-
-def _end(process: subprocess.Popen) -> None:
-    """Stop gunicorn as an operator would (SIGTERM: its workers go too), or kill it."""
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+        stop_process(self.process)
 
 
 def _login(api_url: str, username: str, password: str, uid: str = "",
@@ -158,7 +140,7 @@ def start_service(data_dir: str) -> Service:
         _wait_until_up(root, process, data_dir)
         admin = _login(root + "/api/v1", "admin", password)
     except BaseException:  # never leave a server behind
-        _end(process)
+        stop_process(process)
         raise
     return Service(root, data_dir, admin, process)
 

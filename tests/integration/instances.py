@@ -7,7 +7,6 @@ sharing one Redis behave as two hosts of one deployment.
 
 from __future__ import annotations
 
-import importlib
 import secrets
 import threading
 from dataclasses import dataclass, field
@@ -15,7 +14,7 @@ from dataclasses import dataclass, field
 import requests
 from werkzeug.serving import make_server
 
-from apicrud.auth.accounts import create_account
+from conftest import random_account
 
 
 @dataclass
@@ -59,14 +58,9 @@ def start_instance(settings, **changes) -> Instance:
 
 def new_account(services, admin: bool = False) -> tuple[str, str, str]:
     """Create an active account in the instance's database: (username, password, uid)."""
-    username = f"i{secrets.token_hex(5)}"
-    password = secrets.token_urlsafe(12)
-    models = importlib.import_module(services.settings.models_module)
     with services.db.session() as session, session.begin():
-        account, _ = create_account(session, models, username=username,
-                                    email=f"{username}@example.com", password=password,
-                                    is_admin=admin, id_prefix=services.settings.id_prefix)
-        uid = account.uid
+        username, password, uid, _ = random_account(session, services.settings,
+                                                     prefix="i", admin=admin)
     return username, password, uid
 
 

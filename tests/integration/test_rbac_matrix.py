@@ -44,9 +44,8 @@ import requests
 from sqlalchemy import delete, func, select, update
 from sqlalchemy import inspect as sa_inspect
 
-from apicrud.auth.accounts import create_account
 from apicrud.db.base import new_id
-from conftest import ROOT, Api, User, make_user
+from conftest import ROOT, Api, User, make_user, random_account
 from rbac_reference import ANONYMOUS, Caller, Reference, World
 from test_crud import assert_problem
 
@@ -110,16 +109,9 @@ def ref(server) -> Reference:
 
 def make_pending_user(server) -> User:
     """An account awaiting confirmation (status pending), signed in."""
-    services = server.services
-    username = f"pend{secrets.token_hex(5)}"
-    password = secrets.token_urlsafe(12)
-    models = services.models
-    with services.db.session() as session, session.begin():
-        account, _ = create_account(session, models, username=username,
-                                    email=f"{username}@example.com", password=password,
-                                    id_prefix=server.settings.id_prefix)
-        account.status = "pending"
-        uid, account_id = account.uid, account.id
+    with server.services.db.session() as session, session.begin():
+        username, password, uid, account_id = random_account(
+            session, server.settings, prefix="pend", status="pending")
     resp = requests.post(server.url + "/auth", json={"username": username,
                                                      "password": password}, timeout=30)
     assert resp.status_code == 201, resp.text

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import socket
 import subprocess
 import sys
 import time
 
 import requests
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from conftest import ROOT, stop_process
 
 
 def _free_port() -> int:
@@ -67,9 +65,4 @@ def test_readme_tour_runs_as_written(tmp_path):
         codes = [line for line in out.splitlines() if re.fullmatch(r"\d{3}", line)]
         assert codes == ["404", "204", "401"], out
     finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop_process(server)

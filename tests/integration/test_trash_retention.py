@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import time
@@ -17,7 +16,7 @@ from celery.beat import Scheduler
 from apicrud.db.base import utcnow
 from apicrud.worker.celery_app import make_celery
 from apicrud.worker.retention import PURGE_EVERY, TASK_PURGE, Purger, schedule
-from conftest import ROOT
+from conftest import ROOT, stop_process
 from mailhelp import run_worker, wait_for
 from test_crud import new_list
 
@@ -108,10 +107,5 @@ def test_apicrud_beat_starts_with_the_purge_scheduled(server, tmp_path):
         time.sleep(1.0)
         assert beat.poll() is None, beat.stdout.read()  # still running: beat started
     finally:
-        beat.send_signal(signal.SIGTERM)
-        try:
-            beat.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            beat.kill()
-            beat.wait()
+        stop_process(beat)
         beat.stdout.close()
