@@ -48,6 +48,15 @@ class RequestContext:
         self.after_commit: list = []  # callables run once the transaction is committed
         self.related: dict[tuple[str, Any], Any] = {}  # (resource, id) -> related value
 
+    @classmethod
+    def detached(cls, services: Services, principal: Principal,
+                 session: Session) -> RequestContext:
+        """A context outside any request, on the caller's session (``can-i`` from the
+        command line and the API asks controllers through it, without writing)."""
+        ctx = cls(services, None, principal, {}, None, {}, None)  # type: ignore[arg-type]
+        ctx._db = session
+        return ctx
+
     @property
     def db(self) -> Session:
         if self._db is None:

@@ -1,8 +1,10 @@
 """Trashcan: the soft-deleted records of every resource that has ``status``.
 
-The only reader of trashed rows. A caller sees, restores and purges exactly the trashed
-records they may delete (``d``), decided by the same evaluator as BasicCRUD, in SQL for
-the list. Ids are ``<resource>-<record id>``.
+The only reader of trashed rows. A caller sees and purges exactly the trashed records
+they may delete (``d``), decided by the same evaluator as BasicCRUD, in SQL for the
+list. Restoring needs that and more: it passes every check a create of the record would
+pass now (the resource controller's ``check_restore``). Ids are
+``<resource>-<record id>``.
 """
 
 from __future__ import annotations
@@ -127,12 +129,12 @@ class Trashcan:
                              errors={"status": "must be active"})
         res, record = self._load(ctx, ctx.params["id"])
         values = {n: getattr(record, n) for n in res.columns}
-        # the record comes back as if created again: grants count it, references must
-        # still be usable
+        # the record comes back into the world as if created again, now: what it points
+        # at must still be there, and every check of a create of it must pass (policy c
+        # for the record as it is, the controller's own rules, references, owner, grants)
         controller = self.services.controllers[res.name]
         self._check_references_live(ctx, res, values)
-        for check in self.services.pipeline.create_checks:
-            check(ctx, res, values)
+        controller.check_restore(ctx, record, values)
         record.status = "active"
         record.live = True
         try:
@@ -147,11 +149,8 @@ class Trashcan:
         return Reply(self._entry(res, record), 200)
 
     def _check_references_live(self, ctx: RequestContext, res, values: dict) -> None:
-        """What a restored record points at must still be there (not trashed, not purged).
-
-        Unlike a create, the caller's read permission on those records is not asked: the
-        record was valid when made, and may-delete is what restoring needs.
-        """
+        """What a restored record points at must still be there (not trashed, not purged):
+        409 naming the field. Whether the caller may use it is :meth:`check_create`'s."""
         for attr, table in res.references.items():
             value = values.get(attr)
             target = self.services.resource_for_table(table)

@@ -129,9 +129,14 @@ class AccessControl:
         mid = self._membership_id(rule, resource, record)
         return p.memberships.get(mid) if mid is not None else None
 
-    def _privacy_ok(self, resource: str, record: Any, held: str, action: str) -> bool:
+    def _privacy_ok(self, rule: Rule, resource: str, record: Any, held: str,
+                    action: str) -> bool:
         column = self.privacy.get(resource)
         if action not in READ_ACTIONS or column is None:
+            return True
+        if self._membership_id_attr(rule, resource) == "id":
+            # the membership record itself (a list): every holder of its role, at any
+            # level, reads it; its privacy only decides who else may (public)
             return True
         level = _value(record, column) or self.policy.privacy_levels[-1]
         return (level != self.policy.privacy_levels[-1]
@@ -154,7 +159,7 @@ class AccessControl:
             held = self._held_level(p, rule, resource, record)
             if held is None or (rule.level and self._rank(held) < self._rank(rule.level)):
                 return False
-            return self._privacy_ok(resource, record, held, action)
+            return self._privacy_ok(rule, resource, record, held, action)
         return bool(held)
 
     def _public_allows(self, p: Principal, resource: str, record: Any, action: str) -> bool:
@@ -221,6 +226,12 @@ class AccessControl:
                                   for a in r.actions}
         return "".join(sorted(held))
 
+    def allows_every(self, p: Principal, action: str, resource: str) -> bool:
+        """Does a rule on ``{resource}:*`` grant ``action`` to ``p``? Only such a
+        principal may create or move a record for another owner (CONTRACT 3)."""
+        return any(rule.target == "all" and action in rule.actions and
+                   _principal_matches(rule, p) for rule in self.policy.for_resource(resource))
+
     def may_list(self, p: Principal, resource: str) -> bool:
         """Could any rule let ``p`` list some record of ``resource``?"""
         return any("l" in r.actions and _principal_matches(r, p)
@@ -248,7 +259,9 @@ class AccessControl:
             if not rule.level or self._rank(level) >= self._rank(rule.level):
                 by_level.setdefault(level, []).append(mid)
         privacy_col = self.privacy.get(resource)
-        read = privacy_col is not None and action in READ_ACTIONS
+        # privacy limits reads of records inside a membership, not of the membership
+        # record itself (see _privacy_ok)
+        read = privacy_col is not None and action in READ_ACTIONS and attr != "id"
         out = []
         for level, ids in sorted(by_level.items()):
             clause = column.in_(sorted(ids))

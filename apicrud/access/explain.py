@@ -1,7 +1,7 @@
 """``can-i``: may this principal do this action to that resource (record)? And why.
 
 Used by ``GET /auth/can-i`` and ``apicrud rbac can-i``. The answer names the policy
-entry or privacy rule that decided it, like ``kubectl auth can-i``.
+entry, privacy rule or membership rule that decided it, like ``kubectl auth can-i``.
 """
 
 from __future__ import annotations
@@ -10,8 +10,11 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
+from apicrud.access.decide import READ_ACTIONS
 from apicrud.access.policy import ACTIONS
+from apicrud.context import RequestContext
 from apicrud.db.query import active_only
+from apicrud.errors import Problem
 
 
 @dataclass(frozen=True)
@@ -30,13 +33,21 @@ class Answer:
 def can_i(services, session, principal, action: str, resource: str,
           id_: str | None = None) -> Answer:
     """Explain one decision. For ``c``, ``id`` names the membership (e.g. the list) the new
-    record would belong to; for other actions it names the record itself."""
+    record would belong to; for other actions it names the record itself.
+
+    The answer comes from the resource's controller, the same methods a request runs
+    (``check_create``, ``authorize``), so "yes" means the request would pass them. A
+    record the caller may not read and a missing one get the same answer, and nothing
+    about an unreadable record (its privacy, its members) is named.
+    """
     if action not in ACTIONS or len(action) != 1:
         raise ValueError(f"action must be one letter of {ACTIONS}")
     spec = services.resources.get(resource)
-    if spec is None or spec.model is None:
+    controller = services.controllers.get(resource)
+    if spec is None or spec.model is None or controller is None:
         raise KeyError(resource)
     access = services.access
+    ctx = RequestContext.detached(services, principal, session)
     if action == "c":
         proposed = {}
         if spec.owner and spec.owner != "id":
@@ -44,8 +55,8 @@ def can_i(services, session, principal, action: str, resource: str,
         attr = access.membership_attr(resource)
         if id_ and attr and attr != "id":
             proposed[attr] = id_
-        d = access.decide(principal, "c", resource, proposed)
-        return Answer(d.allowed, d.reason)
+        return _ask(access, principal, action, resource, proposed,
+                    lambda: controller.check_create(ctx, proposed, quotas=False))
     if not id_:
         if action == "l":
             if access.may_list(principal, resource):
@@ -55,10 +66,18 @@ def can_i(services, session, principal, action: str, resource: str,
         return Answer(False, f"action {action!r} needs a record id")
     record = session.execute(select(spec.model).where(
         spec.model.id == id_, active_only(spec.model))).scalar_one_or_none()
-    if record is None:
-        return Answer(False, f"no {resource} {id_} (or it is in the trashcan)")
-    if action != "r" and not access.allows(principal, "r", resource, record):
-        return Answer(False, f"you may not read {resource} {id_}, so you may not "
-                             f"{action!r} it")
-    d = access.decide(principal, action, resource, record)
-    return Answer(d.allowed, d.reason)
+    if record is None or not access.allows(principal, "r", resource, record):
+        return Answer(False, f"no {resource} {id_} that you may read")
+    if action in READ_ACTIONS:
+        d = access.decide(principal, action, resource, record)
+        return Answer(d.allowed, d.reason)
+    return _ask(access, principal, action, resource, record,
+                lambda: controller.authorize(ctx, action, record))
+
+
+def _ask(access, principal, action: str, resource: str, record, check) -> Answer:
+    try:
+        return Answer(True, check())
+    except Problem as exc:
+        d = access.decide(principal, action, resource, record)
+        return Answer(False, exc.detail if d.allowed else d.reason)

@@ -59,32 +59,59 @@ class MembershipController(BasicCRUD):
                     person.model.id == uid, q.active_only(person.model))).first() is None:
                 raise NotFound("uid: not found", errors={"uid": "not found"})
 
-    def authorize(self, ctx, action: str, record: Any) -> None:
+    def check_owner(self, ctx, values: dict[str, Any], action: str,
+                    moved: bool = False) -> None:
+        # who a new membership is for is decided by h/i/j on the list (authorize); an
+        # existing one never moves to another person (see before_update)
+        if moved:
+            super().check_owner(ctx, values, action, moved)
+
+    def authorize(self, ctx, action: str, record: Any) -> str:
         p = ctx.principal
-        if self.access.allows(p, action, self.resource.name, record):
-            return  # rbac.yaml grants it on the members resource itself (e.g. admin)
+        decision = self.access.decide(p, action, self.resource.name, record)
+        if decision.allowed:
+            return decision.reason  # rbac.yaml grants it on the members resource (admin)
         attr, level_attr = self.membership.attr, self.membership.level_attr
         get = record.get if isinstance(record, dict) else lambda k: getattr(record, k, None)
         parent = self._parent(ctx, get(attr))
         level = get(level_attr) or "member"
+        name = self.membership.resource
         if self._holds(ctx, "h", parent):
-            return
+            return f"membership rules: you manage (h) this {name}"
         own = get("uid") == p.uid
         if action == "c":
             if level == self.levels[0] and self._holds(ctx, "i", parent):
-                return
+                return f"membership rules: you may invite (i) to this {name}"
             if own and level == "member" and self._holds(ctx, "j", parent):
-                return
+                return f"membership rules: you may join (j) this {name}"
         elif action == "u" and own and self._holds(ctx, "j", parent):
-            return  # accepting an invitation; the level itself is checked in before_update
+            # accepting an invitation; the level itself is checked in before_update
+            return f"membership rules: you may join (j) this {name}"
         if action == "c":  # a list you may not add to is, for this field, no list at all
             raise NotFound(f"{attr}: not found", errors={attr: "not found"})
         raise Forbidden(f"not allowed to {'add' if action == 'c' else 'change'} this "
                         f"{self.resource.name}")
 
+    def record_actions(self, ctx, record) -> str:
+        held = set(super().record_actions(ctx, record))
+        list_id = getattr(record, self.membership.attr, None)
+        if list_id is not None:
+            # h and j are membership rules on the list: they depend on its id alone
+            parent = {"id": list_id}
+            if self._holds(ctx, "h", parent):
+                held |= {"u", "d"}
+            elif record.uid == ctx.principal.uid and self._holds(ctx, "j", parent):
+                held.add("u")
+        return "".join(sorted(held))
+
     def before_update(self, ctx, record, changes):
-        if changes.keys() - {self.membership.level_attr}:
+        moved = changes.keys() & {"uid", self.membership.attr}
+        if moved and not self.access.allows_every(ctx.principal, "u", self.resource.name):
             # a membership does not move to another list or person; add a new one
+            field = sorted(moved)[0]
+            raise Forbidden(f"{field}: a {self.resource.name} does not move; add a new one",
+                            errors={field: "cannot be changed"})
+        if changes.keys() - {self.membership.level_attr}:
             self.authorize_manager(ctx, record)
         level = changes.get(self.membership.level_attr)
         if level is not None and level != "member" and record.uid == ctx.principal.uid:

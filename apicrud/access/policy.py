@@ -19,6 +19,7 @@ resource part says which records), ``pending`` and membership roles
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -133,6 +134,8 @@ def compile_policy(data: Any, path: str = "rbac.yaml") -> Policy:
         out = rules.setdefault(resource, [])
         for i, entry in enumerate(entries):
             where = f"{path}: policies.{resource}[{i}]"
+            # what explain answers show: the policy entry, never the server's file path
+            label = f"{os.path.basename(path)}: policies.{resource}[{i}]"
             if not isinstance(entry, dict):
                 problems.append(f"{where}: must be a mapping")
                 continue
@@ -182,7 +185,7 @@ def compile_policy(data: Any, path: str = "rbac.yaml") -> Policy:
                 problems.append(f"{where}: '*' owns nothing; use user/{{{{uid}}}}")
                 continue
             out.append(Rule(resource=resource, target=target, actions=frozenset(actions),
-                            source=f"{where}: {entry.get('principal')} "
+                            source=f"{label}: {entry.get('principal')} "
                                    f"{target_text} {actions}",
                             attr=attr if target == "attr" else principal.get("attr"),
                             **{k: v for k, v in principal.items() if k != "attr"}))

@@ -57,16 +57,25 @@ class BasicCRUD:
     def before_delete(self, ctx: RequestContext, record: Any) -> None:
         pass
 
+    def before_restore(self, ctx: RequestContext, record: Any) -> None:
+        """Refuse (raise a Problem) to bring this trashed record back; the checks of a
+        create run as well (see :meth:`check_create`)."""
+
     def serialize(self, ctx: RequestContext, record: Any) -> dict[str, Any]:
         """The record as the caller may see it: exposed fields, ``rbac``, related values."""
         out = {name: _json_value(getattr(record, name)) for name in self.resource.exposed}
         if "rbac" in self.resource.computed:
-            out["rbac"] = self.access.actions(ctx.principal, self.resource.name, record)
+            out["rbac"] = self.record_actions(ctx, record)
         if self.resource.related:
             self.prefetch(ctx, [record])
             for prop, (via, target, _) in self.resource.related.items():
                 out[prop] = _json_value(ctx.related.get((target, getattr(record, via))))
         return out
+
+    def record_actions(self, ctx: RequestContext, record: Any) -> str:
+        """The ``rbac`` letters of a record: what :meth:`authorize` would allow. A
+        subclass that adds rules there adds their letters here."""
+        return self.access.actions(ctx.principal, self.resource.name, record)
 
     def prefetch(self, ctx: RequestContext, records: list[Any]) -> None:
         """Load related values (e.g. an author's name) for a page in one query per relation.
@@ -139,20 +148,63 @@ class BasicCRUD:
                 ctx.related[(target, getattr(record, via))] = value
         return record
 
-    def authorize(self, ctx: RequestContext, action: str, record: Any) -> None:
-        """Raise unless the caller may ``action`` the record (a dict of values for create).
+    def authorize(self, ctx: RequestContext, action: str, record: Any) -> str:
+        """Raise unless the caller may ``action`` the record (a dict of values for create);
+        return the rule that allowed it (what ``can-i`` explains).
 
         Override to add rules rbac.yaml cannot say; the default asks the evaluator. A
         create refused inside a membership (e.g. a message for a list where the caller
         may not post) is a 404 naming that field, as if the list did not exist.
         """
-        if self.access.allows(ctx.principal, action, self.resource.name, record):
-            return
+        decision = self.access.decide(ctx.principal, action, self.resource.name, record)
+        if decision.allowed:
+            return decision.reason
         attr = self.access.membership_attr(self.resource.name)
         if action == "c" and attr and attr != "id" and _get(record, attr) is not None:
             raise NotFound(f"{attr}: not found", errors={attr: "not found"})
-        raise Forbidden(f"not allowed to {_VERBS.get(action, action)} this "
+        raise Forbidden(f"not allowed to {VERBS.get(action, action)} this "
                         f"{self.resource.name}")
+
+    def check_owner(self, ctx: RequestContext, values: dict[str, Any], action: str,
+                    moved: bool = False) -> None:
+        """A record is created for, or moved to, another owner only by a principal that a
+        rule on ``{resource}:*`` allows to ``action`` (CONTRACT 3): 403 naming the field.
+
+        :param moved: the owner attribute changes (an update): even to the caller, since
+            taking over someone's record is moving it
+        """
+        owner = self.resource.owner
+        if not owner or owner == "id" or owner not in values:
+            return
+        if not moved and values[owner] == ctx.principal.uid:
+            return
+        if self.access.allows_every(ctx.principal, action, self.resource.name):
+            return
+        raise Forbidden(f"{owner}: only an administrator of every {self.resource.name} may "
+                        f"{'move' if moved else 'create'} one for another user",
+                        errors={owner: "may not be set to another user"})
+
+    def check_create(self, ctx: RequestContext, data: dict[str, Any],
+                     quotas: bool = True) -> str:
+        """Every check a create of ``data`` must pass, without writing anything: ids in
+        the payload, the owner rule, the policy's ``c`` (and a subclass's own rules in
+        :meth:`authorize`), and with ``quotas`` the pipeline's create checks (grants).
+        Creates, restores from the trashcan and ``can-i c`` all ask this one method.
+        Returns the rule that allowed it."""
+        self._check_references(ctx, data)
+        self.check_owner(ctx, data, "c")
+        reason = self.authorize(ctx, "c", data)
+        if quotas:
+            for check in self.services.pipeline.create_checks:
+                check(ctx, self.resource, data)
+        return reason
+
+    def check_restore(self, ctx: RequestContext, record: Any,
+                      values: dict[str, Any]) -> None:
+        """Restoring brings a record back into the world: it passes what creating it
+        now would (:meth:`check_create`), and what :meth:`before_restore` adds."""
+        self.before_restore(ctx, record)
+        self.check_create(ctx, values)
 
     def _roles_changed(self, ctx: RequestContext, records: list[Any], *extra_uids) -> None:
         self.services.roles.changed(ctx, self.resource.name, records, extra_uids)
@@ -179,26 +231,6 @@ class BasicCRUD:
                                                         record):
                 raise NotFound(f"{attr}: {target.name} {str(value)[:40]} not found",
                                errors={attr: f"{target.name} not found"})
-
-    def _check_filter_references(self, ctx: RequestContext, filters: dict[str, Any]) -> None:
-        """Ids of other records in a filter must be readable too: else 404 naming the field."""
-        for attr, table in self.resource.references.items():
-            value = filters.get(attr)
-            if value is None or value == "*" or (isinstance(value, str) and "%" in value):
-                continue
-            ids = {v for v in (value if isinstance(value, list) else [value])
-                   if isinstance(v, str)}
-            target = self.services.resource_for_table(table)
-            if not ids or target is None or target.model is None:
-                continue
-            model = target.model
-            found = ctx.db.execute(select(func.count()).select_from(model).where(
-                model.id.in_(sorted(ids)), q.active_only(model),
-                self.access.where(ctx.principal, target.name, model, "r"))).scalar_one()
-            if found != len(ids):
-                field = f"filter.{attr}"
-                raise NotFound(f"{field}: {target.name} not found",
-                               errors={field: f"{target.name} not found"})
 
     def _strip_read_only(self, body: dict[str, Any], current: dict[str, Any] | None) -> dict:
         """Drop read-only fields that are unchanged; reject any attempt to change them."""
@@ -237,10 +269,7 @@ class BasicCRUD:
         owner = self.resource.owner
         if owner and owner != "id":
             data.setdefault(owner, ctx.principal.uid)
-        self._check_references(ctx, data)
-        self.authorize(ctx, "c", data)
-        for check in self.services.pipeline.create_checks:
-            check(ctx, self.resource, data)
+        self.check_create(ctx, data)
         data = self.before_create(ctx, data)
         record = self.model(**data)
         record.id = new_id(self.services.settings.id_prefix)
@@ -267,6 +296,8 @@ class BasicCRUD:
         changes = self._strip_read_only(ctx.body or {}, current)
         changes = {k: v for k, v in changes.items() if current.get(k, object()) != v}
         self._check_references(ctx, changes)
+        if self.resource.owner in changes:
+            self.check_owner(ctx, {**current, **changes}, "u", moved=True)
         moved = {self.resource.owner, self.access.membership_attr(self.resource.name)}
         if moved & changes.keys():
             # moving a record to another owner or membership is creating it there
@@ -344,7 +375,6 @@ class BasicCRUD:
             raise BadRequest(f"limit: must be 1 to {settings.per_page_max}",
                              errors={"limit": f"must be 1 to {settings.per_page_max}"})
         clauses = q.build_filter(filters, fields, self.resource.search)  # validates first
-        self._check_filter_references(ctx, filters)
         where = [q.active_only(self.model),
                  self.access.where(ctx.principal, self.resource.name, self.model, "l"),
                  *clauses]
@@ -367,7 +397,8 @@ class BasicCRUD:
         return rows, count, cursor
 
 
-_VERBS = {"c": "create", "r": "read", "u": "update", "d": "delete", "l": "list"}
+VERBS = {"c": "create", "r": "read", "u": "update", "d": "delete", "l": "list",
+         "g": "act as a member of", "h": "manage", "i": "invite to", "j": "join"}
 
 
 def _get(record: Any, name: str) -> Any:

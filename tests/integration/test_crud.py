@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 PROBLEM = "application/problem+json"
@@ -267,9 +269,10 @@ def test_other_users_records_are_invisible(user, other_user):
     rid = mine["id"]
     theirs = other_user.api.get("/list", params={"filter": '{"privacy": "secret"}'}).json()
     assert theirs == {"items": [], "count": 0}
-    # filtering by an id the caller cannot read is a 404 naming it, like a payload id
-    assert_problem(other_user.api.get("/list", params={"filter": f'{{"uid": "{user.uid}"}}'}),
-                   404, "filter.uid")
+    # ids in a filter only narrow the result: naming someone the caller cannot read
+    # matches the rows of theirs the caller may read (none), never an error
+    found = other_user.api.get("/list", params={"filter": f'{{"uid": "{user.uid}"}}'})
+    assert found.status_code == 200 and found.json() == {"items": [], "count": 0}
     assert_problem(other_user.api.get(f"/list/{rid}"), 404)
     assert_problem(other_user.api.put(f"/list/{rid}", json={"name": "hijack"}), 404)
     assert_problem(other_user.api.patch(f"/list/{rid}", json={"name": "hijack"}), 404)
@@ -318,9 +321,33 @@ def test_openapi_document_and_ui_are_served(server):
     spec = anon.get("/openapi.json")
     assert spec.status_code == 200 and spec.json()["openapi"].startswith("3.1")
     assert "/list/{id}" in spec.json()["paths"]
+    # the Swagger UI page: swagger-ui 5 (reads 3.1), no inline script, a strict CSP
     ui = anon.get("/ui/")
-    assert ui.status_code == 200 and "swagger-ui" in ui.text
-    assert anon.get("/ui/swagger-ui-bundle.js").status_code == 200
+    assert ui.status_code == 200 and ui.headers["Content-Type"].startswith("text/html")
+    csp = ui.headers["Content-Security-Policy"]
+    assert "default-src 'self'" in csp and "script-src 'self'" in csp
+    assert "unsafe-inline" not in csp and "unsafe-eval" not in csp
+    assert ui.headers["X-Content-Type-Options"] == "nosniff"
+    assert ui.headers["Cache-Control"] == "no-cache"
+    base = server.settings.base_url
+    assert f'data-spec-url="{base}/openapi.json"' in ui.text
+    scripts = re.findall(r"<script([^>]*)>(.*?)</script>", ui.text, re.S)
+    assert len(scripts) == 2 and all(src.strip().startswith("src=") and not body.strip()
+                                     for src, body in scripts)  # no inline script
+    # each file the page names is served, cached for good under the URL the page uses
+    for url in re.findall(r'(?:src|href)="([^"]+)"', ui.text):
+        assert url.startswith(base + "/ui/") and "?v=" in url, url
+        resp = anon.get(url[len(base):])
+        assert resp.status_code == 200, url
+        assert resp.headers["Cache-Control"] == "public, max-age=31536000, immutable"
+        assert resp.headers["X-Content-Type-Options"] == "nosniff"
+    bundle = anon.get("/ui/swagger-ui-bundle.js")  # no hash: revalidated, not cached
+    assert bundle.status_code == 200 and bundle.headers["Cache-Control"] == "no-cache"
+    assert bundle.headers["Content-Type"].startswith("text/javascript")
+    assert re.search(r'PACKAGE_VERSION:"5\.\d+\.\d+"', bundle.text)  # swagger-ui 5.x
+    # only the page's files: not the rest of the package
+    for name in ("__init__.py", "VERSION", "LICENSE", "vendor/LICENSE", "nope.js"):
+        assert anon.get("/ui/" + name).status_code == 404, name
 
 
 # -- a custom controller overrides one step -----------------------------------------------

@@ -115,13 +115,18 @@ def test_can_i_answers_with_the_deciding_rule(club, user, other_user):
     assert third_answer["allowed"]
 
 
-def test_can_i_privacy_rule_is_named(server, club, user, other_user):
+def test_can_i_unreadable_record_is_answered_as_missing(server, club, user, other_user):
+    # an invitee may not read a member-privacy message: can-i says no exactly as it does
+    # for an id that does not exist, and names neither the privacy nor the level
     add_member(user.api, club["id"], other_user.uid, "invitee")
     msg = user.api.post("/message", json={"list_id": club["id"], "privacy": "member"}).json()
-    answer = other_user.api.get("/auth/can-i", params={"action": "r", "resource": "message",
-                                                        "id": msg["id"]}).json()
-    assert not answer["allowed"]
-    assert answer["reason"].startswith("privacy:") and "'invitee'" in answer["reason"]
+    answers = [other_user.api.get("/auth/can-i", params={
+        "action": "r", "resource": "message", "id": id_}).json() for id_ in
+        (msg["id"], "x-doesnotexist00")]
+    assert not answers[0]["allowed"] and not answers[1]["allowed"]
+    assert answers[0]["reason"].replace(msg["id"], "ID") == \
+        answers[1]["reason"].replace("x-doesnotexist00", "ID")
+    assert "member" not in answers[0]["reason"] and "invitee" not in answers[0]["reason"]
 
 
 def test_can_i_bad_input_is_400(user):

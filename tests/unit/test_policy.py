@@ -100,9 +100,10 @@ def acl():
     (ANONYMOUS, {"id": "x-1", "uid": "x-alice", "privacy": "public"}, ""),
     (ROOT_ADMIN, {"id": "x-1", "uid": "x-alice", "privacy": "secret"}, "cdlru"),
     (PENDING, {"id": "x-1", "uid": "x-alice", "privacy": "secret"}, "lr"),
+    # the membership record itself is readable by its members whatever its privacy
     (MEMBER, {"id": "x-L", "uid": "x-alice", "privacy": "member"}, "lr"),
-    (MEMBER, {"id": "x-L", "uid": "x-alice", "privacy": "manager"}, ""),
-    (MEMBER, {"id": "x-L", "uid": "x-alice", "privacy": "secret"}, ""),
+    (MEMBER, {"id": "x-L", "uid": "x-alice", "privacy": "manager"}, "lr"),
+    (MEMBER, {"id": "x-L", "uid": "x-alice", "privacy": "secret"}, "lr"),
     (MEMBER, {"id": "x-other", "uid": "x-alice", "privacy": "member"}, ""),
 ])
 def test_actions_per_principal_and_record(who, record, expected):
@@ -130,10 +131,10 @@ def test_where_owner_admin_and_anonymous():
         "0 = 1" in _sql(a.where(ANONYMOUS, "list", List))
 
 
-def test_where_member_applies_privacy_levels():
+def test_where_member_reads_the_membership_record_whatever_its_privacy():
     sql = _sql(acl().where(MEMBER, "list", List))
     assert "list.id IN ('x-L')" in sql
-    assert "'public', 'invitee', 'member'" in sql and "'manager'" not in sql
+    assert "'invitee'" not in sql and "'manager'" not in sql
 
 
 def test_where_agrees_with_actions_on_sample_rows():
