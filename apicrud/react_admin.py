@@ -6,7 +6,9 @@ Point a stock data provider at that URL, unchanged::
     jsonServerProvider("https://host/api/v1/ra")   // ra-data-json-server
 
 Lists answer with a bare JSON array plus ``Content-Range: <resource> <first>-<last>/<total>``
-and ``X-Total-Count``. Both providers' query parameters are translated here into the
+and ``X-Total-Count`` (and ``X-Cursor-Next`` when there is a next page: send it back as
+``cursor_next`` for keyset paging). json-server's ``_page``/``_limit`` pages are read as
+``_start``/``_end`` are. Both providers' query parameters are translated here into the
 canonical ones (``filter``, ``sort``, ``limit``, ``offset``), which are then validated by
 the spec exactly as for ``/api/v1``; every other operation is the same as there. The
 envelope API at ``/api/v1`` is untouched: a separate base path keeps the two
@@ -102,14 +104,21 @@ def translate_query(args: MultiDict, headers, fields: dict[str, Any]) -> MultiDi
         start = _int(args.get("_start", 0), "_start")
         end = _int(args.get("_end", start + 25), "_end")
         out.update(_page(start, end - 1, "_end"))
+    elif "_page" in args or "_limit" in args:  # json-server's pages: _page from 1
+        size = _int(args.get("_limit", 10), "_limit")
+        page = _int(args.get("_page", 1), "_page")
+        if size < 1 or page < 1:
+            name = "_limit" if size < 1 else "_page"
+            raise BadRequest(f"{name}: must be at least 1", errors={name: "must be at least 1"})
+        out.update(_page((page - 1) * size, page * size - 1, "_page"))
     if "q" in args:
         filters["q"] = args["q"]
     for key in set(args.keys()) - {"filter", "sort", "range", "limit", "offset",
-                                   *_JSON_SERVER}:
+                                   "cursor_next", *_JSON_SERVER}:
         values = [_typed(v, fields.get(key.rsplit("_", 1)[0] if key not in fields else key))
                   for v in args.getlist(key)]
         filters[key] = values if len(values) > 1 or key == "id" else values[0]
-    for key in ("limit", "offset"):
+    for key in ("limit", "offset", "cursor_next"):
         if key in args:
             out[key] = args[key]
     if filters:
@@ -126,4 +135,6 @@ def shape_reply(reply: Reply, resource: str, offset: int) -> Reply:
     span = f"{offset}-{offset + len(items) - 1}" if items else "*"
     headers = {**reply.headers, "Content-Range": f"{resource} {span}/{count}",
                "X-Total-Count": str(count)}
+    if body.get("cursor_next"):  # the bare array has no room for it: a header carries it
+        headers["X-Cursor-Next"] = body["cursor_next"]
     return Reply(items, reply.status, headers, reply.cookies)

@@ -184,6 +184,30 @@ def test_json_server_get_many_and_reference(world):
     assert ref.headers["X-Total-Count"] == "3"
 
 
+def test_json_server_page_and_limit_select_the_page(world):
+    api, _, _ = world
+    resp = api.call("GET", "/list", {"_sort": "name", "_order": "ASC", "_page": 2,
+                                     "_limit": 5, "uid": api.uid})
+    assert [r["name"] for r in resp.json()] == [f"list {i:02d}" for i in range(5, 10)]
+    assert resp.headers["Content-Range"].endswith(" 5-9/12")
+    assert_problem(api.call("GET", "/list", {"_page": 0}), 400, "_page")
+    assert_problem(api.call("GET", "/list", {"_limit": "x"}), 400, "_limit")
+
+
+def test_cursor_next_pages_through_the_dialect(world):
+    api, _, _ = world
+    first = api.call("GET", "/list", {"sort": '["name","ASC"]', "limit": 5, "uid": api.uid})
+    assert first.status_code == 200, first.text
+    names = [r["name"] for r in first.json()]
+    cursor = first.headers["X-Cursor-Next"]
+    while cursor:
+        page = api.call("GET", "/list", {"cursor_next": cursor})
+        assert page.status_code == 200, page.text
+        names += [r["name"] for r in page.json()]
+        cursor = page.headers.get("X-Cursor-Next")
+    assert names == [f"list {i:02d}" for i in range(12)]
+
+
 def test_json_server_bad_params_are_400(world):
     api, _, _ = world
     assert_problem(api.call("GET", "/list", {"_start": "x"}), 400, "_start")
