@@ -104,7 +104,7 @@ class Trashcan:
         where = q.build_filter({k: v for k, v in filters.items() if k == "uid"}, fields)
         count = ctx.db.execute(select(func.count()).select_from(trash).where(*where)) \
             .scalar_one()
-        sort = q.parse_sort(params.get("sort") or "deleted:desc", fields)
+        sort = q.parse_sort(params.get("sort") or "deleted:desc", fields, max_keys=1)
         limit = params.get("limit") or settings.per_page_default
         if not 1 <= limit <= settings.per_page_max:
             raise BadRequest(f"limit: must be 1 to {settings.per_page_max}",

@@ -19,7 +19,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (Boolean, DateTime, Float, Integer, Numeric, String, and_, case, func,
-                        or_)
+                        or_, true)
 
 from apicrud.errors import BadRequest
 
@@ -36,26 +36,55 @@ def active_only(model):
     return model.status != TRASHED
 
 
+#: Sort keys one ``sort`` may name (``subject:desc,created:asc``), before the id that
+#: breaks ties.
+MAX_SORT_KEYS = 3
+
+
 @dataclass(frozen=True)
 class Sort:
-    field: str
-    descending: bool = False
+    """Sort keys in order, each ``(field, descending)``; ``id`` breaks remaining ties."""
+
+    keys: tuple[tuple[str, bool], ...] = (("id", False),)
+
+    @property
+    def field(self) -> str:
+        return self.keys[0][0]
+
+    @property
+    def descending(self) -> bool:
+        return self.keys[0][1]
 
     def text(self) -> str:
-        return f"{self.field}:{'desc' if self.descending else 'asc'}"
+        return ",".join(f"{f}:{'desc' if d else 'asc'}" for f, d in self.keys)
 
 
-def parse_sort(value: str | None, fields: dict[str, Any]) -> Sort:
+def parse_sort(value: str | None, fields: dict[str, Any],
+               max_keys: int = MAX_SORT_KEYS) -> Sort:
+    """``field``, ``field:asc|desc``, or several of them separated by commas."""
     if not value:
-        return Sort("id")
-    name, _, direction = value.partition(":")
-    direction = direction.lower() or "asc"
-    if name not in fields:
-        raise BadRequest(f"sort: unknown field {name[:64]!r}", errors={"sort": "unknown field"})
-    if direction not in ("asc", "desc"):
-        raise BadRequest("sort: direction must be asc or desc",
-                         errors={"sort": "direction must be asc or desc"})
-    return Sort(name, direction == "desc")
+        return Sort()
+    parts = value.split(",")
+    if len(parts) > max_keys:
+        raise BadRequest(f"sort: at most {max_keys} field(s)",
+                         errors={"sort": f"at most {max_keys} field(s)"})
+    keys: list[tuple[str, bool]] = []
+    for part in parts:
+        name, _, direction = part.strip().partition(":")
+        direction = direction.lower() or "asc"
+        if name not in fields:
+            raise BadRequest(f"sort: unknown field {name[:64]!r}",
+                             errors={"sort": "unknown field"})
+        if direction not in ("asc", "desc"):
+            raise BadRequest("sort: direction must be asc or desc",
+                             errors={"sort": "direction must be asc or desc"})
+        if any(name == f for f, _ in keys):
+            raise BadRequest(f"sort: {name[:64]!r} named twice",
+                             errors={"sort": "field named twice"})
+        keys.append((name, direction == "desc"))
+        if name == "id":  # unique: later keys could never decide anything
+            break
+    return Sort(tuple(keys))
 
 
 def _column_kind(column) -> str:
@@ -176,14 +205,50 @@ def search_clause(text: Any, columns: list[Any]):
                         for c in columns]) for w in words])
 
 
+#: How deep ``or``/``and`` groups may nest in a filter, and how many conditions a
+#: filter may hold in all: bounded work for the parser and the database planner.
+MAX_FILTER_DEPTH = 4
+MAX_FILTER_TERMS = 200
+
+
 def build_filter(filters: dict[str, Any], fields: dict[str, Any],
                  search: tuple[str, ...] = ()) -> list:
     """Clauses for ``{field: value}``: scalar =, list IN, "*" not null, "%" LIKE, null IS NULL;
-    ``<field>_gte|_lte|_gt|_lt|_ne|_like`` operators; ``q`` searches the text fields."""
+    ``<field>_gte|_lte|_gt|_lt|_ne|_like`` operators; ``q`` searches the text fields;
+    ``{"or": [{...}, {...}]}`` (and ``"and"``) group conditions, nested up to
+    :data:`MAX_FILTER_DEPTH` levels. The conditions of one object all hold (AND)."""
+    budget = [MAX_FILTER_TERMS]
+    return _build_filter(filters, fields, search, 0, "filter", budget)
+
+
+def _group(name: str, value: Any, fields, search, depth: int, where: str, budget):
+    if depth >= MAX_FILTER_DEPTH:
+        raise BadRequest(f"{where}: groups nest at most {MAX_FILTER_DEPTH} deep",
+                         errors={where: "nested too deep"})
+    if not isinstance(value, list) or not value or \
+            not all(isinstance(v, dict) for v in value):
+        raise BadRequest(f"{where}: needs a non-empty list of filter objects",
+                         errors={where: "needs a non-empty list of filter objects"})
+    parts = []
+    for i, item in enumerate(value):
+        clauses = _build_filter(item, fields, search, depth + 1, f"{where}[{i}]", budget)
+        parts.append(and_(*clauses) if clauses else true())
+    return or_(*parts) if name == "or" else and_(*parts)
+
+
+def _build_filter(filters: dict[str, Any], fields: dict[str, Any], search: tuple[str, ...],
+                  depth: int, prefix: str, budget: list[int]) -> list:
     clauses = []
     for name, value in filters.items():
+        budget[0] -= 1
+        if budget[0] < 0:
+            raise BadRequest(f"filter: at most {MAX_FILTER_TERMS} conditions",
+                             errors={"filter": f"at most {MAX_FILTER_TERMS} conditions"})
         column = fields.get(name)
-        where = f"filter.{name}"[:80]
+        where = f"{prefix}.{name}"[:80]
+        if column is None and name in ("or", "and"):
+            clauses.append(_group(name, value, fields, search, depth, where, budget))
+            continue
         if column is None and name == "q" and search:
             clause = search_clause(value, [fields[f] for f in search])
             if clause is not None:
@@ -228,7 +293,9 @@ def _sign(secret: bytes, payload: bytes) -> bytes:
 
 
 def encode_cursor(secret: bytes, state: dict[str, Any]) -> str:
-    payload = json.dumps(state, separators=(",", ":"), default=str).encode()
+    # UTF-8 rather than \u escapes: a cursor over text keys stays within its maxLength
+    payload = json.dumps(state, separators=(",", ":"), default=str,
+                         ensure_ascii=False).encode()
     return base64.urlsafe_b64encode(_sign(secret, payload) + payload).decode().rstrip("=")
 
 
@@ -269,15 +336,19 @@ def sort_expression(column):
 
 
 def order_by(sort: Sort, fields: dict[str, Any], id_column) -> list:
-    column = fields[sort.field]
+    """ORDER BY for the sort keys, nulls last in both directions on every backend, then
+    ``id`` (in the last key's direction) unless a key was ``id`` already."""
     out = []
-    if sort.field != "id" and column.nullable:
-        # nulls last in both directions, the same on every backend
-        out.append(case((column.is_(None), 1), else_=0))
-    expr = sort_expression(column) if sort.field != "id" else column
-    out.append(expr.desc() if sort.descending else expr.asc())
-    if sort.field != "id":
-        out.append(id_column.desc() if sort.descending else id_column.asc())
+    for name, descending in sort.keys:
+        if name == "id":
+            out.append(id_column.desc() if descending else id_column.asc())
+            return out
+        column = fields[name]
+        if column.nullable:
+            out.append(case((column.is_(None), 1), else_=0))
+        expr = sort_expression(column)
+        out.append(expr.desc() if descending else expr.asc())
+    out.append(id_column.desc() if sort.keys[-1][1] else id_column.asc())
     return out
 
 
@@ -299,28 +370,50 @@ def _cursor_key(column, value: Any) -> Any:
     return value
 
 
-def after_clause(sort: Sort, fields: dict[str, Any], id_column, last_key: Any, last_id: str):
-    """Rows strictly after (last_key, last_id) in ``order_by`` order."""
-    column = fields[sort.field]
-    beyond = (lambda c, v: c < v) if sort.descending else (lambda c, v: c > v)
-    if sort.field == "id":
-        return beyond(id_column, last_id)
-    key = _cursor_key(column, last_key)
-    if key is None:
-        return and_(column.is_(None), beyond(id_column, last_id))
-    expr = sort_expression(column)
-    clause = or_(beyond(expr, key), and_(expr == key, beyond(id_column, last_id)))
-    return or_(clause, column.is_(None)) if column.nullable else clause
+def _beyond(descending: bool):
+    return (lambda c, v: c < v) if descending else (lambda c, v: c > v)
 
 
-def sort_key(record: Any, sort: Sort) -> Any:
-    """The last row's sort key for the cursor, as :func:`after_clause` compares it."""
-    value = getattr(record, sort.field)
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, str) and sort.field != "id" and \
-            _prefix_sorted(getattr(type(record), sort.field)):
-        return value[:SORT_PREFIX]
-    return value
+def after_clause(sort: Sort, fields: dict[str, Any], id_column, last_keys: Any,
+                 last_id: str):
+    """Rows strictly after (last_keys..., last_id) in :func:`order_by` order: the rows
+    beyond the last one on the first key, or equal on it and beyond on the next, and so
+    on (with nulls last: nothing comes after a null within its key but other nulls)."""
+    if not isinstance(last_keys, list) or len(last_keys) != len(
+            [k for k in sort.keys if k[0] != "id"]):
+        raise BadRequest("cursor_next: invalid cursor", errors={"cursor_next": "invalid cursor"})
+    terms = []
+    equal: list = []  # the earlier keys equal the last row's
+    values = iter(last_keys)
+    for name, descending in sort.keys:
+        if name == "id":
+            terms.append(and_(*equal, _beyond(descending)(id_column, last_id)))
+            return or_(*terms)
+        column = fields[name]
+        key = _cursor_key(column, next(values))
+        if key is None:
+            equal.append(column.is_(None))
+            continue
+        expr = sort_expression(column)
+        beyond = _beyond(descending)(expr, key)
+        terms.append(and_(*equal, or_(beyond, column.is_(None)) if column.nullable else beyond))
+        equal.append(expr == key)
+    terms.append(and_(*equal, _beyond(sort.keys[-1][1])(id_column, last_id)))
+    return or_(*terms)
+
+
+def sort_key(record: Any, sort: Sort) -> list[Any]:
+    """The last row's sort keys for the cursor, as :func:`after_clause` compares them."""
+    out = []
+    for name, _ in sort.keys:
+        if name == "id":
+            break
+        value = getattr(record, name)
+        if isinstance(value, datetime):
+            value = value.isoformat()
+        elif isinstance(value, Decimal):
+            value = str(value)
+        elif isinstance(value, str) and _prefix_sorted(getattr(type(record), name)):
+            value = value[:SORT_PREFIX]
+        out.append(value)
+    return out
