@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -50,14 +51,40 @@ def _declarations(ctx):
 @main.command()
 @click.pass_context
 def check(ctx: click.Context) -> None:
-    """Check spec, models and rbac.yaml; list every problem (exit 1 if any)."""
-    _, decl = _declarations(ctx)
-    if decl.problems:
-        click.echo(f"{len(decl.problems)} problem(s):", err=True)
-        for problem in decl.problems:
+    """Check spec, models, rbac.yaml, the database's schema and Redis; list every problem
+    (exit 1 if any)."""
+    settings, decl = _declarations(ctx)
+    problems, note = list(decl.problems), None
+    if not problems:  # the models are sound: compare them with the database
+        found, note = _database_problems(settings)
+        problems += found
+    if problems:
+        click.echo(f"{len(problems)} problem(s):", err=True)
+        for problem in problems:
             click.echo(f"  - {problem}", err=True)
         sys.exit(1)
     click.echo(f"ok: {len(decl.operations)} operations, {len(decl.resources)} resources")
+    if note:
+        click.echo(note)
+
+
+def _database_problems(settings) -> tuple[list[str], str | None]:
+    """(problems, a note): can the database and Redis be reached, and has the database
+    every table and column of the models? With migrations pending and
+    db_migrate_at_start, the comparison waits for the start (which migrates first)."""
+    from apicrud.db.schema import pending, schema_problems
+    from apicrud.services import backend_problems
+
+    problems = backend_problems(settings)
+    if problems:
+        return problems, None
+    behind = pending(settings)
+    if behind and settings.db_migrate_at_start:
+        current, head = behind
+        return [], (f"database: at revision {current or 'none'}, head {head}; the "
+                    "migrations are applied at start (db_migrate_at_start), and the "
+                    "schema is compared with the models then")
+    return schema_problems(settings), None
 
 
 @main.command()
@@ -87,6 +114,17 @@ def db() -> None:
     """Database migrations (alembic, URL from settings)."""
 
 
+def _db_settings(ctx: click.Context):
+    """Settings whose database can be reached (else one line naming database_url)."""
+    from apicrud.db.schema import database_problem
+
+    settings = _settings(ctx.find_root())
+    problem = database_problem(settings)
+    if problem:
+        raise click.ClickException(problem)
+    return settings
+
+
 @db.command()
 @click.argument("revision", default="head")
 @click.pass_context
@@ -94,7 +132,7 @@ def upgrade(ctx: click.Context, revision: str) -> None:
     """Upgrade the database to REVISION (default head)."""
     from apicrud.db import migrate
 
-    settings = _settings(ctx.find_root())
+    settings = _db_settings(ctx)
     migrate.upgrade(settings, revision)
     click.echo(f"at revision {migrate.current(settings)}")
 
@@ -106,7 +144,7 @@ def downgrade(ctx: click.Context, revision: str) -> None:
     """Downgrade the database to REVISION (default: one step)."""
     from apicrud.db import migrate
 
-    settings = _settings(ctx.find_root())
+    settings = _db_settings(ctx)
     migrate.downgrade(settings, revision)
     click.echo(f"at revision {migrate.current(settings)}")
 
@@ -117,7 +155,7 @@ def current(ctx: click.Context) -> None:
     """Print the database's revision and the head."""
     from apicrud.db import migrate
 
-    settings = _settings(ctx.find_root())
+    settings = _db_settings(ctx)
     click.echo(f"current: {migrate.current(settings)}  head: {migrate.head(settings)}")
 
 
@@ -129,7 +167,7 @@ def revision(ctx: click.Context, message: str, empty: bool) -> None:
     """Create a revision in migrations/versions (review it before committing)."""
     from apicrud.db import migrate
 
-    migrate.revision(_settings(ctx.find_root()), message, autogenerate=not empty)
+    migrate.revision(_db_settings(ctx), message, autogenerate=not empty)
 
 
 # -- accounts ---------------------------------------------------------------------
@@ -174,6 +212,122 @@ def account_add(ctx: click.Context, username: str, email: str, name: str | None,
         click.echo(f"password: {pw}")
 
 
+@contextlib.contextmanager
+def _account_store(ctx: click.Context):
+    """(settings, models, a database session in a transaction) with the identity
+    component's cut-off installed: suspending here ends sessions (Redis) and API keys."""
+    import importlib
+
+    from apicrud.auth import cutoff
+    from apicrud.auth.sessions import SessionManager
+    from apicrud.db import migrate
+    from apicrud.db.engine import Database
+    from apicrud.redis_client import RedisProvider
+
+    settings = _settings(ctx.find_root())
+    migrate.upgrade(settings)
+    models = importlib.import_module(settings.models_module)
+    database = Database(settings.sqlalchemy_url)
+    redis = RedisProvider(settings.redis_url, settings.path("data_dir"))
+    try:
+        sessions = SessionManager(redis.client, settings.secret_key, ttl=settings.session_ttl)
+        cutoff.install(database, models, sessions)
+        with database.session() as session, session.begin():
+            yield settings, models, session, sessions
+    finally:
+        database.dispose()
+        redis.close()
+
+
+def _named_account(session, models, username: str):
+    from sqlalchemy import select
+
+    model = models.Account
+    account = session.execute(select(model).where(
+        model.name == username, model.status != "disabled")).scalar_one_or_none()
+    if account is None:
+        raise click.ClickException(f"no account {username!r}")
+    return account
+
+
+@account.command("disable")
+@click.argument("username")
+@click.pass_context
+def account_disable(ctx: click.Context, username: str) -> None:
+    """Suspend an account: no login; its sessions and API keys end at once."""
+    with _account_store(ctx) as (_, models, session, _sessions):
+        acct = _named_account(session, models, username)
+        if acct.status == "suspended":
+            click.echo(f"account {username} is already suspended")
+            return
+        acct.status = "suspended"
+        session.flush()
+    click.echo(f"suspended account {username}: its sessions and API keys ended")
+
+
+@account.command("enable")
+@click.argument("username")
+@click.pass_context
+def account_enable(ctx: click.Context, username: str) -> None:
+    """Enable a suspended account again (API keys ended by the suspension stay ended)."""
+    with _account_store(ctx) as (_, models, session, _sessions):
+        acct = _named_account(session, models, username)
+        if acct.status != "suspended":
+            click.echo(f"account {username} is {acct.status}, not suspended")
+            return
+        acct.status = "active" if acct.password else "pending"
+        status = acct.status
+    click.echo(f"account {username} is {status}")
+
+
+@account.command("password")
+@click.argument("username")
+@click.option("--password", default=None,
+              help="the new password (default: asked for, not echoed)")
+@click.pass_context
+def account_password(ctx: click.Context, username: str, password: str | None) -> None:
+    """Set a new password (e.g. a lost one); every session of the account ends."""
+    from apicrud.auth.password_rules import PasswordRules
+    from apicrud.auth.passwords import hash_password
+    from apicrud.db.base import utcnow
+    from apicrud.errors import Problem
+
+    if password is None:
+        password = click.prompt("new password", hide_input=True, confirmation_prompt=True)
+    with _account_store(ctx) as (settings, models, session, sessions):
+        acct = _named_account(session, models, username)
+        person = session.get(models.Person, acct.uid)
+        try:
+            PasswordRules.from_settings(settings).check(
+                password, acct.name, person.identity if person else None)
+        except Problem as exc:
+            raise click.ClickException(f"password refused: {exc.detail}") from None
+        acct.password = hash_password(password)
+        acct.password_changed = utcnow()
+        if acct.status == "pending":
+            acct.status = "active"
+        status = acct.status
+        session.flush()
+        ended = sessions.delete_all(acct.uid)
+    click.echo(f"password of {username} changed ({status}); {ended} session(s) ended")
+
+
+@account.command("list")
+@click.pass_context
+def account_list(ctx: click.Context) -> None:
+    """Every account: name, status, admin, uid, last login."""
+    from sqlalchemy import select
+
+    with _account_store(ctx) as (_, models, session, _sessions):
+        model = models.Account
+        rows = session.execute(select(model.name, model.status, model.is_admin, model.uid,
+                                      model.last_login).order_by(model.name)).all()
+    for name, status, is_admin, uid, last_login in rows:
+        click.echo(f"{name:<32}  {status:<9}  {'admin' if is_admin else '-':<5}  {uid}  "
+                   f"{last_login.isoformat(timespec='seconds') if last_login else '-'}")
+    click.echo(f"{len(rows)} account(s)")
+
+
 # -- rbac -------------------------------------------------------------------------
 
 @main.group()
@@ -207,7 +361,10 @@ def rbac_can_i(ctx: click.Context, action: str, target: str, username: str) -> N
     database = Database(settings.sqlalchemy_url)
     redis = RedisProvider(settings.redis_url, settings.path("data_dir"))
     try:
-        services = Services(settings, decl, database, redis, sessions=None)
+        try:
+            services = Services(settings, decl, database, redis, sessions=None)
+        except StartupError as exc:
+            raise click.ClickException(str(exc)) from None
         model = decl.models.Account
         with database.session() as session:
             account = session.execute(select(model).where(

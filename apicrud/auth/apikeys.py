@@ -19,12 +19,17 @@ its owner may; a key with scopes may only call operations that accept one of the
 
 Any other call is a 403 naming the scopes that would have allowed it. Scope names must
 exist in the ``scope`` resource (admins manage it) when a key is created or changed.
-A key created by a scoped key gets no scope its creator lacks. Public operations
-ignore scopes: they are open to anyone.
+A key created by a scoped key gets no scope its creator lacks. Scopes bind public
+operations too: there a scoped key acts as its owner only when its scopes accept the
+operation; otherwise the request goes on as anonymous (the operation is open to
+anyone), so a key limited to ``list:read`` can never register an administrator
+through the public ``POST /account`` with its owner's rights.
 
 ``expires`` ends a key; ``DELETE /apikey/{id}`` revokes it at once and for good (it
-also sets ``expires``, so restoring it from the trashcan does not revive it). Either
-way the key gets 401, as a wrong one does. ``last_used`` is written at most once a
+also sets ``expires``). Revocation is final: the ``expires`` of a key that has ended
+cannot be changed, and a deleted key cannot be restored from the trashcan. A key also
+ends when its account is suspended or its person trashed. Either way the key gets 401,
+as a wrong one does. ``last_used`` is written at most once a
 minute per key, so a busy key does not turn every read into a write.
 """
 
@@ -41,7 +46,7 @@ from typing import Any
 
 from sqlalchemy import select, update
 
-from apicrud.auth.principal import Principal
+from apicrud.auth.principal import ANONYMOUS, Principal
 from apicrud.context import RequestContext
 from apicrud.crud.controller import BasicCRUD
 from apicrud.db.base import utcnow
@@ -104,13 +109,16 @@ def authenticate_key(services, hasher: KeyHasher, raw: str) -> Principal:
     """The owner of a valid key, narrowed to its scopes; 401 for anything else."""
     prefix, _ = _split(raw)
     models = services.models
-    key_model, account_model = models.ApiKey, models.Account
+    key_model, account_model, person_model = models.ApiKey, models.Account, models.Person
     with services.db.session() as db:
+        # a suspended account or a trashed person ends its keys (see apicrud.auth.cutoff)
         row = db.execute(
             select(key_model, account_model)
             .join(account_model, account_model.uid == key_model.uid)
+            .join(person_model, person_model.id == key_model.uid)
             .where(key_model.prefix == prefix, key_model.status == "active",
-                   account_model.status == "active")).first()
+                   account_model.status == "active",
+                   person_model.status == "active")).first()
         key, account = (row[0], row[1]) if row else (None, None)
         if not hasher.verify(key.hash if key else None, raw.strip()) or key is None:
             raise Unauthorized(_INVALID)
@@ -165,10 +173,14 @@ def init_app(services) -> None:
 
     def scope_guard(ctx: RequestContext) -> None:
         held = ctx.principal.scopes
-        if held is None or ctx.operation.public:
+        if held is None:
             return
         accepted = needed.get(ctx.operation.operation_id, frozenset())
         if not accepted & held:
+            if ctx.operation.public:
+                # open to anyone: the key's owner's rights are not lent to it
+                ctx.principal = ANONYMOUS
+                return
             wanted = ", ".join(sorted(accepted))
             raise Forbidden(f"this API key lacks the scope for this operation: one of {wanted}",
                             slug="insufficient-scope")
@@ -185,11 +197,12 @@ def _parse_time(value: Any, field: str) -> datetime | None:
         return None
     try:
         parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        raise BadRequest(f"{field}: not an ISO 8601 date-time",
-                         errors={field: "not an ISO 8601 date-time"}) from None
-    if parsed.tzinfo is not None:
-        parsed = parsed.astimezone(timezone.utc).replace(tzinfo=None)
+        if parsed.tzinfo is not None:
+            parsed = parsed.astimezone(timezone.utc).replace(tzinfo=None)
+    except (ValueError, OverflowError):  # OverflowError: beyond year 1..9999 in UTC
+        raise BadRequest(f"{field}: not an ISO 8601 date-time between years 1 and 9999",
+                         errors={field: "not an ISO 8601 date-time between years 1 and "
+                                        "9999"}) from None
     return parsed
 
 
@@ -244,8 +257,20 @@ class ApiKeyController(BasicCRUD):
             else:
                 changes["scopes"] = new
         if "expires" in changes:
-            changes["expires"] = _parse_time(changes["expires"], "expires")
+            expires = _parse_time(changes["expires"], "expires")
+            now = utcnow()
+            if record.expires is not None and record.expires <= now:
+                # revocation is final: an ended key is never brought back
+                raise Forbidden("expires: this key has expired or was revoked; "
+                                "create a new one", slug="apikey-ended",
+                                errors={"expires": "the key has ended and stays ended"})
+            changes["expires"] = expires
         return changes
+
+    def before_restore(self, ctx: RequestContext, record: Any) -> None:
+        """A deleted key was revoked, and revocation is final: no restore."""
+        raise Forbidden("a revoked API key cannot be restored; create a new one",
+                        slug="apikey-ended")
 
     def before_delete(self, ctx: RequestContext, record: Any) -> None:
         now = utcnow()

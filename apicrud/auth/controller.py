@@ -1,4 +1,21 @@
-"""``/auth``: log in (POST), who am I (GET), log out (DELETE)."""
+"""``/auth``: log in (POST), who am I (GET), log out (DELETE).
+
+Guessing protection without a lockout of other people. Every login attempt is counted
+in Redis before its password is checked (one Lua script: increment, then compare), so
+parallel attempts cannot all pass a read-then-increment check. Two counters hold for
+``login_lockout_interval`` seconds from the first attempt they count:
+
+- per (account name, client address): ``login_attempts_max`` failures, then 429 from
+  that address (an attacker at one address cannot lock the owner out from another);
+- per account name, from every address together: ten times ``login_attempts_max``
+  (``ACCOUNT_CEILING``), the bound on distributed guessing; past it the name is locked
+  for everyone until the interval ends.
+
+An attempt that does not fail (a success, or the first step of a login with a second
+factor) gives its place back; a success also clears its address's counter. The client
+address is the one the rate limits use (``X-Forwarded-For`` only from
+``trusted_proxies``). Unknown names are counted like known ones.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +25,7 @@ import time
 
 from sqlalchemy import select, update
 
+from apicrud.auth.cutoff import PERSON_LIVE
 from apicrud.auth.passwords import verify_password
 from apicrud.auth.totp import check_second_factor, mfa_required
 from apicrud.context import Reply, RequestContext
@@ -18,49 +36,106 @@ from apicrud.errors import BadRequest, TooManyRequests, Unauthorized
 
 log = logging.getLogger("apicrud.auth")
 LOGIN_STATES = ("active", "pending")
+ACCOUNT_CEILING = 10  # times login_attempts_max: failures per account from all addresses
+
+# KEYS: (name, address) counter, name counter; ARGV: their limits, ttl.
+# Count the attempt first; past either limit, give the place back and answer the
+# seconds until the counter that is over ends. Returns 0 when the attempt may go on.
+_ATTEMPT_LUA = """
+local wait = 0
+for i = 1, 2 do
+    local n = redis.call('INCR', KEYS[i])
+    if n == 1 then
+        redis.call('EXPIRE', KEYS[i], ARGV[3])
+    end
+    if n > tonumber(ARGV[i]) then
+        local left = redis.call('TTL', KEYS[i])
+        if left < 1 then
+            left = 1
+        end
+        if left > wait then
+            wait = left
+        end
+    end
+end
+if wait > 0 then
+    redis.call('DECR', KEYS[1])
+    redis.call('DECR', KEYS[2])
+end
+return wait
+"""
+
+# KEYS: as above; ARGV[1]: "1" to clear the address's counter (a success).
+_RELEASE_LUA = """
+if ARGV[1] == '1' then
+    redis.call('DEL', KEYS[1])
+elseif tonumber(redis.call('GET', KEYS[1]) or '0') > 0 then
+    redis.call('DECR', KEYS[1])
+end
+if tonumber(redis.call('GET', KEYS[2]) or '0') > 0 then
+    redis.call('DECR', KEYS[2])
+end
+return 1
+"""
 
 
 class AuthController:
     """Login sessions kept encrypted in Redis (see :class:`SessionManager`)."""
 
     def __init__(self, resource, services) -> None:
+        from apicrud.ratelimit.middleware import parse_networks
+
         self.services = services
         self.settings = services.settings
+        self.trusted = parse_networks(services.settings.trusted_proxies)
+        redis = services.redis.client
+        self._attempt = redis.register_script(_ATTEMPT_LUA)
+        self._release = redis.register_script(_RELEASE_LUA)
 
-    def _lockout_key(self, username: str) -> str:
-        return f"apicrud:lockout:{token_hash(username.lower())}"
+    def _lockout_keys(self, ctx: RequestContext, username: str) -> list[str]:
+        from apicrud.ratelimit.middleware import client_address
+
+        name = f"apicrud:lockout:{token_hash(username.lower())}"
+        addr = client_address(ctx.remote_addr, ctx.headers.get("X-Forwarded-For"),
+                              self.trusted)
+        return [f"{name}:{token_hash(addr)}", name]
+
+    def _reserve(self, keys: list[str]) -> None:
+        """Count this attempt, or 429 when its address or its account is locked out."""
+        most = int(self.settings.login_attempts_max)
+        wait = int(self._attempt(keys=keys, args=[most, most * ACCOUNT_CEILING,
+                                                  int(self.settings.login_lockout_interval)]))
+        if wait:
+            log.warning("login locked out", extra={"event": "login_lockout"})
+            raise TooManyRequests("too many failed logins; try again later",
+                                  headers={"Retry-After": str(wait)})
 
     def login(self, ctx: RequestContext) -> Reply:
         body = ctx.body
         username, password = body["username"], body["password"]
-        redis = self.services.redis.client
-        key = self._lockout_key(username)
-        failures = int(redis.get(key) or 0)
-        if failures >= self.settings.login_attempts_max:
-            retry = max(int(redis.ttl(key)), 1)
-            log.warning("login locked out", extra={"event": "login_lockout"})
-            raise TooManyRequests("too many failed logins; try again later",
-                                  headers={"Retry-After": str(retry)})
-        account_model = self.services.models.Account
-        account = ctx.db.execute(select(account_model).where(
-            account_model.name == username,
-            account_model.status.in_(LOGIN_STATES))).scalar_one_or_none()
+        keys = self._lockout_keys(ctx, username)
+        self._reserve(keys)
+        models = self.services.models
+        account_model, person_model = models.Account, models.Person
+        live = (account_model.status.in_(LOGIN_STATES), person_model.status.in_(PERSON_LIVE))
+        account = ctx.db.execute(select(account_model).join(
+            person_model, person_model.id == account_model.uid).where(
+            account_model.name == username, *live)).scalar_one_or_none()
         # verify against a dummy hash when the user is unknown: same answer, similar time
         if not verify_password(account.password if account else None, password):
-            self._failed(redis, key)
             log.info("login failed", extra={"event": "login_failed"})
-            raise Unauthorized("invalid username or password")
+            raise Unauthorized("invalid username or password")  # the attempt stays counted
         if account.totp_enabled:
             # no otp yet is the client's first step, not a failure; a wrong one counts
             # toward the lockout, or six digits could be guessed
             if not body.get("otp"):
+                self._release(keys=keys, args=["0"])
                 raise mfa_required()
             if not check_second_factor(self.services, account, body["otp"]):
-                self._failed(redis, key)
                 log.info("login failed: wrong one-time code",
                          extra={"event": "login_failed", "uid": account.uid})
                 raise mfa_required("invalid or already used one-time code")
-        redis.delete(key)
+        self._release(keys=keys, args=["1"])
         # a plain UPDATE, not the ORM's versioned one: two concurrent logins of one
         # account must not fail each other with a stale row version
         ctx.db.execute(update(account_model).where(account_model.id == account.id)
@@ -69,6 +144,16 @@ class AuthController:
         token, expires = self.services.sessions.create(
             account.uid, account.id, username=account.name, is_admin=account.is_admin,
             status=account.status, csrf=csrf)
+        # suspended or trashed while this login checked its password? The suspension
+        # ends sessions after its commit; read the committed state once the session
+        # exists (a connection of its own: this transaction's snapshot may be older)
+        with self.services.db.session() as fresh:
+            still = fresh.execute(select(account_model.id).join(
+                person_model, person_model.id == account_model.uid).where(
+                account_model.id == account.id, *live)).first()
+        if still is None:
+            self.services.sessions.delete(token)
+            raise Unauthorized("invalid username or password")
         log.info("login", extra={"event": "login", "uid": account.uid})
         roles = (["pending"] if account.status == "pending" else ["user"]) + \
             (["admin"] if account.is_admin else [])
@@ -90,13 +175,6 @@ class AuthController:
         if registry is not None:  # resource -> public URL of the instances serving it (UI)
             body["resources"] = registry.url_map()
         return Reply(body, 200)
-
-    def _failed(self, redis, key: str) -> None:
-        """Count a failed login toward the lockout (in Redis: shared by all instances)."""
-        pipe = redis.pipeline()
-        pipe.incr(key)
-        pipe.expire(key, self.settings.login_lockout_interval)
-        pipe.execute()
 
     def logout(self, ctx: RequestContext) -> Reply:
         """End the caller's session; with ``all=true`` every session of the caller."""

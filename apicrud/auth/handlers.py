@@ -76,8 +76,12 @@ def _from_token(sessions, token: str, method: str) -> Principal:
 
 
 def init_app(services) -> None:
-    """Register login sessions (Bearer, Basic, cookie) as an authenticator."""
+    """Register login sessions (Bearer, Basic, cookie) as an authenticator, and end a
+    user's sessions and keys when their account or person stops being live."""
+    from apicrud.auth import cutoff
+
     cookie_name = services.settings.cookie_name
+    cutoff.install(services.db, services.models, services.sessions)
 
     def from_session(request) -> Principal | None:
         principal = authenticate(services.sessions, cookie_name, request.method,

@@ -16,6 +16,23 @@ the message holds a reset token, for an account still pending under ``open`` a n
 confirmation token. ``POST /auth/password {token, password}`` sets the new password
 and ends every session of the account.
 
+No enumeration. When a caller who is not an administrator registers (``open`` or
+``onrequest``), the answer is the same whether or not the username or the address is
+taken: a 201 with a pending account of the same shape. For a taken name or address
+nothing is made; instead the owner of an existing address gets a message (a new
+confirmation token if their account is still pending under ``open``, else a reminder
+of their username and how to reset the password), and the address given with a taken
+username gets a message saying so. Administrators still get 409s: they see every
+account anyway. Likewise a user changing their own person's ``identity`` (address)
+under ``open``/``onrequest`` never gets a 409: the address stays as it is, the new
+address gets a token for ``POST /auth/identity {token}``, which makes the change, and
+the owner of an address already in use is told instead.
+
+Accounts are suspended and enabled again by administrators: ``PATCH /account/{id}
+{"status": "suspended" | "active"}`` or ``apicrud account disable|enable NAME``. A
+suspended account cannot log in, its sessions and API keys end at once
+(:mod:`apicrud.auth.cutoff`), and its name stays taken.
+
 Tokens are single-use, expire after ``token_ttl`` seconds and are kept only as hashes
 (:mod:`apicrud.auth.tokens`). A password is checked against the rules before its
 token is used up, so a refused password does not cost the user the token. Requests
@@ -30,6 +47,7 @@ import secrets
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 
 from apicrud.auth.password_rules import PasswordRules
 from apicrud.auth.passwords import hash_password
@@ -37,13 +55,14 @@ from apicrud.auth.tokens import OneTimeTokens
 from apicrud.context import Reply, RequestContext
 from apicrud.crud.controller import BasicCRUD
 from apicrud.db.base import new_id, utcnow
-from apicrud.errors import Conflict, Forbidden, Unauthorized, ValidationProblem
+from apicrud.errors import BadRequest, Conflict, Forbidden, Unauthorized, \
+    ValidationProblem
 from apicrud.messaging.render import duration_text
 
 __all__ = ["AccountController", "CONFIRM", "RESET"]
 
 log = logging.getLogger("apicrud.auth")
-CONFIRM, RESET = "confirm", "reset"  # token purposes
+CONFIRM, RESET, IDENTITY = "confirm", "reset", "identity"  # token purposes
 #: an address an SMTP relay will take without SMTPUTF8 (the same pattern is in the spec)
 _LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?"
 EMAIL_PATTERN = (r"^[A-Za-z0-9_%+'-]+(\.[A-Za-z0-9_%+'-]+)*@"
@@ -51,6 +70,9 @@ EMAIL_PATTERN = (r"^[A-Za-z0-9_%+'-]+(\.[A-Za-z0-9_%+'-]+)*@"
 _EMAIL = re.compile(EMAIL_PATTERN)
 RESET_ANSWER = "If an account matches, a message with instructions is on its way."
 ACCOUNT_STATES = ("active", "pending")
+SUSPENDED = "suspended"
+#: states that keep a username taken
+NAME_HOLDING = ACCOUNT_STATES + (SUSPENDED,)
 
 
 def valid_email(address: str) -> bool:
@@ -125,14 +147,20 @@ class AccountController(BasicCRUD):
         if not valid_email(email):
             raise ValidationProblem({"email": "is not an email address"})
         person_model = self.person_model
-        if ctx.db.execute(select(self.model.id).where(
-                func.lower(self.model.name) == username.lower(),
-                self.model.status.in_(ACCOUNT_STATES))).first():
-            raise Conflict("username: already taken", errors={"username": "already taken"})
-        if ctx.db.execute(select(person_model.id).where(
-                func.lower(person_model.identity) == email.lower(),
-                person_model.status == "active")).first():
-            raise Conflict("email: already registered", errors={"email": "already registered"})
+        name_taken = ctx.db.execute(select(self.model.id).where(
+            func.lower(self.model.name) == username.lower(),
+            self.model.status.in_(NAME_HOLDING))).first() is not None
+        holder = ctx.db.execute(select(person_model).where(
+            func.lower(person_model.identity) == email.lower(),
+            person_model.status == "active").limit(1)).scalar_one_or_none()
+        if by_admin:
+            if name_taken:
+                raise Conflict("username: already taken", errors={"username": "already taken"})
+            if holder is not None:
+                raise Conflict("email: already registered",
+                               errors={"email": "already registered"})
+        elif name_taken or holder is not None:
+            return self._refuse_quietly(ctx, username, email, name, holder)
         prefix = self.settings.id_prefix
         person = person_model(id=new_id(prefix), name=name, identity=email, privacy="member")
         ctx.db.add(person)
@@ -153,6 +181,109 @@ class AccountController(BasicCRUD):
         headers = {"Location": f"{self.services.base_url}/account/{account.id}",
                    "ETag": self.etag(account)}
         return Reply({"id": account.id, **self.serialize(ctx, account)}, 201, headers)
+
+    def _refuse_quietly(self, ctx: RequestContext, username: str, email: str, name: str,
+                        holder: Any) -> Reply:
+        """A taken name or address: tell the address's owner by mail, and answer as a
+        registration that went through (a pending account that is never made)."""
+        if holder is not None:
+            account = ctx.db.execute(select(self.model).where(
+                self.model.uid == holder.id, self.model.status.in_(NAME_HOLDING))
+                .order_by(self.model.created).limit(1)).scalar_one_or_none()
+            if account is not None and account.status == "pending" and \
+                    self.settings.account_policy == "open":
+                self._send_token(account, holder, CONFIRM)
+            else:
+                self.services.outbox.send(
+                    holder.identity, "account_exists", name=holder.name,
+                    username=account.name if account is not None else "",
+                    status=account.status if account is not None else "",
+                    **self._mail_context())
+        else:
+            self.services.outbox.send(email, "username_taken", name=name,
+                                      username=username, **self._mail_context())
+        log.info("registration refused quietly", extra={"event": "account_not_registered"})
+        prefix = self.settings.id_prefix
+        lookalike = self.model(id=new_id(prefix), name=username, uid=new_id(prefix),
+                               password=None, is_admin=False, status="pending",
+                               created=utcnow(), modified=None, last_login=None, version=1)
+        headers = {"Location": f"{self.services.base_url}/account/{lookalike.id}",
+                   "ETag": self.etag(lookalike)}
+        return Reply({"id": lookalike.id, **self.serialize(ctx, lookalike)}, 201, headers)
+
+    # -- suspension -----------------------------------------------------------------
+    def before_update(self, ctx: RequestContext, record: Any,
+                      changes: dict[str, Any]) -> dict[str, Any]:
+        """Only ``status`` changes: ``suspended`` (cut off) or ``active`` (enabled again;
+        ``pending`` when the account never chose a password)."""
+        if "status" not in changes:
+            return changes
+        wanted = changes["status"]
+        if wanted not in ("active", SUSPENDED):
+            raise BadRequest("status: set 'suspended' or 'active'",
+                             errors={"status": "must be suspended or active"})
+        if record.id == ctx.principal.account_id:
+            raise Forbidden("status: you cannot suspend or enable your own account",
+                            errors={"status": "not for your own account"})
+        if wanted == "active":
+            if record.status != SUSPENDED:
+                changes.pop("status")
+                return changes
+            changes["status"] = "active" if record.password else "pending"
+        log.info("account %s", "suspended" if wanted == SUSPENDED else "enabled",
+                 extra={"event": f"account_{'suspended' if wanted == SUSPENDED else 'enabled'}",
+                        "account_id": record.id, "uid": ctx.principal.uid})
+        return changes
+
+    # -- changing a person's address ------------------------------------------------
+    def _identity_key(self, person_id: str) -> str:
+        return f"apicrud:identity:{person_id}"
+
+    def request_identity_change(self, ctx: RequestContext, person: Any, address: str) -> None:
+        """Mail a token to ``address`` that makes it the person's address; if another
+        person holds it, tell that person instead. The caller's answer is the same."""
+        address = address.strip()
+        if not valid_email(address):
+            raise ValidationProblem({"identity": "is not an email address"})
+        holder = ctx.db.execute(select(self.person_model).where(
+            func.lower(self.person_model.identity) == address.lower(),
+            self.person_model.status == "active", self.person_model.id != person.id)
+            .limit(1)).scalar_one_or_none()
+        if holder is not None:
+            self.services.outbox.send(holder.identity, "identity_taken", name=holder.name,
+                                      **self._mail_context())
+        else:
+            token = self.tokens.issue(IDENTITY, person.id)
+            self.services.redis.client.set(self._identity_key(person.id), address,
+                                           ex=self.settings.token_ttl)
+            self.services.outbox.send(address, "identity_confirm", token=token,
+                                      name=person.name, **self._mail_context())
+        log.info("address change requested", extra={"event": "identity_change_requested",
+                                                    "uid": person.id})
+
+    def confirm_identity(self, ctx: RequestContext) -> Reply:
+        """``POST /auth/identity {token}``: the address the token was mailed to becomes
+        the person's address."""
+        token = ctx.body["token"]
+        person_id = self.tokens.peek(IDENTITY, token)
+        person = ctx.db.get(self.person_model, person_id) if person_id else None
+        raw = self.services.redis.client.get(self._identity_key(person_id)) \
+            if person_id else None
+        if person is None or person.status != "active" or raw is None:
+            raise _bad_token()
+        if self.tokens.consume(IDENTITY, token) != person_id:
+            raise _bad_token()
+        address = raw.decode() if isinstance(raw, bytes) else str(raw)
+        self.services.redis.client.delete(self._identity_key(person_id))
+        person.identity = address
+        try:
+            ctx.db.flush()
+        except IntegrityError:
+            ctx.db.rollback()
+            raise Conflict("identity: the address was taken meanwhile",
+                           errors={"identity": "already in use"}) from None
+        log.info("address changed", extra={"event": "identity_changed", "uid": person.id})
+        return Reply({"id": person.id, "identity": address}, 200)
 
     def approve(self, ctx: RequestContext) -> Reply:
         """``POST /account/{id}/approve``: (re)send the confirmation of a pending account."""
@@ -187,7 +318,7 @@ class AccountController(BasicCRUD):
         person_model = self.person_model
         stmt = select(self.model, person_model).join(
             person_model, person_model.id == self.model.uid).where(
-            self.model.status.in_(ACCOUNT_STATES))
+            self.model.status.in_(ACCOUNT_STATES), person_model.status == "active")
         if body.get("username"):
             stmt = stmt.where(self.model.name == body["username"].strip())
         else:
@@ -217,7 +348,9 @@ class AccountController(BasicCRUD):
         account.password = hash_password(password)
         account.password_changed = utcnow()
         self._flush(ctx)
-        ended = self.services.sessions.delete_all(account.uid)
+        # every session ends, but the caller's own when they are signed in to this account
+        keep = ctx.principal.token if ctx.principal.account_id == account.id else None
+        ended = self.services.sessions.delete_all(account.uid, keep=keep)
         log.info("password reset", extra={"event": "password_reset", "uid": account.uid,
                                            "sessions_ended": ended})
         return Reply(self._summary(account), 200)

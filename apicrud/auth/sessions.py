@@ -87,13 +87,19 @@ end
 return 0
 """
 
-# Atomically delete every session listed in a user's set, then the set itself.
+# Atomically delete every session listed in a user's set but the one hashed ARGV[2]
+# ("" keeps none), then the set itself (or all of it but that one).
 _DELETE_ALL_LUA = """
 local n = 0
 for _, h in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-    n = n + redis.call('DEL', ARGV[1] .. h)
+    if h ~= ARGV[2] then
+        n = n + redis.call('DEL', ARGV[1] .. h)
+        redis.call('SREM', KEYS[1], h)
+    end
 end
-redis.call('DEL', KEYS[1])
+if ARGV[2] == '' then
+    redis.call('DEL', KEYS[1])
+end
 return n
 """
 
@@ -249,8 +255,11 @@ class SessionManager:
             pipe.srem(self._user_key(str(session["uid"])), hashed)
         return bool(pipe.execute()[0])
 
-    def delete_all(self, uid: str) -> int:
-        """Revoke every session of ``uid`` (log out everywhere); return how many existed."""
+    def delete_all(self, uid: str, keep: str | None = None) -> int:
+        """Revoke every session of ``uid`` (log out everywhere) except the session of the
+        token ``keep``, if given; return how many were ended."""
+        kept = self._hashed(keep) if keep and _valid_token(keep) else ""
         return int(
-            self._delete_all_script(keys=[self._user_key(uid)], args=[self._session_prefix])
+            self._delete_all_script(keys=[self._user_key(uid)],
+                                    args=[self._session_prefix, kept])
         )

@@ -20,8 +20,9 @@ Life of a second factor:
 
 A code is accepted one step either side of now (clock drift) and only once: each used
 step is remembered in Redis for the length of the window, so a code seen by someone
-looking over a shoulder cannot be replayed. Wrong codes at these endpoints count
-against the same limits as failed logins (``login_attempts_max`` per
+looking over a shoulder cannot be replayed. Turning the factor on ends the account's
+other login sessions (the one that confirmed it stays). Wrong codes at these endpoints
+count against the same limits as failed logins (``login_attempts_max`` per
 ``login_lockout_interval``), so six digits cannot be guessed by brute force. Managing
 the factor needs a login session: an API key (a credential left in scripts) must not be
 able to lock its owner out by enrolling a device the owner does not have.
@@ -55,6 +56,31 @@ DIGITS = 6
 WINDOW = 1  # steps accepted either side of now
 SECRET_BYTES = 20  # 160 bits, as RFC 4226 recommends for HMAC-SHA1
 BACKUP_CODES = 10
+
+# KEYS: failure counter; ARGV: limit, ttl. Count first; past the limit give the place
+# back and answer the seconds left (0: go on).
+_ATTEMPT_LUA = """
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then
+    redis.call('EXPIRE', KEYS[1], ARGV[2])
+end
+if n > tonumber(ARGV[1]) then
+    redis.call('DECR', KEYS[1])
+    local left = redis.call('TTL', KEYS[1])
+    if left < 1 then
+        left = 1
+    end
+    return left
+end
+return 0
+"""
+# KEYS: failure counter. Give back the place of an attempt that passed.
+_RELEASE_LUA = """
+if tonumber(redis.call('GET', KEYS[1]) or '0') > 0 then
+    redis.call('DECR', KEYS[1])
+end
+return 1
+"""
 
 
 # -- the algorithm ----------------------------------------------------------------------
@@ -122,6 +148,8 @@ class SecondFactor:
         self.cipher = AESEncryptBin(secret, context="totp")
         self._mac_key = hmac.new(secret.encode(), b"apicrud totp backup codes",
                                     hashlib.sha256).digest()
+        self._attempt = self.redis.register_script(_ATTEMPT_LUA)
+        self._release = self.redis.register_script(_RELEASE_LUA)
 
     # secrets
     def seal(self, key: bytes) -> bytes:
@@ -200,19 +228,19 @@ class SecondFactor:
         return f"apicrud:totp:failures:{account_id}"
 
     def guard(self, account_id: str) -> None:
+        """Count an attempt before its code is checked (atomic: parallel wrong codes
+        cannot all pass), or 429 past ``login_attempts_max``; :meth:`passed` gives the
+        place back when the code was right."""
         settings = self.services.settings
         key = self._failures_key(account_id)
-        if int(self.redis.get(key) or 0) >= settings.login_attempts_max:
-            retry = max(int(self.redis.ttl(key)), 1)
+        wait = int(self._attempt(keys=[key], args=[settings.login_attempts_max,
+                                                   settings.login_lockout_interval]))
+        if wait:
             raise TooManyRequests("too many wrong codes; try again later",
-                                  headers={"Retry-After": str(retry)})
+                                  headers={"Retry-After": str(wait)})
 
-    def failed(self, account_id: str) -> None:
-        pipe = self.redis.pipeline()
-        pipe.incr(self._failures_key(account_id))
-        pipe.expire(self._failures_key(account_id),
-                    self.services.settings.login_lockout_interval)
-        pipe.execute()
+    def passed(self, account_id: str) -> None:
+        self._release(keys=[self._failures_key(account_id)])
 
 
 def mfa_required(detail: str = "this account needs a one-time code: send otp") -> Problem:
@@ -262,9 +290,9 @@ class TotpController:
         code = str((ctx.body or {}).get("code", ""))
         ok = self.factor.check(account, code) if backup_ok else \
             self.factor.check_code(account, code)
-        if not ok:
-            self.factor.failed(account.id)
+        if not ok:  # the attempt stays counted
             raise ValidationProblem({"code": "is not a valid current code"})
+        self.factor.passed(account.id)
 
     def status(self, ctx: RequestContext) -> Reply:
         account = self._account(ctx)
@@ -296,7 +324,13 @@ class TotpController:
         codes, hashes = self.factor.new_backup_codes(account.id)
         account.totp_enabled = True
         account.backup_codes = hashes
-        log.info("totp enabled", extra={"event": "totp_enabled", "uid": account.uid})
+        # sessions opened with the password alone end; this one stays (it proved a code)
+        token = ctx.principal.token
+        ctx.after_commit.append(
+            lambda: self.services.sessions.delete_all(account.uid, keep=token))
+        ended = self.services.sessions.delete_all(account.uid, keep=token)
+        log.info("totp enabled", extra={"event": "totp_enabled", "uid": account.uid,
+                                        "sessions_ended": ended})
         return Reply({"enabled": True, "backup_codes": codes}, 200,
                      {"Cache-Control": "no-store"})
 

@@ -35,3 +35,21 @@ class ContactController(BasicCRUD):
     def before_update(self, ctx, record, changes):
         self._check_info({"type": record.type, "info": record.info, **changes})
         return changes
+
+
+class PersonController(BasicCRUD):
+    """People: under ``open`` or ``onrequest`` registration, a user changing their own
+    address (``identity``) proves it first: the change waits for the token mailed to the
+    new address, and the answer never says whether another person holds that address
+    (see :meth:`apicrud.auth.registration.AccountController.request_identity_change`).
+    Administrators, and every caller under ``closed``, change it at once (a taken
+    address is a 409)."""
+
+    def before_update(self, ctx, record, changes):
+        new = changes.get("identity")
+        if new is not None and new != record.identity and \
+                not ctx.principal.is_admin and ctx.principal.uid == record.id and \
+                self.services.settings.account_policy in ("open", "onrequest"):
+            changes.pop("identity")
+            self.services.controllers["account"].request_identity_change(ctx, record, new)
+        return changes

@@ -199,7 +199,7 @@ def test_routes_project_root_lists_every_operation(tmp_path):
     assert len(lines) == len(expected), proc.stdout
     assert set(rows) == expected
     assert ("POST", f"{BASE}/auth", "AuthController.login", "public") in rows
-    assert ("GET", f"{BASE}/person/{{id}}", "BasicCRUD.get", "secured") in rows
+    assert ("GET", f"{BASE}/category/{{id}}", "BasicCRUD.get", "secured") in rows
     assert ("GET", f"{BASE}/health", "HealthController.get", "public") in rows
     assert re.search(r"^POST\s+/api/v1/auth\s+AuthController\.login\s+public$",
                      proc.stdout, re.M)
