@@ -3,10 +3,15 @@
 Request path, in order (one function, no per-request reflection):
 
 1. route match (Werkzeug map built from the spec at start-up);
-2. authentication (Bearer, Basic, cookie + CSRF); 401 unless the operation is public;
+2. authentication (API key, Bearer, Basic, cookie + CSRF); 401 unless the operation is
+   public (there invalid credentials are ignored: the request runs anonymous);
 3. parameter coercion and validation, JSON body parsing and validation (400 naming fields);
 4. the controller method bound to the operation at start-up;
 5. commit on success, rollback on any error; every error rendered as problem+json.
+
+Every response says ``X-Content-Type-Options: nosniff``; one to a signed-in caller, or
+one setting a cookie (``POST /auth``), says ``Cache-Control: no-store``. ``HEAD`` runs
+the ``GET`` operation of its path and sends no body.
 
 Why not connexion's ASGI stack: measured on this machine it serves about half the
 requests of plain Flask handlers (see README, "Serving stack"); this path keeps the
@@ -18,7 +23,6 @@ from __future__ import annotations
 import importlib
 import json
 import logging
-import os
 import time
 import uuid
 from dataclasses import replace
@@ -26,6 +30,7 @@ from typing import Any
 
 import redis.exceptions
 from flask import Flask, Response, request
+from werkzeug.exceptions import HTTPException
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -46,7 +51,7 @@ from apicrud.errors import (
     Unauthorized,
     UnsupportedMediaType,
 )
-from apicrud.redis_client import RedisProvider
+from apicrud.redis_client import OutageLog, RedisProvider
 from apicrud.pipeline import RequestRecord
 from apicrud.react_admin import shape_reply, translate_query
 from apicrud.services import Services, load_declarations
@@ -97,6 +102,11 @@ def create_app(root: str | None = None, *, settings=None, migrate: bool | None =
                               limit=settings.session_limit_per_user,
                               max_lifetime=settings.session_max_lifetime)
     services = Services(settings, decl, db, redis_provider, sessions)
+    # an outage fails every request: log it once per interval, with a count
+    services.redis_outage = OutageLog(log, "redis unavailable")
+    services.database_outage = OutageLog(log, "database unavailable")
+    services.unavailable = OutageLog(log, "service unavailable")
+    _bind_columns(services)
     for name in COMPONENTS:
         importlib.import_module(name).init_app(services)
 
@@ -104,12 +114,15 @@ def create_app(root: str | None = None, *, settings=None, migrate: bool | None =
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
     app.extensions["apicrud"] = services
     _add_routes(app, services)
-    _add_docs(app, services)
+    from apicrud.swagger_ui import add_docs  # /openapi.json and the Swagger UI at /ui/
+
+    add_docs(app, services)
     from apicrud.admin_ui import add_admin_ui  # /admin/ (setting admin_ui)
 
     add_admin_ui(app, services)
 
     _add_cors(app, services)
+    _add_security_headers(app)
 
     @app.errorhandler(404)
     def _not_found(_exc):
@@ -130,6 +143,20 @@ def create_app(root: str | None = None, *, settings=None, migrate: bool | None =
         return _problem(Problem("internal error"))
 
     return app
+
+
+#: operations whose JSON body is written to the resource's columns as given
+_WRITES = ("create", "update", "patch")
+
+
+def _bind_columns(services: Services) -> None:
+    """Let create and update bodies be checked against the columns they are written to
+    (integer ranges, string lengths, date-times: see Operation.bind_columns)."""
+    for op in services.decl.operations:
+        res = services.resources.get(op.resource)
+        if op.action in _WRITES and op.body_schema and res is not None and \
+                res.model is not None:
+            op.bind_columns(res.fields)
 
 
 def _problem(problem: Problem) -> Response:
@@ -153,8 +180,19 @@ def _render(reply: Reply) -> Response:
 
 
 def _read_body(op: Operation) -> tuple[bool, Any]:
-    """(whether a body was sent, the parsed JSON)."""
-    raw = request.get_data(cache=False)
+    """(whether a body was sent, the parsed JSON).
+
+    :raises PayloadTooLarge: more than MAX_BODY bytes, declared or (chunked) streamed
+    """
+    limit = request.max_content_length or MAX_BODY
+    if request.content_length is None and request.environ.get("wsgi.input_terminated"):
+        # a chunked body: Werkzeug would cut it at the limit and hand back the first
+        # part as if it were all; read one byte more than allowed to tell
+        raw = request.environ["wsgi.input"].read(limit + 1)
+        if len(raw) > limit:
+            raise PayloadTooLarge(f"request body is larger than {limit} bytes")
+    else:
+        raw = request.get_data(cache=False)  # 413 past a declared Content-Length
     if not raw:
         if op.body_required:
             raise BadRequest("a JSON request body is required",
@@ -215,7 +253,7 @@ def _dispatch(services: Services, op: Operation, path_args: dict[str, str],
     ctx: RequestContext | None = None
     principal = ANONYMOUS
     try:
-        principal = services.pipeline.authenticate(request)
+        principal = services.pipeline.authenticate(request, op)
         if not op.public and not principal.authenticated:
             raise Unauthorized()
         if principal.authenticated and services.roles.sources:
@@ -242,7 +280,9 @@ def _dispatch(services: Services, op: Operation, path_args: dict[str, str],
         ctx.finish(True)
         response = _render(reply)
     except Problem as exc:
-        if exc.status >= 500:
+        if isinstance(exc, ServiceUnavailable):  # an outage: once per interval, counted
+            services.unavailable(request.method, request.path, exc.detail)
+        elif exc.status >= 500:
             log.error("%s %s: %s", request.method, request.path, exc.detail)
         response = _fail(ctx, exc)
     except IntegrityError:
@@ -250,7 +290,7 @@ def _dispatch(services: Services, op: Operation, path_args: dict[str, str],
     except StaleDataError:  # a concurrent change surfacing only at commit
         response = _fail(ctx, Conflict("changed by another request at the same time; retry"))
     except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
-        log.error("redis unavailable during %s %s", request.method, request.path)
+        services.redis_outage(request.method, request.path)
         response = _fail(ctx, ServiceUnavailable("redis is unavailable"))
     except (OperationalError, DBAPIError) as exc:
         if isinstance(exc, DBAPIError) and not (isinstance(exc, OperationalError) or
@@ -258,8 +298,18 @@ def _dispatch(services: Services, op: Operation, path_args: dict[str, str],
             log.exception("database error during %s %s", request.method, request.path)
             response = _fail(ctx, Problem("internal error"))
         else:
-            log.error("database unavailable during %s %s", request.method, request.path)
+            services.database_outage(request.method, request.path)
             response = _fail(ctx, ServiceUnavailable("database is unavailable"))
+    except HTTPException as exc:  # from reading the body: too large (413), cut off (400)
+        code = exc.code or 400
+        if code >= 500:
+            log.error("%s %s: %s", request.method, request.path, exc)
+        if code == 413:
+            problem: Problem = PayloadTooLarge(f"request body is larger than {MAX_BODY} bytes")
+        else:
+            problem = Problem(exc.description, status=code, title=exc.name,
+                              slug="bad-request" if code == 400 else "http-error")
+        response = _fail(ctx, problem)
     except Exception:
         log.exception("unhandled error during %s %s", request.method, request.path)
         response = _fail(ctx, Problem("internal error"))
@@ -267,6 +317,9 @@ def _dispatch(services: Services, op: Operation, path_args: dict[str, str],
         principal = ctx.principal
         for key, value in ctx.response_headers.items():
             response.headers.setdefault(key, value)
+    if principal.authenticated or "Set-Cookie" in response.headers:
+        # a signed-in caller's data, or a session credential: no cache may keep it
+        response.headers.setdefault("Cache-Control", "no-store")
     response.headers["X-Request-ID"] = request_id
     services.pipeline.observe(RequestRecord(
         request.method, request.path, op.operation_id, op.resource, op.action,
@@ -295,8 +348,9 @@ def _add_routes(app: Flask, services: Services) -> None:
     for base, react_admin in bases:
         for path, ops in by_path.items():
             def view(_ops=ops, _ra=react_admin, **path_args):
-                op = _ops.get(request.method)
-                if op is None:  # HEAD of a GET-less path and the like
+                method = request.method
+                op = _ops.get("GET" if method == "HEAD" and method not in _ops else method)
+                if op is None:  # a method Werkzeug routed but the spec lacks
                     return _problem(MethodNotAllowed(
                         f"{request.method} is not allowed here",
                         headers={"Allow": ", ".join(sorted(_ops))}))
@@ -304,48 +358,6 @@ def _add_routes(app: Flask, services: Services) -> None:
 
             app.add_url_rule(base + flask_rule(path), endpoint=("ra:" if react_admin else "")
                              + path, view_func=view, methods=list(ops))
-
-
-def _add_docs(app: Flask, services: Services) -> None:
-    base = services.base_url
-    document = dict(services.spec)
-    document.pop("x-apicrud-resources", None)
-    document["servers"] = [{"url": base}]
-    spec_json = json.dumps(document)
-
-    @app.get(base + "/openapi.json")
-    def _openapi():
-        return Response(spec_json, 200, mimetype=JSON_TYPE)
-
-    try:
-        import swagger_ui_bundle
-    except ImportError:  # pragma: no cover - optional
-        return
-    ui_dir = swagger_ui_bundle.swagger_ui_path
-    index = _swagger_index(base)
-
-    @app.get(base + "/ui/")
-    def _ui():
-        return Response(index, 200, mimetype="text/html")
-
-    @app.get(base + "/ui/<path:name>")
-    def _ui_static(name: str):
-        from flask import send_from_directory
-
-        return send_from_directory(ui_dir, name)
-
-    if not os.path.isdir(ui_dir):  # pragma: no cover
-        log.warning("swagger-ui-bundle has no files at %s", ui_dir)
-
-
-def _swagger_index(base: str) -> str:
-    return f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>apicrud API</title>
-<link rel="stylesheet" href="{base}/ui/swagger-ui.css"></head>
-<body><div id="swagger-ui"></div>
-<script src="{base}/ui/swagger-ui-bundle.js"></script>
-<script>SwaggerUIBundle({{url: "{base}/openapi.json", dom_id: "#swagger-ui"}});</script>
-</body></html>"""
 
 
 CORS_REQUEST_HEADERS = "Authorization, Content-Type, Range, If-Match, X-API-KEY, " \
@@ -363,6 +375,8 @@ def _add_cors(app: Flask, services: Services) -> None:
 
     @app.after_request
     def _cors(response: Response) -> Response:
+        # every answer depends on Origin (allowed or not): caches must key on it
+        response.vary.add("Origin")
         origin = request.headers.get("Origin")
         if not origin or (origin not in origins and "*" not in origins):
             return response
@@ -371,11 +385,20 @@ def _add_cors(app: Flask, services: Services) -> None:
             response.headers["Access-Control-Allow-Credentials"] = "true"
         else:
             response.headers["Access-Control-Allow-Origin"] = "*"
-        response.headers.add("Vary", "Origin")
         response.headers["Access-Control-Expose-Headers"] = CORS_EXPOSED_HEADERS
         if request.method == "OPTIONS":
             response.headers["Access-Control-Allow-Methods"] = \
                 "GET, POST, PUT, PATCH, DELETE, OPTIONS"
             response.headers["Access-Control-Allow-Headers"] = CORS_REQUEST_HEADERS
             response.headers["Access-Control-Max-Age"] = "600"
+        return response
+
+
+def _add_security_headers(app: Flask) -> None:
+    """``X-Content-Type-Options: nosniff`` on every response: a browser must never run a
+    JSON answer (or anything else served here) as another content type."""
+
+    @app.after_request
+    def _nosniff(response: Response) -> Response:
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
         return response

@@ -62,7 +62,7 @@ class Problem(Exception):
 
     def render(self, instance: str | None = None) -> tuple[bytes, int, dict[str, str]]:
         headers = {"Content-Type": PROBLEM_MEDIA_TYPE, **self.headers}
-        return json.dumps(self.to_dict(instance)).encode(), self.status, headers
+        return (json.dumps(self.to_dict(instance)) + "\n").encode(), self.status, headers
 
 
 class BadRequest(Problem):
@@ -106,6 +106,10 @@ class Conflict(Problem):
 
 class PreconditionFailed(Problem):
     status, title, slug = 412, "Precondition Failed", "precondition-failed"
+
+
+class PreconditionRequired(Problem):
+    status, title, slug = 428, "Precondition Required", "precondition-required"
 
 
 class PayloadTooLarge(Problem):

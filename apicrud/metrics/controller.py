@@ -16,7 +16,7 @@ from apicrud.context import Reply, RequestContext
 from apicrud.crud.controller import BasicCRUD
 from apicrud.db import query as q
 from apicrud.errors import BadRequest, Forbidden, ValidationProblem
-from apicrud.metrics.grants import number
+from apicrud.metrics.grants import NUMBER_RULE, number
 
 FIELDS = ("id", "name", "scope", "style", "period", "uid", "value", "limit", "remaining",
           "expires", "description")
@@ -106,7 +106,7 @@ class MetricController:
         settings = self.services.settings
         params = ctx.params
         filters = q.parse_filter(params.get("filter"))
-        sort = q.parse_sort(params.get("sort") or "name", dict.fromkeys(FIELDS))
+        sort = q.parse_sort(params.get("sort") or "name", dict.fromkeys(FIELDS), max_keys=1)
         limit = params.get("limit")
         offset = params.get("offset") or 0
         if params.get("cursor_next"):
@@ -152,7 +152,10 @@ def _timestamp(value: Any, field: str) -> datetime | None:
     except ValueError:
         raise ValidationProblem({field: "is not a date-time"}) from None
     if when.tzinfo is not None:
-        when = when.astimezone(timezone.utc).replace(tzinfo=None)
+        try:
+            when = when.astimezone(timezone.utc).replace(tzinfo=None)
+        except OverflowError:
+            raise ValidationProblem({field: "is out of range"}) from None
     return when
 
 
@@ -167,7 +170,7 @@ class GrantController(BasicCRUD):
         if "value" in values:
             n = number(values["value"])
             if n is None:
-                raise ValidationProblem({"value": "must be a number >= 0"})
+                raise ValidationProblem({"value": NUMBER_RULE})
             values["value"] = str(n)
         if "expires" in values:
             values["expires"] = _timestamp(values["expires"], "expires")

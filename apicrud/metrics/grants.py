@@ -36,17 +36,33 @@ log = logging.getLogger("apicrud.metrics")
 CACHE = "apicrud:grants:"
 
 
+#: the largest grant value: a SQL BIGINT and a Redis counter hold it, its text fits the
+#: grant row's value column, and a limit above it means "unlimited" anyway
+MAX_GRANT = 2 ** 63 - 1
+NUMBER_RULE = f"must be a number from 0 to {MAX_GRANT}"
+
+
 def number(value: Any) -> int | float | None:
-    """A grant value as a number: int when integral; None if it is not a number >= 0."""
+    """A grant value as a number: int when integral; None unless 0 <= value <= MAX_GRANT."""
     if isinstance(value, bool):
         return None
+    if isinstance(value, str):
+        try:
+            value = int(value.strip())
+        except ValueError:
+            pass
+    if isinstance(value, int):  # exact: a float would round 2**63 - 1 up
+        return value if 0 <= value <= MAX_GRANT else None
     try:
-        out = float(value)
-    except (TypeError, ValueError):
+        out = float(str(value).strip()) if isinstance(value, str) else float(value)
+    except (TypeError, ValueError, OverflowError):
         return None
-    if out != out or out < 0 or out == float("inf"):
+    if out != out or out < 0 or out > MAX_GRANT:  # NaN, negative, huge or infinite
         return None
-    return int(out) if out.is_integer() else out
+    if out.is_integer():
+        n = int(out)
+        return n if n <= MAX_GRANT else None
+    return out
 
 
 def check_defaults(raw: Mapping[str, Any]) -> tuple[dict[str, int | float], list[str]]:
@@ -54,7 +70,7 @@ def check_defaults(raw: Mapping[str, Any]) -> tuple[dict[str, int | float], list
     for name, value in (raw or {}).items():
         n = number(value)
         if n is None:
-            problems.append(f"setting default_grants.{name}: must be a number >= 0")
+            problems.append(f"setting default_grants.{name}: {NUMBER_RULE}")
         else:
             out[str(name)] = n
     return out, problems

@@ -104,6 +104,13 @@ class WindowLimiter:
         return Decision(allowed=count <= limit, limit=limit,
                         remaining=max(limit - count, 0), reset=reset, interval=self.interval)
 
+    def current(self, subject: str) -> tuple[int, int]:
+        """(requests counted for ``subject`` in this window, seconds until it ends),
+        without counting one."""
+        now = self.clock()
+        window, reset = self._window(now)
+        return int(self.client.get(f"{self.prefix}{subject}:{window}") or 0), reset
+
     def peek(self, subject: str) -> int:
         """Requests counted for ``subject`` in the current window (without counting one)."""
         return int(self.client.get(self.key(subject)) or 0)

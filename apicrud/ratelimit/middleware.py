@@ -12,6 +12,22 @@ Runs after authentication (see :mod:`apicrud.pipeline`), so it knows who is call
   untrusted address is the client. A client cannot forge its way past this, because
   only hops appended by proxies we trust are believed.
 
+Requests whose credentials fail (an unknown, expired or revoked token, cookie or API
+key) are counted too, per client address, against ``ratelimit_auth_failures``: checking
+a credential costs a Redis or database lookup, so a flood of guesses must not be free.
+Once an address has used up its failures for the window, its API keys (whose check
+reads the database) are refused (429, ``Retry-After``) before they are looked at, and
+its other credentials (sessions, checked in Redis at the cost of the counter itself)
+are still checked: valid ones pass, so a flood of guesses from a shared address does not
+lock out the signed-in users behind it, and invalid ones get 429 instead of 401. On a
+public operation refused credentials are ignored instead and the request runs
+anonymous. Requests without credentials are not affected by this counter.
+
+The user's limit is their ``ratelimit`` grant row when they have one, else
+``ratelimit_default``, which is also what the grants service reports as the default
+``ratelimit`` grant (a ``default_grants.ratelimit`` that disagrees with it is refused
+at start-up, so exactly one setting decides).
+
 A limit of 0 means unlimited. An operation marked ``x-ratelimit: false`` in the spec is
 not counted (``/health``: a load balancer polls it, and it must answer while Redis is
 down). Every counted response carries ``RateLimit-Limit``, ``RateLimit-Remaining`` and
@@ -33,6 +49,7 @@ from typing import Any, Iterable
 import redis.exceptions
 
 from apicrud.errors import ServiceUnavailable, StartupError, TooManyRequests
+from apicrud.pipeline import has_credentials
 from apicrud.ratelimit.limiter import Decision, WindowLimiter
 
 log = logging.getLogger("apicrud.ratelimit")
@@ -108,6 +125,8 @@ class RateLimit:
         self.limiter = limiter
         self.default_limit = int(settings.ratelimit_default)
         self.anonymous_limit = int(settings.ratelimit_anonymous)
+        self.failure_limit = int(settings.ratelimit_auth_failures)
+        self.cookie_name = settings.cookie_name
         self.fail_open = settings.ratelimit_fail == "open"
         self.trusted = parse_networks(settings.trusted_proxies)
         self._fail_lock = threading.Lock()
@@ -130,6 +149,63 @@ class RateLimit:
         addr = client_address(ctx.remote_addr, ctx.headers.get("X-Forwarded-For"),
                               self.trusted)
         return f"addr:{addr}", self.anonymous_limit
+
+    # -- failed credentials, per client address --------------------------------------
+    def _failure_subject(self, request: Any) -> str:
+        addr = client_address(request.remote_addr, request.headers.get("X-Forwarded-For"),
+                              self.trusted)
+        return f"authfail:{addr}"
+
+    def _counts_failures(self, request: Any, operation: Any) -> bool:
+        if self.failure_limit <= 0:
+            return False
+        if operation is not None and operation.extensions.get("x-ratelimit") is False:
+            return False  # /health answers whatever happens to Redis
+        return has_credentials(request, self.cookie_name)
+
+    def credential_guard(self, request: Any, operation: Any) -> bool | None:
+        """Before credentials are checked: refuse (or, on a public operation, ignore)
+        them when the client address has used up its failed credentials."""
+        if not self._counts_failures(request, operation):
+            return None
+        subject = self._failure_subject(request)
+        try:
+            count, reset = self.limiter.current(subject)
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+            self._unavailable(exc, refuse=False)
+            return None
+        if count < self.failure_limit:
+            return None
+        if request.headers.get("X-API-KEY") is None:
+            # a session credential costs what this counter did: check it (valid ones
+            # pass); a failure is answered 429 by credential_failed
+            request.environ[_OVER_LIMIT] = reset
+            return None
+        if operation is not None and operation.public:
+            return False  # run anonymous, without looking the key up
+        raise self._refusal(subject, reset)
+
+    def _refusal(self, subject: str, reset: int) -> TooManyRequests:
+        log.info("failed credentials limit exceeded", extra={
+            "event": "ratelimit_auth_failures", "subject": subject,
+            "limit": self.failure_limit})
+        return TooManyRequests(
+            f"too many requests with invalid credentials from this address "
+            f"(at most {self.failure_limit} per {self.limiter.interval} seconds); "
+            f"try again in {reset} seconds",
+            headers={"Retry-After": str(reset)}, limit="ratelimit_auth_failures")
+
+    def credential_failed(self, request: Any, operation: Any, _problem: Exception) -> None:
+        """After a credential failed: count it against the client address."""
+        if not self._counts_failures(request, operation):
+            return
+        try:
+            self.limiter.hit(self._failure_subject(request), self.failure_limit)
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+            self._unavailable(exc, refuse=False)
+        reset = request.environ.get(_OVER_LIMIT)
+        if reset is not None and not (operation is not None and operation.public):
+            raise self._refusal(self._failure_subject(request), reset)
 
     def check(self, ctx: Any) -> Decision | None:
         """Count the request; None when it is not limited (exempt, limit 0, Redis down)."""
@@ -161,7 +237,7 @@ class RateLimit:
                 f"reached; try again in {decision.reset} seconds",
                 headers=headers, limit="ratelimit")
 
-    def _unavailable(self, exc: Exception) -> None:
+    def _unavailable(self, exc: Exception, refuse: bool = True) -> None:
         """Log (throttled) that Redis is unreachable; raise 503 when failing closed."""
         now = time.monotonic()
         with self._fail_lock:
@@ -174,14 +250,26 @@ class RateLimit:
                       type(exc).__name__, "allowed" if self.fail_open else "refused", count,
                       extra={"event": "ratelimit_unavailable",
                              "ratelimit_fail": "open" if self.fail_open else "closed"})
-        if not self.fail_open:
+        if refuse and not self.fail_open:
             raise ServiceUnavailable("rate limiting is unavailable (redis is down)")
+
+
+#: WSGI environ key: the client address is past its failed credentials (seconds to reset)
+_OVER_LIMIT = "apicrud.auth_failures_exceeded"
 
 
 def init_app(services: Any) -> None:
     """Install the guard (setting ``ratelimit_enable``); exposed as ``services.ratelimit``."""
     settings = services.settings
     services.ratelimit = None
+    grants = getattr(services, "grants", None)
+    if grants is not None:  # ratelimit_default is the default of the ratelimit grant
+        given = grants.defaults.get("ratelimit")
+        if given is not None and given != settings.ratelimit_default:
+            raise StartupError([
+                f"setting default_grants.ratelimit ({given}) disagrees with "
+                f"ratelimit_default ({settings.ratelimit_default}): set ratelimit_default"])
+        grants.defaults["ratelimit"] = int(settings.ratelimit_default)
     if not settings.ratelimit_enable:
         return
     try:
@@ -191,3 +279,5 @@ def init_app(services: Any) -> None:
         raise StartupError([f"trusted_proxies: {exc}"]) from None
     services.ratelimit = guard
     services.pipeline.guards.append(guard)
+    services.pipeline.credential_guards.append(guard.credential_guard)
+    services.pipeline.credential_failures.append(guard.credential_failed)

@@ -3,22 +3,111 @@
 Each :class:`Operation` knows its parameters (with string-to-type coercion), its JSON
 body validator and its security. Validation failures become 400 problem documents that
 name the parameter or field.
+
+Two checks apply to every resource, beyond what JSON Schema says:
+
+- ``format: date-time`` values must be ISO 8601 date-times that every backend can
+  store once made UTC: from ``1000-01-01T00:00:00Z`` to ``9999-12-31T23:59:59.999999Z``
+  (MariaDB's DATETIME range; ``9999-12-31T23:59:59-12:00`` is past it);
+- a create or update body is checked against the columns it is written to
+  (:meth:`Operation.bind_columns`): integers within the column's integer type, finite
+  numbers, text and numbers within a string column's length, date-times as above. So a
+  value the database would refuse (a 500) or silently mangle is a 400 naming the field.
 """
 
 from __future__ import annotations
 
 import copy
+import math
 import re
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any, Callable
 
 from jsonschema import Draft202012Validator, FormatChecker
+from sqlalchemy import BigInteger, DateTime, Float, Integer, Numeric, SmallInteger, String
 
 from apicrud.errors import BadRequest, ValidationProblem
 from apicrud.spec.loader import dereference
 
 METHODS = ("get", "put", "post", "delete", "patch")
 _FORMATS = FormatChecker()
+
+#: the date-times every backend stores (naive UTC): MariaDB's DATETIME range
+DATETIME_MIN = datetime(1000, 1, 1)
+DATETIME_MAX = datetime(9999, 12, 31, 23, 59, 59, 999999)
+DATETIME_RANGE = "out of range (1000-01-01T00:00:00Z to 9999-12-31T23:59:59Z)"
+
+
+def parse_datetime(value: str) -> tuple[datetime | None, str | None]:
+    """(naive UTC datetime, None), or (None, why not) for text that is not a date-time
+    every backend can store. Text without an offset is taken as UTC."""
+    if not isinstance(value, str) or len(value) > 64:
+        return None, "not an ISO 8601 date-time"
+    try:
+        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00")
+                                        .replace("z", "+00:00"))
+    except ValueError:
+        return None, "not an ISO 8601 date-time"
+    if parsed.tzinfo is not None:
+        try:
+            parsed = parsed.astimezone(timezone.utc).replace(tzinfo=None)
+        except OverflowError:  # 9999-12-31T23:59:59-12:00 is in year 10000 in UTC
+            return None, DATETIME_RANGE
+    if not DATETIME_MIN <= parsed <= DATETIME_MAX:
+        return None, DATETIME_RANGE
+    return parsed, None
+
+
+@_FORMATS.checks("date-time")
+def _is_datetime(value: Any) -> bool:
+    return not isinstance(value, str) or parse_datetime(value)[1] is None
+
+
+_INT_RANGES = ((SmallInteger, 16), (BigInteger, 64), (Integer, 32))
+
+
+def column_problem(column: Any, value: Any) -> str | None:
+    """Why ``value`` cannot be stored in ``column`` (an attribute or Column), or None."""
+    if value is None:
+        return None
+    kind = getattr(column, "type", None)
+    if kind is None:
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return "not a finite number"
+    if isinstance(kind, Integer) and isinstance(value, int) and not isinstance(value, bool):
+        bits = next(b for t, b in _INT_RANGES if isinstance(kind, t))
+        if not -(2 ** (bits - 1)) <= value < 2 ** (bits - 1):
+            return f"out of range (a {bits}-bit integer)"
+    elif isinstance(kind, (Float, Numeric)) and isinstance(value, (int, float)) \
+            and not isinstance(value, bool):
+        if abs(value) > 1.7976931348623157e308:
+            return "out of range"
+    elif isinstance(kind, String) and kind.length:
+        if isinstance(value, str) and len(value) > kind.length and not _references(column):
+            return f"longer than {kind.length} characters"
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and \
+                len(str(value)) > kind.length:
+            return "out of range"
+    elif isinstance(kind, DateTime) and isinstance(value, str):
+        return parse_datetime(value)[1]
+    return None
+
+
+def _references(column: Any) -> bool:
+    """Whether the column holds another record's id: a too long one names no record, and
+    the reference check answers that (404 for the field, as for any unknown id)."""
+    prop = getattr(column, "property", None)
+    columns = getattr(prop, "columns", None) or [column]
+    return any(getattr(c, "foreign_keys", None) for c in columns)
+
+
+def _short_format_message(err) -> str | None:
+    if err.validator == "format" and err.validator_value == "date-time" and \
+            isinstance(err.instance, str):
+        return parse_datetime(err.instance)[1]
+    return None
 
 
 @dataclass
@@ -76,6 +165,9 @@ def _error_field(err, prefix: str = "") -> str:
 
 
 def _short_message(err) -> str:
+    formatted = _short_format_message(err)
+    if formatted:
+        return formatted
     if err.validator == "additionalProperties":
         return "unknown field"
     if err.validator == "required":
@@ -120,6 +212,16 @@ class Operation:
     resource: str = ""
     action: str = ""
     extensions: dict[str, Any] = field(default_factory=dict)
+    #: body field -> the column it is written to (see :meth:`bind_columns`)
+    columns: dict[str, Any] = field(default_factory=dict)
+
+    def bind_columns(self, columns: dict[str, Any]) -> None:
+        """Check this operation's body values against these columns (field -> column
+        attribute): for operations whose body fields are written to a model as given."""
+        props = (self.body_schema or {}).get("properties") or {}
+        self.columns = {name: col for name, col in columns.items()
+                        if name in props and getattr(col, "type", None) is not None}
+    source: str = ""  # the spec file the path item is written in (for start-up problems)
 
     def parse_params(self, path_args: dict[str, str], query, headers) -> dict[str, Any]:
         """Coerce and validate parameters; raise a 400 naming the first bad ones."""
@@ -165,6 +267,12 @@ class Operation:
             return
         validator = self.partial_body_validator if partial else self.body_validator
         errors = validation_errors(validator, body)
+        if self.columns and isinstance(body, dict):
+            for name, value in body.items():
+                column = self.columns.get(name)
+                problem = column_problem(column, value) if column is not None else None
+                if problem:
+                    errors.setdefault(name, problem)
         if errors:
             raise ValidationProblem(errors)
 
@@ -174,8 +282,12 @@ def _validator(schema: dict[str, Any]):
     return Draft202012Validator(schema, format_checker=_FORMATS)
 
 
-def compile_operations(spec: dict[str, Any]) -> list[Operation]:
-    """Build an :class:`Operation` for every path and method of a bundled spec."""
+def compile_operations(spec: dict[str, Any],
+                       sources: dict[str, str] | None = None) -> list[Operation]:
+    """Build an :class:`Operation` for every path and method of a bundled spec.
+
+    ``sources`` maps a path to the file it is written in (:func:`load_spec_with_sources`).
+    """
     ops: list[Operation] = []
     global_security = spec.get("security", [])
     for path, item in (spec.get("paths") or {}).items():
@@ -212,6 +324,7 @@ def compile_operations(spec: dict[str, Any]) -> list[Operation]:
                 security=security,
                 public=bool(op.get("x-public", False)),
                 extensions={k: v for k, v in op.items() if k.startswith("x-")},
+                source=(sources or {}).get(path, ""),
             ))
     return ops
 

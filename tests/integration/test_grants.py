@@ -79,13 +79,13 @@ def test_expired_overrides_no_longer_apply(server, admin, user):
     soon = (datetime.now(timezone.utc) + timedelta(seconds=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
     grant(admin, user.uid, "ratelimit", 5, expires=past)
     grant(admin, user.uid, "apikeys", 1, expires=soon)
-    assert grants.get(user.uid, "ratelimit") == server.settings.default_grants["ratelimit"]
+    assert grants.get(user.uid, "ratelimit") == server.settings.ratelimit_default
     assert grants.get(user.uid, "apikeys") == 1
     # the cached overrides live no longer than the earliest of them
     assert server.services.redis.client.ttl(f"apicrud:grants:{user.uid}") <= 3
     time.sleep(3.1)
     assert grants.get(user.uid, "apikeys") == server.settings.default_grants["apikeys"]
-    assert grants.get(None, "ratelimit") == server.settings.default_grants["ratelimit"]
+    assert grants.get(None, "ratelimit") == server.settings.ratelimit_default
     assert grants.get(user.uid, "no-such-grant") is None
 
 
