@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test check routes bench clean ui audit
+.PHONY: run test check routes bench clean ui audit swagger-ui
 
 run: $(VENV)/.installed  ## set up and run the service on the embedded defaults
 	$(VENV)/bin/apicrud serve
@@ -32,6 +32,27 @@ bench: $(VENV)/.installed  ## apicrud vs a hand-written baseline under wrk (SQLi
 
 ui:  ## rebuild the admin UI bundle (apicrud/admin_ui/dist, committed) from ui/; needs Node and npm
 	cd ui && npm ci && npm run build
+
+# Swagger UI at /api/v1/ui/: files of npm's swagger-ui-dist, committed in
+# apicrud/swagger_ui/vendor (VERSION there names the pinned release). `make swagger-ui`
+# refreshes them to the newest release (npm view swagger-ui-dist version), or to
+# SWAGGER_UI_VERSION=5.x.y; npm checks the tarball against the registry's integrity hash.
+SWAGGER_UI_VERSION ?=
+SWAGGER_UI_DIR := apicrud/swagger_ui/vendor
+SWAGGER_UI_FILES := swagger-ui-bundle.js swagger-ui-bundle.js.LICENSE.txt swagger-ui.css \
+	favicon-16x16.png favicon-32x32.png LICENSE NOTICE
+swagger-ui:  ## refresh the vendored Swagger UI (apicrud/swagger_ui/vendor, committed) from npm; needs npm
+	@set -eu; v="$(SWAGGER_UI_VERSION)"; [ -n "$$v" ] || v=$$(npm view swagger-ui-dist version); \
+	case "$$v" in 5.*) ;; *) echo "swagger-ui-dist $$v: apicrud/swagger_ui is written for 5.x" >&2; exit 1;; esac; \
+	tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	(cd "$$tmp" && npm pack --silent "swagger-ui-dist@$$v" >/dev/null && tar -xzf "swagger-ui-dist-$$v.tgz"); \
+	rm -rf $(SWAGGER_UI_DIR) && mkdir -p $(SWAGGER_UI_DIR); \
+	for f in $(SWAGGER_UI_FILES); do cp "$$tmp/package/$$f" $(SWAGGER_UI_DIR)/; done; \
+	{ printf 'swagger-ui-dist %s\nintegrity %s\nfiles (sha256):\n' "$$v" \
+	    "$$(npm view "swagger-ui-dist@$$v" dist.integrity)"; \
+	  (cd $(SWAGGER_UI_DIR) && sha256sum $(SWAGGER_UI_FILES)); } > $(SWAGGER_UI_DIR)/VERSION.tmp; \
+	mv $(SWAGGER_UI_DIR)/VERSION.tmp $(SWAGGER_UI_DIR)/VERSION; \
+	echo "swagger-ui-dist $$v -> $(SWAGGER_UI_DIR)"
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
