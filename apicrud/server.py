@@ -18,7 +18,8 @@ from apicrud.db import migrate
 from apicrud.db.engine import Database
 from apicrud.mutex import Mutex
 from apicrud.redis_client import RedisProvider
-from apicrud.services import load_declarations
+from apicrud.db.schema import schema_problems
+from apicrud.services import backend_problems, load_declarations
 from apicrud.errors import StartupError
 
 log = logging.getLogger("apicrud.server")
@@ -64,6 +65,9 @@ def run(settings) -> None:
     decl = load_declarations(settings)
     if decl.problems:
         raise StartupError(decl.problems)
+    problems = backend_problems(settings)  # a database or Redis that cannot be reached
+    if problems:
+        raise StartupError(problems)
     redis = RedisProvider(settings.redis_url, settings.path("data_dir"))
     try:
         if redis.embedded:
@@ -74,6 +78,9 @@ def run(settings) -> None:
                     migrate.head(settings):
                 log.info("applying database migrations")
                 migrate.upgrade(settings)
+            problems = schema_problems(settings)  # after migrating: what is still missing
+            if problems:
+                raise StartupError(problems)
             ensure_admin(settings)
         url = settings.public_url or f"http://{settings.host}:{settings.port}"
         admin = f", admin UI: {url}/admin/" if settings.admin_ui else ""

@@ -7,6 +7,6 @@ Typical use::
     settings.port, settings["log_level"], settings.sqlalchemy_url
 """
 
-from apicrud.config.loader import ConfigError, Settings, load_settings
+from apicrud.config.loader import ConfigError, Settings, load_settings, mask_url
 
-__all__ = ["ConfigError", "Settings", "load_settings"]
+__all__ = ["ConfigError", "Settings", "load_settings", "mask_url"]

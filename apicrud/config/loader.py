@@ -48,6 +48,26 @@ class ConfigError(Exception):
         super().__init__("\n  - ".join([head, *self.problems]))
 
 
+def mask_url(url: str) -> str:
+    """``url`` with the password of its user part shown as ``***`` (any scheme).
+
+    ``postgresql+psycopg://app:pw@db/x`` -> ``postgresql+psycopg://app:***@db/x``;
+    ``redis://:pw@host:6379/0`` -> ``redis://:***@host:6379/0``. A URL without a
+    password is returned unchanged.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    # the user part ends at the last "@" before any query or fragment; a password may
+    # hold an unencoded "/", so the last "@" wins (masking too much never leaks)
+    end = min((i for i in (rest.find(c) for c in "?#") if i >= 0), default=len(rest))
+    userinfo, at, tail = rest[:end].rpartition("@")
+    if not at or ":" not in userinfo:
+        return url
+    user = userinfo.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{tail}{rest[end:]}"
+
+
 def _is_type(value: Any, type_name: str) -> bool:
     # bool is a subclass of int, but True is not a sensible port number.
     if isinstance(value, bool) and type_name != "boolean":
@@ -238,9 +258,25 @@ def _thaw(value: Any) -> Any:
     return value
 
 
+def _enum_case(decl: Mapping[str, Any], value: Any) -> Any:
+    """An enum value given in another case (``DEBUG`` for ``debug``) as the declared one."""
+    if isinstance(value, str) and "enum" in decl and value not in decl["enum"]:
+        same = [v for v in decl["enum"] if isinstance(v, str) and v.lower() == value.lower()]
+        if len(same) == 1:
+            return same[0]
+    return value
+
+
 def _finish(root: Path, version: int, decls: Mapping[str, Mapping[str, Any]],
-            values: dict[str, Any], sources: dict[str, str], problems: list[str]) -> Settings:
-    """Validate ``values``, then raise all ``problems`` at once or build the Settings."""
+            values: dict[str, Any], sources: dict[str, str], problems: list[str],
+            warn: bool = True) -> Settings:
+    """Validate ``values``, then raise all ``problems`` at once or build the Settings.
+
+    ``warn``: log the known-default warnings (once per load; :meth:`Settings.replace`
+    of already loaded settings does not repeat them).
+    """
+    for key in values:
+        values[key] = _enum_case(decls[key], values[key])
     for key, value in values.items():
         secret = decls[key].get("format") == "password"
         src = f" (from {sources[key]})" if key in sources else ""
@@ -254,7 +290,7 @@ def _finish(root: Path, version: int, decls: Mapping[str, Mapping[str, Any]],
             continue
         if values.get("env") == "production":
             problems.append(f"{key} is left at a known default; set it")
-        else:  # tolerated for dev/test convenience, but loudly
+        elif warn:  # tolerated for dev/test convenience, but loudly (once per load)
             log.warning("%s is left at a known default; this is refused when env=production", key)
     if problems:
         raise ConfigError(problems)
@@ -396,7 +432,7 @@ class Settings(Mapping[str, Any]):
                     if k not in self._decls]
         values = {**self._values, **{k: v for k, v in changes.items() if k in self._decls}}
         return _finish(self._root, self._version, self._decls, values,
-                      {k: "replace()" for k in changes}, problems)
+                       {k: "replace()" for k in changes}, problems, warn=False)
 
     @property
     def sqlalchemy_url(self) -> str:

@@ -9,6 +9,8 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from apicrud.db.schema import install_schema_errors
+
 
 class Database:
     """Owns the engine and hands out sessions.
@@ -29,6 +31,8 @@ class Database:
         self.engine: Engine = create_engine(url, **kwargs)
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
+        # a missing table or column is a schema mismatch (500), never an outage (503)
+        install_schema_errors(self.engine)
         self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
 
     @property

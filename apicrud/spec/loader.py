@@ -78,11 +78,26 @@ class _Bundler:
 
 def load_spec(path: str) -> dict[str, Any]:
     """Read the root document at ``path`` and bundle the files it references."""
+    return load_spec_with_sources(path)[0]
+
+
+def load_spec_with_sources(path: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """:func:`load_spec`, and the file each path item is written in (path -> file name).
+
+    A path item given as ``$ref: "book.path.yaml#/item"`` comes from ``book.path.yaml``;
+    one written in the root document from the root file. Start-up problems name it.
+    """
     bundler = _Bundler(path)
     root = bundler.load(path)
     if not isinstance(root, dict) or "openapi" not in root:
         raise SpecError(f"{path}: not an OpenAPI document (no 'openapi' key)")
-    return bundler.bundle(root, bundler.root_file)
+    sources: dict[str, str] = {}
+    paths = root.get("paths")
+    for name, item in (paths.items() if isinstance(paths, dict) else ()):
+        ref = item.get("$ref") if isinstance(item, dict) else None
+        file_part = ref.partition("#")[0] if isinstance(ref, str) else ""
+        sources[name] = os.path.join(os.path.dirname(path), file_part) if file_part else path
+    return bundler.bundle(root, bundler.root_file), sources
 
 
 def dereference(node: Any, root: dict[str, Any], stack: tuple = ()) -> Any:

@@ -254,12 +254,13 @@ def own_postgres():
 
 
 def test_database_stopped_and_restarted_mid_run(server, own_postgres):
+    from apicrud.db.migrate import upgrade
+
+    # migrated first: an instance refuses to start on a database lacking the models' tables
+    upgrade(server.settings.replace(database_url=own_postgres.url))
     inst = start_instance(server.settings, database_url=own_postgres.url,
                           redis_url=server.services.redis.url)
     try:
-        from apicrud.db.migrate import upgrade
-
-        upgrade(inst.settings)
         username, password, _ = new_account(inst.services)
         http = login(inst.url, username, password)
         assert http.post(inst.url + "/list", json={"name": "before"}, timeout=10) \

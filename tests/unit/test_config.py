@@ -444,3 +444,39 @@ def test_copy_and_pickle(tmp_path):
     assert copy.copy(s) == s and copy.deepcopy(s) == s
     clone = pickle.loads(pickle.dumps(s))
     assert clone == s and clone.root == s.root and clone.cors_origins == s.cors_origins
+
+
+# --- issue 13: enum case, one warning, masked URLs -----------------------------------------
+
+
+@pytest.mark.parametrize("given", ["DEBUG", "Debug", "debug"])
+def test_enum_setting_accepts_any_case_from_the_environment(tmp_path, given):
+    s = load(tmp_path, {"APICRUD_LOG_LEVEL": given})
+    assert s.log_level == "debug"
+    assert s.replace(log_level="WARNING").log_level == "warning"
+
+
+def test_enum_setting_still_refuses_an_unknown_value_in_any_case(tmp_path):
+    (p,) = problems_of(tmp_path, {"APICRUD_LOG_LEVEL": "LOUD"})
+    assert p.startswith("log_level: 'LOUD'") and "debug, info, warning, error" in p
+
+
+def test_known_default_warning_once_per_load_not_per_replace(tmp_path, caplog):
+    with caplog.at_level(logging.WARNING, logger="apicrud.config"):
+        s = load(tmp_path)
+        s.replace(port=9001).replace(redis_url="redis://127.0.0.1:1/5")
+    assert caplog.text.count("secret_key is left at a known default") == 1, caplog.text
+
+
+@pytest.mark.parametrize("url, shown", [
+    ("postgresql+psycopg://app:pw@db:5432/x", "postgresql+psycopg://app:***@db:5432/x"),
+    ("redis://:pw@127.0.0.1:6379/5", "redis://:***@127.0.0.1:6379/5"),
+    ("redis://user:p/w@h/0?a=b", "redis://user:***@h/0?a=b"),
+    ("mysql+pymysql://root@h/x", "mysql+pymysql://root@h/x"),
+    ("sqlite:////tmp/a.db", "sqlite:////tmp/a.db"),
+    ("unix:///tmp/redis.sock", "unix:///tmp/redis.sock"),
+])
+def test_mask_url_hides_only_the_password(url, shown):
+    from apicrud.config import mask_url
+
+    assert mask_url(url) == shown
