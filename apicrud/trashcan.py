@@ -1,8 +1,8 @@
 """Trashcan: the soft-deleted records of every resource that has ``status``.
 
 The only reader of trashed rows. A caller sees and purges exactly the trashed records
-they may delete (``d``), decided by the same evaluator as BasicCRUD, in SQL for the
-list. Restoring needs that and more: it passes every check a create of the record would
+they may delete (``d``) and could read were they live (``r``), decided by the same
+evaluator as BasicCRUD, in SQL for the list. Restoring needs that and more: it passes every check a create of the record would
 pass now (the resource controller's ``check_restore``). Ids are
 ``<resource>-<record id>``.
 """
@@ -48,9 +48,17 @@ class Trashcan:
         model = res.model
         record = ctx.db.execute(select(model).where(
             model.id == record_id, model.status == TRASHED)).scalar_one_or_none()
-        if record is None or not self.access.allows(ctx.principal, "d", res.name, record):
+        if record is None or not self._may_see(ctx, res, record):
             raise NotFound(f"trashcan {trash_id[:60]} not found")
         return res, record
+
+    def _may_see(self, ctx: RequestContext, res, record: Any) -> bool:
+        """A trashed record is the caller's to see, restore or purge when they may delete
+        it and could read it were it live: ``d`` through a membership does not open
+        what privacy closes (a manager never sees a member's secret message)."""
+        p = ctx.principal
+        return self.access.allows(p, "d", res.name, record) and \
+            self.access.allows(p, "r", res.name, record)
 
     def _label(self, res) -> Any:
         for name in LABEL_FIELDS:
@@ -80,7 +88,8 @@ class Trashcan:
                 func.coalesce(self._label(res), model.id).label("label"),
                 owner.label("uid"),
                 func.coalesce(model.modified, model.created).label("deleted"),
-            ).where(model.status == TRASHED, self.access.where(p, name, model, "d")))
+            ).where(model.status == TRASHED, self.access.where(p, name, model, "d"),
+                    self.access.where(p, name, model, "r")))
         return union_all(*selects).subquery("trash") if selects else None
 
     # -- operations ---------------------------------------------------------------------

@@ -6,7 +6,7 @@ members, records), which action letters a caller holds on a record and which HTT
 outcome each operation must have. ``tests/integration/test_rbac_matrix.py`` compares
 the running service against it.
 
-Rules implemented (CONTRACT 1, 3, 5; README "Policies"):
+Rules implemented (CONTRACT 1, 3, 5; README "Policies"; issue 11):
 
 - entries ``{principal, resource: "<res>:<target>", actions}``; where a resource's entries
   never name ``l``, an entry with ``r`` also grants ``l``;
@@ -18,15 +18,32 @@ Rules implemented (CONTRACT 1, 3, 5; README "Policies"):
   ``uid``, ``id`` for person); ``{{<attr>}}`` records whose <attr> (for the membership
   resource itself: its ``id``) names a membership where the caller holds the level;
 - a membership level comes from active member rows of an active membership record;
-  the owner of the membership record holds the highest level below secret;
+  the owner of the membership record holds the highest level below secret (manager);
 - privacy, for ``{{<attr>}}`` targets and read actions only: a record with privacy p is
   readable through level v iff p is not the last (secret) level and rank(p) <= rank(v);
+  EXCEPT the membership resource itself (a list): every holder of its role, at any
+  level, reads it whatever its privacy (CONTRACT 5, corrected);
 - a record whose privacy is the first level (public) may be read (r, l) by every
   authenticated caller (pending too), for resources with a privacy field whose entries
   name that action;
-- the members resource (``listmember``) has its controller's extra rules: ``h`` on the
-  membership record lets you add/change/remove anyone, ``i`` add an invitee (the lowest
-  level), ``j`` add yourself as a member or change your own membership.
+- the members resource (``listmember``) has its controller's rules, which count as
+  holding the action (they show in ``rbac`` and ``can-i``): ``h`` on the membership
+  record lets you add, change and remove anyone at any level; ``i`` add an invitee (the
+  lowest level); ``j`` add yourself as a member, and change your own membership row
+  (``u``: accept an invitation, invitee -> member; nobody raises themself further);
+- owners (CONTRACT 3, 5): a record is created for, or moved to, another ``uid`` only by a
+  principal allowed on ``{resource}:*`` for that action; on the members resource ``uid``
+  is the member being added (membership rules on create), and moving an existing
+  membership to another person or list needs ``{members}:*``;
+- payload ids (``list_id``, ``category_id``, ``uid``) must name an active record the
+  caller may read, else 404 naming the field; a record created inside a membership
+  needs ``c`` there (404 naming the membership attribute otherwise);
+- trashcan: a trashed record is seen (listed, shown, restored, purged) by those who hold
+  ``d`` on it and could read it live (``d`` through a membership ignores privacy: without
+  the read, a manager would see a trashed secret message of their list);
+- restore (``PUT /trashcan/...``): the caller must see the trashed record, and a create
+  of the record as it is must pass now (policy ``c``, membership rules, references,
+  owner rule).
 """
 
 from __future__ import annotations
@@ -97,7 +114,18 @@ class World:
 @dataclass(frozen=True)
 class Outcome:
     status: int
-    fields: frozenset = frozenset()  # for a 404 of a create: fields that may be named
+    fields: frozenset = frozenset()  # for a 404: fields of which one must be named
+    also: frozenset = frozenset()  # other statuses that are as correct (a refusal: 403/404)
+
+    def accepts(self, code: int) -> bool:
+        return code == self.status or code in self.also
+
+    @property
+    def ok(self) -> bool:
+        return self.status < 400
+
+
+REFUSED = Outcome(403, also=frozenset({404}))  # refused; 403 or 404 are both correct
 
 
 class Reference:
@@ -121,11 +149,14 @@ class Reference:
             self.entries[resource] = out
         self.privacy_field: dict[str, str | None] = {}
         self.fields: dict[str, set[str]] = {}
+        self.read_only: dict[str, set[str]] = {}
         for path in glob.glob(os.path.join(openapi_dir, "*.schema.yaml")):
             name = os.path.basename(path)[:-len(".schema.yaml")]
             with open(path, encoding="utf-8") as fh:
-                props = set((yaml.safe_load(fh) or {}).get("properties") or {})
-            self.fields[name] = props
+                props = (yaml.safe_load(fh) or {}).get("properties") or {}
+            self.fields[name] = set(props)
+            self.read_only[name] = {k for k, v in props.items()
+                                    if isinstance(v, dict) and v.get("readOnly")}
             self.privacy_field[name] = "privacy" if "privacy" in props else None
         self.public_ops: set[str] = set()
         for path in glob.glob(os.path.join(openapi_dir, "*.path.yaml")):
@@ -174,6 +205,10 @@ class Reference:
     def owner_attr(resource: str) -> str:
         return "id" if resource == "person" else "uid"
 
+    def has_owner(self, resource: str) -> bool:
+        """Whether records of ``resource`` carry an owner field (``uid``) one could move."""
+        return resource != "person" and "uid" in self.fields.get(resource, set())
+
     def membership_of_attr(self, attr: str) -> str | None:
         return next((res for res, (a, _, _) in self.memberships.items() if a == attr), None)
 
@@ -186,7 +221,7 @@ class Reference:
 
     def level(self, world: World, caller: Caller, membership: str, mid: Any) -> str | None:
         """The caller's level in membership record ``mid`` (None: not a member)."""
-        if not caller.authenticated or mid is None:
+        if not caller.authenticated or caller.status != "active" or mid is None:
             return None
         parent = world.get(membership, mid)
         if parent is None or parent.get("status") != "active":
@@ -239,7 +274,10 @@ class Reference:
         if e.target == "owner":
             return caller.authenticated and \
                 record.get(self.owner_attr(resource)) == caller.uid
-        # attr target: privacy limits reads through a membership
+        # attr target: privacy limits reads through a membership, except on the
+        # membership record itself, which every holder of its role reads (CONTRACT 5)
+        if resource in self.memberships:
+            return True
         column = self.privacy_field.get(resource)
         if action in READ and column is not None:
             p = record.get(column) or self.levels[-1]
@@ -252,6 +290,11 @@ class Reference:
                 and record.get(column) == self.levels[0]
                 and any(action in e.actions for e in self.entries.get(resource, ())))
 
+    def star(self, caller: Caller, resource: str, action: str) -> bool:
+        """Whether the caller is a principal allowed ``action`` on ``{resource}:*``."""
+        return any(e.target == "all" and action in e.actions and self._principal(e, caller)
+                   for e in self.entries.get(resource, ()))
+
     # -- decisions --------------------------------------------------------------
     def holds(self, world: World, caller: Caller, action: str, resource: str,
               record: dict) -> bool:
@@ -260,32 +303,44 @@ class Reference:
                    for e in self.entries.get(resource, ())) or \
             self._public_allows(caller, action, resource, record)
 
-    def letters(self, world: World, caller: Caller, resource: str, record: dict) -> str:
-        """The ``rbac`` field: sorted letters of every action held on the record."""
-        return "".join(a for a in sorted(ACTIONS)
-                       if self.holds(world, caller, a, resource, record))
-
-    def _parent_holds(self, world, caller, action, resource, record) -> bool:
+    def _parent(self, world, resource, record):
         ms = self.members_of(resource)
         if ms is None:
-            return False
+            return None, None
         membership, attr, _ = ms
         parent = world.get(membership, record.get(attr))
         if parent is None or parent.get("status") != "active":
-            return False
-        return self.holds(world, caller, action, membership, parent)
+            return membership, None
+        return membership, parent
 
-    def _extra_write(self, world, caller, action, resource, record) -> bool:
-        """The members resource's own rules for change (u) and removal (d)."""
-        if self.members_of(resource) is None:
+    def _parent_holds(self, world, caller, action, resource, record) -> bool:
+        membership, parent = self._parent(world, resource, record)
+        return parent is not None and self.holds(world, caller, action, membership, parent)
+
+    def _extra(self, world, caller, action, resource, record) -> bool:
+        """The members resource's own rules for change (u) and removal (d) of a row."""
+        if self.members_of(resource) is None or action not in ("u", "d"):
             return False
         if not self._parent_holds(world, caller, "r", resource, record):
             return False
         if self._parent_holds(world, caller, "h", resource, record):
             return True
-        own = record.get("uid") == caller.uid
+        # Reading of an ambiguity: j ("change your own membership") counts as u on your
+        # own row, so rbac and can-i show u there for every level holding j; what the
+        # change may be is then the body's business (update(): only invitee -> member).
+        own = caller.authenticated and record.get("uid") == caller.uid
         return action == "u" and own and \
             self._parent_holds(world, caller, "j", resource, record)
+
+    def may(self, world, caller, action, resource, record) -> bool:
+        """Policy or controller rule: does the caller hold ``action`` on ``record``?"""
+        return self.holds(world, caller, action, resource, record) or \
+            self._extra(world, caller, action, resource, record)
+
+    def letters(self, world: World, caller: Caller, resource: str, record: dict) -> str:
+        """The ``rbac`` field: sorted letters of every action held on the record."""
+        return "".join(a for a in sorted(ACTIONS)
+                       if self.may(world, caller, a, resource, record))
 
     def _extra_create(self, world, caller, resource, data) -> bool:
         ms = self.members_of(resource)
@@ -313,27 +368,49 @@ class Reference:
         """Whether find shows the record (None: the find itself is refused with 401)."""
         if self._secured(resource, "find") and not caller.authenticated:
             return None
-        return self.holds(world, caller, "l", resource, record)
+        return record.get("status", "active") == "active" and \
+            self.holds(world, caller, "l", resource, record)
 
     def write(self, world, caller, action: str, resource: str, record) -> int:
-        """PUT/PATCH (``u``) or DELETE (``d``) of an existing record."""
+        """PUT/PATCH (``u``) changing nothing, or DELETE (``d``), of an existing record."""
         op = {"u": "update", "d": "delete"}[action]
         if self._secured(resource, op) and not caller.authenticated:
             return 401
         if not self.holds(world, caller, "r", resource, record):
             return 404
-        if self.holds(world, caller, action, resource, record) or \
-                self._extra_write(world, caller, action, resource, record):
-            return 200
-        return 403
+        return 200 if self.may(world, caller, action, resource, record) else 403
+
+    def update(self, world, caller, resource, record, changes: dict) -> Outcome:
+        """PUT/PATCH of ``changes`` to an existing record."""
+        status = self.write(world, caller, "u", resource, record)
+        if status != 200:
+            return Outcome(status)
+        owner = self.owner_attr(resource)
+        moved = {k for k, v in changes.items() if k != "id" and v != record.get(k)}
+        ms = self.members_of(resource)
+        if owner in moved and not self.star(caller, resource, "u"):
+            return REFUSED  # CONTRACT 3/5: only {resource}:* moves a record to another uid
+        if ms is not None:
+            _, attr, level_attr = ms
+            if attr in moved and not self.star(caller, resource, "u"):
+                return REFUSED  # a membership is not moved to another list either
+            if level_attr in moved and not self.star(caller, resource, "u") and \
+                    not self._parent_holds(world, caller, "h", resource, record):
+                # j: only accepting an invitation (invitee -> member)
+                if not (record.get(level_attr) == self.levels[1] and
+                        changes[level_attr] == "member"):
+                    return Outcome(403)
+        return Outcome(200)
 
     def create(self, world, caller, resource, data: dict, references: dict[str, str],
                unique: tuple[tuple[str, ...], ...] = ()) -> Outcome:
         """POST of ``data``; ``references``: field -> resource it names.
 
         404 naming a field that names a record the caller may not read, or naming the
-        membership attribute when the caller may not create there; 409 when an
-        authorized insert would break one of the ``unique`` column sets.
+        membership attribute when the caller may not create there; refused (403 or 404)
+        when the record is for another uid and the caller is not a ``{resource}:*``
+        principal; 409 when an authorized insert would break one of the ``unique``
+        column sets.
         """
         if self._secured(resource, "create") and not caller.authenticated:
             return Outcome(401)
@@ -358,6 +435,9 @@ class Reference:
                 bad.add(attr)
         if bad:
             return Outcome(404, frozenset(bad))
+        if ms is None and owner != "id" and data.get(owner) != caller.uid and \
+                not self.star(caller, resource, "c"):
+            return REFUSED  # CONTRACT 3: a record for another uid
         if not (self.holds(world, caller, "c", resource, data) or
                 self._extra_create(world, caller, resource, data)):
             attr = self.membership_attr(resource)
@@ -367,9 +447,63 @@ class Reference:
         for cols in unique:  # unique values bind live records only (trashed ones free them)
             key = tuple(data.get(c) for c in cols)
             if any(tuple(r.get(c) for c in cols) == key and r.get("status") == "active"
-                   for r in world.rows(resource)):
+                   and r.get("id") != data.get("id") for r in world.rows(resource)):
                 return Outcome(409)
         return Outcome(201)
+
+    def may_create_in(self, world, caller, resource, membership_id) -> bool:
+        """``can-i c <resource> <membership id>``: may the caller create something there?
+
+        For the members resource: add someone at some level (h, i, j or policy c)."""
+        if not caller.authenticated:
+            return False
+        attr = self.membership_attr(resource)
+        data = {attr: membership_id} if attr and attr != "id" else {}
+        ms = self.members_of(resource)
+        if ms is not None:
+            if not self._parent_holds(world, caller, "r", resource, data):
+                return False
+            return self.holds(world, caller, "c", resource, data) or any(
+                self._parent_holds(world, caller, a, resource, data) for a in "hij")
+        if attr and attr != "id":
+            membership = self.membership_of_attr(attr)
+            parent = world.get(membership, membership_id)
+            if parent is None or parent.get("status") != "active" or \
+                    not self.holds(world, caller, "r", membership, parent):
+                return False
+        data[self.owner_attr(resource)] = caller.uid
+        return self.holds(world, caller, "c", resource, data)
+
+    def restore(self, world, caller, resource, record, references: dict[str, str],
+                unique: tuple[tuple[str, ...], ...] = ()) -> Outcome:
+        """``PUT /trashcan/<resource>-<id> {"status": "active"}``; ``world`` as it is now
+        (the record trashed). Seen only with ``d``; then it must pass as a create."""
+        if not caller.authenticated:
+            return Outcome(401)
+        if not self.may_trash(world, caller, resource, record):
+            return Outcome(404)
+        data = {k: v for k, v in record.items() if k != "status"}
+        made = self.create(world, caller, resource, data, references, unique)
+        if made.status == 201:
+            return Outcome(200)
+        if made.status == 409:
+            return made
+        return REFUSED
+
+    def may_trash(self, world, caller, resource, record) -> bool:
+        """Whether a trashed record is the caller's to see, restore or purge: they may
+        delete it (d) and, as for the live record (CONTRACT 1: a record you may not read
+        is not found), read it. Security reading of an ambiguity: ``d`` through a
+        membership ignores privacy, so ``d`` alone would show a manager the fields of a
+        secret message of their list once it is trashed, which they could never read."""
+        return self.may(world, caller, "d", resource, record) and \
+            self.holds(world, caller, "r", resource, record)
+
+    def trash_visible(self, world, caller, resource, record) -> int:
+        """``GET /trashcan/<resource>-<id>`` of a trashed record."""
+        if not caller.authenticated:
+            return 401
+        return 200 if self.may_trash(world, caller, resource, record) else 404
 
     def membership_attr(self, resource: str) -> str | None:
         if resource in self.memberships:
