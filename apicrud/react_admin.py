@@ -56,9 +56,9 @@ def _page(start: int, end_inclusive: int, name: str) -> dict[str, str]:
 
 def _typed(value: str, column) -> Any:
     """json-server sends every value as text: give numbers and booleans their type."""
-    from apicrud.db.query import _column_kind
+    from apicrud.db.query import column_kind
 
-    kind = _column_kind(column) if column is not None else "string"
+    kind = column_kind(column) if column is not None else "string"
     if kind == "integer" and re.fullmatch(r"-?\d{1,18}", value):
         return int(value)
     if kind == "number" and re.fullmatch(r"-?\d+(\.\d+)?", value):
@@ -114,11 +114,12 @@ def translate_query(args: MultiDict, headers, fields: dict[str, Any]) -> MultiDi
     if "q" in args:
         filters["q"] = args["q"]
     for key in set(args.keys()) - {"filter", "sort", "range", "limit", "offset",
-                                   "cursor_next", *_JSON_SERVER}:
+                                   "cursor_next", "count", "fields", "embed",
+                                   *_JSON_SERVER}:
         values = [_typed(v, fields.get(key.rsplit("_", 1)[0] if key not in fields else key))
                   for v in args.getlist(key)]
         filters[key] = values if len(values) > 1 or key == "id" else values[0]
-    for key in ("limit", "offset", "cursor_next"):
+    for key in ("limit", "offset", "cursor_next", "count", "fields", "embed"):
         if key in args:
             out[key] = args[key]
     if filters:
@@ -129,12 +130,15 @@ def translate_query(args: MultiDict, headers, fields: dict[str, Any]) -> MultiDi
 def shape_reply(reply: Reply, resource: str, offset: int) -> Reply:
     """An envelope ``{items, count}`` becomes a bare array with the count headers."""
     body = reply.body
-    if not (isinstance(body, dict) and "items" in body and "count" in body):
+    if not (isinstance(body, dict) and "items" in body):
         return reply
-    items, count = body["items"], body["count"]
+    items, count = body["items"], body.get("count")
     span = f"{offset}-{offset + len(items) - 1}" if items else "*"
-    headers = {**reply.headers, "Content-Range": f"{resource} {span}/{count}",
-               "X-Total-Count": str(count)}
+    # count=none: the total is unknown ("*", RFC 9110's unsatisfied-range form)
+    headers = {**reply.headers,
+               "Content-Range": f"{resource} {span}/{'*' if count is None else count}"}
+    if count is not None:
+        headers["X-Total-Count"] = str(count)
     if body.get("cursor_next"):  # the bare array has no room for it: a header carries it
         headers["X-Cursor-Next"] = body["cursor_next"]
     return Reply(items, reply.status, headers, reply.cookies)

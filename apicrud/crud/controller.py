@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import and_, func, select
@@ -21,7 +22,14 @@ from apicrud.context import Reply, RequestContext
 from apicrud.crud.registry import ResourceSpec
 from apicrud.db import query as q
 from apicrud.db.base import new_id
-from apicrud.errors import BadRequest, Conflict, Forbidden, NotFound, PreconditionFailed
+from apicrud.errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    NotFound,
+    PreconditionFailed,
+    PreconditionRequired,
+)
 
 log = logging.getLogger("apicrud.crud")
 TRASHED = q.TRASHED
@@ -102,9 +110,115 @@ class BasicCRUD:
                 ctx.related[(target, id_)] = value
 
     # -- helpers --------------------------------------------------------------------
-    def etag(self, record: Any) -> str:
+    def etag(self, record: Any, fields: tuple[str, ...] | None = None) -> str:
+        """The record's version as an entity tag; a representation limited to ``fields``
+        gets its own tag (``"<version>.<fields>"``), whose version part still serves as
+        ``If-Match`` for a write."""
         digest = hashlib.sha256(f"{record.id}:{record.version}".encode()).hexdigest()[:20]
+        if fields:
+            shape = hashlib.sha256(",".join(fields).encode()).hexdigest()[:8]
+            return f'"{digest}.{shape}"'
         return f'"{digest}"'
+
+    def check_precondition(self, ctx: RequestContext, record: Any | None,
+                           single: bool = True) -> None:
+        """``If-Match`` against the record's current tag: 412 when stale; 428 when the
+        resource requires one (``if_match: required``) and the request gave none."""
+        given = (ctx.headers.get("If-Match") or "").strip()
+        if self.resource.if_match_required and (not given or not single):
+            raise PreconditionRequired(
+                f"{self.resource.name}: send If-Match with the ETag you read"
+                + ("" if single else ", one record per request"),
+                errors={"If-Match": "is required" if single else "one record per request"})
+        if not given or record is None or not single or given == "*":
+            return
+        version = self.etag(record)
+        tags = {t.strip().removeprefix("W/") for t in given.split(",")}
+        if not any(t == version or (t.startswith(version[:-1] + ".") and t.endswith('"'))
+                   for t in tags):
+            raise PreconditionFailed("If-Match does not match the current ETag")
+
+    def selected_fields(self, ctx: RequestContext) -> tuple[str, ...] | None:
+        """``fields=a,b``: the fields a response carries (``id`` always); None: all. A
+        field that isn't readable in the representation is a 400, as an unknown one."""
+        raw = ctx.params.get("fields")
+        if raw is None:
+            return None
+        names = [n.strip() for n in str(raw).split(",") if n.strip()]
+        readable = self.readable_fields(ctx)
+        unknown = [n for n in names if n not in readable]
+        if unknown or not names:
+            bad = unknown[0][:64] if unknown else ""
+            raise BadRequest(f"fields: unknown field {bad!r}" if unknown else
+                             "fields: name at least one field",
+                             errors={"fields": f"unknown field {bad!r}" if unknown
+                                     else "name at least one field"})
+        return tuple(dict.fromkeys(["id", *names]))
+
+    def readable_fields(self, ctx: RequestContext) -> frozenset[str]:
+        """The fields of this resource's representation the caller may read (embedded
+        records come with ``embed``, not with ``fields``)."""
+        return (frozenset(self.resource.exposed) | self.resource.computed |
+                frozenset(self.resource.related)) - frozenset(self.resource.embeds)
+
+    def selected_embeds(self, ctx: RequestContext) -> tuple[str, ...]:
+        """``embed=a,b``: the x-embed properties to fill; unknown ones are a 400."""
+        raw = ctx.params.get("embed")
+        if raw is None:
+            return ()
+        names = tuple(dict.fromkeys(n.strip() for n in str(raw).split(",") if n.strip()))
+        unknown = [n for n in names if n not in self.resource.embeds]
+        if unknown or not names:
+            bad = unknown[0][:64] if unknown else ""
+            raise BadRequest(f"embed: no embeddable {bad!r}" if unknown else
+                             "embed: name at least one", errors={"embed": "unknown embed"})
+        return names
+
+    def embed(self, ctx: RequestContext, records: list[Any], bodies: list[dict],
+              names: tuple[str, ...]) -> None:
+        """Fill each embed of ``bodies`` (the serialized ``records``): one query per embed
+        whatever the page size, each embedded record under its own resource's read filter
+        and serialized by its own controller (so its rules and rbac apply). What the
+        caller may not read is null (to one) or absent (to many)."""
+        p = ctx.principal
+        for name in names:
+            emb = self.resource.embeds[name]
+            target = self.services.controllers[emb.resource]
+            model = target.model
+            readable = self.access.where(p, emb.resource, model, "r")
+            if not emb.many:
+                ids = sorted({getattr(r, emb.via) for r in records} - {None})
+                found = {}
+                if ids:
+                    rows = list(ctx.db.execute(select(model).where(
+                        model.id.in_(ids), q.active_only(model), readable)).scalars())
+                    target.prefetch(ctx, rows)
+                    found = {row.id: target.serialize(ctx, row) for row in rows}
+                for record, body in zip(records, bodies):
+                    body[name] = found.get(getattr(record, emb.via))
+                continue
+            parents = sorted({r.id for r in records})
+            children: dict[Any, list] = {i: [] for i in parents}
+            if parents:
+                via = getattr(model, emb.via)
+                sort = q.parse_sort(emb.sort, target.resource.fields)
+                rank = func.row_number().over(
+                    partition_by=via, order_by=q.order_by(sort, target.resource.fields,
+                                                          model.id)).label("rank")
+                ranked = select(model.id.label("eid"), rank).where(
+                    via.in_(parents), q.active_only(model), readable).subquery()
+                rows = list(ctx.db.execute(
+                    select(model).join(ranked, ranked.c.eid == model.id)
+                    .where(ranked.c.rank <= emb.limit).order_by(via, ranked.c.rank)).scalars())
+                target.prefetch(ctx, rows)
+                for row in rows:
+                    children[getattr(row, emb.via)].append(target.serialize(ctx, row))
+            for record, body in zip(records, bodies):
+                body[name] = children.get(record.id, [])
+
+    @staticmethod
+    def _shape(fields: tuple[str, ...] | None, embeds: tuple[str, ...]) -> tuple[str, ...]:
+        return (*(fields or ()), *(f"+{e}" for e in embeds))
 
     def _related_aliases(self) -> list[tuple[str, str, Any, str]]:
         """(via, target resource, aliased target model, field) of each related field; the
@@ -283,14 +397,19 @@ class BasicCRUD:
         return Reply(body, 201, headers)
 
     def get(self, ctx: RequestContext) -> Reply:
+        fields = self.selected_fields(ctx)
+        embeds = self.selected_embeds(ctx)
         record = self._load(ctx, ctx.params["id"])
-        return Reply(self.serialize(ctx, record), 200, {"ETag": self.etag(record)})
+        body = self.serialize(ctx, record)
+        if fields:
+            body = {k: body[k] for k in fields if k in body}
+        if embeds:
+            self.embed(ctx, [record], [body], embeds)
+        return Reply(body, 200, {"ETag": self.etag(record, self._shape(fields, embeds))})
 
     def update(self, ctx: RequestContext) -> Reply:
         record = self._load(ctx, ctx.params["id"], for_update=True)
-        if_match = ctx.headers.get("If-Match")
-        if if_match and if_match.strip() not in ("*", self.etag(record)):
-            raise PreconditionFailed("If-Match does not match the current ETag")
+        self.check_precondition(ctx, record)
         self.authorize(ctx, "u", record)
         current = {n: _json_value(getattr(record, n)) for n in self.resource.exposed}
         changes = self._strip_read_only(ctx.body or {}, current)
@@ -317,12 +436,10 @@ class BasicCRUD:
         if not ids or len(ids) > 100:
             raise BadRequest("id: give 1 to 100 comma-separated ids",
                              errors={"id": "give 1 to 100 comma-separated ids"})
-        if_match = ctx.headers.get("If-Match")
         out = []
         for id_ in dict.fromkeys(ids):
             record = self._load(ctx, id_, for_update=True)
-            if if_match and len(ids) == 1 and if_match.strip() not in ("*", self.etag(record)):
-                raise PreconditionFailed("If-Match does not match the current ETag")
+            self.check_precondition(ctx, record, single=len(ids) == 1)
             self.authorize(ctx, "d", record)
             self.before_delete(ctx, record)
             record.status = TRASHED
@@ -334,16 +451,108 @@ class BasicCRUD:
         return Reply(body[0] if len(ids) == 1 else body, 200)
 
     def find(self, ctx: RequestContext) -> Reply:
+        fields = self.selected_fields(ctx)
+        embeds = self.selected_embeds(ctx)
         items, count, cursor = self.find_records(ctx)
         self.prefetch(ctx, items)
-        body: dict[str, Any] = {"items": [self.serialize(ctx, r) for r in items],
-                                "count": count}
+        rows = [self.serialize(ctx, r) for r in items]
+        if fields:
+            rows = [{k: row[k] for k in fields if k in row} for row in rows]
+        if embeds:
+            self.embed(ctx, items, rows, embeds)
+        body: dict[str, Any] = {"items": rows}
+        headers = {}
+        if count is not None:
+            body["count"] = int(count)
+            headers["X-Total-Count"] = str(int(count))
+            if isinstance(count, Estimate):
+                body["count_estimated"] = True
         if cursor:
             body["cursor_next"] = cursor
-        return Reply(body, 200, {"X-Total-Count": str(count)})
+        return Reply(body, 200, headers)
 
-    def find_records(self, ctx: RequestContext) -> tuple[list[Any], int, str | None]:
-        """Filtered, sorted, RBAC-limited page: (records, count, cursor_next)."""
+    def groups(self, ctx: RequestContext) -> Reply:
+        """Counts per group of the rows the caller may read (``group_by=a,b``), under the
+        same filters as ``find``, with optional ``aggregate=sum:f,min:f,max:f`` over
+        numeric (min/max also date-time) fields the caller may read."""
+        p = ctx.params
+        fields = self.resource.fields
+        readable = self.readable_fields(ctx)
+        names = [n.strip() for n in str(p.get("group_by") or "").split(",") if n.strip()]
+        if not names or len(names) > MAX_GROUP_KEYS or len(set(names)) != len(names):
+            raise BadRequest(f"group_by: name 1 to {MAX_GROUP_KEYS} distinct fields",
+                             errors={"group_by": f"name 1 to {MAX_GROUP_KEYS} distinct fields"})
+        for name in names:
+            if name not in fields or name not in readable:
+                raise BadRequest(f"group_by: unknown field {name[:64]!r}",
+                                 errors={"group_by": f"unknown field {name[:64]!r}"})
+        aggregates = []
+        for term in [t.strip() for t in str(p.get("aggregate") or "").split(",") if t.strip()]:
+            func_name, _, name = term.partition(":")
+            column = fields.get(name) if name in readable else None
+            kind = q.column_kind(column) if column is not None else None
+            ok = func_name in ("sum", "min", "max") and kind in ("integer", "number") or \
+                func_name in ("min", "max") and kind == "datetime"
+            if not ok:
+                raise BadRequest(f"aggregate: {term[:64]!r} is not sum, min or max of a "
+                                 "numeric field", errors={"aggregate": f"bad term {term[:64]!r}"})
+            aggregates.append((f"{func_name}_{name}", getattr(func, func_name)(column)))
+        limit = p.get("limit") or self.services.settings.per_page_max
+        if not 1 <= limit <= self.services.settings.per_page_max:
+            raise BadRequest(f"limit: must be 1 to {self.services.settings.per_page_max}",
+                             errors={"limit": f"must be 1 to "
+                                     f"{self.services.settings.per_page_max}"})
+        clauses = q.build_filter(q.parse_filter(p.get("filter")), fields, self.resource.search)
+        where = [q.active_only(self.model),
+                 self.access.where(ctx.principal, self.resource.name, self.model, "l"),
+                 *clauses]
+        keys = [fields[n] for n in names]
+        stmt = select(*keys, func.count().label("count"),
+                      *(expr.label(label) for label, expr in aggregates)) \
+            .where(*where).group_by(*keys).order_by(*keys).limit(limit + 1)
+        rows = ctx.db.execute(stmt).all()
+        out = []
+        for row in rows[:limit]:
+            group = {n: _json_value(v) for n, v in zip(names, row)}
+            group["count"] = row[len(names)]
+            for (label, _), value in zip(aggregates, row[len(names) + 1:]):
+                group[label] = _json_value(float(value) if isinstance(value, Decimal)
+                                           else value)
+            out.append(group)
+        body: dict[str, Any] = {"groups": out, "count": sum(g["count"] for g in out)}
+        if len(rows) > limit:
+            body["truncated"] = True  # more groups than limit: count covers those shown
+        return Reply(body, 200)
+
+    def count_mode(self, ctx: RequestContext, cursor_mode: str | None = None) -> str:
+        """``count`` parameter, else ``Prefer: count=...`` (as PostgREST reads it), else
+        the first page's mode a cursor carries, else the resource's default (``count:``
+        in x-apicrud-resources, default exact)."""
+        mode = ctx.params.get("count")
+        if mode is None:
+            for pref in (ctx.headers.get("Prefer") or "").split(","):
+                key, _, value = pref.partition("=")
+                if key.strip().lower() == "count" and value.strip().lower() in COUNT_MODES:
+                    mode = value.strip().lower()
+        if mode is None and cursor_mode in COUNT_MODES:
+            mode = cursor_mode
+        return mode or self.resource.count_mode
+
+    def count_rows(self, ctx: RequestContext, where: list, mode: str) -> int | None:
+        """The number of rows ``where`` selects, as the count mode asks: ``none`` skips
+        the query; ``estimated`` takes PostgreSQL's planner estimate when it is at least
+        setting ``count_estimate_threshold`` (exact below, and on other backends)."""
+        if mode == "none":
+            return None
+        if mode == "estimated" and ctx.services.db.dialect == "postgresql":
+            guess = q.planner_rows(ctx.db, select(self.model.id).where(*where))
+            if guess is not None and guess >= self.services.settings.count_estimate_threshold:
+                return Estimate(guess)
+        return ctx.db.execute(select(func.count()).select_from(self.model)
+                              .where(*where)).scalar_one()
+
+    def find_records(self, ctx: RequestContext) -> tuple[list[Any], int | None, str | None]:
+        """Filtered, sorted, RBAC-limited page: (records, count or None, cursor_next)."""
         settings = self.services.settings
         p = ctx.params
         fields = self.resource.fields
@@ -378,8 +587,8 @@ class BasicCRUD:
         where = [q.active_only(self.model),
                  self.access.where(ctx.principal, self.resource.name, self.model, "l"),
                  *clauses]
-        count = ctx.db.execute(select(func.count()).select_from(self.model)
-                               .where(*where)).scalar_one()
+        mode = self.count_mode(ctx, state.get("c") if state else None)
+        count = self.count_rows(ctx, where, mode)
         stmt = select(self.model).where(*where)
         if last is not None:
             stmt = stmt.where(q.after_clause(sort, fields, self.model.id, *last))
@@ -393,8 +602,16 @@ class BasicCRUD:
             tail = rows[-1]
             cursor = q.encode_cursor(self.services.cursor_secret, {
                 "r": self.resource.name, "s": sort.text(), "f": filters,
-                "k": q.sort_key(tail, sort), "i": tail.id, "l": limit})
+                "k": q.sort_key(tail, sort), "i": tail.id, "l": limit, "c": mode})
         return rows, count, cursor
+
+
+COUNT_MODES = ("exact", "estimated", "none")
+MAX_GROUP_KEYS = 3
+
+
+class Estimate(int):
+    """A count that is the query planner's estimate, not an exact number."""
 
 
 VERBS = {"c": "create", "r": "read", "u": "update", "d": "delete", "l": "list",

@@ -4,10 +4,14 @@ A resource is declared in the spec's root under ``x-apicrud-resources``::
 
     x-apicrud-resources:
       person: {model: Person, schema: Person}
+      message: {count: estimated, if_match: required}
       auth: {controller: "apicrud.auth.controller:AuthController"}
 
 ``model`` defaults to the CamelCase resource name looked up in the models module,
 ``schema`` to the same name under ``components/schemas``, ``controller`` to BasicCRUD.
+``count`` is find's default count mode (exact, estimated or none; a request's ``count``
+parameter or ``Prefer: count=...`` header chooses another), ``if_match: required`` makes
+updates and deletes without ``If-Match`` a 428.
 """
 
 from __future__ import annotations
@@ -18,9 +22,26 @@ from typing import Any
 
 from sqlalchemy import inspect as sa_inspect
 
+from apicrud.db.query import parse_sort
+from apicrud.errors import BadRequest
 from apicrud.spec.loader import SpecError, dereference
 
 COMPUTED = frozenset({"rbac"})
+
+
+@dataclass(frozen=True)
+class Embed:
+    """A schema property filled on request with related records (``x-embed``).
+
+    To one: ``via`` is a field of this resource holding the other record's id. To many
+    (``many: true``): ``via`` is the other resource's field holding this record's id, and
+    the ``limit`` first records in ``sort`` order are embedded."""
+
+    resource: str
+    via: str
+    many: bool = False
+    limit: int = 5
+    sort: str | None = None
 
 
 @dataclass
@@ -40,6 +61,10 @@ class ResourceSpec:
     search: tuple[str, ...] = ()  # text fields searched by filter "q"
     # computed property -> (attribute holding the related id, related resource, its field)
     related: dict[str, tuple[str, str, str]] = field(default_factory=dict)
+    # property -> records embedded on request (``embed=``), declared with x-embed
+    embeds: dict[str, Embed] = field(default_factory=dict)
+    count_mode: str = "exact"  # find's default count: exact | estimated | none
+    if_match_required: bool = False  # updates and deletes need If-Match (else 428)
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -66,6 +91,15 @@ def build_resources(spec: dict[str, Any], models_module: str) -> dict[str, Resou
     for name, decl in declared.items():
         decl = decl or {}
         res = ResourceSpec(name=name, model=None, controller_path=decl.get("controller"))
+        res.count_mode = decl.get("count", "exact")
+        if res.count_mode not in ("exact", "estimated", "none"):
+            res.problems.append(f"resource {name}: count {res.count_mode!r} must be exact, "
+                                "estimated or none")
+        if_match = decl.get("if_match", "optional")
+        if if_match not in ("optional", "required"):
+            res.problems.append(f"resource {name}: if_match {if_match!r} must be optional "
+                                "or required")
+        res.if_match_required = if_match == "required"
         # resources with only a controller (auth, health) have no model unless named
         has_model = "model" in decl or "controller" not in decl or \
             hasattr(models, camel(name))
@@ -102,6 +136,20 @@ def _bind_model(res: ResourceSpec) -> None:
             exposed.append(prop)
         elif prop in COMPUTED or pschema.get("x-computed"):
             computed.add(prop)
+        elif isinstance(pschema.get("x-embed"), dict):
+            emb = pschema["x-embed"]
+            many = bool(emb.get("many"))
+            limit = emb.get("limit", 5)
+            if not emb.get("resource") or not emb.get("via") or \
+                    (not many and emb.get("via") not in columns) or \
+                    not isinstance(limit, int) or not 1 <= limit <= 100:
+                res.problems.append(f"resource {res.name}: {prop}: x-embed needs resource and "
+                                    "via (a field of the model; of the other resource with "
+                                    "many: true), and a limit of 1 to 100")
+            else:
+                res.embeds[prop] = Embed(emb["resource"], emb["via"], many, limit,
+                                         emb.get("sort"))
+                computed.add(prop)
         elif isinstance(pschema.get("x-related"), dict):
             rel = pschema["x-related"]
             if rel.get("via") not in columns or not rel.get("resource") or \
@@ -114,7 +162,8 @@ def _bind_model(res: ResourceSpec) -> None:
         else:
             res.problems.append(f"resource {res.name}: schema property {prop!r} is not a field "
                                 f"of model {res.model.__name__}")
-        if pschema.get("readOnly") or prop in COMPUTED or prop in res.related:
+        if pschema.get("readOnly") or prop in COMPUTED or prop in res.related or \
+                prop in res.embeds:
             read_only.add(prop)
     if "id" not in exposed:
         res.problems.append(f"resource {res.name}: schema must expose 'id'")
@@ -145,8 +194,24 @@ def _bind_model(res: ResourceSpec) -> None:
 
 
 def check_related(resources: dict[str, ResourceSpec]) -> list[str]:
-    """x-related must name a resource with a model and a field its schema exposes."""
+    """x-related must name a resource with a model and a field its schema exposes; x-embed
+    a model-backed resource (and, to many, a field it exposes and a sort it can do)."""
     problems = []
+    for res in resources.values():
+        for prop, emb in res.embeds.items():
+            other = resources.get(emb.resource)
+            if other is None or other.model is None:
+                problems.append(f"resource {res.name}: {prop}: x-embed resource "
+                                f"{emb.resource!r} is not a model-backed resource")
+            elif emb.many and emb.via not in other.exposed:
+                problems.append(f"resource {res.name}: {prop}: {emb.resource}.{emb.via} is not "
+                                f"exposed by {emb.resource}'s schema")
+            elif emb.sort:
+                try:
+                    parse_sort(emb.sort, other.fields)
+                except BadRequest as exc:
+                    problems.append(f"resource {res.name}: {prop}: x-embed sort "
+                                    f"{emb.sort!r}: {exc}")
     for res in resources.values():
         for prop, (_, target, fieldname) in res.related.items():
             other = resources.get(target)

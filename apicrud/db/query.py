@@ -87,7 +87,8 @@ def parse_sort(value: str | None, fields: dict[str, Any],
     return Sort(tuple(keys))
 
 
-def _column_kind(column) -> str:
+def column_kind(column) -> str:
+    """boolean, integer, number, datetime or string: how values of ``column`` are read."""
     t = column.type
     if isinstance(t, Boolean):
         return "boolean"
@@ -104,7 +105,7 @@ def coerce_value(column, value: Any, where: str) -> Any:
     """Check a filter or cursor value against a column's type; raise a 400 naming ``where``."""
     if value is None:
         return None
-    kind = _column_kind(column)
+    kind = column_kind(column)
     ok = {
         "boolean": lambda v: isinstance(v, bool),
         "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
@@ -185,7 +186,7 @@ def _operator_clause(name: str, value: Any, fields: dict[str, Any], where: str):
     if isinstance(value, (dict, list)) or value is None:
         raise BadRequest(f"{where}: needs a single value", errors={where: "needs a single value"})
     if op == "like":
-        if not isinstance(value, str) or _column_kind(column) != "string":
+        if not isinstance(value, str) or column_kind(column) != "string":
             raise BadRequest(f"{where}: needs text", errors={where: "needs text"})
         _check_text(value, where)
         # json-server's _like is a substring match
@@ -276,7 +277,7 @@ def _build_filter(filters: dict[str, Any], fields: dict[str, Any], search: tuple
             vals = [v for v in vals if v is not None]
             clause = column.in_(vals)
             clauses.append(or_(clause, column.is_(None)) if nulls else clause)
-        elif isinstance(value, str) and "%" in value and _column_kind(column) == "string":
+        elif isinstance(value, str) and "%" in value and column_kind(column) == "string":
             _check_text(value, where)
             clauses.append(column.ilike(_like_pattern(value), escape="\\"))
         elif isinstance(value, (dict, list)):
@@ -284,6 +285,21 @@ def _build_filter(filters: dict[str, Any], fields: dict[str, Any], search: tuple
         else:
             clauses.append(column == coerce_value(column, value, where))
     return clauses
+
+
+def planner_rows(session, stmt) -> int | None:
+    """PostgreSQL's estimate of the rows ``stmt`` returns (EXPLAIN, nothing executed);
+    None when the plan gives none."""
+    bind = session.get_bind()
+    compiled = stmt.compile(dialect=bind.dialect, compile_kwargs={"render_postcompile": True})
+    plan = session.connection().exec_driver_sql(
+        "EXPLAIN (FORMAT JSON) " + str(compiled), compiled.params).scalar()
+    if isinstance(plan, str):
+        plan = json.loads(plan)
+    try:
+        return int(plan[0]["Plan"]["Plan Rows"])
+    except (TypeError, KeyError, IndexError, ValueError):
+        return None
 
 
 # -- keyset cursor -----------------------------------------------------------------
@@ -358,7 +374,7 @@ def _cursor_key(column, value: Any) -> Any:
     No client-input limits apply: the key is whatever the database held."""
     if value is None or isinstance(value, bool):
         return value
-    kind = _column_kind(column)
+    kind = column_kind(column)
     try:
         if kind == "datetime":
             return datetime.fromisoformat(value)
