@@ -85,7 +85,8 @@ def load_declarations(settings) -> Declarations:
 
 
 #: the operations of BasicCRUD; everything else it defines is a hook or a helper
-CRUD_OPERATIONS = ("create", "get", "update", "patch", "delete", "find", "groups")
+CRUD_OPERATIONS = ("create", "get", "update", "patch", "delete", "find", "groups",
+                   "update_many", "delete_many")
 
 
 def _check_operations(decl: Declarations, spec_file: str = "the spec") -> None:

@@ -29,6 +29,7 @@ from apicrud.errors import (
     NotFound,
     PreconditionFailed,
     PreconditionRequired,
+    Problem,
 )
 
 log = logging.getLogger("apicrud.crud")
@@ -379,7 +380,19 @@ class BasicCRUD:
 
     # -- operations -----------------------------------------------------------------
     def create(self, ctx: RequestContext) -> Reply:
-        data = self._strip_read_only(ctx.body or {}, None)
+        """One record from a JSON object; or, from a JSON array (where the spec's body
+        allows one), every record or none (see :meth:`create_many`)."""
+        if isinstance(ctx.body, list):
+            return self.create_many(ctx)
+        record = self._insert(ctx, ctx.body or {})
+        body = {"id": record.id, **self.serialize(ctx, record)}
+        self.after_create(ctx, record, body)
+        headers = {"Location": f"{self.services.base_url}/{self.resource.name}/{record.id}",
+                   "ETag": self.etag(record)}
+        return Reply(body, 201, headers)
+
+    def _insert(self, ctx: RequestContext, given: dict[str, Any]) -> Any:
+        data = self._strip_read_only(given, None)
         owner = self.resource.owner
         if owner and owner != "id":
             data.setdefault(owner, ctx.principal.uid)
@@ -388,13 +401,35 @@ class BasicCRUD:
         record = self.model(**data)
         record.id = new_id(self.services.settings.id_prefix)
         ctx.db.add(record)
-        self._flush(ctx)
+        self._flush(ctx)  # grants that count records see this one before the next
         self._roles_changed(ctx, [record])
-        body = {"id": record.id, **self.serialize(ctx, record)}
-        self.after_create(ctx, record, body)
-        headers = {"Location": f"{self.services.base_url}/{self.resource.name}/{record.id}",
-                   "ETag": self.etag(record)}
-        return Reply(body, 201, headers)
+        return record
+
+    def create_many(self, ctx: RequestContext) -> Reply:
+        """Create every record of the array or none: each passes every check a single
+        create would (grants count the whole batch), in one transaction; a refusal names
+        the record's index (``errors: {"[3].list_id": ...}``) and nothing is written."""
+        items = ctx.body
+        self._check_batch(len(items), "body")
+        records = []
+        for i, item in enumerate(items):
+            try:
+                records.append(self._insert(ctx, item))
+            except Problem as exc:
+                raise _at(exc, f"[{i}]") from None
+        self.prefetch(ctx, records)
+        bodies = []
+        for record in records:
+            body = {"id": record.id, **self.serialize(ctx, record)}
+            self.after_create(ctx, record, body)
+            bodies.append(body)
+        return Reply({"items": bodies, "count": len(bodies)}, 201)
+
+    def _check_batch(self, size: int, field: str) -> None:
+        limit = self.services.settings.bulk_max
+        if not 1 <= size <= limit:
+            raise BadRequest(f"{field}: a batch holds 1 to {limit} records (setting bulk_max)",
+                             errors={field: f"1 to {limit} records"})
 
     def get(self, ctx: RequestContext) -> Reply:
         fields = self.selected_fields(ctx)
@@ -408,11 +443,58 @@ class BasicCRUD:
         return Reply(body, 200, {"ETag": self.etag(record, self._shape(fields, embeds))})
 
     def update(self, ctx: RequestContext) -> Reply:
-        record = self._load(ctx, ctx.params["id"], for_update=True)
+        """Update one record, or several (comma-separated ids) with the same changes, all
+        or none; ``If-Match`` may then list one ETag per record."""
+        ids = self._ids(ctx)
+        if len(ids) > 1:
+            records = [self._load(ctx, id_, for_update=True) for id_ in ids]
+            self._write_many(ctx, records, lambda r: self._change(ctx, r, ctx.body or {}))
+            return Reply([self.serialize(ctx, r) for r in records], 200)
+        record = self._load(ctx, ids[0], for_update=True)
         self.check_precondition(ctx, record)
+        old_owner = self._change(ctx, record, ctx.body or {})
+        self._flush(ctx)
+        self._roles_changed(ctx, [record], old_owner)
+        return Reply(self.serialize(ctx, record), 200, {"ETag": self.etag(record)})
+
+    patch = update
+
+    def _ids(self, ctx: RequestContext) -> list[str]:
+        ids = list(dict.fromkeys(i for i in str(ctx.params["id"]).split(",") if i))
+        if not ids or len(ids) > self.services.settings.bulk_max:
+            limit = self.services.settings.bulk_max
+            raise BadRequest(f"id: give 1 to {limit} comma-separated ids",
+                             errors={"id": f"give 1 to {limit} comma-separated ids"})
+        return ids
+
+    def _write_many(self, ctx: RequestContext, records: list[Any], write) -> None:
+        """Apply ``write`` to each record as a single request would, all or none: a
+        refusal names the record (``errors: {"<id>": ...}``). ``If-Match`` may list the
+        ETags the caller read: each record's current one must be among them."""
+        given = (ctx.headers.get("If-Match") or "").strip()
+        if self.resource.if_match_required and not given:
+            raise PreconditionRequired(f"{self.resource.name}: send If-Match with the ETags "
+                                       "you read", errors={"If-Match": "is required"})
+        tags = {t.strip().removeprefix("W/") for t in given.split(",") if t.strip()}
+        old_owners = []
+        for record in records:
+            if tags and "*" not in tags and not any(
+                    t == self.etag(record) or t.startswith(self.etag(record)[:-1] + ".")
+                    for t in tags):
+                raise PreconditionFailed(f"If-Match: {record.id} was changed since it was read",
+                                         errors={record.id: "changed since read"})
+            try:
+                old_owners.append(write(record))
+            except Problem as exc:
+                raise _at(exc, record.id) from None
+        self._flush(ctx)
+        self._roles_changed(ctx, records, *(o for o in old_owners if o))
+
+    def _change(self, ctx: RequestContext, record: Any, body: dict[str, Any]) -> Any:
+        """Every check and change of an update of ``record``; returns its old owner."""
         self.authorize(ctx, "u", record)
         current = {n: _json_value(getattr(record, n)) for n in self.resource.exposed}
-        changes = self._strip_read_only(ctx.body or {}, current)
+        changes = self._strip_read_only(body, current)
         changes = {k: v for k, v in changes.items() if current.get(k, object()) != v}
         self._check_references(ctx, changes)
         if self.resource.owner in changes:
@@ -425,29 +507,74 @@ class BasicCRUD:
         changes = self.before_update(ctx, record, changes)
         for key, value in changes.items():
             setattr(record, key, value)
-        self._flush(ctx)
-        self._roles_changed(ctx, [record], old_owner)
-        return Reply(self.serialize(ctx, record), 200, {"ETag": self.etag(record)})
+        return old_owner
 
-    patch = update
+    def _trash(self, ctx: RequestContext, record: Any) -> None:
+        self.authorize(ctx, "d", record)
+        self.before_delete(ctx, record)
+        record.status = TRASHED
+        record.live = None  # frees its unique values (see RecordMixin.live)
+
+    def _matching(self, ctx: RequestContext) -> list[Any]:
+        """The records a bulk write by ``filter`` touches: the live ones the caller may
+        read that match it, locked, refused (400) when more than ``max_affected`` (at
+        most setting ``bulk_max``) would be touched."""
+        p = ctx.params
+        if p.get("filter") is None:
+            raise BadRequest("filter: a bulk write needs one ({} for every record you may "
+                             "read)", errors={"filter": "is required"})
+        limit = self.services.settings.bulk_max
+        most = p.get("max_affected") or limit
+        if not 1 <= most <= limit:
+            raise BadRequest(f"max_affected: must be 1 to {limit} (setting bulk_max)",
+                             errors={"max_affected": f"must be 1 to {limit}"})
+        clauses = q.build_filter(q.parse_filter(p["filter"]), self.resource.fields,
+                                 self.resource.search)
+        stmt = select(self.model).where(
+            q.active_only(self.model),
+            self.access.where(ctx.principal, self.resource.name, self.model, "r"),
+            *clauses).order_by(self.model.id).limit(most + 1)
+        if ctx.services.db.dialect != "sqlite":
+            stmt = stmt.with_for_update()
+        records = list(ctx.db.execute(stmt).scalars())
+        if len(records) > most:
+            raise BadRequest(f"max_affected: the filter matches more than {most} records; "
+                             "nothing was written", errors={"max_affected": f"more than {most}"})
+        return records
+
+    def update_many(self, ctx: RequestContext) -> Reply:
+        """``PATCH /{resource}?filter=...``: the same changes to every matching record
+        (see :meth:`_matching`), each checked as a single update, all or none."""
+        records = self._matching(ctx)
+        if records:
+            self._write_many(ctx, records, lambda r: self._change(ctx, r, ctx.body or {}))
+        self.prefetch(ctx, records)
+        return Reply({"items": [self.serialize(ctx, r) for r in records],
+                      "count": len(records)}, 200)
+
+    def delete_many(self, ctx: RequestContext) -> Reply:
+        """``DELETE /{resource}?filter=...``: every matching record to the trashcan, each
+        checked as a single delete, all or none."""
+        records = self._matching(ctx)
+        if records:
+            self._write_many(ctx, records, lambda r: self._trash(ctx, r))
+        self.prefetch(ctx, records)
+        return Reply({"items": [{"id": r.id, **self.serialize(ctx, r)} for r in records],
+                      "count": len(records)}, 200)
 
     def delete(self, ctx: RequestContext) -> Reply:
-        ids = [i for i in str(ctx.params["id"]).split(",") if i]
-        if not ids or len(ids) > 100:
-            raise BadRequest("id: give 1 to 100 comma-separated ids",
-                             errors={"id": "give 1 to 100 comma-separated ids"})
-        out = []
-        for id_ in dict.fromkeys(ids):
-            record = self._load(ctx, id_, for_update=True)
-            self.check_precondition(ctx, record, single=len(ids) == 1)
-            self.authorize(ctx, "d", record)
-            self.before_delete(ctx, record)
-            record.status = TRASHED
-            record.live = None  # frees its unique values (see RecordMixin.live)
-            out.append(record)
-        self._flush(ctx)
-        self._roles_changed(ctx, out)
-        body = [{"id": r.id, **self.serialize(ctx, r)} for r in out]
+        """Move one record, or several (comma-separated ids, all or none), to the
+        trashcan; with several, ``If-Match`` may list one ETag per record."""
+        ids = self._ids(ctx)
+        records = [self._load(ctx, id_, for_update=True) for id_ in ids]
+        if len(records) == 1:
+            self.check_precondition(ctx, records[0])
+            self._trash(ctx, records[0])
+            self._flush(ctx)
+            self._roles_changed(ctx, records)
+        else:
+            self._write_many(ctx, records, lambda r: self._trash(ctx, r))
+        body = [{"id": r.id, **self.serialize(ctx, r)} for r in records]
         return Reply(body[0] if len(ids) == 1 else body, 200)
 
     def find(self, ctx: RequestContext) -> Reply:
@@ -616,6 +743,14 @@ class Estimate(int):
 
 VERBS = {"c": "create", "r": "read", "u": "update", "d": "delete", "l": "list",
          "g": "act as a member of", "h": "manage", "i": "invite to", "j": "join"}
+
+
+def _at(problem: Problem, where: str) -> Problem:
+    """The same problem, naming the record of a batch it is about (``[3]`` or an id)."""
+    problem.detail = f"{where}: {problem.detail}"
+    problem.errors = {f"{where}.{k}" if not k.startswith("[") else f"{where}{k}": v
+                      for k, v in problem.errors.items()} or {where: problem.title.lower()}
+    return problem
 
 
 def _get(record: Any, name: str) -> Any:

@@ -214,6 +214,9 @@ class Operation:
     extensions: dict[str, Any] = field(default_factory=dict)
     #: body field -> the column it is written to (see :meth:`bind_columns`)
     columns: dict[str, Any] = field(default_factory=dict)
+    #: the body may also be an array of objects (``oneOf: [object, {type: array, items:
+    #: object}]``): each item is validated as the object is, errors named ``[i].field``
+    accepts_array: bool = False
 
     def bind_columns(self, columns: dict[str, Any]) -> None:
         """Check this operation's body values against these columns (field -> column
@@ -265,6 +268,18 @@ class Operation:
     def validate_body(self, body: Any, partial: bool = False) -> None:
         if self.body_validator is None:
             return
+        if isinstance(body, list) and self.accepts_array:
+            errors: dict[str, str] = {}
+            for i, item in enumerate(body):
+                for name, message in self._object_errors(item, partial).items():
+                    errors.setdefault(f"[{i}].{name}" if name != "body" else f"[{i}]",
+                                      message)
+        else:
+            errors = self._object_errors(body, partial)
+        if errors:
+            raise ValidationProblem(errors)
+
+    def _object_errors(self, body: Any, partial: bool) -> dict[str, str]:
         validator = self.partial_body_validator if partial else self.body_validator
         errors = validation_errors(validator, body)
         if self.columns and isinstance(body, dict):
@@ -273,8 +288,7 @@ class Operation:
                 problem = column_problem(column, value) if column is not None else None
                 if problem:
                     errors.setdefault(name, problem)
-        if errors:
-            raise ValidationProblem(errors)
+        return errors
 
 
 def _validator(schema: dict[str, Any]):
@@ -310,6 +324,16 @@ def compile_operations(spec: dict[str, Any],
             if body:
                 body_schema = (body.get("content", {}).get("application/json") or {}).get("schema")
             security = op["security"] if "security" in op else global_security
+            accepts_array = False
+            branches = body_schema.get("oneOf") if isinstance(body_schema, dict) else None
+            if isinstance(branches, list) and len(branches) == 2:
+                arrays = [b for b in branches if isinstance(b, dict) and
+                          "array" in _types(b) and isinstance(b.get("items"), dict)]
+                if len(arrays) == 1:
+                    # one object or an array of them: validate objects (and each item)
+                    # against the object schema, whose messages name the field
+                    body_schema = next(b for b in branches if b is not arrays[0])
+                    accepts_array = True
             ops.append(Operation(
                 path=path,
                 method=method,
@@ -325,6 +349,7 @@ def compile_operations(spec: dict[str, Any],
                 public=bool(op.get("x-public", False)),
                 extensions={k: v for k, v in op.items() if k.startswith("x-")},
                 source=(sources or {}).get(path, ""),
+                accepts_array=accepts_array,
             ))
     return ops
 
