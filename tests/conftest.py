@@ -58,7 +58,12 @@ def settings(tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("data")
     s = load_settings(root=ROOT, env="test", data_dir=str(data_dir),
                       secret_key="test-secret-key-" + secrets.token_hex(8),
-                      login_attempts_max=5, login_lockout_interval=60)
+                      login_attempts_max=5, login_lockout_interval=60,
+                      # every test client shares 127.0.0.1: the suite's many deliberate
+                      # 401s must not add up to one address's limit of failed
+                      # credentials (test_attacks_http tests that limit on instances
+                      # of its own, with small limits)
+                      ratelimit_auth_failures=1_000_000)
     reset_database(s.sqlalchemy_url)
     return s
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import threading
 import time
 from datetime import datetime, timedelta, timezone
@@ -137,7 +139,9 @@ def test_concurrent_creates_cannot_pass_the_limit(server, admin, user):
         t.join(timeout=120)
     assert not errors, errors
     assert sorted(statuses) == [201] * limit + [403] * (creators - limit), statuses
-    assert user.api.get("/list").json()["count"] == limit
+    # the user's own lists (other tests leave public lists anyone may read)
+    mine = user.api.get("/list", params={"filter": json.dumps({"uid": user.uid})})
+    assert mine.json()["count"] == limit
 
 
 # -- per-period grants ------------------------------------------------------------------
