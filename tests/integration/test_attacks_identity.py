@@ -29,28 +29,13 @@ import requests
 from sqlalchemy import func, select
 
 from conftest import Api, make_user, serve_app
-from mailhelp import SmtpSink, run_worker, token_of
+from mailhelp import token_of
+from test_apikeys import ensure_scope, key_api, new_key
 from test_crud import assert_problem
+from test_registration import mail_server, smtp  # noqa: F401 (fixtures)
 from test_totp import Authenticator
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def key_api(server, apikey: str) -> Api:
-    api = Api(server.url)
-    api.http.headers["X-API-KEY"] = apikey
-    return api
-
-
-def ensure_scope(admin, name: str) -> None:
-    resp = admin.api.post("/scope", json={"name": name, "description": f"test scope {name}"})
-    assert resp.status_code in (201, 409), resp.text
-
-
-def new_key(user, **fields) -> dict:
-    resp = user.api.post("/apikey", json={"name": f"key-{secrets.token_hex(4)}", **fields})
-    assert resp.status_code == 201, resp.text
-    return resp.json()
 
 
 def login(srv, username: str, password: str, **headers) -> requests.Response:
@@ -320,24 +305,6 @@ def test_enabling_totp_ends_other_sessions(server):
 
 # -- 9: no enumeration through registration or address changes -------------------------
 
-@pytest.fixture(scope="module")
-def smtp():
-    sink = SmtpSink().start()
-    yield sink
-    sink.stop()
-
-
-@pytest.fixture(scope="module")
-def open_server(server, smtp):
-    settings = server.settings.replace(
-        account_policy="open", smtp_host="127.0.0.1", smtp_port=smtp.port,
-        worker_queue=f"test-attacks-{secrets.token_hex(4)}", mail_retry_delay=0.2,
-        mail_max_retries=2, public_url="https://api.example.test",
-        admin_email="admins@example.test")
-    with serve_app(settings) as srv, run_worker(settings, srv.services.redis.url):
-        yield srv
-
-
 def _shape(resp) -> tuple:
     body = resp.json()
     return (resp.status_code, sorted(body), body.get("status"), body.get("is_admin"),
@@ -350,8 +317,8 @@ def fresh() -> tuple[str, str]:
     return name, f"{name}@example.test"
 
 
-def test_registration_does_not_tell_taken_names_or_addresses(open_server, smtp):
-    anon = open_server.anonymous()
+def test_registration_does_not_tell_taken_names_or_addresses(mail_server, smtp):
+    anon = mail_server.anonymous()
     name, address = fresh()
     first = anon.post("/account", json={"username": name, "email": address})
     assert first.status_code == 201, first.text
@@ -372,30 +339,30 @@ def test_registration_does_not_tell_taken_names_or_addresses(open_server, smtp):
     taken = smtp.wait_mail(other_address)
     assert "taken" in taken.get_content() and "Token:" not in taken.get_content()
     # nothing was created for the refused attempts
-    model = open_server.services.models.Account
-    with open_server.services.db.session() as db:
+    model = mail_server.services.models.Account
+    with mail_server.services.db.session() as db:
         names = list(db.execute(select(model.name).where(
             func.lower(model.name).in_([name, other]))).scalars())
     assert names == [name]
 
 
-def test_registering_an_active_owners_address_mails_the_owner(open_server, smtp):
-    owner = make_user(open_server)
+def test_registering_an_active_owners_address_mails_the_owner(mail_server, smtp):
+    owner = make_user(mail_server)
     address = f"{owner.username}@example.com"
     name, _ = fresh()
-    resp = open_server.anonymous().post("/account", json={"username": name, "email": address})
+    resp = mail_server.anonymous().post("/account", json={"username": name, "email": address})
     assert resp.status_code == 201, resp.text
     notice = smtp.wait_mail(address)
     text = notice.get_content()
     assert "already registered" in text and owner.username in text and "Token:" not in text
 
 
-def test_registration_under_onrequest_is_the_same_either_way(open_server, smtp):
-    controller = open_server.services.controllers["account"]
+def test_registration_under_onrequest_is_the_same_either_way(mail_server, smtp):
+    controller = mail_server.services.controllers["account"]
     saved = controller.settings
     controller.settings = saved.replace(account_policy="onrequest")
     try:
-        anon = open_server.anonymous()
+        anon = mail_server.anonymous()
         name, address = fresh()
         first = anon.post("/account", json={"username": name, "email": address})
         other, other_address = fresh()
@@ -406,10 +373,10 @@ def test_registration_under_onrequest_is_the_same_either_way(open_server, smtp):
         controller.settings = saved
 
 
-def test_changing_address_to_a_taken_one_answers_as_for_a_free_one(open_server, smtp):
-    owner = make_user(open_server)
+def test_changing_address_to_a_taken_one_answers_as_for_a_free_one(mail_server, smtp):
+    owner = make_user(mail_server)
     taken = f"{owner.username}@example.com"
-    me = make_user(open_server)
+    me = make_user(mail_server)
     mine = f"{me.username}@example.com"
     to_taken = me.api.patch(f"/person/{me.uid}", json={"identity": taken})
     free = f"new-{secrets.token_hex(4)}@example.test"
@@ -420,17 +387,17 @@ def test_changing_address_to_a_taken_one_answers_as_for_a_free_one(open_server, 
     warned = smtp.wait_mail(taken)
     assert "Token:" not in warned.get_content()
     token = token_of(smtp.wait_mail(free))
-    done = open_server.anonymous().post("/auth/identity", json={"token": token})
+    done = mail_server.anonymous().post("/auth/identity", json={"token": token})
     assert done.status_code == 200, done.text
     assert me.api.get(f"/person/{me.uid}").json()["identity"] == free
-    assert_problem(open_server.anonymous().post("/auth/identity", json={"token": token}),
+    assert_problem(mail_server.anonymous().post("/auth/identity", json={"token": token}),
                    400, "token")
 
 
-def test_new_password_ends_the_other_sessions_but_the_current_one(open_server, smtp):
-    me = make_user(open_server)
-    other = Api(open_server.url, login(open_server, me.username, me.password).json()["token"])
-    assert open_server.anonymous().post("/auth/reset", json={"username": me.username}) \
+def test_new_password_ends_the_other_sessions_but_the_current_one(mail_server, smtp):
+    me = make_user(mail_server)
+    other = Api(mail_server.url, login(mail_server, me.username, me.password).json()["token"])
+    assert mail_server.anonymous().post("/auth/reset", json={"username": me.username}) \
         .status_code == 202
     token = token_of(smtp.wait_mail(f"{me.username}@example.com"))
     password = f"new-{secrets.token_hex(6)}-pass"
@@ -438,4 +405,4 @@ def test_new_password_ends_the_other_sessions_but_the_current_one(open_server, s
     assert done.status_code == 200, done.text
     assert me.api.get("/auth").status_code == 200
     assert_problem(other.get("/auth"), 401)
-    assert login(open_server, me.username, password).status_code == 201
+    assert login(mail_server, me.username, password).status_code == 201

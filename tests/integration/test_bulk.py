@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import json
 
-import pytest
 import requests
 from sqlalchemy import func, select
 
-from conftest import make_user
 from test_crud import assert_problem
 from test_grants import grant
 
