@@ -1,4 +1,4 @@
-"""The ``apicrud`` command: serve, db, account, check, routes."""
+"""The ``apicrud`` command: init, add, serve, db, account, check, routes."""
 
 from __future__ import annotations
 
@@ -31,6 +31,10 @@ def main(ctx: click.Context, root: str | None, config: str | None) -> None:
     """apicrud: a REST service from an OpenAPI spec, SQLAlchemy models and rbac.yaml."""
     ctx.ensure_object(dict)
     ctx.obj.update(root=root, config=config)
+    # a project's models module lives in the project folder (models_module: models)
+    project_root = os.path.abspath(root or os.environ.get("APICRUD_ROOT") or os.getcwd())
+    if project_root not in sys.path:
+        sys.path.insert(0, project_root)
     logging.basicConfig(level=os.environ.get("APICRUD_LOG_LEVEL", "INFO").upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
@@ -38,10 +42,29 @@ def main(ctx: click.Context, root: str | None, config: str | None) -> None:
 
 # -- check and routes -------------------------------------------------------------
 
+def _require_project(settings) -> None:
+    """Refuse, saying what to do, in a folder that holds no project."""
+    spec = settings.path("openapi_dir") / settings.openapi_file
+    if not spec.is_file():
+        where = os.path.relpath(spec, settings.root)
+        raise click.ClickException(
+            f"no apicrud project in {settings.root} (no {where}): run `apicrud init .` to "
+            "create one here, or pass --root / set APICRUD_ROOT to a project's folder")
+
+
+def _require_migrations(settings) -> None:
+    """Refuse, saying what to do, where the project has no migrations folder."""
+    if not (settings.root / "migrations").is_dir():
+        raise click.ClickException(
+            f"no migrations folder in {settings.root}: not an apicrud project? run "
+            "`apicrud init .` to create one here, or pass --root / set APICRUD_ROOT")
+
+
 def _declarations(ctx):
     from apicrud.services import load_declarations
 
     settings = _settings(ctx)
+    _require_project(settings)
     try:
         return settings, load_declarations(settings)
     except StartupError as exc:
@@ -119,6 +142,7 @@ def _db_settings(ctx: click.Context):
     from apicrud.db.schema import database_problem
 
     settings = _settings(ctx.find_root())
+    _require_migrations(settings)
     problem = database_problem(settings)
     if problem:
         raise click.ClickException(problem)
@@ -195,6 +219,7 @@ def account_add(ctx: click.Context, username: str, email: str, name: str | None,
     from apicrud.db.engine import Database
 
     settings = _settings(ctx.find_root())
+    _require_migrations(settings)
     migrate.upgrade(settings)
     database = Database(settings.sqlalchemy_url)
     models = importlib.import_module(settings.models_module)
@@ -225,6 +250,7 @@ def _account_store(ctx: click.Context):
     from apicrud.redis_client import RedisProvider
 
     settings = _settings(ctx.find_root())
+    _require_migrations(settings)
     migrate.upgrade(settings)
     models = importlib.import_module(settings.models_module)
     database = Database(settings.sqlalchemy_url)
@@ -406,10 +432,73 @@ def serve(ctx: click.Context, host: str | None, port: int | None,
                if v is not None}
     try:
         settings = _settings(ctx, **changes)
+        _require_project(settings)
         configure_logging(settings)  # log_format text|json; workers inherit it at fork
         run(settings)
     except StartupError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+# -- a project of your own --------------------------------------------------------
+
+class _UsageError(click.UsageError):
+    """A bad request of the generators: one line, exit status 2."""
+
+    def show(self, file=None) -> None:
+        click.echo(f"Error: {self.format_message()}", err=True)
+
+
+@main.command()
+@click.argument("directory", type=click.Path(file_okay=False), default=".")
+@click.option("--force", is_flag=True, help="write into a folder that is not empty "
+              "(files of the same name are replaced)")
+def init(directory: str, force: bool) -> None:
+    """Write a new project into DIRECTORY: spec, models, rbac.yaml, service_config.yaml,
+    migrations, a test and a README, with one example resource (note)."""
+    from apicrud.project import ProjectError, init_project
+
+    try:
+        written = init_project(directory, force=force)
+    except ProjectError as exc:
+        raise _UsageError(str(exc)) from None
+    target = os.path.abspath(directory)
+    for path in written:
+        click.echo(f"  wrote {os.path.relpath(path, target)}")
+    cd = "" if target == os.getcwd() else f"cd {os.path.relpath(target)} && "
+    click.echo(f"created a project in {target}; next:\n"
+               f"  {cd}apicrud db upgrade && apicrud serve\n"
+               "  apicrud add resource book --field title:string:required "
+               "--field year:integer")
+
+
+@main.group()
+def add() -> None:
+    """Add to the project in the current folder (or --root)."""
+
+
+@add.command("resource")
+@click.argument("name")
+@click.option("--field", "fields", multiple=True, metavar="NAME:TYPE[:required][:unique]",
+              help="a field (repeat it); TYPE: string, text, integer, number, boolean, "
+              "date-time")
+@click.option("--plural", default=None, help="plural of NAME in summaries (default: "
+              "category -> categories, box -> boxes, book -> books)")
+@click.pass_context
+def add_resource(ctx: click.Context, name: str, fields: tuple[str, ...],
+                 plural: str | None) -> None:
+    """Add resource NAME: its path and schema YAML, its entries in the spec, its model,
+    its policy (admins all, owners their own) and a migration creating its table."""
+    from apicrud.project import ProjectError, add_resource as generate
+
+    root = ctx.find_root().obj.get("root") or os.environ.get("APICRUD_ROOT") or os.getcwd()
+    try:
+        written = generate(root, name, list(fields), plural=plural,
+                           settings=_settings(ctx.find_root()))
+    except ProjectError as exc:
+        raise _UsageError(str(exc)) from None
+    for path in written:
+        click.echo(f"  wrote {os.path.relpath(path, os.path.abspath(root))}")
+    click.echo(f"added resource {name}; next: apicrud check && apicrud db upgrade")
 
 
 # -- messaging worker -------------------------------------------------------------
