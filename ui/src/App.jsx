@@ -18,6 +18,9 @@ export function buildResources(resources) {
     }));
 }
 
+// polyglot's "one |||| many": a create page says "Create List", the menu "Lists"
+const labelOf = def => `${def.singular} |||| ${def.label}`;
+
 export function App({ title, resources, withTrashcan }) {
     const views = buildResources(resources);
     const TrashList = withTrashcan ? makeTrashList(resources) : null;
@@ -25,7 +28,7 @@ export function App({ title, resources, withTrashcan }) {
         <Admin title={title} dataProvider={dataProvider} authProvider={authProvider}
             loginPage={LoginPage} disableTelemetry>
             {views.map(({ def, list, show, edit, create }) => (
-                <Resource key={def.name} name={def.name} options={{ label: def.label }}
+                <Resource key={def.name} name={def.name} options={{ label: labelOf(def) }}
                     list={list} show={show} edit={edit} create={create}
                     recordRepresentation={def.recordRepresentation} />
             ))}

@@ -8,6 +8,14 @@ import { rbacLetter } from './spec.js';
 const KEY = 'apicrud.session';
 const CAN_I_TTL = 60_000; // ms an answer of can-i is reused
 const canICache = new Map();
+// the resources /auth/can-i knows: model-backed ones, whose records carry `rbac` letters
+// in the spec (main.jsx sets them); about any other the UI does not ask
+let canIResources = new Set();
+
+export function setCanIResources(names) {
+    canIResources = new Set(names);
+    canICache.clear();
+}
 
 export const session = {
     get() {
@@ -63,8 +71,8 @@ async function canI(letter, resource, id) {
         error => {
             canICache.delete(key);
             if (error.status === 401) throw error;
-            // can-i knows only model-backed resources (not e.g. metric): the server still
-            // decides every request, so show the screen and let it answer
+            // no answer: the server still decides every request, so show the screen and
+            // let it answer
             return true;
         });
     canICache.set(key, { at: Date.now(), answer });
@@ -114,6 +122,8 @@ export const authProvider = {
         const letter = rbacLetter(action);
         if (!letter || resource === 'trashcan') return true; // trashcan lists only what you may delete
         if (record && typeof record.rbac === 'string') return record.rbac.includes(letter);
+        // not model-backed (e.g. metric): nothing to ask, the server filters what it serves
+        if (!canIResources.has(resource)) return true;
         const id = record?.id != null && letter !== 'c' && letter !== 'l' ? String(record.id) : undefined;
         if (!id && letter !== 'c' && letter !== 'l') return true; // collection-wide read: the list filters
         return canI(letter, resource, id);

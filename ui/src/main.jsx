@@ -1,6 +1,7 @@
 // Start-up: fetch the OpenAPI document, derive the resources, render the admin.
 import { createRoot } from 'react-dom/client';
 import { App } from './App.jsx';
+import { setCanIResources } from './authProvider.js';
 import { API_URL } from './config.js';
 import { SPECIAL, deriveResources } from './spec.js';
 
@@ -24,6 +25,7 @@ fetch(`${API_URL}/openapi.json`, { headers: { Accept: 'application/json' }, cred
         const all = deriveResources(spec);
         const resources = all.filter(r => !SPECIAL.has(r.name));
         const withTrashcan = all.some(r => r.name === 'trashcan');
+        setCanIResources(resources.filter(r => r.rbac).map(r => r.name));
         document.title = `${spec.info?.title || 'apicrud'} admin`;
         root.render(<App title={spec.info?.title || 'apicrud'} resources={resources}
             withTrashcan={withTrashcan} />);

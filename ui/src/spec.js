@@ -13,7 +13,9 @@ const LONG_TEXT = 255; // a string longer than this gets a multi-line input and 
 // resources with a page of their own, not the generic views
 export const SPECIAL = new Set(['trashcan']);
 
-/** Follow local `$ref`s (`#/components/...`); merge `allOf` members. */
+/** Follow local `$ref`s (`#/components/...`); merge `allOf` members; of `oneOf` or
+ * `anyOf` (e.g. one record or an array of them, as a bulk create takes) the first
+ * member that is an object with properties. */
 export function resolve(spec, schema, depth = 0) {
     if (!schema || typeof schema !== 'object' || depth > 20) return schema || {};
     if (schema.$ref) {
@@ -25,6 +27,13 @@ export function resolve(spec, schema, depth = 0) {
         }
         const { $ref, ...rest } = schema; // siblings of $ref (3.1) win over the target
         return { ...resolve(spec, target, depth + 1), ...rest };
+    }
+    const choices = Array.isArray(schema.oneOf) ? schema.oneOf : schema.anyOf;
+    if (Array.isArray(choices) && !schema.properties) {
+        const { oneOf, anyOf, ...rest } = schema;
+        const record = choices.map(s => resolve(spec, s, depth + 1))
+            .find(s => s && s.properties && firstType(s) === 'object');
+        return record ? { ...record, ...rest } : schema;
     }
     if (Array.isArray(schema.allOf)) {
         const merged = { ...schema, properties: {}, required: [] };
@@ -38,20 +47,84 @@ export function resolve(spec, schema, depth = 0) {
     return schema;
 }
 
+const NUMERIC = new Set(['integer', 'number']);
+
+/** The schema's type; a number that may also be given as a string ([string, integer])
+ * is a number. */
 const firstType = schema => {
     const t = schema.type;
-    if (Array.isArray(t)) return t.find(x => x !== 'null') || 'string';
+    if (Array.isArray(t)) {
+        const types = t.filter(x => x !== 'null');
+        if (types.includes('string') && types.some(x => NUMERIC.has(x)) && !schema.enum) {
+            return types.includes('number') ? 'number' : 'integer';
+        }
+        return types[0] || 'string';
+    }
     return t || (schema.enum ? 'string' : schema.properties ? 'object' : 'string');
 };
 
 const humanize = name =>
     name.replace(/_id$/, '').replace(/_/g, ' ').replace(/^./, c => c.toUpperCase());
 
+const IRREGULAR = { person: 'people', child: 'children', man: 'men', woman: 'women' };
+
+/** English plural of a lower-case word. */
+function plural(word) {
+    if (IRREGULAR[word]) return IRREGULAR[word];
+    if (/[^aeiou]y$/.test(word)) return word.slice(0, -1) + 'ies';
+    if (/(ss|x|z|ch|sh)$/.test(word)) return word + 'es';
+    if (/s$/.test(word)) return word; // already plural (settings, metrics)
+    return word + 's';
+}
+
+const SINGULAR = Object.fromEntries(Object.entries(IRREGULAR).map(([one, many]) => [many, one]));
+
+/** English singular of a lower-case plural word. */
+function singular(word) {
+    if (SINGULAR[word]) return SINGULAR[word];
+    if (/[^aeiou]ies$/.test(word)) return word.slice(0, -3) + 'y';
+    if (/(ss|x|z|ch|sh|us)es$/.test(word)) return word.slice(0, -2);
+    if (/[^su]s$/.test(word)) return word.slice(0, -1);
+    return word;
+}
+
+/** What one record of a resource is called: the schema's title made singular ("API
+ * keys": "API key"), else the name ("Category"). */
+export function recordLabel(name, schema) {
+    const title = typeof schema?.title === 'string' ? schema.title.trim() : '';
+    if (!title) return humanize(name.replace(/_/g, ' '));
+    const words = title.split(' ');
+    const last = words[words.length - 1];
+    const one = singular(last.toLowerCase());
+    words[words.length - 1] = last === last.toLowerCase() ? one
+        : last[0] + one.slice(1); // keep a capital (a one-word title: "People": "Person")
+    return words.join(' ');
+}
+
+/** A menu label for a resource: the schema's `title`, else the name's plural
+ * (category: "Categories", list_member: "List members"). */
+export function resourceLabel(name, schema) {
+    if (typeof schema?.title === 'string' && schema.title.trim()) return schema.title.trim();
+    const words = name.split('_').filter(Boolean);
+    if (!words.length) return name;
+    words[words.length - 1] = plural(words[words.length - 1]);
+    return humanize(words.join(' '));
+}
+
+/** An object of string values (e.g. a metric's labels): shown as key=value chips. */
+const isStringMap = prop => {
+    const extra = prop.additionalProperties;
+    return firstType(prop) === 'object' && !prop.properties && extra && typeof extra === 'object'
+        && firstType(extra) === 'string';
+};
+
 function kindOf(prop) {
     const type = firstType(prop);
     if (prop.enum) return 'enum';
     if (type === 'boolean') return 'boolean';
-    if (type === 'integer' || type === 'number') return 'number';
+    if (type === 'integer') return 'integer';
+    if (type === 'number') return 'number';
+    if (isStringMap(prop)) return 'labels';
     if (type === 'object' || type === 'array') return 'json';
     if (prop.format === 'date-time') return 'datetime';
     if (prop.format === 'date') return 'date';
@@ -87,7 +160,7 @@ export function deriveFields(spec, schema, names) {
             readOnly: Boolean(prop.readOnly) || related,
             required: required.has(source),
             nullable: Array.isArray(prop.type) && prop.type.includes('null'),
-            sortable: !related && source !== 'rbac' && kind !== 'json',
+            sortable: !related && source !== 'rbac' && kind !== 'json' && kind !== 'labels',
             description: prop.description || '',
             maxLength: prop.maxLength,
         };
@@ -118,6 +191,19 @@ function searchFields(schema, fields, writable) {
         .map(f => f.source);
 }
 
+/** The list columns: the first MAX_COLUMNS fit for a table cell, in schema order, and
+ * always the labels (key=value) fields, which tell apart records of the same name. */
+function listColumns(fields, label) {
+    const fit = fields.filter(f => !HIDDEN_IN_LIST.has(f.source)
+        && !['json', 'longtext', 'password'].includes(f.kind) && !(f.source === 'id' && label));
+    const keep = new Set(fit.filter(f => f.kind === 'labels').slice(0, MAX_COLUMNS));
+    for (const f of fit) {
+        if (keep.size >= MAX_COLUMNS) break;
+        keep.add(f);
+    }
+    return fit.filter(f => keep.has(f));
+}
+
 /** Every resource the spec serves as a collection, in the spec's path order. */
 export function deriveResources(spec) {
     const paths = spec?.paths || {};
@@ -140,20 +226,22 @@ export function deriveResources(spec) {
         const label = fields.find(f => LABEL_FIELDS.includes(f.source) && f.kind === 'text');
         return {
             name,
-            label: humanize(name),
+            label: resourceLabel(name, schema),
+            singular: recordLabel(name, schema),
             description: item.get.summary || '',
             fields,
-            listFields: fields
-                .filter(f => !HIDDEN_IN_LIST.has(f.source) && !['json', 'longtext', 'password']
-                    .includes(f.kind) && !(f.source === 'id' && label))
-                .slice(0, MAX_COLUMNS),
+            listFields: listColumns(fields, label),
+            // the server computes `rbac` letters for the records of model-backed resources
+            // only, and only those can /auth/can-i answer for (not e.g. metric)
+            rbac: fields.some(f => f.source === 'rbac'),
             createFields: createSchema
                 ? deriveFields(spec, createSchema, names)
                     .filter(f => !f.readOnly && !HIDDEN_IN_FORMS.has(f.source))
                 : null,
             editFields: editSchema
                 ? deriveFields(spec, editSchema, names)
-                    .filter(f => !HIDDEN_IN_FORMS.has(f.source) && f.kind !== 'json')
+                    .filter(f => !HIDDEN_IN_FORMS.has(f.source) && f.kind !== 'json'
+                        && f.kind !== 'labels')
                 : null,
             hasShow: Boolean(record.get),
             hasDelete: Boolean(record.delete),

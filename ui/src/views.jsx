@@ -10,6 +10,21 @@ import {
     SelectInput, Show, ShowButton, SimpleForm, SimpleShowLayout, TextField, TextInput,
     Toolbar, TopToolbar, UrlField, required, usePermissions, useRecordContext,
 } from 'react-admin';
+import Chip from '@mui/material/Chip';
+
+const PLAIN_NUMBER = { useGrouping: false, maximumFractionDigits: 20 };
+
+/** An object of strings as key=value chips (a metric's labels). */
+function Labels({ value }) {
+    if (!value || typeof value !== 'object') return null;
+    return (
+        <span style={{ display: 'inline-flex', flexWrap: 'wrap', gap: 4 }}>
+            {Object.entries(value).map(([k, v]) => (
+                <Chip key={k} size="small" variant="outlined" label={`${k}=${v}`} />
+            ))}
+        </span>
+    );
+}
 
 const has = (record, letter) => typeof record?.rbac === 'string' && record.rbac.includes(letter);
 
@@ -29,8 +44,12 @@ export function fieldElement(f, byName) {
             return <SelectField {...common} choices={f.choices} />;
         case 'boolean':
             return <BooleanField {...common} />;
+        case 'integer':
         case 'number':
-            return <NumberField {...common} />;
+            // as the API sends it: no thousands separators (a year is 2024, not 2,024)
+            return <NumberField {...common} options={PLAIN_NUMBER} />;
+        case 'labels':
+            return <FunctionField {...common} render={r => <Labels value={r[f.source]} />} />;
         case 'datetime':
             return <DateField {...common} showTime />;
         case 'date':
@@ -76,6 +95,8 @@ function inputElement(f, byName, { creating, isAdmin }) {
                 emptyText={f.required ? undefined : '(default)'} />;
         case 'boolean':
             return <BooleanInput {...common} />;
+        case 'integer':
+            return <NumberInput {...common} step={1} />;
         case 'number':
             return <NumberInput {...common} />;
         case 'datetime':
