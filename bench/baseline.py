@@ -68,8 +68,8 @@ def create_app(db_url: str | None = None, redis_url: str | None = None,
     from apicrud.auth.sessions import SessionManager
     from apicrud.db.base import new_id, utcnow
     from apicrud.db.engine import Database
-    from apicrud.models import Account, ListMember, Message, Person
-    from apicrud.models import List as ListModel
+    from models import Account, ListMember, Message, Person
+    from models import List as ListModel
 
     db_url = db_url or os.environ["BENCH_DB_URL"]
     secret = secret or os.environ["BENCH_SECRET_KEY"]

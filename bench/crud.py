@@ -102,7 +102,7 @@ def start_server(procs: Processes, s: Server, env: dict[str, str], workers: int)
             ([] if exe.exists() else ["-m", "apicrud.cli"]) + ["--root", str(ROOT), "serve"]
         env = {**env, "APICRUD_PORT": str(s.port), "APICRUD_WORKERS": str(workers)}
     else:
-        cmd = [sys.executable, "-m", "gunicorn", "--pythonpath", str(BENCH_DIR),
+        cmd = [sys.executable, "-m", "gunicorn", "--pythonpath", f"{BENCH_DIR},{ROOT}",
                "--bind", f"127.0.0.1:{s.port}", "--workers", str(workers),
                "--worker-class", "sync", "--log-level", "warning", "--timeout", "60",
                "--graceful-timeout", "10", "baseline:create_app()"]

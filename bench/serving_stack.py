@@ -103,7 +103,7 @@ class _Backend:
         from sqlalchemy.orm import sessionmaker
 
         from apicrud.auth.sessions import SessionManager
-        from apicrud.models import Message
+        from models import Message
 
         self.model = Message
         self.engine = create_engine(os.environ[ENV_DB],
@@ -578,7 +578,7 @@ def apicrud_source(source: str, work: Path) -> tuple[Path, str]:
     """
     if source == "worktree":
         rev = _git("rev-parse", "--short", "HEAD")
-        dirty = _git("status", "--porcelain", "--", "apicrud", "openapi", "migrations",
+        dirty = _git("status", "--porcelain", "--", "apicrud", "models", "openapi", "migrations",
                      "rbac.yaml", "service_config.yaml")
         return ROOT, f"working tree at {rev}" + (" with uncommitted changes" if dirty else "")
     import tarfile

@@ -15,6 +15,7 @@ import logging
 import math
 import os
 import re
+import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import MappingProxyType
@@ -310,6 +311,11 @@ def load_settings(root: str | os.PathLike[str] | None = None,
     root_path = Path(os.path.abspath(root or environ.get("APICRUD_ROOT") or os.getcwd()))
     if not root_path.is_dir():
         raise ConfigError(f"project root {root_path} is not a directory")
+    # the project's own modules (models_module, its controllers) live in its folder,
+    # which is importable as an installed package would be, whoever loads the settings
+    # (the command line, gunicorn's workers, alembic's env.py, an embedding program)
+    if str(root_path) not in sys.path:
+        sys.path.append(str(root_path))
     if app_schema is None and (root_path / "service_config.yaml").is_file():
         app_schema = "service_config.yaml"
     version, decls = _load_schema(root_path / app_schema if app_schema else None)

@@ -41,7 +41,7 @@ def test_defaults(tmp_path):
     assert s.port == 8080 and s["port"] == 8080
     assert s.base_url == "/api/v1"
     assert s.openapi_dir == "openapi" and s.openapi_file == "api.yaml"
-    assert s.rbac_file == "rbac.yaml" and s.models_module == "apicrud.models"
+    assert s.rbac_file == "rbac.yaml" and s.models_module == "models"
     assert s.db_migrate_at_start is True and s.sql_echo is False
     assert s.db_pool_size == 10 and s.workers == 2 and s.host == "127.0.0.1"
     assert s.per_page_default == 25 and s.per_page_max == 1000

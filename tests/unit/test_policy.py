@@ -12,7 +12,7 @@ from sqlalchemy.dialects import sqlite
 from apicrud.access.decide import AccessControl
 from apicrud.access.policy import PolicyError, compile_policy, load_policy
 from apicrud.auth.principal import ANONYMOUS, Principal
-from apicrud.models import List
+from models import List
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

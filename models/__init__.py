@@ -8,46 +8,25 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, ForeignKey, Index, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
+from apicrud.auth.models import AccountMixin, ApiKeyMixin, PersonMixin
 from apicrud.db.base import Base, RecordMixin, Timestamp
 
 PRIVACY = ("public", "invitee", "member", "manager", "secret")
 
 
-class Person(RecordMixin, Base):
+class Person(PersonMixin, RecordMixin, Base):
     """A human known to the service; an account belongs to one person."""
 
     __tablename__ = "person"
-    __table_args__ = (UniqueConstraint("identity", "live"),)
-    #: a person record is owned by the person it describes
-    __owner__ = "id"
-
-    name: Mapped[str] = mapped_column(String(64), nullable=False)
-    identity: Mapped[str | None] = mapped_column(String(254))
-    privacy: Mapped[str] = mapped_column(String(8), nullable=False, default="member")
 
 
-class Account(RecordMixin, Base):
+class Account(AccountMixin, RecordMixin, Base):
     """Login identity of a person: username, password hash, admin flag."""
 
     __tablename__ = "account"
-    __table_args__ = (UniqueConstraint("name", "live"),)
-
-    name: Mapped[str] = mapped_column(String(32), nullable=False)
-    uid: Mapped[str] = mapped_column(
-        ForeignKey("person.id", ondelete="CASCADE"), nullable=False, index=True
-    )
-    password: Mapped[str | None] = mapped_column(String(256))
-    is_admin: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
-    last_login: Mapped[datetime | None] = mapped_column(Timestamp)
-    password_changed: Mapped[datetime | None] = mapped_column(Timestamp)
-    #: TOTP second factor: secret encrypted with AESEncryptBin, backup codes as a JSON
-    #: list of hashes (single use)
-    totp_secret: Mapped[bytes | None] = mapped_column(LargeBinary)
-    totp_enabled: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
-    backup_codes: Mapped[str | None] = mapped_column(Text)
 
 
 class Category(RecordMixin, Base):
@@ -137,21 +116,10 @@ class Scope(RecordMixin, Base):
     description: Mapped[str | None] = mapped_column(String(255))
 
 
-class ApiKey(RecordMixin, Base):
+class ApiKey(ApiKeyMixin, RecordMixin, Base):
     """A credential for programs: ``<prefix>.<secret>``; only a hash of the secret is kept."""
 
     __tablename__ = "apikey"
-    __table_args__ = (UniqueConstraint("uid", "name", "live"),)
-
-    name: Mapped[str] = mapped_column(String(64), nullable=False)
-    prefix: Mapped[str] = mapped_column(String(16), nullable=False, unique=True)
-    hash: Mapped[str] = mapped_column(String(128), nullable=False)
-    scopes: Mapped[str | None] = mapped_column(Text)  # JSON list of scope names
-    expires: Mapped[datetime | None] = mapped_column(Timestamp)
-    last_used: Mapped[datetime | None] = mapped_column(Timestamp)
-    uid: Mapped[str] = mapped_column(
-        ForeignKey("person.id", ondelete="CASCADE"), nullable=False, index=True
-    )
 
 
 class Settings(RecordMixin, Base):
