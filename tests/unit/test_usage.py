@@ -55,10 +55,10 @@ def tag(provider):
             client.delete(*keys)
 
 
-def make(provider, tag, instance="host-a:8080", **specs) -> Metrics:
+def make(provider, tag, instance="host-a:8080", flush_interval=0.05, **specs) -> Metrics:
     defs, problems = check_definitions({f"{tag}_{k}": v for k, v in specs.items()})
     assert not problems
-    m = Metrics(provider, defs, instance=instance, flush_interval=0.05)
+    m = Metrics(provider, defs, instance=instance, flush_interval=flush_interval)
     return m
 
 
@@ -113,9 +113,10 @@ def test_one_spelling_per_label_set():
 # -- counters, gauges, several processes --------------------------------------------------
 
 def test_buffered_counters_from_two_processes_add_up(provider, tag):
-    one = make(provider, tag, calls={"scope": "user"},
+    # flushed by hand below: the flush threads must not run first, even on a busy machine
+    one = make(provider, tag, flush_interval=3600, calls={"scope": "user"},
                hits={"scope": "sitewide"}, reqs={"scope": "instance"})
-    two = Metrics(provider, one.definitions, instance="host-a:8080")
+    two = Metrics(provider, one.definitions, instance="host-a:8080", flush_interval=3600)
     for m in (one, two):
         m.add(f"{tag}_calls", uid="x-u1")
         m.add(f"{tag}_calls", 2, uid="x-u2")
