@@ -121,23 +121,26 @@ class BasicCRUD:
             return f'"{digest}.{shape}"'
         return f'"{digest}"'
 
-    def check_precondition(self, ctx: RequestContext, record: Any | None,
-                           single: bool = True) -> None:
-        """``If-Match`` against the record's current tag: 412 when stale; 428 when the
+    def check_precondition(self, ctx: RequestContext, records: list[Any]) -> None:
+        """``If-Match`` against each record's current tag (a write of several records
+        lists the tag of each): 412 when one is stale, nothing written; 428 when the
         resource requires one (``if_match: required``) and the request gave none."""
         given = (ctx.headers.get("If-Match") or "").strip()
-        if self.resource.if_match_required and (not given or not single):
+        if self.resource.if_match_required and not given:
             raise PreconditionRequired(
-                f"{self.resource.name}: send If-Match with the ETag you read"
-                + ("" if single else ", one record per request"),
-                errors={"If-Match": "is required" if single else "one record per request"})
-        if not given or record is None or not single or given == "*":
+                f"{self.resource.name}: send If-Match with the ETag you read",
+                errors={"If-Match": "is required"})
+        tags = {t.strip().removeprefix("W/") for t in given.split(",") if t.strip()}
+        if not tags or "*" in tags:
             return
-        version = self.etag(record)
-        tags = {t.strip().removeprefix("W/") for t in given.split(",")}
-        if not any(t == version or (t.startswith(version[:-1] + ".") and t.endswith('"'))
-                   for t in tags):
-            raise PreconditionFailed("If-Match does not match the current ETag")
+        for record in records:
+            version = self.etag(record)
+            if not any(t == version or (t.startswith(version[:-1] + ".") and t.endswith('"'))
+                       for t in tags):
+                if len(records) == 1:
+                    raise PreconditionFailed("If-Match does not match the current ETag")
+                raise PreconditionFailed(f"If-Match: {record.id} was changed since it was "
+                                         "read", errors={record.id: "changed since read"})
 
     def selected_fields(self, ctx: RequestContext) -> tuple[str, ...] | None:
         """``fields=a,b``: the fields a response carries (``id`` always); None: all. A
@@ -451,7 +454,7 @@ class BasicCRUD:
             self._write_many(ctx, records, lambda r: self._change(ctx, r, ctx.body or {}))
             return Reply([self.serialize(ctx, r) for r in records], 200)
         record = self._load(ctx, ids[0], for_update=True)
-        self.check_precondition(ctx, record)
+        self.check_precondition(ctx, [record])
         old_owner = self._change(ctx, record, ctx.body or {})
         self._flush(ctx)
         self._roles_changed(ctx, [record], old_owner)
@@ -471,18 +474,9 @@ class BasicCRUD:
         """Apply ``write`` to each record as a single request would, all or none: a
         refusal names the record (``errors: {"<id>": ...}``). ``If-Match`` may list the
         ETags the caller read: each record's current one must be among them."""
-        given = (ctx.headers.get("If-Match") or "").strip()
-        if self.resource.if_match_required and not given:
-            raise PreconditionRequired(f"{self.resource.name}: send If-Match with the ETags "
-                                       "you read", errors={"If-Match": "is required"})
-        tags = {t.strip().removeprefix("W/") for t in given.split(",") if t.strip()}
+        self.check_precondition(ctx, records)
         old_owners = []
         for record in records:
-            if tags and "*" not in tags and not any(
-                    t == self.etag(record) or t.startswith(self.etag(record)[:-1] + ".")
-                    for t in tags):
-                raise PreconditionFailed(f"If-Match: {record.id} was changed since it was read",
-                                         errors={record.id: "changed since read"})
             try:
                 old_owners.append(write(record))
             except Problem as exc:
@@ -568,7 +562,7 @@ class BasicCRUD:
         ids = self._ids(ctx)
         records = [self._load(ctx, id_, for_update=True) for id_ in ids]
         if len(records) == 1:
-            self.check_precondition(ctx, records[0])
+            self.check_precondition(ctx, records)
             self._trash(ctx, records[0])
             self._flush(ctx)
             self._roles_changed(ctx, records)

@@ -174,8 +174,13 @@ def test_required_if_match_refuses_blind_writes_with_428(strict):
     assert owner.api.patch(f"/list/{lid}", json={"description": "x"},
                            headers={"If-Match": tag}).status_code == 200
     other = owner.api.post("/list", json={"name": "strict 2"}).json()["id"]
-    # several ids in one delete cannot each carry an If-Match
-    assert_problem(owner.api.delete(f"/list/{lid},{other}", headers={"If-Match": "*"}), 428)
+    # several ids: If-Match lists the ETag of each (without one: 428, nothing trashed)
+    assert_problem(owner.api.delete(f"/list/{lid},{other}"), 428, "If-Match")
+    assert owner.api.get(f"/list/{other}").status_code == 200
+    tags = [owner.api.get(f"/list/{i}").headers["ETag"] for i in (lid, other)]
+    assert owner.api.delete(f"/list/{lid},{other}",
+                            headers={"If-Match": ", ".join(tags)}).status_code == 200
+    other = owner.api.post("/list", json={"name": "strict 3"}).json()["id"]
     # other resources keep If-Match optional
     msg = owner.api.post("/message", json={"list_id": other, "subject": "s"}).json()["id"]
     assert owner.api.patch(f"/message/{msg}", json={"subject": "t"}).status_code == 200
