@@ -511,3 +511,46 @@ class Reference:
         attrs = {a for a, _, _ in self.memberships.values()}
         found = sorted(attrs & self.fields.get(resource, set()))
         return found[0] if found else None
+
+    # -- bulk writes and embedding (README "Richer reads and bulk writes") -----------------
+    def bulk_create(self, world, caller, resource, items: list[dict], references: dict[str, str],
+                    unique: tuple[tuple[str, ...], ...] = ()) -> tuple[Outcome, int | None]:
+        """``POST /{resource}`` with an array: every record or none. The outcome of the
+        first record a single create would refuse (and its index), else 201."""
+        for i, item in enumerate(items):
+            made = self.create(world, caller, resource, item, references, unique)
+            if not made.ok:
+                return made, i
+        return Outcome(201), None
+
+    def bulk_write(self, world, caller, action: str, resource: str, records: list[dict],
+                   changes: dict | None = None) -> list[Outcome]:
+        """``PATCH``/``DELETE /{resource}/{id},{id}``: each record's single outcome; the
+        batch succeeds iff every one does (all or none)."""
+        if action == "u":
+            return [self.update(world, caller, resource, r, changes or {}) for r in records]
+        return [Outcome(self.write(world, caller, action, resource, r)) for r in records]
+
+    def bulk_matched(self, world, caller, resource: str, records: list[dict]) -> list[dict]:
+        """The records a bulk write by filter touches among ``records`` (all matching the
+        filter): the live ones the caller may read. A filter only narrows."""
+        return [r for r in records if r.get("status", "active") == "active"
+                and self.holds(world, caller, "r", resource, r)]
+
+    def embedded_one(self, world, caller, target: str, id_: Any) -> dict | None:
+        """A to-one embed: the record as the caller would read it, or None."""
+        rec = world.get(target, id_)
+        if rec is None or rec.get("status") != "active" or \
+                not self.holds(world, caller, "r", target, rec):
+            return None
+        return rec
+
+    def embedded_many(self, world, caller, target: str, via: str, parent_id: Any,
+                      limit: int, newest_first: str = "created") -> list[dict]:
+        """A to-many embed: the newest ``limit`` records naming ``parent_id`` in ``via``
+        that the caller may read (ties by id, as every sort)."""
+        rows = [r for r in world.rows(target) if r.get(via) == parent_id
+                and r.get("status") == "active" and self.holds(world, caller, "r", target, r)]
+        rows.sort(key=lambda r: r["id"])
+        rows.sort(key=lambda r: r[newest_first], reverse=True)
+        return rows[:limit]

@@ -52,7 +52,23 @@ cannot tell and is not compared.
 Cases where the service disagrees with the reference are marked ``xfail(strict=True)``
 in ``KNOWN`` below, with the rule involved.
 
-After the matrix: the trashcan lists exactly what each role may delete, membership
+A second generated matrix (``test_bulk_and_embed_matrix``, per role and privacy) covers
+bulk writes and embedding (README "Richer reads and bulk writes"), expected outcomes from
+``Reference.bulk_create``/``bulk_write``/``bulk_matched``/``embedded_*``:
+
+- ``bulk-create`` (``POST /message``, ``POST /list`` with an array): a batch of an allowed
+  and a refused record (two refused ones where nothing is allowed) is refused as its
+  first refused record alone, ``errors`` naming ``[index]``, nothing written; the allowed
+  ones alone are 201 ``{items, count}``;
+- ``bulk-update-ids``/``bulk-delete-ids`` (``PATCH``/``DELETE /message/{id},{id}``): all or
+  none, as each single write; ``-filter`` (``?filter={"id": [...]}``): unreadable records
+  are not matched, a readable one the caller may not write refuses the batch; every
+  record is checked in the database afterwards;
+- ``embed-list`` (get and find with ``embed=list``): the list as the caller reads it, or
+  null; ``embed-messages`` (``GET /list/{id}?embed=messages``, ``embed``/p worlds of 12
+  messages): the five newest the caller may read, newest first.
+
+After the matrices: the trashcan lists exactly what each role may delete, membership
 changes take effect on the next request, trashing a list, refusing a message for an
 unusable list with nothing written, and keyset paging that returns exactly the readable
 rows (also when filtered by a list the reader may not read).
@@ -66,6 +82,7 @@ import os
 import re
 import secrets
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -113,6 +130,8 @@ VARIANTS = _variants()
 REFERENCES = {"list_id": "list", "uid": "person", "category_id": "category"}
 UNIQUE = {"listmember": (("list_id", "uid"),), "list": (("uid", "name"),),
           "category": (("uid", "name"),), "contact": (("uid", "type", "info"),)}
+#: messages in an embed world (more than the five embed=messages gives)
+EMBED_MESSAGES = 12
 ADD_KINDS = ("add-invitee", "add-member", "add-manager", "add-self")
 
 # The service disagrees with the reference here; see the module docstring.
@@ -247,7 +266,7 @@ class Worlds:
                   privacy="public")
         newcomer = world.add("person", id=new_id(prefix), name="newcomer", privacy="member")
         tag = secrets.token_hex(4)
-        list_privacy = key if kind in ("list", "listmember") else "invitee"
+        list_privacy = key if kind in ("list", "listmember", "embed") else "invitee"
         lst = world.add("list", id=new_id(prefix), name=f"world-{tag}", description="d",
                         privacy=list_privacy, uid=owner.uid, category_id=None)
         built = Built(world, owner, owner_caller, lst["id"], newcomer=newcomer["id"])
@@ -266,6 +285,14 @@ class Worlds:
                 built.records[f"by-{author}"] = ("message", world.add(
                     "message", id=new_id(prefix), list_id=lst["id"], subject=f"s-{author}",
                     content="c", privacy=key, uid=uid))
+        elif kind == "embed":  # more messages than embed=messages gives, distinct times
+            base = datetime(2024, 1, 1, tzinfo=UTC)
+            for i in range(EMBED_MESSAGES):
+                uid = people.users["member"].uid if i % 3 == 1 else owner.uid
+                built.records[f"m{i}"] = ("message", world.add(
+                    "message", id=new_id(prefix), list_id=lst["id"], subject=f"e-{i}",
+                    content="c", privacy=PRIVACY[i % 5], uid=uid,
+                    created=base + timedelta(minutes=7 * i)))
         elif kind == "category":
             built.records["category"] = ("category", world.add(
                 "category", id=new_id(prefix), name=f"cat-{tag}", description="d",
@@ -868,3 +895,241 @@ def test_paging_as_member_returns_exactly_the_readable_rows(server, ref, user, o
     in_outside = {i for i in expected if world.get("message", i)["list_id"] == outside}
     assert {i["id"] for i in resp.json()["items"]} == in_outside
     assert resp.json()["count"] == len(in_outside)
+
+
+# -- bulk writes and embedding, for every role ---------------------------------------------
+#
+# README "Richer reads and bulk writes": every path goes through the same evaluator as a
+# single read or write. Expected outcomes come from ``Reference.bulk_*``/``embedded_*``
+# (rbac_reference.py), built on the single-record rules above; the worlds are the
+# matrix's own (``list``/p, ``message``/p) plus ``embed``/p (a list with 12 messages of
+# every privacy, distinct creation times). One or two requests per case.
+
+BULK_WRITES = ("bulk-update-ids", "bulk-delete-ids", "bulk-update-filter",
+               "bulk-delete-filter")
+EMBED_LIST_PRIVACY = ("public", "invitee")
+
+
+def _bulk_cases():
+    out = []
+    for role in ROLES:
+        for p in PRIVACY:
+            out.append(("message", p, role, "bulk-create"))
+            out.append(("list", p, role, "bulk-create"))
+            for action in (*BULK_WRITES, "embed-list"):
+                out.append(("message", p, role, action))
+        for p in EMBED_LIST_PRIVACY:
+            out.append(("list", p, role, "embed-messages"))
+    params = []
+    for resource, variant, role, action in out:
+        id_ = f"{resource}-{variant}-{role}-{action}"
+        marks = [pytest.mark.xfail(strict=True, reason=KNOWN[id_])] if id_ in KNOWN else []
+        params.append(pytest.param(resource, variant, role, action, id=id_, marks=marks))
+    return params
+
+
+BULK_CASES = _bulk_cases()
+
+
+@pytest.mark.parametrize("resource,variant,role,action", BULK_CASES)
+def test_bulk_and_embed_matrix(server, ref, people, worlds, resource, variant, role, action):
+    if action == "bulk-create":
+        return _bulk_create_case(server, ref, people, worlds, resource, variant, role)
+    if action == "embed-messages":
+        return _embed_messages_case(ref, people, worlds, server, variant, role)
+    built = worlds.get("message", variant)
+    caller, api = _who(role, built, people, server)
+    records = [built.records["by-owner"][1], built.records["by-member"][1]]
+    if action == "embed-list":
+        return _embed_list_case(ref, built, caller, api, records)
+    _bulk_write_case(server, ref, built, caller, api, records, action)
+
+
+def _refusal(resp, outcomes: list[Outcome], index_keys: tuple[str, ...] = ()) -> None:
+    """A refused batch: the status of one of the refused single writes (``outcomes``);
+    with ``index_keys``, every ``errors`` key names one of them (``[1].list_id``...)."""
+    refused = [o for o in outcomes if not o.ok]
+    assert refused, "reference: nothing refused"
+    codes = set().union(*({o.status} | o.also for o in refused))
+    assert resp.status_code in codes, \
+        f"expected one of {sorted(codes)}, got {resp.status_code}: {resp.text}"
+    body = assert_problem(resp, resp.status_code)
+    if index_keys and resp.status_code != 401:
+        errors = body.get("errors") or {}
+        assert errors and all(k.startswith(index_keys) for k in errors), \
+            f"errors should name {index_keys}: {body}"
+
+
+def _bulk_create_case(server, ref, people, worlds, resource, privacy, role):
+    """A batch of records the caller may create is 201 ``{items, count}``; one mixing an
+    allowed record and a refused one (or two refused) is refused as its first refused
+    record would be alone, naming its index, and nothing is written."""
+    built = worlds.get("list", privacy)
+    caller, api = _who(role, built, people, server)
+    world = built.world
+    marker = f"b{secrets.token_hex(5)}"
+    missing = new_id(server.settings.id_prefix)
+    if resource == "message":
+        name = "subject"
+        pool = [{"list_id": built.list_id, name: f"{marker}-a", "privacy": privacy},
+                {"list_id": built.list_id, name: f"{marker}-b", "uid": people.victim.uid},
+                {"list_id": missing, name: f"{marker}-c"}]
+    else:
+        name = "name"
+        pool = [{name: f"{marker}-a", "privacy": privacy},
+                {name: f"{marker}-b", "privacy": privacy, "uid": people.victim.uid},
+                {name: f"{marker}-c", "privacy": privacy, "category_id": missing}]
+    refs, unique = _references(ref, resource), UNIQUE.get(resource, ())
+    single = [ref.create(world, caller, resource, b, refs, unique) for b in pool]
+    allowed = [b for b, o in zip(pool, single) if o.ok]
+    refused = [b for b, o in zip(pool, single) if not o.ok]
+    assert refused, "reference: the pool should hold a refused record for everyone"
+    mixed = [allowed[0], refused[0]] if allowed else refused[:2]
+    expected, index = ref.bulk_create(world, caller, resource, mixed, refs, unique)
+    assert not expected.ok and index == (1 if allowed else 0)
+    resp = api.post(f"/{resource}", json=mixed)
+    created = []
+    try:
+        if resp.status_code == 201:
+            created = [i["id"] for i in resp.json()["items"]]
+        _refusal(resp, [expected], (f"[{index}]",))
+        if expected.fields and resp.status_code == expected.status:
+            keys = set(resp.json().get("errors") or {})
+            assert keys & {f"[{index}].{f}" for f in expected.fields}, \
+                f"should name [{index}].{sorted(expected.fields)}: {resp.text}"
+        for body in mixed:
+            assert _count(server, resource, **{name: body[name]}) == 0, "refused, but written"
+        if not allowed:
+            return
+        expected, _ = ref.bulk_create(world, caller, resource, allowed, refs, unique)
+        assert expected.status == 201
+        resp = api.post(f"/{resource}", json=allowed)
+        assert resp.status_code == 201, resp.text
+        got = resp.json()
+        created = [i["id"] for i in got["items"]]
+        assert got["count"] == len(allowed) == len(got["items"])
+        for body, item in zip(allowed, got["items"]):
+            assert item[name] == body[name]
+            assert item["uid"] == body.get("uid", caller.uid)
+            if resource == "message":
+                assert item["list_id"] == built.list_id
+            assert _count(server, resource, id=item["id"], **{name: body[name]}) == 1
+    finally:
+        for id_ in created:
+            _remove_created(server, built, resource, id_)
+
+
+def _bulk_write_case(server, ref, built, caller, api, records, action):
+    """By ids: all or none, as each single write would be. By filter: the records the
+    caller can't read are not matched; a matched one the caller may not write refuses the
+    batch. Checked in the database afterwards: nothing changed unless it all worked."""
+    world = built.world
+    letter = "u" if "update" in action else "d"
+    column = "content" if letter == "u" else "status"
+    marker = f"x{secrets.token_hex(5)}"
+    changes = {"content": marker}
+    ids = [r["id"] for r in records]
+    before = {r["id"]: _snapshot(server, "message", r["id"]) for r in records}
+    if action.endswith("-ids"):
+        touched = records
+        outcomes = ref.bulk_write(world, caller, letter, "message", records, changes)
+        path, params = f"/message/{','.join(ids)}", None
+    else:
+        touched = ref.bulk_matched(world, caller, "message", records) \
+            if caller.authenticated else records
+        outcomes = ref.bulk_write(world, caller, letter, "message", touched, changes) \
+            if caller.authenticated else [Outcome(401)]
+        path, params = "/message", {"filter": json.dumps({"id": ids})}
+    ok = all(o.ok for o in outcomes)
+    if letter == "u":
+        resp = api.patch(path, params=params, json=changes)
+    else:
+        resp = api.delete(path, params=params)
+    try:
+        if ok:
+            assert resp.status_code == 200, resp.text
+            got = resp.json()
+            if action.endswith("-filter"):
+                assert got["count"] == len(got["items"])
+                got = got["items"]
+            assert sorted(i["id"] for i in got) == sorted(r["id"] for r in touched)
+            for item in got:
+                assert item[column] == (marker if letter == "u" else "disabled")
+                assert item.get("rbac", ref.letters(world, caller, "message",
+                                                    world.get("message", item["id"]))) == \
+                    ref.letters(world, caller, "message", world.get("message", item["id"]))
+        else:
+            _refusal(resp, outcomes)
+        done = {r["id"] for r in touched} if ok else set()
+        for rid in ids:
+            now = _stored(server, "message", rid, column)
+            if rid in done:
+                assert now == (marker if letter == "u" else "disabled"), f"{rid}: {now}"
+            else:
+                assert now == before[rid][column], \
+                    f"{rid} not to be written ({resp.status_code}), but {column} is {now}"
+    finally:
+        for rid in ids:
+            if _stored(server, "message", rid, column) != before[rid][column]:
+                _put_back(server, built, "message", before[rid])
+
+
+def _check_embedded_list(ref, world, caller, item: dict) -> None:
+    assert "list" in item, f"embed=list missing: {item}"
+    want = ref.embedded_one(world, caller, "list", item["list_id"])
+    emb = item["list"]
+    if want is None:
+        assert emb is None, f"an unreadable list embedded: {emb}"
+        return
+    assert emb is not None and emb["id"] == want["id"], emb
+    assert emb["name"] == want["name"] and emb["privacy"] == want["privacy"]
+    if "rbac" in emb:
+        assert emb["rbac"] == ref.letters(world, caller, "list", want)
+
+
+def _embed_list_case(ref, built, caller, api, records):
+    """``embed=list`` on get and find: the list as the caller would read it, or null."""
+    world, rec = built.world, records[0]
+    resp = api.get(f"/message/{rec['id']}", params={"embed": "list"})
+    expected = ref.get(world, caller, "message", rec)
+    _check_status(resp, expected)
+    if expected == 200:
+        assert resp.json()["id"] == rec["id"]
+        _check_embedded_list(ref, world, caller, resp.json())
+    flt = json.dumps({"id": [r["id"] for r in records]})
+    resp = api.get("/message", params={"filter": flt, "embed": "list"})
+    if not caller.authenticated:
+        assert_problem(resp, 401)
+        return
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    listed = {r["id"] for r in records if ref.listed(world, caller, "message", r)}
+    assert {i["id"] for i in body["items"]} == listed
+    for item in body["items"]:
+        _check_embedded_list(ref, world, caller, item)
+
+
+def _embed_messages_case(ref, people, worlds, server, privacy, role):
+    """``GET /list/{id}?embed=messages``: the five newest messages the caller may read."""
+    built = worlds.get("embed", privacy)
+    caller, api = _who(role, built, people, server)
+    world = built.world
+    lst = world.get("list", built.list_id)
+    resp = api.get(f"/list/{built.list_id}", params={"embed": "messages"})
+    expected = ref.get(world, caller, "list", lst)
+    _check_status(resp, expected)
+    if expected != 200:
+        return
+    body = resp.json()
+    assert body["id"] == built.list_id
+    assert body["rbac"] == ref.letters(world, caller, "list", lst)
+    want = ref.embedded_many(world, caller, "message", "list_id", built.list_id, 5)
+    got = body.get("messages")
+    assert got is not None, f"embed=messages missing: {body}"
+    assert [m["id"] for m in got] == [m["id"] for m in want], \
+        f"{role}: got {[m.get('subject') for m in got]}, " \
+        f"expected {[m['subject'] for m in want]}"
+    for m in got:
+        if "rbac" in m:
+            assert m["rbac"] == ref.letters(world, caller, "message",
+                                            world.get("message", m["id"]))
