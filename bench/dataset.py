@@ -161,11 +161,9 @@ def seed(settings, scale: Scale, seed_value: int = 20261122) -> Dataset:
     if counts["message_rows"] != scale.messages:
         raise RuntimeError(f"seeded {counts['message_rows']} messages, not {scale.messages}")
     rng.shuffle(sample)
-    # posting needs the member role and a list the user may read (CONTRACT 5: a list's
-    # own privacy against the role held there)
-    list_privacy = {row["id"]: row["privacy"] for row in lists}
-    postable = sorted(lid for lid, lv in my_lists.items() if lv != "invitee"
-                      and readable(me, my_lists, "", lid, list_privacy[lid]))
+    # posting needs the member role; a list's holders read it whatever its privacy
+    # (CONTRACT 5), so every list where the user is member or manager takes posts
+    postable = sorted(lid for lid, lv in my_lists.items() if lv != "invitee")
     return Dataset(
         scale=scale, me=me, my_lists=my_lists, postable_lists=postable,
         readable_count=n_readable, readable_sample=sample[:2000], own_messages=own,
