@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import re
 import shutil
-import socket
 import sqlite3
 from pathlib import Path
 
@@ -24,7 +23,6 @@ from test_cli import FIXTURES, ROOT, apicrud, assert_no_traceback, embedded_redi
     free_port, output
 
 FAKE_PW = "fake-Pw-9c41e"
-PG_SERVER = ("127.0.0.1", 5432)
 #: the exit status of every refused start (click's usage of ClickException)
 REFUSED = 1
 SECRET_WARNING = "secret_key is left at a known default"
@@ -42,21 +40,13 @@ def refused(proc) -> list[str]:
     return problems(proc)
 
 
-def pg_reachable() -> bool:
-    try:
-        socket.create_connection(PG_SERVER, timeout=1).close()
-        return True
-    except OSError:
-        return False
-
-
 def closed_port() -> int:
     return free_port()  # bound and released at once: nothing listens there
 
 
 # -- a database that cannot be used -----------------------------------------------------
 
-@pytest.mark.skipif(not pg_reachable(), reason="no PostgreSQL on 127.0.0.1:5432")
+# needs the PostgreSQL server on 127.0.0.1:5432 (.ci/run starts it before any run)
 def test_serve_postgres_database_missing_one_line_masked_password(tmp_path):
     url = f"postgresql+psycopg://postgres:{FAKE_PW}@127.0.0.1:5432/apicrud_no_such_db"
     proc = apicrud(tmp_path, "serve", APICRUD_DATABASE_URL=url, APICRUD_PORT=str(free_port()))
@@ -87,7 +77,7 @@ def test_serve_unreachable_redis_one_line_masked_password(tmp_path):
     assert not (tmp_path / "apicrud.db").exists()  # nothing touched
 
 
-@pytest.mark.skipif(not pg_reachable(), reason="no PostgreSQL on 127.0.0.1:5432")
+# needs the PostgreSQL server on 127.0.0.1:5432 (.ci/run starts it before any run)
 def test_check_lists_missing_database_and_unreachable_redis(tmp_path):
     port = closed_port()
     proc = apicrud(tmp_path, "check",
