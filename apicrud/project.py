@@ -145,10 +145,16 @@ def _words(name: str) -> str:
     return name.replace("_", " ")
 
 
-def path_yaml(name: str, plural: str, model: str) -> str:
+def path_yaml(name: str, plural: str, model: str, required: list[str] | None = None) -> str:
+    """The operations of a resource. ``required``: the fields a create must give (the
+    resource schema itself requires nothing, as reads with ``fields=`` and partial
+    updates use it too)."""
     one, many = _words(name), _words(plural)
     a = _article(one)
     ref = "api.yaml#/components"
+    create = f'{{$ref: "{ref}/schemas/{model}"}}'
+    if required:
+        create = f"{{allOf: [{create}, {{required: [{', '.join(required)}]}}]}}"
     parts = [f'''\
         # {many}: the operations of the resource {name} (BasicCRUD unless
         # x-apicrud-resources names a controller). Shared parameters and responses are
@@ -187,7 +193,7 @@ def path_yaml(name: str, plural: str, model: str) -> str:
               required: true
               content:
                 application/json:
-                  schema: {{$ref: "{ref}/schemas/{model}"}}
+                  schema: {create}
             responses:
               "201":
                 description: created
@@ -262,9 +268,6 @@ def schema_yaml(name: str, fields: list[Field], plural: str | None = None) -> st
     title = _words(plural or default_plural(name)).capitalize()  # the admin UI's label
     lines = [f"# the fields of {_article(name)} {_words(name)}: what clients send and read",
              f"title: {title}", "type: object", "additionalProperties: false"]
-    required = [f.name for f in fields if f.required]
-    if required:
-        lines.append(f"required: [{', '.join(required)}]")
     lines += ["properties:", "  id: {type: string, readOnly: true}"]
     for f in fields:
         schema = dict(f.kind.schema)
@@ -589,7 +592,8 @@ def add_resource(root: Path, name: str, field_specs, plural: str | None = None,
         raise ProjectError(f"{project.rel(project.rbac_file)}: could not add the policy; "
                            "add it by hand")
     new_models = models_text.rstrip("\n") + "\n" + model_code(name, model, fields)
-    path_text = path_yaml(name, plural, model).replace('"api.yaml#', f'"{ref}#')
+    path_text = path_yaml(name, plural, model,
+                          [f.name for f in fields if f.required]).replace('"api.yaml#', f'"{ref}#')
     written: list[Path] = []
     project.models_file.write_text(new_models, encoding="utf-8")
     try:

@@ -116,9 +116,13 @@ def test_generated_client_scenario(generated, server):
         me = _op("auth", "auth_get").sync(client=client)
         assert isinstance(me, models.AuthGetResponse200) and me.uid == user.uid
 
-        # a list: one record in, the typed record out (201's oneOf: List | Batch)
+        # a list: one record in, the typed record out (201's oneOf: Batch | List); the
+        # create body is its own model, which requires what a create must give
+        with pytest.raises(TypeError):
+            models.ListCreateBodyType0(description="no name")  # type: ignore[call-arg]
         created = _op("list_", "list_create").sync(
-            client=client, body=models.List(name="generated", description="from the spec"))
+            client=client, body=models.ListCreateBodyType0(name="generated",
+                                                           description="from the spec"))
         assert isinstance(created, models.List), created
         assert created.id and created.uid == user.uid and created.rbac
         assert created.privacy == models.Privacy.SECRET
@@ -128,7 +132,8 @@ def test_generated_client_scenario(generated, server):
         # bulk create: a JSON array of typed records in, a Batch out
         subjects = ["beta", "alpha", "gamma", "beta", "delta"]
         resp = _op("message", "message_create").sync_detailed(
-            client=client, body=[models.Message(list_id=list_id, subject=s, content=f"#{i}")
+            client=client, body=[models.MessageCreateBodyType1Item(list_id=list_id, subject=s,
+                                                                   content=f"#{i}")
                                  for i, s in enumerate(subjects)])
         assert resp.status_code == 201, resp.content
         batch = resp.parsed
@@ -201,21 +206,16 @@ def test_generated_client_scenario(generated, server):
 
 def _one_message(client):
     models = _models()
-    lst = _op("list_", "list_create").sync(client=client, body=models.List(name="f"))
+    lst = _op("list_", "list_create").sync(client=client, body=models.ListCreateBodyType0(name="f"))
     made = _op("message", "message_create").sync(
-        client=client, body=models.Message(list_id=lst.id, subject="s"))
+        client=client, body=models.MessageCreateBodyType0(list_id=lst.id, subject="s"))
     assert isinstance(made, models.Message), made
     return lst, made
 
 
-# Known spec gaps, as strict xfails: each turns into a failure (XPASS) once the spec is
-# fixed, and then its marker goes. The resource schemas' `required` (here
-# openapi/message.schema.yaml:3, `required: [list_id]`) is a create-time rule, but the
-# same schema describes get and find responses (which leave list_id out under fields=)
-# and update bodies (which are partial).
-@pytest.mark.xfail(strict=True, raises=KeyError, reason=(
-    "spec: Message requires list_id, which a fields= selection leaves out of get and "
-    "find responses (openapi/message.schema.yaml:3; message.path.yaml:29,111)"))
+# Read and update schemas require nothing (a fields= selection leaves fields out, updates
+# are partial); what a create must give is the create body's own `required`
+# (message.path.yaml: allOf [Message, {required: [list_id]}]).
 def test_field_selection_responses_fit_the_generated_models(generated, server):
     models = _models()
     _, api = _signed_in(generated, server)
@@ -230,9 +230,6 @@ def test_field_selection_responses_fit_the_generated_models(generated, server):
         assert [m.subject for m in page.items] == ["s"]
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError, reason=(
-    "spec: PATCH/PUT bodies are the Message schema with required [list_id], yet updates "
-    "are partial (openapi/message.schema.yaml:3; message.path.yaml:72,124,147)"))
 def test_partial_update_body_fits_the_generated_models(generated, server):
     models = _models()
     _, api = _signed_in(generated, server)

@@ -41,6 +41,11 @@ export function resolve(spec, schema, depth = 0) {
         for (const part of schema.allOf.map(s => resolve(spec, s, depth + 1))) {
             Object.assign(merged.properties, part.properties || {});
             merged.required.push(...(part.required || []));
+            // a create body is allOf: [{$ref: Resource}, {required: [...]}]: the record's
+            // type, title and extensions come from the part that declares them
+            for (const [key, value] of Object.entries(part)) {
+                if (!(key in merged)) merged[key] = value;
+            }
         }
         return merged;
     }
@@ -223,6 +228,7 @@ export function deriveResources(spec) {
         const createSchema = item.post ? bodySchema(spec, item.post) : null;
         const editSchema = record.put ? bodySchema(spec, record.put) : null;
         const writable = Boolean(createSchema || editSchema);
+        const createRequired = new Set(createSchema ? resolve(spec, createSchema).required || [] : []);
         const label = fields.find(f => LABEL_FIELDS.includes(f.source) && f.kind === 'text');
         return {
             name,
@@ -238,10 +244,13 @@ export function deriveResources(spec) {
                 ? deriveFields(spec, createSchema, names)
                     .filter(f => !f.readOnly && !HIDDEN_IN_FORMS.has(f.source))
                 : null,
+            // updates are partial, so their body requires nothing; a field a create must
+            // give is still one an edit form may not empty
             editFields: editSchema
                 ? deriveFields(spec, editSchema, names)
                     .filter(f => !HIDDEN_IN_FORMS.has(f.source) && f.kind !== 'json'
                         && f.kind !== 'labels')
+                    .map(f => ({ ...f, required: f.required || createRequired.has(f.source) }))
                 : null,
             hasShow: Boolean(record.get),
             hasDelete: Boolean(record.delete),
