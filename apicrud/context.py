@@ -47,6 +47,9 @@ class RequestContext:
         self._db: Session | None = None
         self.after_commit: list = []  # callables run once the transaction is committed
         self.related: dict[tuple[str, Any], Any] = {}  # (resource, id) -> related value
+        # what one write of a request learnt for the next write of the same request (a
+        # bulk create): payload ids found readable, an owner's record count under a grant
+        self.memo: dict[tuple, Any] = {}
 
     @classmethod
     def detached(cls, services: Services, principal: Principal,

@@ -40,6 +40,13 @@ WRITABLE = {"subject": (str, 128), "content": (str, 65535), "privacy": (str, 8),
             "list_id": (str, 40)}
 ID_RE = re.compile(r"[A-Za-z0-9_-]{1,40}")
 PER_PAGE, PER_PAGE_MAX = 25, 1000
+BULK_MAX = 1000  # bench/service.yaml's bulk_max
+ESTIMATE_THRESHOLD = 10000  # apicrud's default count_estimate_threshold
+LIST_FIELDS = ("id", "name", "description", "privacy", "category_id", "uid", "status",
+               "created", "modified")
+# the list letters rbac.yaml gives each role, a role holding those of the roles below it
+# (owner: the list:{{uid}} entry)
+LIST_ROLE_LETTERS = {"manager": "rughij", "member": "rgij", "invitee": "rj"}
 
 
 def _json(value: Any) -> Any:
@@ -157,6 +164,30 @@ def create_app(db_url: str | None = None, redis_url: str | None = None,
             held.add("l")
         return "".join(sorted(held))
 
+    def list_rbac(uid: str, levels: dict[str, str], lst) -> str:
+        held = set(LIST_ROLE_LETTERS.get(levels.get(lst.id), ""))
+        if lst.uid == uid:
+            held |= set("crud")
+        if held or lst.privacy == "public":
+            held |= {"r", "l"}
+        return "".join(sorted(held))
+
+    def embedded_lists(db, uid: str, levels: dict[str, str], ids: set[str]) -> dict:
+        """The lists of ``ids`` the caller may read (owner, public, or any role in the
+        list, whatever its privacy), serialized as a get of the list gives them."""
+        if not ids:
+            return {}
+        rows = db.execute(select(ListModel).where(
+            ListModel.id.in_(sorted(ids)), ListModel.status == "active",
+            or_(ListModel.uid == uid, ListModel.privacy == "public",
+                ListModel.id.in_(sorted(levels))))).scalars()
+        out = {}
+        for lst in rows:
+            body = {name: _json(getattr(lst, name)) for name in LIST_FIELDS}
+            body["rbac"] = list_rbac(uid, levels, lst)
+            out[lst.id] = body
+        return out
+
     def etag(m) -> str:
         return '"' + hashlib.sha256(f"{m.id}:{m.version}".encode()).hexdigest()[:20] + '"'
 
@@ -194,11 +225,22 @@ def create_app(db_url: str | None = None, redis_url: str | None = None,
             return None
         return state if isinstance(state, dict) and isinstance(state.get("i"), str) else None
 
-    def read_body() -> dict | Response:
+    def read_body(many: bool = False) -> dict | list | Response:
         try:
             body = json.loads(request.get_data() or b"null")
         except ValueError:
             return problem(400, "Bad Request", "body: malformed JSON")
+        if many and isinstance(body, list):
+            if not 1 <= len(body) <= BULK_MAX:
+                return problem(400, "Bad Request", f"body: 1 to {BULK_MAX} items")
+            for item in body:
+                bad = check_item(item)
+                if bad is not None:
+                    return bad
+            return body
+        return check_item(body) or body
+
+    def check_item(body: Any) -> Response | None:
         if not isinstance(body, dict):
             return problem(400, "Bad Request", "body: must be a JSON object")
         for name, value in body.items():
@@ -209,7 +251,7 @@ def create_app(db_url: str | None = None, redis_url: str | None = None,
                 return problem(400, "Bad Request", f"{name}: wrong type or too long", name)
         if "privacy" in body and body["privacy"] not in PRIVACY:
             return problem(400, "Bad Request", "privacy: not a privacy level", "privacy")
-        return body
+        return None
 
     # -- routes -----------------------------------------------------------------------------
     @app.post("/api/v1/auth")
@@ -269,13 +311,36 @@ def create_app(db_url: str | None = None, redis_url: str | None = None,
         limit = limit or PER_PAGE
         if not 1 <= limit <= PER_PAGE_MAX:
             return problem(400, "Bad Request", f"limit: must be 1 to {PER_PAGE_MAX}", "limit")
+        mode = request.args.get("count", "exact")
+        if mode not in ("exact", "estimated", "none"):
+            return problem(400, "Bad Request", "count: exact, estimated or none", "count")
+        fields = None
+        if "fields" in request.args:
+            fields = ["id"] + [n for n in request.args["fields"].split(",") if n != "id"]
+            if any(n not in FIELDS + ("author", "rbac") for n in fields):
+                return problem(400, "Bad Request", "fields: unknown field", "fields")
+        embed = request.args.get("embed")
+        if embed not in (None, "list"):
+            return problem(400, "Bad Request", "embed: unknown embed", "embed")
         with Session() as db:
             levels = memberships(db, uid)
             # "not trashed" as apicrud writes it: with == "active", SQLite walks the
             # status index for the count instead of scanning the covering access index
             where = [Message.status != "disabled", readable_where(uid, levels)]
-            count = db.execute(select(func.count()).select_from(Message).where(*where)) \
-                .scalar_one()
+            count, estimated = None, False
+            if mode == "estimated" and database.engine.dialect.name == "postgresql":
+                stmt = select(Message.id).where(*where).compile(
+                    dialect=database.engine.dialect,
+                    compile_kwargs={"render_postcompile": True})
+                plan = db.connection().exec_driver_sql(
+                    "EXPLAIN (FORMAT JSON) " + str(stmt), stmt.params).scalar()
+                plan = json.loads(plan) if isinstance(plan, str) else plan
+                guess = int(plan[0]["Plan"]["Plan Rows"])
+                if guess >= ESTIMATE_THRESHOLD:
+                    count, estimated = guess, True
+            if mode != "none" and count is None:
+                count = db.execute(select(func.count()).select_from(Message)
+                                   .where(*where)).scalar_one()
             if after is not None:
                 where.append(Message.id > after)
             rows = list(db.execute(select(Message).where(*where).order_by(Message.id)
@@ -285,20 +350,33 @@ def create_app(db_url: str | None = None, redis_url: str | None = None,
             authors = dict(db.execute(select(Person.id, Person.name).where(
                 Person.id.in_(sorted({m.uid for m in rows[:limit]})),
                 Person.status == "active", or_(Person.id == uid, Person.privacy == "public"))
-            ).all()) if rows else {}
-            body: dict[str, Any] = {
-                "items": [serialize(uid, levels, m, authors.get(m.uid)) for m in rows[:limit]],
-                "count": count}
+            ).all()) if rows and (fields is None or "author" in fields) else {}
+            items = [serialize(uid, levels, m, authors.get(m.uid)) for m in rows[:limit]]
+            if fields is not None:
+                items = [{k: item[k] for k in fields} for item in items]
+            if embed:
+                lists = embedded_lists(db, uid, levels, {m.list_id for m in rows[:limit]})
+                for item, m in zip(items, rows):
+                    item["list"] = lists.get(m.list_id)
+            body: dict[str, Any] = {"items": items}
+            headers = {}
+            if count is not None:
+                body["count"] = count
+                headers["X-Total-Count"] = str(count)
+                if estimated:
+                    body["count_estimated"] = True
             if len(rows) > limit:
                 body["cursor_next"] = encode_cursor(rows[limit - 1].id, limit)
-        return reply(body, 200, {"X-Total-Count": str(count)})
+        return reply(body, 200, headers)
 
     @app.post("/api/v1/message")
     @signed_in
     def message_create(uid: str):
-        body = read_body()
+        body = read_body(many=True)
         if isinstance(body, Response):
             return body
+        if isinstance(body, list):
+            return message_create_many(uid, body)
         if not isinstance(body.get("list_id"), str):
             return problem(400, "Bad Request", "list_id: is required", "list_id")
         with Session() as db, db.begin():
@@ -313,6 +391,28 @@ def create_app(db_url: str | None = None, redis_url: str | None = None,
             out = serialize(uid, levels, m, name)
             tag = etag(m)
         return reply(out, 201, {"Location": f"/api/v1/message/{m.id}", "ETag": tag})
+
+    def message_create_many(uid: str, bodies: list[dict]):
+        """Every message or none: the lists checked once each, one multi-row INSERT."""
+        for i, body in enumerate(bodies):
+            if not isinstance(body.get("list_id"), str):
+                return problem(400, "Bad Request", "list_id: is required", f"[{i}].list_id")
+        with Session() as db, db.begin():
+            levels = memberships(db, uid)
+            wanted = sorted({b["list_id"] for b in bodies})
+            live = set(db.execute(select(ListModel.id).where(
+                ListModel.id.in_(wanted), ListModel.status == "active")).scalars())
+            for i, body in enumerate(bodies):
+                if body["list_id"] not in live or \
+                        LEVEL_RANK.get(levels.get(body["list_id"]), 0) < LEVEL_RANK["member"]:
+                    return problem(404, "Not Found", "list_id: not found", f"[{i}].list_id")
+            made = [Message(id=new_id("x-"), uid=uid, privacy=b.get("privacy") or "member",
+                            **{k: v for k, v in b.items() if k != "privacy"}) for b in bodies]
+            db.add_all(made)
+            db.flush()
+            name = db.execute(select(Person.name).where(Person.id == uid)).scalar_one()
+            items = [serialize(uid, levels, m, name) for m in made]
+        return reply({"items": items, "count": len(items)}, 201)
 
     @app.put("/api/v1/message/<id_>")
     @signed_in

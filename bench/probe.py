@@ -44,7 +44,27 @@ OPERATIONS = {
     "create": "POST /message",
     "update": "PUT /message/{id} with If-Match",
     "login": "POST /auth",
+    "find_count_none": "GET /message?limit=25&count=none (page 1, no count)",
+    "find_count_estimated": "GET /message?limit=25&count=estimated (page 1)",
+    "find_fields_embed": "GET /message?limit=25&fields=subject,author&embed=list",
+    # last: each request adds 1,000 rows, which the finds above would then count
+    "bulk_create": "POST /message with an array of 1,000 messages",
 }
+FIND_PATHS = {
+    "find_page1": "/message?limit=25",
+    "find_count_none": "/message?limit=25&count=none",
+    "find_count_estimated": "/message?limit=25&count=estimated",
+    "find_fields_embed": "/message?limit=25&fields=subject,author&embed=list",
+}
+BULK_SIZE = 1000
+
+
+def bulk_body(ds: "dataset.Dataset", n: int = BULK_SIZE) -> list[dict[str, str]]:
+    """The body of one bulk create: ``n`` messages spread over the postable lists."""
+    lists = ds.postable_lists
+    return [{"list_id": lists[i % len(lists)], "subject": f"bulk {i}",
+             "content": "created in bulk by the benchmark", "privacy": "member"}
+            for i in range(n)]
 
 
 def apicrud_settings(db_url: str | None, data_dir: str, redis_url: str, root: Path = ROOT):
@@ -155,8 +175,10 @@ def request_for(op: str, ds: dataset.Dataset, st: OpState) -> tuple[str, str, An
     """(method, path, body, headers) of the next request of ``op``."""
     i = st.n
     st.n += 1
-    if op == "find_page1":
-        return "GET", "/message?limit=25", None, {}
+    if op in FIND_PATHS:
+        return "GET", FIND_PATHS[op], None, {}
+    if op == "bulk_create":
+        return "POST", "/message", bulk_body(ds), {}
     if op == "find_deep":
         return "GET", f"/message?limit={PAGE}&cursor_next={st.deep_cursor}", None, {}
     if op == "get":
@@ -176,7 +198,7 @@ def request_for(op: str, ds: dataset.Dataset, st: OpState) -> tuple[str, str, An
     raise KeyError(op)
 
 
-EXPECTED = {"create": 201, "login": 201}
+EXPECTED = {"create": 201, "login": 201, "bulk_create": 201}
 
 
 def run_op(t: Target, op: str, ds: dataset.Dataset, st: OpState) -> tuple[int, float]:
@@ -238,8 +260,29 @@ def check_same_answers(a: Target, b: Target, ds: dataset.Dataset, sa: OpState,
             "deep": t.call("GET", f"/message?limit={PAGE}&cursor_next={st.deep_cursor}")[2],
             "gets": [t.call("GET", f"/message/{mid}")[2] for mid in ds.readable_sample[:50]],
             "unreadable": t.call("GET", "/message/x-not-a-message")[0],
+            **{op: t.call("GET", path)[2] for op, path in FIND_PATHS.items()
+               if op != "find_page1"},
         }
     da, db = docs[a.name], docs[b.name]
+    for op in FIND_PATHS:
+        if op == "find_page1":
+            continue
+        x, y = ({k: v for k, v in d[op].items() if k != "cursor_next"} for d in (da, db))
+        if x != y or ("cursor_next" in da[op]) != ("cursor_next" in db[op]):
+            problems.append(f"{op}: the two apps answer differently, e.g. " +
+                            _first_difference(x, y))
+    if "count" in da["find_count_none"]:
+        problems.append("count=none still counted")
+    # a bulk create of three (each app its own): the same records but for id and times
+    made = {}
+    for t in (a, b):
+        status, _, doc = t.call("POST", "/message", bulk_body(ds, 3))
+        if status != 201:
+            raise RuntimeError(f"{t.name} bulk create: HTTP {status} {doc}")
+        made[t.name] = [{k: v for k, v in item.items() if k not in ("id", "created")}
+                        for item in doc["items"]] + [doc["count"]]
+    if made[a.name] != made[b.name]:
+        problems.append("bulk create: " + _first_difference(made[a.name], made[b.name]))
     if da["page1"]["count"] != ds.readable_count or db["page1"]["count"] != ds.readable_count:
         problems.append(f"count: {a.name} {da['page1']['count']}, {b.name} "
                         f"{db['page1']['count']}, data set {ds.readable_count}")
@@ -260,6 +303,20 @@ def check_same_answers(a: Target, b: Target, ds: dataset.Dataset, sa: OpState,
         raise RuntimeError("the apps disagree:\n  " + "\n  ".join(problems))
     return {"count": ds.readable_count, "deep_page": sa.deep_page,
             "page1_ids": [i["id"] for i in da["page1"]["items"]][:3]}
+
+
+def _first_difference(x: Any, y: Any, where: str = "") -> str:
+    """Where two JSON documents first differ, and the two values there."""
+    if isinstance(x, dict) and isinstance(y, dict):
+        for k in sorted(set(x) | set(y)):
+            if x.get(k, "<absent>") != y.get(k, "<absent>"):
+                return _first_difference(x.get(k, "<absent>"), y.get(k, "<absent>"),
+                                         f"{where}.{k}")
+    if isinstance(x, list) and isinstance(y, list) and len(x) == len(y):
+        for i, (u, v) in enumerate(zip(x, y)):
+            if u != v:
+                return _first_difference(u, v, f"{where}[{i}]")
+    return f"{where or 'document'}: {str(x)[:200]!r} / {str(y)[:200]!r}"
 
 
 # -- command line ---------------------------------------------------------------------------
@@ -316,13 +373,13 @@ def probe(args, ds: dataset.Dataset, targets: list[Target]) -> int:
                 run_op(t, args.profile, ds, st)
         print(prof.output_text(unicode=True, color=False, show_all=False))
         return 0
-    print(f"{'operation':<12}" + "".join(f"{t.name + ' q':>12}{t.name + ' cpu ms':>16}"
+    print(f"{'operation':<22}" + "".join(f"{t.name + ' q':>12}{t.name + ' cpu ms':>16}"
                                          for t in targets) + f"{'ratio':>8}")
     counted = count_queries(targets, ds, states, args.n)
     results = [counted[t.name] for t in targets]
     for op in OPERATIONS:
         a, b = results[0][op], results[1][op]
-        print(f"{op:<12}" + "".join(f"{r['queries']:>12}{r['cpu_ms']:>16.3f}"
+        print(f"{op:<22}" + "".join(f"{r['queries']:>12}{r['cpu_ms']:>16.3f}"
                                     for r in (a, b))
               + f"{b['cpu_ms'] / a['cpu_ms']:>8.2f}")
     return 0

@@ -336,9 +336,13 @@ class BasicCRUD:
             target = self.services.resource_for_table(table)
             if target is None or target.model is None:
                 continue
+            seen = ("readable", target.name, value)
+            if seen in ctx.memo:
+                continue  # found readable for an earlier record of this request's batch
             if attr == self.resource.owner and value == ctx.principal.uid and \
                     self.access.allows(ctx.principal, "r", target.name,
                                        {target.owner or "id": value, "id": value}):
+                ctx.memo[seen] = True
                 continue  # the caller's own record (their person): it exists while they do
             # only the columns the evaluator reads: a row, not a whole ORM object
             model = target.model
@@ -349,6 +353,7 @@ class BasicCRUD:
                                                         record):
                 raise NotFound(f"{attr}: {target.name} {str(value)[:40]} not found",
                                errors={attr: f"{target.name} not found"})
+            ctx.memo[seen] = True
 
     def _strip_read_only(self, body: dict[str, Any], current: dict[str, Any] | None) -> dict:
         """Drop read-only fields that are unchanged; reject any attempt to change them."""
@@ -394,7 +399,9 @@ class BasicCRUD:
                    "ETag": self.etag(record)}
         return Reply(body, 201, headers)
 
-    def _insert(self, ctx: RequestContext, given: dict[str, Any]) -> Any:
+    def _insert(self, ctx: RequestContext, given: dict[str, Any], batch: bool = False) -> Any:
+        """Check and add one record; flushed at once unless it is part of a ``batch``
+        (whose caller flushes every record together: one multi-row INSERT)."""
         data = self._strip_read_only(given, None)
         owner = self.resource.owner
         if owner and owner != "id":
@@ -404,8 +411,9 @@ class BasicCRUD:
         record = self.model(**data)
         record.id = new_id(self.services.settings.id_prefix)
         ctx.db.add(record)
-        self._flush(ctx)  # grants that count records see this one before the next
-        self._roles_changed(ctx, [record])
+        if not batch:
+            self._flush(ctx)
+            self._roles_changed(ctx, [record])
         return record
 
     def create_many(self, ctx: RequestContext) -> Reply:
@@ -417,9 +425,13 @@ class BasicCRUD:
         records = []
         for i, item in enumerate(items):
             try:
-                records.append(self._insert(ctx, item))
+                records.append(self._insert(ctx, item, batch=True))
             except Problem as exc:
                 raise _at(exc, f"[{i}]") from None
+        # one flush for the batch (grants counted the batch's earlier records through
+        # ctx.memo); a unique or foreign-key conflict refuses the whole batch
+        self._flush(ctx)
+        self._roles_changed(ctx, records)
         self.prefetch(ctx, records)
         bodies = []
         for record in records:

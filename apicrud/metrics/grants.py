@@ -204,20 +204,27 @@ class GrantChecks:
         limit = self.grants.get(uid, name)
         if limit is None:
             return
-        model = res.model
-        owner_col = getattr(model, res.owner)
-        self._lock_owner(ctx, res, uid)
-        stmt = select(func.count()).select_from(model).where(owner_col == uid,
-                                                             active_only(model))
-        if ctx.services.db.dialect in ("mysql", "mariadb"):
-            # InnoDB's plain reads see the snapshot of the transaction's first read, maybe
-            # older than the create we waited for; a locking read sees the latest rows
-            stmt = stmt.with_for_update(read=True)
-        held = ctx.db.execute(stmt).scalar_one()
+        # the records of this owner an earlier create of this request counted (a batch:
+        # each record that passed is created, or the request fails as a whole)
+        key = ("held", res.name, uid)
+        held = ctx.memo.get(key)
+        if held is None:
+            model = res.model
+            owner_col = getattr(model, res.owner)
+            self._lock_owner(ctx, res, uid)
+            stmt = select(func.count()).select_from(model).where(owner_col == uid,
+                                                                 active_only(model))
+            if ctx.services.db.dialect in ("mysql", "mariadb"):
+                # InnoDB's plain reads see the snapshot of the transaction's first read,
+                # maybe older than the create we waited for; a locking read sees the
+                # latest rows
+                stmt = stmt.with_for_update(read=True)
+            held = ctx.db.execute(stmt).scalar_one()
         if held >= limit:
             self._count_refusal(name)
             raise Forbidden(f"grant {name} exceeded: at most {limit} {res.name} records "
                             f"(held: {held})", slug="grant-exceeded", grant=name, limit=limit)
+        ctx.memo[key] = held + 1
 
     def _lock_owner(self, ctx, res, uid: str) -> None:
         """Serialize creates of one owner: lock their person row until commit."""

@@ -71,6 +71,21 @@ def test_bulk_create_counts_the_whole_batch_against_grants(server, admin, user):
     assert resp.status_code == 403 and resp.json()["type"].endswith("grant-exceeded")
     assert _live_lists(server, user.uid) == 0
     assert user.api.post("/list", json=[{"name": "g0"}, {"name": "g1"}]).status_code == 201
+    # the next request counts from the database again: the two held use the grant up
+    resp = user.api.post("/list", json=[{"name": "g2"}])
+    assert resp.status_code == 403 and resp.json()["type"].endswith("grant-exceeded")
+    assert _live_lists(server, user.uid) == 2
+
+
+def test_bulk_create_with_a_unique_conflict_writes_nothing(server, user):
+    # one flush for the whole batch: a duplicate inside it, or of a live record, is a 409
+    # and not one record of the batch stays
+    assert_problem(user.api.post("/list", json=[{"name": "dup"}, {"name": "other"},
+                                                {"name": "dup"}]), 409)
+    assert _live_lists(server, user.uid) == 0
+    assert user.api.post("/list", json={"name": "dup"}).status_code == 201
+    assert_problem(user.api.post("/list", json=[{"name": "fresh"}, {"name": "dup"}]), 409)
+    assert _live_lists(server, user.uid) == 1
 
 
 # -- update and delete by filter -------------------------------------------------------
