@@ -26,6 +26,7 @@ import logging
 import time
 import uuid
 from dataclasses import replace
+from collections.abc import Iterator
 from typing import Any
 
 import redis.exceptions
@@ -39,6 +40,7 @@ from apicrud.auth.sessions import SessionManager
 from apicrud.config import load_settings
 from apicrud.context import Reply, RequestContext
 from apicrud.db.engine import Database
+from apicrud.files.upload import is_multipart, open_raw, open_upload
 from apicrud.errors import (
     BadRequest,
     Conflict,
@@ -169,6 +171,8 @@ def _render(reply: Reply) -> Response:
         resp = Response(status=reply.status)
     elif isinstance(reply.body, bytes):  # encoded by the controller (Content-Type header)
         resp = Response(reply.body, reply.status)
+    elif isinstance(reply.body, Iterator):  # streamed (a file download): chunks of bytes
+        resp = Response(reply.body, reply.status, direct_passthrough=True)
     else:
         resp = Response(json.dumps(reply.body, separators=(",", ":")) + "\n", reply.status,
                         mimetype=JSON_TYPE)
@@ -270,7 +274,13 @@ def _dispatch(services: Services, op: Operation, path_args: dict[str, str],
             res = services.resources.get(op.resource)
             args = translate_query(args, request.headers, res.fields if res else {})
         ctx.params = op.parse_params(path_args, args, request.headers)
-        if op.body_validator is not None:
+        if op.multipart_schema is not None and (is_multipart(request.content_type) or
+                                                op.body_validator is None):
+            # an upload: its controller reads the parts as they arrive (apicrud.files)
+            ctx.upload = open_upload(request.environ, services.settings)
+        elif op.binary_body:  # raw bytes, read by the controller as they arrive
+            ctx.upload = open_raw(request.environ, services.settings)
+        elif op.body_validator is not None:
             present, ctx.body = _read_body(op)
             if present:  # a JSON null is present, and fails an object schema
                 op.validate_body(ctx.body, partial=request.method in ("PUT", "PATCH"))

@@ -44,6 +44,7 @@ class RequestContext:
         self.request_id = request_id
         self.method = method
         self.response_headers: dict[str, str] = {}  # added to the response, even on errors
+        self.upload: Any = None  # a multipart body read as it arrives (apicrud.files.upload)
         self._db: Session | None = None
         self.after_commit: list = []  # callables run once the transaction is committed
         self.related: dict[tuple[str, Any], Any] = {}  # (resource, id) -> related value

@@ -17,7 +17,7 @@ from sqlalchemy import String, delete, func, literal, select, union_all
 from sqlalchemy.exc import IntegrityError
 
 from apicrud.context import Reply, RequestContext
-from apicrud.crud.controller import TRASHED, _json_value
+from apicrud.crud.controller import TRASHED, BasicCRUD, _json_value
 from apicrud.db import query as q
 from apicrud.db.base import utcnow
 from apicrud.errors import BadRequest, Conflict, NotFound
@@ -182,6 +182,10 @@ class Trashcan:
             res, record = self._load(ctx, trash_id)
             out.append((res, record, self._entry(res, record)))
         for res, record, _ in out:
+            hook = getattr(self.services.controllers.get(res.name), "before_purge", None)
+            if hook is not None:
+                hook(self.services, record, ctx.after_commit)
+        for res, record, _ in out:
             # a core DELETE: the database's ON DELETE rules remove what depends on it
             ctx.db.execute(delete(res.model).where(res.model.id == record.id))
         try:
@@ -196,19 +200,43 @@ class Trashcan:
         return Reply(bodies[0] if len(ids) == 1 else bodies, 200)
 
 
+def _controller_class(services, res) -> type:
+    """The class of a resource's controller (the worker has no controller instances)."""
+    controllers = getattr(services, "controllers", None)
+    if controllers and res.name in controllers:
+        return type(controllers[res.name])
+    if res.controller_path:
+        from apicrud.crud.registry import import_object
+
+        return import_object(res.controller_path)
+    return BasicCRUD
+
+
 def purge_expired(services, retention_days: int, now: datetime | None = None) -> int:
     """Purge every record trashed more than ``retention_days`` ago (the scheduled task)."""
     cutoff = (now or utcnow()) - timedelta(days=retention_days)
     total = 0
+    after_commit: list = []
     with services.db.session() as session, session.begin():
         for res in services.resources.values():
             if res.model is None or "status" not in res.columns:
                 continue
             model = res.model
             stale = func.coalesce(model.modified, model.created) < cutoff
+            hook = getattr(_controller_class(services, res), "before_purge", None)
+            if hook is not None and hook.__func__ is not BasicCRUD.before_purge.__func__:
+                for record in session.execute(select(model).where(
+                        model.status == TRASHED, stale)).scalars():
+                    hook(services, record, after_commit)
             result = session.execute(delete(model).where(model.status == TRASHED, stale))
             if result.rowcount:
                 log.info("retention purged %d %s records", result.rowcount, res.name,
                          extra={"event": "purge_retention"})
                 total += result.rowcount
+    for callback in after_commit:  # what the purged records kept outside the database
+        try:
+            callback()
+        except Exception:
+            log.error("after-purge step failed", exc_info=True,
+                      extra={"event": "purge_cleanup_failed"})
     return total

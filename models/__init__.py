@@ -13,6 +13,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from apicrud.auth.models import AccountMixin, ApiKeyMixin, PersonMixin
 from apicrud.db.base import Base, RecordMixin, Timestamp
+from apicrud.files.models import FileMixin
 
 PRIVACY = ("public", "invitee", "member", "manager", "secret")
 
@@ -151,6 +152,26 @@ class Grant(RecordMixin, Base):
     name: Mapped[str] = mapped_column(String(32), nullable=False)
     value: Mapped[str] = mapped_column(String(64), nullable=False)
     expires: Mapped[datetime | None] = mapped_column(Timestamp)
+    uid: Mapped[str] = mapped_column(
+        ForeignKey("person.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+
+
+class File(FileMixin, RecordMixin, Base):
+    """An uploaded file: its metadata is a record (apicrud.files keeps the bytes).
+
+    Without ``list_id`` a file is its owner's alone; in a list, its members read it as
+    its privacy says, as they read messages.
+    """
+
+    __tablename__ = "file"
+    __table_args__ = (Index("ix_file_list_id_id", "list_id", "id"),
+                      Index("ix_file_uid_id", "uid", "id"))
+
+    list_id: Mapped[str | None] = mapped_column(
+        ForeignKey("list.id", ondelete="CASCADE"), index=True
+    )
+    privacy: Mapped[str] = mapped_column(String(8), nullable=False, default="member")
     uid: Mapped[str] = mapped_column(
         ForeignKey("person.id", ondelete="CASCADE"), nullable=False, index=True
     )

@@ -66,6 +66,13 @@ class BasicCRUD:
     def before_delete(self, ctx: RequestContext, record: Any) -> None:
         pass
 
+    @classmethod
+    def before_purge(cls, services, record: Any, after_commit: list) -> None:
+        """A trashed record is about to be deleted for good (a purge, or the worker's
+        retention, which has no controllers: hence a class method): append to
+        ``after_commit`` what must go with it once that is committed (e.g. bytes kept
+        outside the database)."""
+
     def before_restore(self, ctx: RequestContext, record: Any) -> None:
         """Refuse (raise a Problem) to bring this trashed record back; the checks of a
         create run as well (see :meth:`check_create`)."""

@@ -25,6 +25,7 @@ from sqlalchemy import inspect as sa_inspect
 from apicrud.db.query import parse_sort
 from apicrud.errors import BadRequest
 from apicrud.spec.loader import SpecError, dereference
+from apicrud.spec.operations import is_file_schema
 
 COMPUTED = frozenset({"rbac"})
 
@@ -63,6 +64,9 @@ class ResourceSpec:
     related: dict[str, tuple[str, str, str]] = field(default_factory=dict)
     # property -> records embedded on request (``embed=``), declared with x-embed
     embeds: dict[str, Embed] = field(default_factory=dict)
+    # property -> its schema: file fields (``format: binary`` / ``contentMediaType``),
+    # uploaded as multipart parts and served by apicrud.files, never JSON values
+    files: dict[str, dict[str, Any]] = field(default_factory=dict)
     count_mode: str = "exact"  # find's default count: exact | estimated | none
     if_match_required: bool = False  # updates and deletes need If-Match (else 428)
     problems: list[str] = field(default_factory=list)
@@ -159,11 +163,14 @@ def _bind_model(res: ResourceSpec) -> None:
             else:
                 res.related[prop] = (rel["via"], rel["resource"], rel["field"])
                 computed.add(prop)
+        elif is_file_schema(pschema):
+            res.files[prop] = pschema
+            computed.add(prop)
         else:
             res.problems.append(f"resource {res.name}: schema property {prop!r} is not a field "
                                 f"of model {res.model.__name__}")
         if pschema.get("readOnly") or prop in COMPUTED or prop in res.related or \
-                prop in res.embeds:
+                prop in res.embeds or prop in res.files:
             read_only.add(prop)
     if "id" not in exposed:
         res.problems.append(f"resource {res.name}: schema must expose 'id'")

@@ -236,6 +236,12 @@ class Operation:
     #: the body may also be an array of objects (``oneOf: [object, {type: array, items:
     #: object}]``): each item is validated as the object is, errors named ``[i].field``
     accepts_array: bool = False
+    #: the ``multipart/form-data`` body schema, when the operation takes one (uploads)
+    multipart_schema: dict[str, Any] | None = None
+    #: validates a multipart body's form fields (its ``format: binary`` fields left out)
+    multipart_validator: Any = None
+    #: the body is raw bytes (``application/octet-stream``), read by the controller
+    binary_body: bool = False
 
     def bind_columns(self, columns: dict[str, Any]) -> None:
         """Check this operation's body values against these columns (field -> column
@@ -380,9 +386,11 @@ def compile_operations(spec: dict[str, Any],
                 compiled.append(Param(name, loc, bool(p.get("required", loc == "path")),
                                       schema, _validator(schema), many))
             body = op.get("requestBody")
-            body_schema = None
+            body_schema = multipart = None
             if body:
                 body_schema = (body.get("content", {}).get("application/json") or {}).get("schema")
+                multipart = (body.get("content", {}).get("multipart/form-data") or {}) \
+                    .get("schema")
             security = op["security"] if "security" in op else global_security
             accepts_array = False
             branches = body_schema.get("oneOf") if isinstance(body_schema, dict) else None
@@ -410,8 +418,30 @@ def compile_operations(spec: dict[str, Any],
                 extensions={k: v for k, v in op.items() if k.startswith("x-")},
                 source=(sources or {}).get(path, ""),
                 accepts_array=accepts_array,
+                multipart_schema=multipart,
+                multipart_validator=_validator(form_fields(multipart)) if multipart else None,
+                binary_body=bool(body and "application/octet-stream" in body.get("content", {})),
             ))
     return ops
+
+
+def is_file_schema(schema: Any) -> bool:
+    """Whether a property schema declares a file (``format: binary`` or a
+    ``contentMediaType``, as OpenAPI 3.0 and 3.1 say it)."""
+    return isinstance(schema, dict) and (schema.get("format") == "binary" or
+                                         "contentMediaType" in schema)
+
+
+def form_fields(schema: dict[str, Any]) -> dict[str, Any]:
+    """A multipart body schema without its file properties: what its form fields are
+    validated against."""
+    out = copy.deepcopy(schema)
+    files = [k for k, v in (out.get("properties") or {}).items() if is_file_schema(v)]
+    for name in files:
+        out["properties"].pop(name)
+    if files and "required" in out:
+        out["required"] = [r for r in out["required"] if r not in files]
+    return out
 
 
 def flask_rule(path: str) -> str:

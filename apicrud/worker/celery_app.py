@@ -76,4 +76,7 @@ def make_celery(settings, redis_url: str, *, worker: bool = False) -> Celery:
         from apicrud.worker import retention  # the trashcan's scheduled purge
 
         retention.register(app, settings)
+        from apicrud.files import pictures  # thumbnails, location stripping
+
+        pictures.register(app, settings)
     return app

@@ -40,10 +40,11 @@ class Purger:
             from apicrud.services import load_declarations
 
             decl = load_declarations(self.settings)
-            # purge_expired needs only the database and the resources' models
+            # purge_expired needs the database, the resources' models and the settings
+            # (a controller's before_purge may reach storage through them)
             self._services = SimpleNamespace(
                 db=Database(self.settings.sqlalchemy_url, pool_size=1),
-                resources=decl.resources)
+                resources=decl.resources, settings=self.settings)
         return self._services
 
     def run(self) -> int:
