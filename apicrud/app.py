@@ -66,6 +66,7 @@ log = logging.getLogger("apicrud")
 COMPONENTS = (
     "apicrud.auth.apikeys",  # X-API-KEY (first authenticator); guard: API-key scopes
     "apicrud.auth.handlers",  # Bearer, Basic and cookie sessions
+    "apicrud.audit",  # services.audit: one entry per write, in its transaction
     "apicrud.worker.outbox",  # services.outbox: messages queued for the worker
     "apicrud.metrics",  # services.metrics/grants; grant create checks; request metrics
     "apicrud.ratelimit.middleware",  # guard: 429 past the caller's limit (services.ratelimit)

@@ -143,7 +143,7 @@ class Trashcan:
         # for the record as it is, the controller's own rules, references, owner, grants)
         controller = self.services.controllers[res.name]
         self._check_references_live(ctx, res, values)
-        controller.check_restore(ctx, record, values)
+        ctx.audit_intent(record, "restore", controller.check_restore(ctx, record, values))
         record.status = "active"
         record.live = True
         try:
@@ -192,6 +192,9 @@ class Trashcan:
         for res, record, _ in out:
             log.info("purged %s %s", res.name, record.id,
                      extra={"event": "purge", "uid": ctx.principal.uid})
+            # a core DELETE passes no ORM listener: its entry is added here
+            self.services.audit.note(ctx, res.name, record.id, "purge", self.access.decide(
+                ctx.principal, "d", res.name, record).reason)
         bodies = [entry for _, _, entry in out]
         return Reply(bodies[0] if len(ids) == 1 else bodies, 200)
 

@@ -11,6 +11,7 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
+from apicrud.audit import AuditMixin
 from apicrud.auth.models import AccountMixin, ApiKeyMixin, PersonMixin
 from apicrud.db.base import Base, RecordMixin, Timestamp
 
@@ -154,3 +155,9 @@ class Grant(RecordMixin, Base):
     uid: Mapped[str] = mapped_column(
         ForeignKey("person.id", ondelete="CASCADE"), nullable=False, index=True
     )
+
+
+class Audit(AuditMixin, Base):
+    """Who changed what, when and by which rule: one entry per write (append-only)."""
+
+    __tablename__ = "audit"

@@ -76,4 +76,7 @@ def make_celery(settings, redis_url: str, *, worker: bool = False) -> Celery:
         from apicrud.worker import retention  # the trashcan's scheduled purge
 
         retention.register(app, settings)
+        from apicrud.audit import retention as audit_retention  # the audit trail's
+
+        audit_retention.register(app, settings)
     return app

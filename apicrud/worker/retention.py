@@ -99,6 +99,9 @@ def run_beat(settings: "Settings", loglevel: str = "INFO") -> None:
     try:
         app = make_celery(settings, redis.url)
         schedule(app, settings)
+        from apicrud.audit.retention import schedule as schedule_audit
+
+        schedule_audit(app, settings)
         state = os.path.join(settings.path("data_dir"), "celerybeat-schedule")
         print(f"apicrud beat: queue {settings.worker_queue}; schedule "
               f"{sorted(app.conf.beat_schedule or {})}", flush=True)
