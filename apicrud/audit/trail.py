@@ -69,6 +69,9 @@ class AuditTrail:
         self.model = getattr(services.models, "Audit", None)
         self.enabled = self.model is not None
         self.table = self.model.__table__ if self.enabled else None
+        #: called with (ctx, session, rows) after a request's entries are inserted, in
+        #: its transaction (webhooks turn them into deliveries there)
+        self.listeners: list = []
         # model class -> (resource, fields whose values may be stored)
         self.kinds: dict[type, tuple[str, frozenset[str]]] = {}
         for name, res in services.resources.items():
@@ -192,6 +195,8 @@ class AuditTrail:
         rows = self._rows(ctx, ctx.audit_pending.values())
         ctx.audit_pending.clear()
         session.execute(insert(self.table), rows)
+        for listener in self.listeners:
+            listener(ctx, session, rows)
 
     def write_alone(self, ctx, resource: str, record_id: str | None, action: str,
                     uid: str | None = None, rule: str | None = None,
