@@ -13,13 +13,13 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import String, delete, func, literal, select, union_all
+from sqlalchemy import String, delete, func, insert, literal, select, union_all
 from sqlalchemy.exc import IntegrityError
 
 from apicrud.context import Reply, RequestContext
 from apicrud.crud.controller import TRASHED, _json_value
 from apicrud.db import query as q
-from apicrud.db.base import utcnow
+from apicrud.db.base import new_id, utcnow
 from apicrud.errors import BadRequest, Conflict, NotFound
 
 log = logging.getLogger("apicrud.trashcan")
@@ -200,15 +200,29 @@ class Trashcan:
 
 
 def purge_expired(services, retention_days: int, now: datetime | None = None) -> int:
-    """Purge every record trashed more than ``retention_days`` ago (the scheduled task)."""
+    """Purge every record trashed more than ``retention_days`` ago (the scheduled task);
+    with an ``Audit`` model among ``services.models``, each purge is audited."""
     cutoff = (now or utcnow()) - timedelta(days=retention_days)
     total = 0
+    audit = getattr(getattr(services, "models", None), "Audit", None)
+    prefix = getattr(services, "id_prefix", None) or \
+        getattr(getattr(services, "settings", None), "id_prefix", "x-")
     with services.db.session() as session, session.begin():
         for res in services.resources.values():
             if res.model is None or "status" not in res.columns:
                 continue
             model = res.model
             stale = func.coalesce(model.modified, model.created) < cutoff
+            if audit is not None:
+                ids = list(session.execute(select(model.id).where(
+                    model.status == TRASHED, stale)).scalars())
+                if ids:
+                    session.execute(insert(audit.__table__), [{
+                        "id": new_id(prefix),
+                        "created": utcnow(), "resource": res.name, "record_id": id_,
+                        "action": "purge", "auth_method": "worker",
+                        "rule": f"setting trash_retention_days: {retention_days}"}
+                        for id_ in ids])
             result = session.execute(delete(model).where(model.status == TRASHED, stale))
             if result.rowcount:
                 log.info("retention purged %d %s records", result.rowcount, res.name,

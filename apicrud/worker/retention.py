@@ -43,7 +43,8 @@ class Purger:
             # purge_expired needs only the database and the resources' models
             self._services = SimpleNamespace(
                 db=Database(self.settings.sqlalchemy_url, pool_size=1),
-                resources=decl.resources)
+                resources=decl.resources, models=decl.models,
+                id_prefix=self.settings.id_prefix)
         return self._services
 
     def run(self) -> int:

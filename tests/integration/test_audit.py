@@ -19,6 +19,7 @@ from sqlalchemy import select
 
 from apicrud.audit.retention import AuditPurger
 from apicrud.db.base import utcnow
+from apicrud.trashcan import purge_expired
 from conftest import Api, make_user
 from mailhelp import run_worker, wait_for
 from test_totp import Authenticator
@@ -286,3 +287,14 @@ def test_retention_purge_runs_in_the_worker(server, user):
         wait_for(lambda: not entries(server, id=old["id"]), timeout=30,
                  what="the old audit entry purged")
     assert entries(server, id=recent["id"])
+
+
+def test_the_trash_retention_purge_is_audited(server, user):
+    lid = new_list(user.api, name="left in the trash")["id"]
+    assert user.api.delete(f"/list/{lid}").status_code == 200
+    with server.services.db.session() as s, s.begin():
+        s.get(server.services.models.List, lid).modified = utcnow() - timedelta(days=40)
+    assert purge_expired(server.services, retention_days=30) >= 1
+    purged = only(server, record_id=lid, action="purge")
+    assert purged["auth_method"] == "worker" and purged["uid"] is None
+    assert purged["rule"] == "setting trash_retention_days: 30"

@@ -162,3 +162,19 @@ def test_bad_parameters_are_problems(user, path):
     resp = user.api.get(path, params={"limit": 0})
     assert resp.status_code == 400
     assert resp.headers["Content-Type"].startswith("application/problem+json")
+
+
+def test_can_i_agrees_with_what_the_trail_shows(server):
+    owner, other = make_user(server), make_user(server)
+    lid = owner.api.post("/list", json={"name": "asked about"}).json()["id"]
+    (entry,) = owner.api.get(f"/list/{lid}/history").json()["items"]
+
+    def can_i(api, action):
+        resp = api.get("/auth/can-i", params={"action": action, "resource": "audit",
+                                              "id": entry["id"]})
+        assert resp.status_code == 200, resp.text
+        return resp.json()["allowed"]
+
+    assert can_i(owner.api, "r") is True
+    assert can_i(other.api, "r") is False
+    assert can_i(owner.api, "u") is False and can_i(owner.api, "d") is False
