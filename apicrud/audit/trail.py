@@ -66,7 +66,8 @@ class AuditTrail:
 
     def __init__(self, services) -> None:
         self.services = services
-        self.model = getattr(services.models, "Audit", None)
+        self.model = getattr(services.models, "Audit", None) \
+            if services.settings.audit_enabled else None
         self.enabled = self.model is not None
         self.table = self.model.__table__ if self.enabled else None
         #: called with (ctx, session, rows) after a request's entries are inserted, in
