@@ -24,13 +24,13 @@ from apicrud.webhooks import EVENT_VERBS
 from apicrud.webhooks.ssrf import UnsafeTarget, resolve
 
 EVENT_RE = re.compile(r"^([a-z][a-z0-9_]*)\.([a-z]+)$")
-SECRET_CONTEXT = "apicrud webhook secret"
+CIPHER_CONTEXT = "apicrud webhooks"
 MAX_EVENTS = 50
 
 
 def sealer(settings) -> AESEncrypt:
     """The cipher of webhook secrets (a key of their own, derived from secret_key)."""
-    return AESEncrypt(settings.secret_key, context=SECRET_CONTEXT)
+    return AESEncrypt(settings.secret_key, context=CIPHER_CONTEXT)
 
 
 class WebhookController(BasicCRUD):
