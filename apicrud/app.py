@@ -68,7 +68,9 @@ log = logging.getLogger("apicrud")
 COMPONENTS = (
     "apicrud.auth.apikeys",  # X-API-KEY (first authenticator); guard: API-key scopes
     "apicrud.auth.handlers",  # Bearer, Basic and cookie sessions
+    "apicrud.audit",  # services.audit: one entry per write, in its transaction
     "apicrud.worker.outbox",  # services.outbox: messages queued for the worker
+    "apicrud.webhooks",  # services.webhooks: change events queued for the worker
     "apicrud.metrics",  # services.metrics/grants; grant create checks; request metrics
     "apicrud.ratelimit.middleware",  # guard: 429 past the caller's limit (services.ratelimit)
     "apicrud.registry",  # announces this instance in Redis (services.registry)

@@ -51,6 +51,10 @@ class RequestContext:
         # what one write of a request learnt for the next write of the same request (a
         # bulk create): payload ids found readable, an owner's record count under a grant
         self.memo: dict[tuple, Any] = {}
+        # audit entries waiting for this request's commit, and why writes were allowed
+        # (see apicrud.audit.trail)
+        self.audit_pending: dict[tuple, dict[str, Any]] = {}
+        self.audit_intents: dict[int, tuple[Any, str | None, str | None]] = {}
 
     @classmethod
     def detached(cls, services: Services, principal: Principal,
@@ -65,14 +69,25 @@ class RequestContext:
     def db(self) -> Session:
         if self._db is None:
             self._db = self.services.db.session()
+            self._db.info["apicrud_ctx"] = self  # the audit trail's flush listener
         return self._db
+
+    def audit_intent(self, record: Any, action: str | None, rule: str | None) -> None:
+        """Say why the write of ``record`` about to be flushed was allowed (the rule the
+        evaluator named) and, optionally, which action it is; the audit entry of the
+        write carries them."""
+        self.audit_intents[id(record)] = (record, action, rule)
 
     def finish(self, ok: bool) -> None:
         """Commit when the request succeeded, otherwise roll back; always close."""
-        if self._db is None:
+        if self._db is None and not (ok and self.audit_pending):
             return
         try:
             if ok:
+                # the audit entries, in the write's transaction, just before commit
+                audit = getattr(self.services, "audit", None)
+                if audit is not None:
+                    audit.flush(self, self.db)
                 self._db.commit()
             else:
                 self._db.rollback()

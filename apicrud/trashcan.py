@@ -13,13 +13,13 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import String, delete, func, literal, select, union_all
+from sqlalchemy import String, delete, func, insert, literal, select, union_all
 from sqlalchemy.exc import IntegrityError
 
 from apicrud.context import Reply, RequestContext
 from apicrud.crud.controller import TRASHED, BasicCRUD, _json_value
 from apicrud.db import query as q
-from apicrud.db.base import utcnow
+from apicrud.db.base import new_id, utcnow
 from apicrud.errors import BadRequest, Conflict, NotFound
 
 log = logging.getLogger("apicrud.trashcan")
@@ -143,7 +143,7 @@ class Trashcan:
         # for the record as it is, the controller's own rules, references, owner, grants)
         controller = self.services.controllers[res.name]
         self._check_references_live(ctx, res, values)
-        controller.check_restore(ctx, record, values)
+        ctx.audit_intent(record, "restore", controller.check_restore(ctx, record, values))
         record.status = "active"
         record.live = True
         try:
@@ -196,6 +196,9 @@ class Trashcan:
         for res, record, _ in out:
             log.info("purged %s %s", res.name, record.id,
                      extra={"event": "purge", "uid": ctx.principal.uid})
+            # a core DELETE passes no ORM listener: its entry is added here
+            self.services.audit.note(ctx, res.name, record.id, "purge", self.access.decide(
+                ctx.principal, "d", res.name, record).reason)
         bodies = [entry for _, _, entry in out]
         return Reply(bodies[0] if len(ids) == 1 else bodies, 200)
 
@@ -213,10 +216,14 @@ def _controller_class(services, res) -> type:
 
 
 def purge_expired(services, retention_days: int, now: datetime | None = None) -> int:
-    """Purge every record trashed more than ``retention_days`` ago (the scheduled task)."""
+    """Purge every record trashed more than ``retention_days`` ago (the scheduled task);
+    with an ``Audit`` model among ``services.models``, each purge is audited."""
     cutoff = (now or utcnow()) - timedelta(days=retention_days)
     total = 0
     after_commit: list = []
+    audit = getattr(getattr(services, "models", None), "Audit", None)
+    prefix = getattr(services, "id_prefix", None) or \
+        getattr(getattr(services, "settings", None), "id_prefix", "x-")
     with services.db.session() as session, session.begin():
         for res in services.resources.values():
             if res.model is None or "status" not in res.columns:
@@ -228,6 +235,16 @@ def purge_expired(services, retention_days: int, now: datetime | None = None) ->
                 for record in session.execute(select(model).where(
                         model.status == TRASHED, stale)).scalars():
                     hook(services, record, after_commit)
+            if audit is not None:
+                ids = list(session.execute(select(model.id).where(
+                    model.status == TRASHED, stale)).scalars())
+                if ids:
+                    session.execute(insert(audit.__table__), [{
+                        "id": new_id(prefix),
+                        "created": utcnow(), "resource": res.name, "record_id": id_,
+                        "action": "purge", "auth_method": "worker",
+                        "rule": f"setting trash_retention_days: {retention_days}"}
+                        for id_ in ids])
             result = session.execute(delete(model).where(model.status == TRASHED, stale))
             if result.rowcount:
                 log.info("retention purged %d %s records", result.rowcount, res.name,

@@ -11,7 +11,9 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
+from apicrud.audit import AuditMixin
 from apicrud.auth.models import AccountMixin, ApiKeyMixin, PersonMixin
+from apicrud.webhooks.model import WebhookDeliveryMixin, WebhookMixin
 from apicrud.db.base import Base, RecordMixin, Timestamp
 from apicrud.files.models import FileMixin
 
@@ -175,3 +177,19 @@ class File(FileMixin, RecordMixin, Base):
     uid: Mapped[str] = mapped_column(
         ForeignKey("person.id", ondelete="CASCADE"), nullable=False, index=True
     )
+class Audit(AuditMixin, Base):
+    """Who changed what, when and by which rule: one entry per write (append-only)."""
+
+    __tablename__ = "audit"
+
+
+class Webhook(WebhookMixin, RecordMixin, Base):
+    """A subscription to change events, delivered signed to its URL by the worker."""
+
+    __tablename__ = "webhook"
+
+
+class WebhookDelivery(WebhookDeliveryMixin, Base):
+    """One event for one webhook, and how its delivery went (the delivery log)."""
+
+    __tablename__ = "webhook_delivery"

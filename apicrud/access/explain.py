@@ -64,8 +64,10 @@ def can_i(services, session, principal, action: str, resource: str,
                                     "read")
             return Answer(False, f"no policy of {resource!r} lets you list")
         return Answer(False, f"action {action!r} needs a record id")
+    visible = getattr(controller, "visible", None)  # what its find would show
+    where = visible(ctx, "r") if visible is not None else [active_only(spec.model)]
     record = session.execute(select(spec.model).where(
-        spec.model.id == id_, active_only(spec.model))).scalar_one_or_none()
+        spec.model.id == id_, *where)).scalar_one_or_none()
     if record is None or not access.allows(principal, "r", resource, record):
         return Answer(False, f"no {resource} {id_} that you may read")
     if action in READ_ACTIONS:

@@ -105,8 +105,10 @@ def _scopes_of(record: Any) -> list[str]:
     return [s for s in value if isinstance(s, str)] if isinstance(value, list) else []
 
 
-def authenticate_key(services, hasher: KeyHasher, raw: str) -> Principal:
-    """The owner of a valid key, narrowed to its scopes; 401 for anything else."""
+def authenticate_key(services, hasher: KeyHasher, raw: str,
+                     client_addr: str | None = None) -> Principal:
+    """The owner of a valid key, narrowed to its scopes; 401 for anything else. A use
+    is audited when ``last_used`` is written (at most once a minute per key)."""
     prefix, _ = _split(raw)
     models = services.models
     key_model, account_model, person_model = models.ApiKey, models.Account, models.Person
@@ -129,11 +131,16 @@ def authenticate_key(services, hasher: KeyHasher, raw: str) -> Principal:
             # a plain UPDATE: neither the row version (ETag) nor `modified` change for it
             db.execute(update(key_model).where(key_model.id == key.id)
                        .values(last_used=now, modified=key_model.modified))
+            audit = getattr(services, "audit", None)
+            if audit is not None:
+                audit.record_on(db, "apikey", key.id, "use", uid=key.uid, method="apikey",
+                                apikey_id=key.id, client_addr=client_addr)
             db.commit()
         scopes = _scopes_of(key)
         return Principal(uid=key.uid, account_id=account.id, username=account.name,
                          is_admin=bool(account.is_admin), status=account.status,
-                         method="apikey", scopes=frozenset(scopes) if scopes else None)
+                         method="apikey", scopes=frozenset(scopes) if scopes else None,
+                         apikey_id=key.id)
 
 
 # -- scopes of operations --------------------------------------------------------------
@@ -169,7 +176,7 @@ def init_app(services) -> None:
             return None
         if len(raw) > 256:
             raise Unauthorized(_INVALID)
-        return authenticate_key(services, hasher, raw)
+        return authenticate_key(services, hasher, raw, request.remote_addr)
 
     def scope_guard(ctx: RequestContext) -> None:
         held = ctx.principal.scopes

@@ -124,6 +124,7 @@ class AuthController:
         # verify against a dummy hash when the user is unknown: same answer, similar time
         if not verify_password(account.password if account else None, password):
             log.info("login failed", extra={"event": "login_failed"})
+            self._audit_failure(ctx, account)
             raise Unauthorized("invalid username or password")  # the attempt stays counted
         if account.totp_enabled:
             # no otp yet is the client's first step, not a failure; a wrong one counts
@@ -134,6 +135,7 @@ class AuthController:
             if not check_second_factor(self.services, account, body["otp"]):
                 log.info("login failed: wrong one-time code",
                          extra={"event": "login_failed", "uid": account.uid})
+                self._audit_failure(ctx, account, "password; wrong one-time code")
                 raise mfa_required("invalid or already used one-time code")
         self._release(keys=keys, args=["1"])
         # a plain UPDATE, not the ORM's versioned one: two concurrent logins of one
@@ -155,6 +157,9 @@ class AuthController:
             self.services.sessions.delete(token)
             raise Unauthorized("invalid username or password")
         log.info("login", extra={"event": "login", "uid": account.uid})
+        self.services.audit.note(ctx, "account", account.id, "login",
+                                 "password and one-time code" if account.totp_enabled
+                                 else "password", uid=account.uid, method="password")
         roles = (["pending"] if account.status == "pending" else ["user"]) + \
             (["admin"] if account.is_admin else [])
         cookie = {"key": self.settings.cookie_name, "value": token,
@@ -164,6 +169,14 @@ class AuthController:
         return Reply({"uid": account.uid, "account_id": account.id, "username": account.name,
                       "token": token, "expires": int(expires), "roles": roles,
                       "csrf_token": csrf}, 201, cookies=[cookie])
+
+    def _audit_failure(self, ctx: RequestContext, account, why: str = "wrong password "
+                       "or unknown name") -> None:
+        """A failed login is recorded although its request fails (its own transaction);
+        the name tried is not kept (people type passwords into it)."""
+        self.services.audit.write_alone(ctx, "account", account.id if account else None,
+                                        "login_failed", uid=account.uid if account else None,
+                                        rule=why, method="password")
 
     def get(self, ctx: RequestContext) -> Reply:
         p = ctx.principal
@@ -185,9 +198,11 @@ class AuthController:
             ended = self.services.sessions.delete_all(p.uid)
             log.info("logout everywhere", extra={"event": "logout_all", "uid": p.uid,
                                                   "sessions": ended})
+            self.services.audit.note(ctx, "account", p.account_id, "logout_all")
         else:
             self.services.sessions.delete(p.token)
             log.info("logout", extra={"event": "logout", "uid": p.uid})
+            self.services.audit.note(ctx, "account", p.account_id, "logout")
         cookie = {"key": self.settings.cookie_name, "value": "", "max_age": 0,
                   "httponly": True, "samesite": "Lax", "path": self.services.base_url}
         return Reply(None, 204, cookies=[cookie])

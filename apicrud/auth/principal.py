@@ -21,6 +21,7 @@ class Principal:
     status: str = "active"  # active or pending
     method: str = "anonymous"  # session, cookie, basic, apikey
     scopes: frozenset[str] | None = None  # None: not restricted (sessions)
+    apikey_id: str | None = None  # the API key authenticating the request (method apikey)
     memberships: dict[str, str] = field(default_factory=dict)
     membership_kinds: dict[str, str] = field(default_factory=dict)  # id -> resource (list)
     token: str | None = None

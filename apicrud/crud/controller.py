@@ -118,6 +118,13 @@ class BasicCRUD:
                 ctx.related[(target, id_)] = value
 
     # -- helpers --------------------------------------------------------------------
+    def visible(self, ctx: RequestContext, action: str) -> list:
+        """The WHERE clauses selecting the rows ``find`` may show: live ones the
+        evaluator lets the caller ``action``. A resource whose rows are about other
+        records (the audit trail) narrows them further."""
+        return [q.active_only(self.model),
+                self.access.where(ctx.principal, self.resource.name, self.model, action)]
+
     def etag(self, record: Any, fields: tuple[str, ...] | None = None) -> str:
         """The record's version as an entity tag; a representation limited to ``fields``
         gets its own tag (``"<version>.<fields>"``), whose version part still serves as
@@ -325,11 +332,12 @@ class BasicCRUD:
         return reason
 
     def check_restore(self, ctx: RequestContext, record: Any,
-                      values: dict[str, Any]) -> None:
+                      values: dict[str, Any]) -> str:
         """Restoring brings a record back into the world: it passes what creating it
-        now would (:meth:`check_create`), and what :meth:`before_restore` adds."""
+        now would (:meth:`check_create`), and what :meth:`before_restore` adds. Returns
+        the rule that allowed it."""
         self.before_restore(ctx, record)
-        self.check_create(ctx, values)
+        return self.check_create(ctx, values)
 
     def _roles_changed(self, ctx: RequestContext, records: list[Any], *extra_uids) -> None:
         self.services.roles.changed(ctx, self.resource.name, records, extra_uids)
@@ -413,11 +421,12 @@ class BasicCRUD:
         owner = self.resource.owner
         if owner and owner != "id":
             data.setdefault(owner, ctx.principal.uid)
-        self.check_create(ctx, data)
+        reason = self.check_create(ctx, data)
         data = self.before_create(ctx, data)
         record = self.model(**data)
         record.id = new_id(self.services.settings.id_prefix)
         ctx.db.add(record)
+        ctx.audit_intent(record, "create", reason)
         if not batch:
             self._flush(ctx)
             self._roles_changed(ctx, [record])
@@ -505,7 +514,7 @@ class BasicCRUD:
 
     def _change(self, ctx: RequestContext, record: Any, body: dict[str, Any]) -> Any:
         """Every check and change of an update of ``record``; returns its old owner."""
-        self.authorize(ctx, "u", record)
+        ctx.audit_intent(record, "update", self.authorize(ctx, "u", record))
         current = {n: _json_value(getattr(record, n)) for n in self.resource.exposed}
         changes = self._strip_read_only(body, current)
         changes = {k: v for k, v in changes.items() if current.get(k, object()) != v}
@@ -523,7 +532,7 @@ class BasicCRUD:
         return old_owner
 
     def _trash(self, ctx: RequestContext, record: Any) -> None:
-        self.authorize(ctx, "d", record)
+        ctx.audit_intent(record, "delete", self.authorize(ctx, "d", record))
         self.before_delete(ctx, record)
         record.status = TRASHED
         record.live = None  # frees its unique values (see RecordMixin.live)
@@ -724,9 +733,7 @@ class BasicCRUD:
             raise BadRequest(f"limit: must be 1 to {settings.per_page_max}",
                              errors={"limit": f"must be 1 to {settings.per_page_max}"})
         clauses = q.build_filter(filters, fields, self.resource.search)  # validates first
-        where = [q.active_only(self.model),
-                 self.access.where(ctx.principal, self.resource.name, self.model, "l"),
-                 *clauses]
+        where = [*self.visible(ctx, "l"), *clauses]
         mode = self.count_mode(ctx, state.get("c") if state else None)
         count = self.count_rows(ctx, where, mode)
         stmt = select(self.model).where(*where)

@@ -79,4 +79,10 @@ def make_celery(settings, redis_url: str, *, worker: bool = False) -> Celery:
         from apicrud.files import pictures  # thumbnails, location stripping
 
         pictures.register(app, settings)
+        from apicrud.audit import retention as audit_retention  # the audit trail's
+
+        audit_retention.register(app, settings)
+        from apicrud.webhooks import deliver  # change events to webhooks
+
+        deliver.register(app, settings)
     return app

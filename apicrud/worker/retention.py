@@ -44,7 +44,8 @@ class Purger:
             # (a controller's before_purge may reach storage through them)
             self._services = SimpleNamespace(
                 db=Database(self.settings.sqlalchemy_url, pool_size=1),
-                resources=decl.resources, settings=self.settings)
+                resources=decl.resources, models=decl.models, settings=self.settings,
+                id_prefix=self.settings.id_prefix)
         return self._services
 
     def run(self) -> int:
@@ -100,6 +101,9 @@ def run_beat(settings: "Settings", loglevel: str = "INFO") -> None:
     try:
         app = make_celery(settings, redis.url)
         schedule(app, settings)
+        from apicrud.audit.retention import schedule as schedule_audit
+
+        schedule_audit(app, settings)
         state = os.path.join(settings.path("data_dir"), "celerybeat-schedule")
         print(f"apicrud beat: queue {settings.worker_queue}; schedule "
               f"{sorted(app.conf.beat_schedule or {})}", flush=True)

@@ -1,5 +1,6 @@
 """No password, token, API key, TOTP secret or code, session token or secret_key in any
-log line of the whole run, nor in the settings shown by ``as_dict()`` and ``/config``.
+log line of the whole run, nor in any audit entry, nor in the settings shown by
+``as_dict()`` and ``/config``.
 
 ``tests/conftest.py`` installs the recorders of :mod:`logscan` when pytest starts: every
 log record at DEBUG and up, and every secret any test sends or receives over HTTP. The
@@ -118,11 +119,25 @@ def _settings_secrets(settings) -> list[tuple[str, str]]:
     return out
 
 
+def _audit_entries(server) -> list[tuple[str, int, list[tuple[str, str]]]]:
+    """Every audit entry of the run, as records the scan reads (one field per column)."""
+    table = server.services.models.Audit.__table__
+    with server.services.db.session() as db:
+        rows = db.execute(table.select()).mappings().all()
+    return [("audit table", logging.INFO,
+             [(name, str(value)) for name, value in row.items() if value is not None])
+            for row in rows]
+
+
 def test_zz_no_secret_in_any_log_line(server):
-    """Runs last (tests/conftest.py): every record of the run against every secret."""
+    """Runs last (tests/conftest.py): every record of the run, and every audit entry,
+    against every secret."""
     for secret, where in _settings_secrets(server.settings):
         logscan.SECRETS.found.setdefault(secret, where)
-    records = list(logscan.CAPTURE.records)
+    entries = _audit_entries(server)
+    # the paths that handle secrets wrote entries (logins, keys, a second factor)
+    assert len(entries) > 10
+    records = list(logscan.CAPTURE.records) + entries
     secrets = logscan.SECRETS.items()
     assert len(records) > 20 and len(secrets) > 5  # the recorders did record
     assert any(name == "werkzeug" for name, _, _ in records)  # the access log too
