@@ -370,6 +370,23 @@ class BasicCRUD:
                                errors={attr: f"{target.name} not found"})
             ctx.memo[seen] = True
 
+    def _prefetch_references(self, ctx: RequestContext, items: list[Any]) -> None:
+        """Read the records a batch's payload ids name, one query per reference field,
+        and remember those the caller may read (:meth:`_check_references` then asks the
+        database only about the others, and refuses them as it would alone)."""
+        for attr, table in self.resource.references.items():
+            values = sorted({item[attr] for item in items if isinstance(item, dict) and
+                             isinstance(item.get(attr), str)})
+            target = self.services.resource_for_table(table)
+            if not values or target is None or target.model is None:
+                continue
+            model = target.model
+            columns = self.access.record_columns(target.name)
+            for row in ctx.db.execute(select(*(getattr(model, c) for c in columns))
+                                      .where(model.id.in_(values), q.active_only(model))):
+                if self.access.allows(ctx.principal, "r", target.name, row):
+                    ctx.memo[("readable", target.name, row.id)] = True
+
     def _strip_read_only(self, body: dict[str, Any], current: dict[str, Any] | None) -> dict:
         """Drop read-only fields that are unchanged; reject any attempt to change them."""
         data = dict(body)
@@ -438,6 +455,7 @@ class BasicCRUD:
         the record's index (``errors: {"[3].list_id": ...}``) and nothing is written."""
         items = ctx.body
         self._check_batch(len(items), "body")
+        self._prefetch_references(ctx, items)
         records = []
         for i, item in enumerate(items):
             try:
