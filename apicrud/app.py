@@ -65,6 +65,7 @@ log = logging.getLogger("apicrud")
 #: operation), then observers (metrics count every response, errors included).
 COMPONENTS = (
     "apicrud.auth.apikeys",  # X-API-KEY (first authenticator); guard: API-key scopes
+    "apicrud.auth.external.bearer",  # Bearer JWTs of trusted issuers (jwt_issuers)
     "apicrud.auth.handlers",  # Bearer, Basic and cookie sessions
     "apicrud.worker.outbox",  # services.outbox: messages queued for the worker
     "apicrud.metrics",  # services.metrics/grants; grant create checks; request metrics
