@@ -67,6 +67,7 @@ COMPONENTS = (
     "apicrud.auth.apikeys",  # X-API-KEY (first authenticator); guard: API-key scopes
     "apicrud.auth.external.bearer",  # Bearer JWTs of trusted issuers (jwt_issuers)
     "apicrud.auth.handlers",  # Bearer, Basic and cookie sessions
+    "apicrud.auth.external.oidc",  # OpenID Connect providers (oidc_providers)
     "apicrud.worker.outbox",  # services.outbox: messages queued for the worker
     "apicrud.metrics",  # services.metrics/grants; grant create checks; request metrics
     "apicrud.ratelimit.middleware",  # guard: 429 past the caller's limit (services.ratelimit)

@@ -11,6 +11,7 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
+from apicrud.auth.external.models import IdentityLinkMixin
 from apicrud.auth.models import AccountMixin, ApiKeyMixin, PersonMixin
 from apicrud.db.base import Base, RecordMixin, Timestamp
 
@@ -120,6 +121,12 @@ class ApiKey(ApiKeyMixin, RecordMixin, Base):
     """A credential for programs: ``<prefix>.<secret>``; only a hash of the secret is kept."""
 
     __tablename__ = "apikey"
+
+
+class IdentityLink(IdentityLinkMixin, RecordMixin, Base):
+    """An account's identity at an OpenID provider (issuer + subject)."""
+
+    __tablename__ = "identity_link"
 
 
 class Settings(RecordMixin, Base):

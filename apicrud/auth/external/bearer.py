@@ -40,7 +40,6 @@ from joserfc.errors import (
     JoseError,
     MissingClaimError,
 )
-from joserfc.jws import extract_compact
 from joserfc.util import urlsafe_b64decode
 from sqlalchemy import select
 
@@ -49,7 +48,7 @@ from apicrud.auth.principal import Principal
 from apicrud.errors import ServiceUnavailable, StartupError, Unauthorized
 
 __all__ = ["Issuer", "JwtVerifier", "parse_issuers", "looks_like_jwt", "init_app",
-           "SIGNING_ALGORITHMS"]
+           "SIGNING_ALGORITHMS", "read_unverified", "check_signature", "check_claims"]
 
 log = logging.getLogger("apicrud.auth")
 
@@ -159,6 +158,82 @@ def _segment_json(segment: bytes | str) -> Any:
         return None
 
 
+def read_unverified(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(header, payload) of a compact JWS, before any check of its signature.
+
+    :raises Unauthorized: too long, malformed, ``alg: none``, or a header asking to
+        fetch keys from where the token says (``jku``, ``x5u``, an embedded ``jwk``)
+    """
+    if len(token) > MAX_TOKEN or not looks_like_jwt(token):
+        raise _unauthorized("malformed or too long token")
+    parts = token.split(".")
+    header = _segment_json(parts[0])
+    if not isinstance(header, dict):
+        raise _unauthorized("malformed token header")
+    alg = header.get("alg")
+    if not isinstance(alg, str) or alg.lower() == "none":
+        raise _unauthorized("unsigned tokens (alg none) are not accepted")
+    if "crit" in header or "jku" in header or "x5u" in header or "jwk" in header:
+        raise _unauthorized("token header names keys or extensions this service "
+                            "does not follow")
+    kid = header.get("kid")
+    if kid is not None and not isinstance(kid, str):
+        raise _unauthorized("malformed key id")
+    payload = _segment_json(parts[1])
+    if not isinstance(payload, dict):
+        raise _unauthorized("malformed token payload")
+    return header, payload
+
+
+def check_signature(token: str, header: Mapping[str, Any], keys: KeySource,
+                    algorithms: tuple[str, ...] | list[str]) -> dict[str, Any]:
+    """The claims of ``token`` once its signature checks out with one of ``keys``.
+
+    :raises Unauthorized: algorithm not accepted, unknown kid, bad signature
+    :raises ServiceUnavailable: the keys cannot be fetched
+    """
+    alg = header["alg"]
+    if alg not in algorithms or alg not in SIGNING_ALGORITHMS:
+        raise _unauthorized(f"algorithm {alg} is not accepted for this issuer")
+    try:
+        key = keys.key_for(header.get("kid"))
+    except UnknownKey:
+        raise _unauthorized("token signed with a key the issuer does not publish "
+                            "(unknown kid)") from None
+    except KeysUnavailable:
+        raise ServiceUnavailable("the token issuer's keys cannot be fetched") from None
+    try:
+        decoded = jwt.decode(token, key, algorithms=[alg])
+    except BadSignatureError:
+        raise _unauthorized("token signature is invalid") from None
+    except JoseError as exc:
+        raise _unauthorized(f"token cannot be verified: {exc.error}") from None
+    return dict(decoded.claims)
+
+
+def check_claims(claims: Mapping[str, Any], issuer: str, audiences: list[str],
+                 leeway: int, **more: Any) -> None:
+    """``iss``, ``aud`` (one of ``audiences``), ``exp``, ``nbf``, ``iat`` and any
+    ``more`` claim options (joserfc's ClaimsOption), within ``leeway`` seconds.
+
+    :raises Unauthorized: naming the claim at fault
+    """
+    registry = jwt.JWTClaimsRegistry(
+        leeway=leeway, iss={"essential": True, "value": issuer},
+        aud={"essential": True, "values": list(audiences)}, exp={"essential": True},
+        **more)
+    try:
+        registry.validate(dict(claims))
+    except ExpiredTokenError:
+        raise _unauthorized("token has expired") from None
+    except MissingClaimError as exc:
+        raise _unauthorized(f"token lacks the claim {exc.claim}") from None
+    except InvalidClaimError as exc:
+        if exc.claim == "aud":
+            raise _unauthorized("token is not meant for this service (aud)") from None
+        raise _unauthorized(f"token claim {exc.claim} is invalid") from None
+
+
 class JwtVerifier:
     """Checks bearer JWTs against the trusted issuers (see the module docstring)."""
 
@@ -171,58 +246,13 @@ class JwtVerifier:
         :raises Unauthorized: any fault of the token
         :raises ServiceUnavailable: the issuer's keys cannot be had
         """
-        if len(token) > MAX_TOKEN:
-            raise _unauthorized("token too long")
-        parts = token.split(".")
-        header = _segment_json(parts[0])
-        if not isinstance(header, dict):
-            raise _unauthorized("malformed token header")
-        alg = header.get("alg")
-        if not isinstance(alg, str) or alg.lower() == "none":
-            raise _unauthorized("unsigned tokens (alg none) are not accepted")
-        if "crit" in header or "jku" in header or "x5u" in header or "jwk" in header:
-            raise _unauthorized("token header names keys or extensions this service "
-                                "does not follow")
-        payload = _segment_json(parts[1])
-        if not isinstance(payload, dict):
-            raise _unauthorized("malformed token payload")
-        issuer = self.issuers.get(payload.get("iss")) if isinstance(payload.get("iss"), str) \
-            else None
+        header, payload = read_unverified(token)
+        iss = payload.get("iss")
+        issuer = self.issuers.get(iss) if isinstance(iss, str) else None
         if issuer is None:
             raise _unauthorized("token issuer is not trusted")
-        if alg not in issuer.algorithms:
-            raise _unauthorized(f"algorithm {alg} is not accepted for this issuer")
-        kid = header.get("kid")
-        if kid is not None and not isinstance(kid, str):
-            raise _unauthorized("malformed key id")
-        try:
-            key = issuer.keys.key_for(kid)
-        except UnknownKey:
-            raise _unauthorized("token signed with a key the issuer does not publish "
-                                "(unknown kid)") from None
-        except KeysUnavailable:
-            raise ServiceUnavailable("the token issuer's keys cannot be fetched") from None
-        try:
-            decoded = jwt.decode(token, key, algorithms=[alg])
-        except BadSignatureError:
-            raise _unauthorized("token signature is invalid") from None
-        except JoseError as exc:
-            raise _unauthorized(f"token cannot be verified: {exc.error}") from None
-        claims = dict(decoded.claims)
-        registry = jwt.JWTClaimsRegistry(
-            leeway=issuer.leeway, iss={"essential": True, "value": issuer.issuer},
-            aud={"essential": True, "values": list(issuer.audiences)},
-            exp={"essential": True})
-        try:
-            registry.validate(claims)
-        except ExpiredTokenError:
-            raise _unauthorized("token has expired") from None
-        except MissingClaimError as exc:
-            raise _unauthorized(f"token lacks the claim {exc.claim}") from None
-        except InvalidClaimError as exc:
-            if exc.claim == "aud":
-                raise _unauthorized("token is not meant for this service (aud)") from None
-            raise _unauthorized(f"token claim {exc.claim} is invalid") from None
+        claims = check_signature(token, header, issuer.keys, issuer.algorithms)
+        check_claims(claims, issuer.issuer, list(issuer.audiences), issuer.leeway)
         return issuer, claims
 
 
@@ -261,7 +291,8 @@ def principal_for(services, issuer: Issuer, claims: Mapping[str, Any]) -> Princi
 
 def init_app(services) -> None:
     """Register the bearer-JWT authenticator (before the session authenticator)."""
-    verifier = JwtVerifier(parse_issuers(services.settings.jwt_issuers))
+    issuers = parse_issuers(services.settings.jwt_issuers)  # checked even when off
+    verifier = JwtVerifier(issuers if "jwt" in services.settings.auth_methods else {})
     services.jwt_verifier = verifier
 
     def from_jwt(request) -> Principal | None:
