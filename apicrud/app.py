@@ -68,6 +68,7 @@ COMPONENTS = (
     "apicrud.auth.external.bearer",  # Bearer JWTs of trusted issuers (jwt_issuers)
     "apicrud.auth.handlers",  # Bearer, Basic and cookie sessions
     "apicrud.auth.external.oidc",  # OpenID Connect providers (oidc_providers)
+    "apicrud.auth.external.ldap",  # LDAP directory for POST /auth method ldap (ldap)
     "apicrud.worker.outbox",  # services.outbox: messages queued for the worker
     "apicrud.metrics",  # services.metrics/grants; grant create checks; request metrics
     "apicrud.ratelimit.middleware",  # guard: 429 past the caller's limit (services.ratelimit)
