@@ -67,8 +67,11 @@ log = logging.getLogger("apicrud")
 #: operation), then observers (metrics count every response, errors included).
 COMPONENTS = (
     "apicrud.auth.apikeys",  # X-API-KEY (first authenticator); guard: API-key scopes
+    "apicrud.auth.external.bearer",  # Bearer JWTs of trusted issuers (jwt_issuers)
     "apicrud.auth.handlers",  # Bearer, Basic and cookie sessions
     "apicrud.audit",  # services.audit: one entry per write, in its transaction
+    "apicrud.auth.external.oidc",  # OpenID Connect providers (oidc_providers)
+    "apicrud.auth.external.ldap",  # LDAP directory for POST /auth method ldap (ldap)
     "apicrud.worker.outbox",  # services.outbox: messages queued for the worker
     "apicrud.webhooks",  # services.webhooks: change events queued for the worker
     "apicrud.metrics",  # services.metrics/grants; grant create checks; request metrics

@@ -12,6 +12,7 @@ from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from apicrud.audit import AuditMixin
+from apicrud.auth.external.models import IdentityLinkMixin
 from apicrud.auth.models import AccountMixin, ApiKeyMixin, PersonMixin
 from apicrud.webhooks.model import WebhookDeliveryMixin, WebhookMixin
 from apicrud.db.base import Base, RecordMixin, Timestamp
@@ -123,6 +124,12 @@ class ApiKey(ApiKeyMixin, RecordMixin, Base):
     """A credential for programs: ``<prefix>.<secret>``; only a hash of the secret is kept."""
 
     __tablename__ = "apikey"
+
+
+class IdentityLink(IdentityLinkMixin, RecordMixin, Base):
+    """An account's identity at an OpenID provider (issuer + subject)."""
+
+    __tablename__ = "identity_link"
 
 
 class Settings(RecordMixin, Base):

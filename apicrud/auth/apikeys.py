@@ -189,7 +189,8 @@ def init_app(services) -> None:
                 ctx.principal = ANONYMOUS
                 return
             wanted = ", ".join(sorted(accepted))
-            raise Forbidden(f"this API key lacks the scope for this operation: one of {wanted}",
+            what = "this token" if ctx.principal.method == "jwt" else "this API key"
+            raise Forbidden(f"{what} lacks the scope for this operation: one of {wanted}",
                             slug="insufficient-scope")
 
     services.pipeline.authenticators.insert(0, from_api_key)

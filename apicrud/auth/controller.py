@@ -32,7 +32,7 @@ from apicrud.context import Reply, RequestContext
 from apicrud.crypto import token_hash
 from apicrud.db.base import utcnow
 from apicrud.access.explain import can_i
-from apicrud.errors import BadRequest, TooManyRequests, Unauthorized
+from apicrud.errors import BadRequest, Forbidden, TooManyRequests, Unauthorized
 
 log = logging.getLogger("apicrud.auth")
 LOGIN_STATES = ("active", "pending")
@@ -112,6 +112,12 @@ class AuthController:
 
     def login(self, ctx: RequestContext) -> Reply:
         body = ctx.body
+        if body.get("method", "password") != "password":  # a directory checks it
+            from apicrud.auth.external.ldap import ldap_login
+
+            return ldap_login(self, ctx)
+        if "password" not in self.settings.auth_methods:
+            raise Forbidden("password login is disabled; see GET /auth/methods")
         username, password = body["username"], body["password"]
         keys = self._lockout_keys(ctx, username)
         self._reserve(keys)
