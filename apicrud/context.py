@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
 
+from apicrud.access import conditions
 from apicrud.auth.principal import Principal
 
 log = logging.getLogger("apicrud.context")
@@ -47,6 +48,8 @@ class RequestContext:
         self._db: Session | None = None
         self.after_commit: list = []  # callables run once the transaction is committed
         self.related: dict[tuple[str, Any], Any] = {}  # (resource, id) -> related value
+        # the policy's conditions read records through foreign keys in this session
+        conditions.SESSION.set(lambda: self.db)
 
     @classmethod
     def detached(cls, services: Services, principal: Principal,
@@ -55,6 +58,7 @@ class RequestContext:
         command line and the API asks controllers through it, without writing)."""
         ctx = cls(services, None, principal, {}, None, {}, None)  # type: ignore[arg-type]
         ctx._db = session
+        conditions.SESSION.set(lambda: session)
         return ctx
 
     @property
@@ -75,6 +79,7 @@ class RequestContext:
         finally:
             self._db.close()
             self._db = None
+            conditions.SESSION.set(None)
         if ok:
             # the write is committed and its answer stands: a failing follow-up (e.g. a
             # cache drop while Redis is away; caches expire on their own) is logged, not
