@@ -365,9 +365,12 @@ def rbac() -> None:
 @click.argument("action")
 @click.argument("target", metavar="RESOURCE[:ID]")
 @click.option("--as", "username", required=True, help="the account to ask for")
+@click.option("--field", default=None, help="ask about one field (read: r, l; write: c, u)")
 @click.pass_context
-def rbac_can_i(ctx: click.Context, action: str, target: str, username: str) -> None:
-    """May USERNAME do ACTION to RESOURCE[:ID]? Prints yes/no and the deciding rule.
+def rbac_can_i(ctx: click.Context, action: str, target: str, username: str,
+               field: str | None) -> None:
+    """May USERNAME do ACTION to RESOURCE[:ID] (to one --field)? Prints yes/no and the
+    deciding rule.
 
     Exit status 0 for yes, 1 for no (like kubectl auth can-i).
     """
@@ -403,9 +406,12 @@ def rbac_can_i(ctx: click.Context, action: str, target: str, username: str) -> N
                                   is_admin=account.is_admin, status=account.status,
                                   method="cli", memberships=levels, membership_kinds=kinds)
             try:
-                answer = can_i(services, session, principal, action, resource, id_ or None)
+                answer = can_i(services, session, principal, action, resource, id_ or None,
+                               field=field)
             except KeyError:
                 raise click.ClickException(f"no resource {resource!r}") from None
+            except LookupError:
+                raise click.ClickException(f"no field {field!r} in {resource}") from None
             except ValueError as exc:
                 raise click.ClickException(str(exc)) from None
     finally:

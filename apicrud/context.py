@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
 
+from apicrud.access import conditions
 from apicrud.auth.principal import Principal
 
 log = logging.getLogger("apicrud.context")
@@ -55,6 +56,8 @@ class RequestContext:
         # (see apicrud.audit.trail)
         self.audit_pending: dict[tuple, dict[str, Any]] = {}
         self.audit_intents: dict[int, tuple[Any, str | None, str | None]] = {}
+        # the policy's conditions read records through foreign keys in this session
+        conditions.SESSION.set(lambda: self.db)
 
     @classmethod
     def detached(cls, services: Services, principal: Principal,
@@ -63,6 +66,7 @@ class RequestContext:
         command line and the API asks controllers through it, without writing)."""
         ctx = cls(services, None, principal, {}, None, {}, None)  # type: ignore[arg-type]
         ctx._db = session
+        conditions.SESSION.set(lambda: session)
         return ctx
 
     @property
@@ -94,6 +98,7 @@ class RequestContext:
         finally:
             self._db.close()
             self._db = None
+            conditions.SESSION.set(None)
         if ok:
             # the write is committed and its answer stands: a failing follow-up (e.g. a
             # cache drop while Redis is away; caches expire on their own) is logged, not

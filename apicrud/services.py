@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from apicrud.access.decide import AccessControl
+from apicrud.access.conditions import resolve_policy
+from apicrud.access.fields import check_field_rules
 from apicrud.access.policy import Policy, PolicyError, load_policy
 from apicrud.access.roles import MembershipRoles
 from apicrud.crud.controller import BasicCRUD
@@ -77,6 +79,8 @@ def load_declarations(settings) -> Declarations:
         for name, res in resources.items():
             if res.model is not None and not policy.for_resource(name):
                 problems.append(f"resource {name}: no policy in {settings.rbac_file}")
+        problems += check_field_rules(policy, resources, settings.rbac_file)
+        problems += resolve_policy(policy, resources)[1]
     decl = Declarations(spec, operations, resources, policy, models, problems=problems)
     _check_operations(decl, os.path.relpath(spec_file, settings.root)
                       if spec_file.startswith(str(settings.root) + os.sep) else spec_file)
@@ -241,7 +245,8 @@ class Services:
             decl.policy,
             owners={n: r.owner for n, r in decl.resources.items()},
             privacy={n: r.privacy for n, r in decl.resources.items()},
-            columns={n: set(r.columns) for n, r in decl.resources.items()})
+            columns={n: set(r.columns) for n, r in decl.resources.items()},
+            resources=decl.resources)
         self.roles = MembershipRoles(decl.policy, decl.resources, db, redis.client,
                                      ttl=settings.roles_cache_ttl)
         self.pipeline = Pipeline()

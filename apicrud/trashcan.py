@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import String, delete, func, insert, literal, select, union_all
 from sqlalchemy.exc import IntegrityError
 
+from apicrud.access import fields as fieldrules
 from apicrud.context import Reply, RequestContext
 from apicrud.crud.controller import TRASHED, BasicCRUD, _json_value
 from apicrud.db import query as q
@@ -60,17 +61,30 @@ class Trashcan:
         return self.access.allows(p, "d", res.name, record) and \
             self.access.allows(p, "r", res.name, record)
 
-    def _label(self, res) -> Any:
+    def _shown(self, p, res, name: str, record: Any = None) -> bool:
+        """Field rules: may ``p`` read field ``name`` of the record (of every record of
+        ``res`` they may list, without one)?"""
+        allowed = self.access.read_fields(p, res.name, record) if record is not None \
+            else self.access.list_fields(p, res.name, res.model)
+        return allowed is None or name in allowed
+
+    def _label(self, res, p=None) -> Any:
         for name in LABEL_FIELDS:
             if name in res.columns:
+                if p is not None and not self._shown(p, res, name):
+                    break
                 return getattr(res.model, name)
         return res.model.id
 
-    def _entry(self, res, record) -> dict[str, Any]:
+    def _entry(self, res, record, p=None) -> dict[str, Any]:
         label = next((getattr(record, n) for n in LABEL_FIELDS if n in res.columns), None)
+        if p is not None and label is not None and not self._shown(
+                p, res, next(n for n in LABEL_FIELDS if n in res.columns), record):
+            label = None
+        owner = res.owner and (p is None or self._shown(p, res, res.owner, record))
         return {"id": f"{res.name}-{record.id}", "resource": res.name,
                 "record_id": record.id, "label": label,
-                "uid": getattr(record, res.owner, None) if res.owner else None,
+                "uid": getattr(record, res.owner, None) if owner else None,
                 "deleted": _json_value(record.modified or record.created),
                 "status": record.status}
 
@@ -80,12 +94,13 @@ class Trashcan:
         for name in kinds:
             res = self.kinds[name]
             model = res.model
-            owner = getattr(model, res.owner) if res.owner else literal(None, String)
+            owner = getattr(model, res.owner) if res.owner and \
+                self._shown(p, res, res.owner) else literal(None, String)
             selects.append(select(
                 (literal(name + "-") + model.id).label("id"),
                 literal(name).label("resource"),
                 model.id.label("record_id"),
-                func.coalesce(self._label(res), model.id).label("label"),
+                func.coalesce(self._label(res, p), model.id).label("label"),
                 owner.label("uid"),
                 func.coalesce(model.modified, model.created).label("deleted"),
             ).where(model.status == TRASHED, self.access.where(p, name, model, "d"),
@@ -128,8 +143,10 @@ class Trashcan:
 
     def get(self, ctx: RequestContext) -> Reply:
         res, record = self._load(ctx, ctx.params["id"])
-        body = self._entry(res, record)
-        body["record"] = {n: _json_value(getattr(record, n)) for n in res.exposed}
+        body = self._entry(res, record, ctx.principal)
+        body["record"] = fieldrules.limit(
+            {n: _json_value(getattr(record, n)) for n in res.exposed},
+            self.access.read_fields(ctx.principal, res.name, record))
         return Reply(body, 200)
 
     def restore(self, ctx: RequestContext) -> Reply:
@@ -155,7 +172,7 @@ class Trashcan:
         controller._roles_changed(ctx, [record])
         log.info("restored %s %s", res.name, record.id,
                  extra={"event": "restore", "uid": ctx.principal.uid})
-        return Reply(self._entry(res, record), 200)
+        return Reply(self._entry(res, record, ctx.principal), 200)
 
     def _check_references_live(self, ctx: RequestContext, res, values: dict) -> None:
         """What a restored record points at must still be there (not trashed, not purged):
@@ -180,7 +197,7 @@ class Trashcan:
         out = []
         for trash_id in dict.fromkeys(ids):
             res, record = self._load(ctx, trash_id)
-            out.append((res, record, self._entry(res, record)))
+            out.append((res, record, self._entry(res, record, ctx.principal)))
         for res, record, _ in out:
             hook = getattr(self.services.controllers.get(res.name), "before_purge", None)
             if hook is not None:

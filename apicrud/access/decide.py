@@ -13,11 +13,13 @@ from typing import Any
 
 from sqlalchemy import and_, false, or_, true
 
-from apicrud.access.policy import Policy, Rule
+from apicrud.access import conditions
+from apicrud.access.policy import Policy, PolicyError, Rule
 from apicrud.auth.principal import Principal
 
 log = logging.getLogger("apicrud.access")
 READ_ACTIONS = frozenset("rl")
+ALWAYS_READABLE_FIELDS = frozenset({"id", "rbac"})
 #: Entries kept by each memo of the evaluator (WHERE clauses, rbac letters) before it
 #: starts again; a key is one caller's access_key and a resource, so this covers the
 #: callers of the last moments many times over.
@@ -69,6 +71,11 @@ def _value(record: Any, name: str | None) -> Any:
     return getattr(record, name, None)
 
 
+def _add(a: frozenset[str] | None, b: frozenset[str] | None) -> frozenset[str] | None:
+    """Fields of two grants together (None: every field)."""
+    return None if a is None or b is None else a | b
+
+
 class AccessControl:
     """Answers "may this principal do this to that?" from a compiled :class:`Policy`.
 
@@ -77,8 +84,17 @@ class AccessControl:
 
     def __init__(self, policy: Policy, owners: dict[str, str | None] | None = None,
                  privacy: dict[str, str | None] | None = None,
-                 columns: dict[str, set[str]] | None = None) -> None:
+                 columns: dict[str, set[str]] | None = None,
+                 resources: dict[str, Any] | None = None) -> None:
         self.policy = policy
+        # conditions (where:) bound to attributes and models; resources: the declared
+        # resources (references and models), without which no entry may have one
+        self._conditions, problems = conditions.resolve_policy(policy, resources or {})
+        if problems:
+            raise PolicyError(problems)
+        self._models = {n: r.model for n, r in (resources or {}).items()
+                        if getattr(r, "model", None) is not None}
+        self._conditional = {rule.resource for rule in self._conditions}
         self.owners = dict(owners or {})
         self.privacy = dict(privacy or {})
         # resource -> attribute naming its membership: "id" for a membership resource
@@ -98,11 +114,19 @@ class AccessControl:
         for resource in set(self.owners) | set(self.privacy) | set(policy.rules):
             attrs = sorted({self._membership_id_attr(rule, resource)
                             for rule in policy.for_resource(resource)
-                            if rule.target == "attr"})
+                            if rule.target == "attr"} |
+                           {c for rule in policy.for_resource(resource)
+                            if rule in self._conditions
+                            for c in conditions.columns_read(self._conditions[rule])})
             self._record_inputs[resource] = (self.owners.get(resource), tuple(attrs),
                                              self.privacy.get(resource))
         self._where_memo = _Memo()
         self._actions_memo = _Memo()
+        self._fields_memo = _Memo()
+        # resources where some entry limits the fields it grants
+        self._field_rules = {resource for resource, rules in policy.rules.items()
+                             if any(r.read_fields is not None or r.write_fields is not None
+                                    for r in rules)}
 
     def record_columns(self, resource: str) -> tuple[str, ...]:
         """The attributes of a record that decisions on it read: a record loaded with
@@ -113,6 +137,18 @@ class AccessControl:
     def _membership_id_attr(self, rule: Rule, resource: str) -> str:
         ms = self.policy.memberships.get(resource)
         return "id" if ms is not None and rule.attr == ms.attr else rule.attr
+
+    def has_conditions(self, resource: str) -> bool:
+        """Does an entry of ``resource`` carry a condition (``where:``)?"""
+        return resource in self._conditional
+
+    def prefetch_conditions(self, p: Principal, resource: str, records: list[Any]) -> None:
+        """Answer the conditions' foreign-key hops for a page of records at once (one
+        query per hop), so that deciding on each record queries nothing more."""
+        for rule in self.policy.for_resource(resource):
+            where = self._conditions.get(rule)
+            if where is not None and _principal_matches(rule, p):
+                conditions.prefetch(where, records, self._models, p.uid)
 
     def membership_attr(self, resource: str) -> str | None:
         return self._membership_attr.get(resource)
@@ -145,6 +181,16 @@ class AccessControl:
     # -- decisions on one record --------------------------------------------------
     def _rule_allows(self, rule: Rule, p: Principal, resource: str, record: Any,
                      action: str) -> bool:
+        """Does ``rule`` allow ``action`` on ``record``: its principal, target and, for
+        an entry with a condition, the condition on the record's values."""
+        if not self._rule_allows_unconditioned(rule, p, resource, record, action):
+            return False
+        where = self._conditions.get(rule)
+        return where is None or (record is not None and
+                                 conditions.holds(where, record, self._models, p.uid))
+
+    def _rule_allows_unconditioned(self, rule: Rule, p: Principal, resource: str,
+                                   record: Any, action: str) -> bool:
         if action not in rule.actions or not _principal_matches(rule, p):
             return False
         if rule.target == "all":
@@ -173,7 +219,13 @@ class AccessControl:
         near = None
         for rule in self.policy.for_resource(resource):
             if self._rule_allows(rule, p, resource, record, action):
-                return Decision(True, rule.source)
+                where = self._conditions.get(rule)
+                return Decision(True, rule.source + (f" where {where.text()}" if where
+                                                     else ""))
+            where = self._conditions.get(rule)
+            if near is None and where is not None and self._rule_allows_unconditioned(
+                    rule, p, resource, record, action):
+                near = f"condition {where.text()} does not hold; rule {rule.source}"
             if near is None and rule.target == "attr" and record is not None and \
                     action in rule.actions and _principal_matches(rule, p):
                 held = self._held_level(p, rule, resource, record)
@@ -203,7 +255,7 @@ class AccessControl:
         distinct keys).
         """
         inputs = self._record_inputs.get(resource)
-        if inputs is None or record is None:
+        if inputs is None or record is None or resource in self._conditional:
             return self._actions(p, resource, record)
         owner, attrs, privacy = inputs
         key = (p.access_key, resource,
@@ -230,7 +282,8 @@ class AccessControl:
         """Does a rule on ``{resource}:*`` grant ``action`` to ``p``? Only such a
         principal may create or move a record for another owner (CONTRACT 3)."""
         return any(rule.target == "all" and action in rule.actions and
-                   _principal_matches(rule, p) for rule in self.policy.for_resource(resource))
+                   rule not in self._conditions and _principal_matches(rule, p)
+                   for rule in self.policy.for_resource(resource))
 
     def may_list(self, p: Principal, resource: str) -> bool:
         """Could any rule let ``p`` list some record of ``resource``?"""
@@ -238,9 +291,169 @@ class AccessControl:
                    for r in self.policy.for_resource(resource)) or (
             p.authenticated and self.privacy.get(resource) is not None)
 
+    # -- field rules --------------------------------------------------------------
+    def has_field_rules(self, resource: str) -> bool:
+        """Does an entry of ``resource`` limit its fields? (Else every answer is None.)"""
+        return resource in self._field_rules
+
+    def _public_fields(self, resource: str) -> frozenset[str] | None:
+        """What a public record shows every signed-in caller, who reads it through no
+        entry of theirs: what the entries of the lowest membership level naming reading
+        show (added up), as if the caller held that level; without such entries, what
+        every entry naming reading shows."""
+        readers = [r for r in self.policy.for_resource(resource) if READ_ACTIONS & r.actions]
+        members = [r for r in readers if r.principal == "member" and r.level]
+        if members:
+            low = min(self._rank(r.level) for r in members)
+            out: frozenset[str] | None = frozenset()
+            for rule in members:
+                if self._rank(rule.level) == low:
+                    out = _add(out, rule.read_fields)
+            return out
+        out = None
+        for rule in readers:
+            if rule.read_fields is not None:
+                out = rule.read_fields if out is None else out & rule.read_fields
+        return out
+
+    def _granted(self, p: Principal, action: str, resource: str,
+                 record: Any) -> tuple[frozenset[str] | None, list[Rule]]:
+        """The fields the entries allowing ``action`` on ``record`` grant (their union;
+        None: every field), and those entries."""
+        read = action in READ_ACTIONS
+        found: set[str] = set()
+        every = False
+        rules = []
+        for rule in self.policy.for_resource(resource):
+            if self._rule_allows(rule, p, resource, record, action):
+                rules.append(rule)
+                limit = rule.read_fields if read else rule.write_fields
+                if limit is None:
+                    every = True
+                else:
+                    found |= limit
+        if read and self._public_allows(p, resource, record, action):
+            limit = self._public_fields(resource)
+            if limit is None:
+                every = True
+            else:
+                found |= limit
+        return (None if every else frozenset(found)), rules
+
+    def read_fields(self, p: Principal, resource: str, record: Any) -> frozenset[str] | None:
+        """The fields of ``record`` that ``p`` may read (None: every field; ``id`` and
+        ``rbac`` always), memoized as :meth:`actions` is."""
+        if resource not in self._field_rules:
+            return None
+        inputs = self._record_inputs.get(resource)
+        if inputs is None or record is None or resource in self._conditional:
+            return self._granted(p, "r", resource, record)[0]
+        owner, attrs, privacy = inputs
+        key = ("r", p.access_key, resource,
+               owner is not None and _value(record, owner) == p.uid,
+               tuple(p.memberships.get(_value(record, a)) for a in attrs),
+               _value(record, privacy) if privacy else None)
+        if key not in self._fields_memo:
+            self._fields_memo.put(key, self._granted(p, "r", resource, record)[0])
+        return self._fields_memo[key]
+
+    def write_fields(self, p: Principal, action: str, resource: str,
+                     record: Any) -> frozenset[str] | None:
+        """The fields ``p`` may set by ``action`` (c, u) on ``record`` (for c: the values
+        the new record would have); None: every field."""
+        if resource not in self._field_rules:
+            return None
+        return self._granted(p, action, resource, record)[0]
+
+    def _collection_fields(self, p: Principal, resource: str, model: Any,
+                           every_row: bool) -> frozenset[str] | None:
+        """Fields readable on every (``every_row``) or on some record ``p`` may list.
+
+        The row sets are those of :meth:`_where`: equal keys select equal rows, so the
+        fields of the entries behind one key add up, and a key of every row adds its
+        fields to all the others; keys may select the same rows or not, so every row is
+        only sure of what every key grants."""
+        memo = ("list" if every_row else "any", p.access_key, resource, model)
+        if memo in self._fields_memo:
+            return self._fields_memo[memo]
+        per_key: dict[tuple, frozenset[str] | None] = {}
+        for rule in self.policy.for_resource(resource):
+            for key, _ in self._rule_sql(rule, p, resource, model, "l") or ():
+                per_key[key] = _add(per_key.get(key, frozenset()), rule.read_fields)
+        if (self.privacy.get(resource) is not None and p.authenticated and
+                any("l" in r.actions for r in self.policy.for_resource(resource))):
+            per_key[("public",)] = _add(per_key.get(("public",), frozenset()),
+                                        self._public_fields(resource))
+        base = per_key.pop(_ALL, frozenset())
+        if not per_key:
+            out = base
+        elif every_row:
+            out = None
+            for fields in per_key.values():
+                fields = _add(fields, base)
+                if fields is not None:
+                    out = fields if out is None else out & fields
+        else:
+            out = base
+            for fields in per_key.values():
+                out = _add(out, fields)
+        return self._fields_memo.put(memo, out)
+
+    def list_fields(self, p: Principal, resource: str, model: Any) -> frozenset[str] | None:
+        """The fields ``p`` may read on every record they may list: the only ones
+        ``filter``, ``sort``, ``q`` and ``group_by`` may use, so that no result tells
+        anything of a value the caller could not read (None: every field)."""
+        if resource not in self._field_rules:
+            return None
+        return self._collection_fields(p, resource, model, True)
+
+    def possible_fields(self, p: Principal, resource: str,
+                        model: Any) -> frozenset[str] | None:
+        """The fields ``p`` may read on some record (what ``fields=`` and ``embed=`` may
+        name; each record then shows those it grants); None: every field."""
+        if resource not in self._field_rules:
+            return None
+        return self._collection_fields(p, resource, model, False)
+
+    def field_decision(self, p: Principal, action: str, resource: str, record: Any,
+                       name: str) -> Decision:
+        """May ``p`` read (r, l) or write (c, u) field ``name`` of ``record``, and which
+        entry decided."""
+        decided = self.decide(p, action, resource, record)
+        if not decided.allowed:
+            return decided
+        read = action in READ_ACTIONS
+        if read and name in ALWAYS_READABLE_FIELDS:
+            return Decision(True, f"field {name!r} comes with every record you may read")
+        kind = "read_fields" if read else "write_fields"
+        _, rules = self._granted(p, action, resource, record)
+        for rule in rules:
+            limit = rule.read_fields if read else rule.write_fields
+            if limit is None or name in limit:
+                return Decision(True, f"field {name!r}: {rule.source}"
+                                      + ("" if limit is None else f" ({kind})"))
+        if read and self._public_allows(p, resource, record, action):
+            public = self._public_fields(resource)
+            if public is None or name in public:
+                return Decision(True, f"field {name!r}: privacy: the {resource} record is "
+                                      "public")
+        by = "; ".join(r.source for r in rules) or f"the entries for a public {resource}"
+        return Decision(False, f"field {name!r}: not among the {kind} of {by}")
+
     # -- the same rules as SQL ----------------------------------------------------
     def _rule_sql(self, rule: Rule, p: Principal, resource: str, model: Any,
                   action: str) -> list[tuple[tuple, Any]] | None:
+        """The rule as (key, clause) pairs (see :meth:`_rule_sql_unconditioned`), each
+        clause limited by the rule's condition, when it has one."""
+        found = self._rule_sql_unconditioned(rule, p, resource, model, action)
+        where = self._conditions.get(rule)
+        if not found or where is None:
+            return found
+        cond = conditions.where_sql(where, model, self._models, p.uid)
+        return [(("cond", where, *key), and_(clause, cond)) for key, clause in found]
+
+    def _rule_sql_unconditioned(self, rule: Rule, p: Principal, resource: str, model: Any,
+                                action: str) -> list[tuple[tuple, Any]] | None:
         """The rule as (key, clause) pairs whose OR selects the rows it allows; None
         when it allows nothing here, ``[(ALL, true())]`` when it allows every row. Equal
         keys mean equal clauses (a manager's lists appear in the rules for managers,
@@ -298,6 +511,6 @@ class AccessControl:
             found[("public",)] = getattr(model, column) == self.policy.privacy_levels[0]
         # the simple comparisons first: a row that is the caller's own or public is
         # decided before the membership lists are searched
-        order = {"owner": 0, "public": 1, "member": 2}
+        order = {"owner": 0, "public": 1, "member": 2, "cond": 3}
         clauses = [c for k, c in sorted(found.items(), key=lambda kc: order[kc[0][0]])]
         return or_(*clauses) if clauses else false()

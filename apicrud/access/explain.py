@@ -31,7 +31,7 @@ class Answer:
 
 
 def can_i(services, session, principal, action: str, resource: str,
-          id_: str | None = None) -> Answer:
+          id_: str | None = None, field: str | None = None) -> Answer:
     """Explain one decision. For ``c``, ``id`` names the membership (e.g. the list) the new
     record would belong to; for other actions it names the record itself.
 
@@ -39,6 +39,10 @@ def can_i(services, session, principal, action: str, resource: str,
     (``check_create``, ``authorize``), so "yes" means the request would pass them. A
     record the caller may not read and a missing one get the same answer, and nothing
     about an unreadable record (its privacy, its members) is named.
+
+    With ``field``: may the caller read (r, l) or write (c, u) that field, and which
+    entry's field rule decided; ``l`` without an id asks whether the field may be
+    filtered, sorted and searched on (read on every record the caller may list).
     """
     if action not in ACTIONS or len(action) != 1:
         raise ValueError(f"action must be one letter of {ACTIONS}")
@@ -46,6 +50,19 @@ def can_i(services, session, principal, action: str, resource: str,
     controller = services.controllers.get(resource)
     if spec is None or spec.model is None or controller is None:
         raise KeyError(resource)
+    if field is not None:
+        if action not in "crul":
+            raise ValueError("a field is read (r, l) or written (c, u)")
+        known = set(spec.exposed) | set(spec.computed) | set(spec.related) | set(spec.embeds)
+        if field not in known:
+            raise LookupError(field)
+    answer = _can_i(services, session, principal, action, resource, id_, spec, controller,
+                    field)
+    return answer
+
+
+def _can_i(services, session, principal, action, resource, id_, spec, controller,
+           field) -> Answer:
     access = services.access
     ctx = RequestContext.detached(services, principal, session)
     if action == "c":
@@ -55,9 +72,19 @@ def can_i(services, session, principal, action: str, resource: str,
         attr = access.membership_attr(resource)
         if id_ and attr and attr != "id":
             proposed[attr] = id_
-        return _ask(access, principal, action, resource, proposed,
-                    lambda: controller.check_create(ctx, proposed, quotas=False))
+        answer = _ask(access, principal, action, resource, proposed,
+                      lambda: controller.check_create(ctx, proposed, quotas=False))
+        return _field(access, principal, action, resource, proposed, field, answer)
     if not id_:
+        if action == "l" and field is not None:
+            allowed = access.list_fields(principal, resource, spec.model)
+            if not access.may_list(principal, resource):
+                return Answer(False, f"no policy of {resource!r} lets you list")
+            if allowed is None or field in allowed or field == "id":
+                return Answer(True, f"field {field!r} is readable on every {resource} you "
+                                    "may list: filter, sort and q may use it")
+            return Answer(False, f"field {field!r} is not readable on every {resource} you "
+                                 "may list: filter, sort and q treat it as unknown")
         if action == "l":
             if access.may_list(principal, resource):
                 return Answer(True, f"{resource} lists are filtered to the records you may "
@@ -72,9 +99,20 @@ def can_i(services, session, principal, action: str, resource: str,
         return Answer(False, f"no {resource} {id_} that you may read")
     if action in READ_ACTIONS:
         d = access.decide(principal, action, resource, record)
-        return Answer(d.allowed, d.reason)
-    return _ask(access, principal, action, resource, record,
-                lambda: controller.authorize(ctx, action, record))
+        return _field(access, principal, action, resource, record, field,
+                      Answer(d.allowed, d.reason))
+    answer = _ask(access, principal, action, resource, record,
+                  lambda: controller.authorize(ctx, action, record))
+    return _field(access, principal, action, resource, record, field, answer)
+
+
+def _field(access, principal, action: str, resource: str, record, field: str | None,
+           answer: Answer) -> Answer:
+    """The answer for one field, once the action itself is allowed."""
+    if field is None or not answer.allowed:
+        return answer
+    d = access.field_decision(principal, action, resource, record, field)
+    return Answer(d.allowed, d.reason)
 
 
 def _ask(access, principal, action: str, resource: str, record, check) -> Answer:

@@ -15,6 +15,11 @@ resource part says which records), ``pending`` and membership roles
 ``<membership>-{{<attr>}}-<level>``. Resources: ``<name>:*`` (every record),
 ``<name>:{{uid}}`` (records the caller owns), ``<name>:{{<attr>}}`` (records whose
 ``attr`` names a membership where the caller holds the role).
+
+Field rules: an entry may limit the fields it grants with ``read_fields: [a, b]`` (what
+its ``r``/``l`` show; ``id`` and ``rbac`` always) and ``write_fields: [a, b]`` (what its
+``c``/``u`` may set); ``fields: [a, b]`` says both at once. Without them an entry grants
+every field. Entries granting one caller the same action on one record add up.
 """
 
 from __future__ import annotations
@@ -27,9 +32,13 @@ from typing import Any, Mapping
 
 import yaml
 
+from apicrud.access.conditions import parse_where
+
 ACTIONS = "crudlghij"
 DEFAULT_PRIVACY = ("public", "invitee", "member", "manager", "secret")
 _MEMBER_RE = re.compile(r"^([a-z][a-z0-9_]*)-\{\{([a-z][a-z0-9_]*)\}\}-([a-z]+)$")
+_FIELD_RE = re.compile(r"^[a-z_][a-z0-9_]*$")
+FIELD_KEYS = ("fields", "read_fields", "write_fields")
 _TARGET_RE = re.compile(r"^([a-z][a-z0-9_]*):(\*|\{\{([a-z][a-z0-9_]*)\}\})$")
 
 
@@ -53,6 +62,12 @@ class Rule:
     membership: str | None = None  # membership resource of a member principal
     level: str | None = None  # level named by a member principal
     source: str = ""  # "rbac.yaml: policies.message[2]" for explain
+    # field rules: the fields this entry lets its read actions (r, l) show and its write
+    # actions (c, u) set; None: every field
+    read_fields: frozenset[str] | None = None
+    write_fields: frozenset[str] | None = None
+    # condition (``where:``): ((path, value), ...), a list value as a tuple; None: none
+    where: tuple[tuple[tuple[str, ...], Any], ...] | None = None
 
     def text(self) -> str:
         return self.source
@@ -106,6 +121,38 @@ def _parse_principal(text: str, levels: tuple[str, ...]) -> dict[str, Any] | str
             "or '<membership>-{{<attr>}}-<level>')")
 
 
+def _parse_fields(entry: dict, actions: str) -> tuple | str:
+    """(read_fields, write_fields) of an entry, each a frozenset or None (every field);
+    a string says what is wrong."""
+    if "fields" in entry and ({"read_fields", "write_fields"} & set(entry)):
+        return "give either fields or read_fields/write_fields"
+    out = []
+    for key, kinds in (("read_fields", "rl"), ("write_fields", "cu")):
+        name = key if key in entry else "fields"
+        value = entry.get(name)
+        if value is None:
+            out.append(None)
+            continue
+        if not isinstance(value, list) or not all(isinstance(v, str) and _FIELD_RE.match(v)
+                                                  for v in value):
+            return f"{name} must be a list of field names"
+        if name == key and not set(kinds) & set(actions):
+            return f"{key} given, but the entry grants none of {kinds!r}"
+        out.append(frozenset(value))
+    return tuple(out)
+
+
+def field_names(policy: Policy) -> dict[str, set[str]]:
+    """resource -> every field its entries' field rules name (start-up checks these
+    against the resource's representation)."""
+    out: dict[str, set[str]] = {}
+    for resource, rules in policy.rules.items():
+        for rule in rules:
+            out.setdefault(resource, set()).update(rule.read_fields or (),
+                                                    rule.write_fields or ())
+    return out
+
+
 def compile_policy(data: Any, path: str = "rbac.yaml") -> Policy:
     """Validate and compile parsed rbac.yaml; raise :class:`PolicyError` listing every fault."""
     problems: list[str] = []
@@ -139,7 +186,8 @@ def compile_policy(data: Any, path: str = "rbac.yaml") -> Policy:
             if not isinstance(entry, dict):
                 problems.append(f"{where}: must be a mapping")
                 continue
-            unknown = set(entry) - {"principal", "resource", "actions"}
+            unknown = set(entry) - {"principal", "resource", "actions", "where",
+                                    *FIELD_KEYS}
             if unknown:
                 problems.append(f"{where}: unknown keys {sorted(unknown)}")
             principal = _parse_principal(str(entry.get("principal", "")), levels)
@@ -162,6 +210,18 @@ def compile_policy(data: Any, path: str = "rbac.yaml") -> Policy:
             if not actions or bad:
                 problems.append(f"{where}: actions {actions!r} must be letters of {ACTIONS}")
                 continue
+            limits = _parse_fields(entry, actions)
+            if isinstance(limits, str):
+                problems.append(f"{where}: {limits}")
+                continue
+            condition = None
+            if "where" in entry:
+                raw = parse_where(entry["where"])
+                if isinstance(raw, str):
+                    problems.append(f"{where}: {raw}")
+                    continue
+                condition = tuple((k, tuple(v) if isinstance(v, list) else v)
+                                  for k, v in raw.items())
             attr = m.group(3)
             if attr is None:
                 target = "all"
@@ -188,6 +248,7 @@ def compile_policy(data: Any, path: str = "rbac.yaml") -> Policy:
                             source=f"{label}: {entry.get('principal')} "
                                    f"{target_text} {actions}",
                             attr=attr if target == "attr" else principal.get("attr"),
+                            read_fields=limits[0], write_fields=limits[1], where=condition,
                             **{k: v for k, v in principal.items() if k != "attr"}))
     if problems:
         raise PolicyError(problems)

@@ -218,10 +218,16 @@ class AuthController:
         p = ctx.params
         try:
             answer = can_i(self.services, ctx.db, ctx.principal, p["action"], p["resource"],
-                           p.get("id"))
+                           p.get("id"), field=p.get("field"))
         except KeyError:
             raise BadRequest("resource: no such resource",
                              errors={"resource": "no such resource"}) from None
         except ValueError as exc:
             raise BadRequest(f"action: {exc}", errors={"action": str(exc)}) from None
-        return Reply(answer.to_dict(p["action"], p["resource"], p.get("id")), 200)
+        except LookupError:
+            raise BadRequest("field: unknown field", errors={"field": "unknown field"}) \
+                from None
+        out = answer.to_dict(p["action"], p["resource"], p.get("id"))
+        if p.get("field"):
+            out["field"] = p["field"]
+        return Reply(out, 200)

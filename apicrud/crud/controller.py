@@ -8,6 +8,7 @@ one step; the generic code never names a resource.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from datetime import datetime
 from decimal import Decimal
@@ -18,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 from sqlalchemy.orm.exc import StaleDataError
 
+from apicrud.access import fields as fieldrules
 from apicrud.context import Reply, RequestContext
 from apicrud.crud.registry import ResourceSpec
 from apicrud.db import query as q
@@ -82,11 +84,13 @@ class BasicCRUD:
         out = {name: _json_value(getattr(record, name)) for name in self.resource.exposed}
         if "rbac" in self.resource.computed:
             out["rbac"] = self.record_actions(ctx, record)
+        allowed = self.access.read_fields(ctx.principal, self.resource.name, record)
         if self.resource.related:
             self.prefetch(ctx, [record])
             for prop, (via, target, _) in self.resource.related.items():
-                out[prop] = _json_value(ctx.related.get((target, getattr(record, via))))
-        return out
+                if allowed is None or prop in allowed:
+                    out[prop] = _json_value(ctx.related.get((target, getattr(record, via))))
+        return fieldrules.limit(out, allowed)
 
     def record_actions(self, ctx: RequestContext, record: Any) -> str:
         """The ``rbac`` letters of a record: what :meth:`authorize` would allow. A
@@ -99,6 +103,8 @@ class BasicCRUD:
         Only related records the caller may read are loaded, through the same SQL the
         evaluator gives ``find``: serialization never jumps a permission scope.
         """
+        if self.access.has_conditions(self.resource.name):
+            self.access.prefetch_conditions(ctx.principal, self.resource.name, records)
         for via, target, fieldname in self.resource.related.values():
             ids = {getattr(r, via) for r in records} - {None}
             ids = {i for i in ids if (target, i) not in ctx.related}
@@ -111,11 +117,21 @@ class BasicCRUD:
             # caches more cheaply than an IN list
             match = other.id == next(iter(ids)) if len(ids) == 1 else \
                 other.id.in_(sorted(ids))
-            rows = ctx.db.execute(select(other.id, getattr(other, fieldname)).where(
+            # under field rules, the value shows where the caller may read that field of
+            # that record: the columns deciding it come in the same query
+            limited = self.access.has_field_rules(target)
+            inputs = self.access.record_columns(target) if limited else ()
+            rows = ctx.db.execute(select(other.id, getattr(other, fieldname),
+                                         *(getattr(other, c) for c in inputs)).where(
                 match, q.active_only(other),
                 self.access.where(ctx.principal, target, other, "r")))
-            for id_, value in rows:
-                ctx.related[(target, id_)] = value
+            for row in rows:
+                if limited:
+                    allowed = self.access.read_fields(ctx.principal, target,
+                                                      dict(zip(inputs, row[2:])))
+                    if allowed is not None and fieldname not in allowed:
+                        continue
+                ctx.related[(target, row[0])] = row[1]
 
     # -- helpers --------------------------------------------------------------------
     def visible(self, ctx: RequestContext, action: str) -> list:
@@ -125,15 +141,31 @@ class BasicCRUD:
         return [q.active_only(self.model),
                 self.access.where(ctx.principal, self.resource.name, self.model, action)]
 
-    def etag(self, record: Any, fields: tuple[str, ...] | None = None) -> str:
+    def etag(self, record: Any, fields: tuple[str, ...] | None = None,
+             view: dict[str, Any] | None = None) -> str:
         """The record's version as an entity tag; a representation limited to ``fields``
         gets its own tag (``"<version>.<fields>"``), whose version part still serves as
-        ``If-Match`` for a write."""
-        digest = hashlib.sha256(f"{record.id}:{record.version}".encode()).hexdigest()[:20]
+        ``If-Match`` for a write. With ``view`` (what a caller under field rules reads of
+        the record) the tag is a digest of that view instead: a change to a field they
+        may not read changes nothing they can observe (see :meth:`tag`)."""
+        if view is not None:
+            text = json.dumps(view, sort_keys=True, default=str, separators=(",", ":"))
+            digest = "v" + hashlib.sha256(f"{record.id}:{text}".encode()).hexdigest()[:20]
+        else:
+            digest = hashlib.sha256(f"{record.id}:{record.version}".encode()).hexdigest()[:20]
         if fields:
             shape = hashlib.sha256(",".join(fields).encode()).hexdigest()[:8]
             return f'"{digest}.{shape}"'
         return f'"{digest}"'
+
+    def tag(self, ctx: RequestContext, record: Any, shape: tuple[str, ...] | None = None,
+            body: dict[str, Any] | None = None) -> str:
+        """The ETag the caller gets for ``record``: of its version, or, where field rules
+        limit what the caller reads of it, of their view (``body``: its serialization)."""
+        if self.access.read_fields(ctx.principal, self.resource.name, record) is None:
+            return self.etag(record, shape)
+        return self.etag(record, shape, body if body is not None
+                         else self.serialize(ctx, record))
 
     def check_precondition(self, ctx: RequestContext, records: list[Any]) -> None:
         """``If-Match`` against each record's current tag (a write of several records
@@ -148,7 +180,7 @@ class BasicCRUD:
         if not tags or "*" in tags:
             return
         for record in records:
-            version = self.etag(record)
+            version = self.tag(ctx, record)
             if not any(t == version or (t.startswith(version[:-1] + ".") and t.endswith('"'))
                        for t in tags):
                 if len(records) == 1:
@@ -174,10 +206,22 @@ class BasicCRUD:
         return tuple(dict.fromkeys(["id", *names]))
 
     def readable_fields(self, ctx: RequestContext) -> frozenset[str]:
-        """The fields of this resource's representation the caller may read (embedded
-        records come with ``embed``, not with ``fields``)."""
-        return (frozenset(self.resource.exposed) | self.resource.computed |
-                frozenset(self.resource.related)) - frozenset(self.resource.embeds)
+        """The fields of this resource's representation the caller may read on some
+        record (embedded records come with ``embed``, not with ``fields``)."""
+        every = (frozenset(self.resource.exposed) | self.resource.computed |
+                 frozenset(self.resource.related)) - frozenset(self.resource.embeds)
+        allowed = self.access.possible_fields(ctx.principal, self.resource.name, self.model)
+        return every if allowed is None else every & (allowed | fieldrules.ALWAYS_READABLE)
+
+    def filter_columns(self, ctx: RequestContext) -> tuple[dict[str, Any], tuple[str, ...]]:
+        """The columns ``filter``, ``sort`` and ``group_by`` may name, and the text fields
+        ``q`` searches: under field rules, only those the caller may read on every record
+        they may list (any other is an unknown field)."""
+        allowed = self.access.list_fields(ctx.principal, self.resource.name, self.model)
+        if allowed is None:
+            return self.resource.fields, self.resource.search
+        return (fieldrules.restrict_columns(self.resource.fields, allowed),
+                tuple(f for f in self.resource.search if f in allowed))
 
     def selected_embeds(self, ctx: RequestContext) -> tuple[str, ...]:
         """``embed=a,b``: the x-embed properties to fill; unknown ones are a 400."""
@@ -185,7 +229,9 @@ class BasicCRUD:
         if raw is None:
             return ()
         names = tuple(dict.fromkeys(n.strip() for n in str(raw).split(",") if n.strip()))
-        unknown = [n for n in names if n not in self.resource.embeds]
+        allowed = self.access.possible_fields(ctx.principal, self.resource.name, self.model)
+        unknown = [n for n in names if n not in self.resource.embeds or
+                   (allowed is not None and n not in allowed)]
         if unknown or not names:
             bad = unknown[0][:64] if unknown else ""
             raise BadRequest(f"embed: no embeddable {bad!r}" if unknown else
@@ -213,7 +259,8 @@ class BasicCRUD:
                     target.prefetch(ctx, rows)
                     found = {row.id: target.serialize(ctx, row) for row in rows}
                 for record, body in zip(records, bodies):
-                    body[name] = found.get(getattr(record, emb.via))
+                    if self._shows(ctx, record, name):
+                        body[name] = found.get(getattr(record, emb.via))
                 continue
             parents = sorted({r.id for r in records})
             children: dict[Any, list] = {i: [] for i in parents}
@@ -232,7 +279,24 @@ class BasicCRUD:
                 for row in rows:
                     children[getattr(row, emb.via)].append(target.serialize(ctx, row))
             for record, body in zip(records, bodies):
-                body[name] = children.get(record.id, [])
+                if self._shows(ctx, record, name):
+                    body[name] = children.get(record.id, [])
+
+    def _check_selection(self, ctx: RequestContext, record: Any, fields, embeds) -> None:
+        """``fields=`` and ``embed=`` of one record name only what the caller may read of
+        it (field rules): anything else is unknown, as on a find (400)."""
+        allowed = self.access.read_fields(ctx.principal, self.resource.name, record)
+        if allowed is None:
+            return
+        for param, names in (("fields", fields or ()), ("embed", embeds)):
+            bad = [n for n in names if n not in allowed | fieldrules.ALWAYS_READABLE]
+            if bad:
+                raise fieldrules.unknown_field(param, bad[0])
+
+    def _shows(self, ctx: RequestContext, record: Any, name: str) -> bool:
+        """May the caller read property ``name`` of ``record`` (field rules)?"""
+        allowed = self.access.read_fields(ctx.principal, self.resource.name, record)
+        return allowed is None or name in allowed
 
     @staticmethod
     def _shape(fields: tuple[str, ...] | None, embeds: tuple[str, ...]) -> tuple[str, ...]:
@@ -260,8 +324,10 @@ class BasicCRUD:
         """
         dialect = ctx.services.db.dialect
         lock = for_update and dialect != "sqlite"
-        # MariaDB has no FOR UPDATE OF: a locking load there reads related values apart
-        joined = [] if lock and dialect in ("mysql", "mariadb") else self._related_aliases()
+        # MariaDB has no FOR UPDATE OF: a locking load there reads related values apart;
+        # so do targets with field rules (see prefetch)
+        joined = [] if lock and dialect in ("mysql", "mariadb") else [
+            a for a in self._related_aliases() if not self.access.has_field_rules(a[1])]
         stmt = select(self.model, *(getattr(a, f) for _, _, a, f in joined)).where(
             self.model.id == id_, q.active_only(self.model))
         for via, target, alias, _ in joined:
@@ -288,6 +354,10 @@ class BasicCRUD:
         create refused inside a membership (e.g. a message for a list where the caller
         may not post) is a 404 naming that field, as if the list did not exist.
         """
+        if action == "c" and isinstance(record, dict) and \
+                self.access.has_conditions(self.resource.name):
+            # a condition on a new record reads the values it will have: defaults too
+            record = {**self.column_defaults(), **record}
         decision = self.access.decide(ctx.principal, action, self.resource.name, record)
         if decision.allowed:
             return decision.reason
@@ -296,6 +366,18 @@ class BasicCRUD:
             raise NotFound(f"{attr}: not found", errors={attr: "not found"})
         raise Forbidden(f"not allowed to {VERBS.get(action, action)} this "
                         f"{self.resource.name}")
+
+    def column_defaults(self) -> dict[str, Any]:
+        """The model's constant column defaults (what an insert fills in)."""
+        found = self.__dict__.get("_defaults")
+        if found is None:
+            found = {}
+            for column in self.model.__table__.columns:
+                default = column.default
+                if default is not None and default.is_scalar:
+                    found[column.key] = default.arg
+            self._defaults = found
+        return found
 
     def check_owner(self, ctx: RequestContext, values: dict[str, Any], action: str,
                     moved: bool = False) -> None:
@@ -425,20 +507,24 @@ class BasicCRUD:
         if isinstance(ctx.body, list):
             return self.create_many(ctx)
         record = self._insert(ctx, ctx.body or {})
-        body = {"id": record.id, **self.serialize(ctx, record)}
+        view = self.serialize(ctx, record)
+        body = {"id": record.id, **view}
         self.after_create(ctx, record, body)
         headers = {"Location": f"{self.services.base_url}/{self.resource.name}/{record.id}",
-                   "ETag": self.etag(record)}
+                   "ETag": self.tag(ctx, record, body=view)}
         return Reply(body, 201, headers)
 
     def _insert(self, ctx: RequestContext, given: dict[str, Any], batch: bool = False) -> Any:
         """Check and add one record; flushed at once unless it is part of a ``batch``
         (whose caller flushes every record together: one multi-row INSERT)."""
         data = self._strip_read_only(given, None)
+        named = list(data)
         owner = self.resource.owner
         if owner and owner != "id":
             data.setdefault(owner, ctx.principal.uid)
         reason = self.check_create(ctx, data)
+        fieldrules.check_writes(named, self.access.write_fields(
+            ctx.principal, "c", self.resource.name, data), self.resource.name)
         data = self.before_create(ctx, data)
         record = self.model(**data)
         record.id = new_id(self.services.settings.id_prefix)
@@ -484,12 +570,14 @@ class BasicCRUD:
         fields = self.selected_fields(ctx)
         embeds = self.selected_embeds(ctx)
         record = self._load(ctx, ctx.params["id"])
+        self._check_selection(ctx, record, fields, embeds)
         body = self.serialize(ctx, record)
+        tag = self.tag(ctx, record, self._shape(fields, embeds), body)
         if fields:
             body = {k: body[k] for k in fields if k in body}
         if embeds:
             self.embed(ctx, [record], [body], embeds)
-        return Reply(body, 200, {"ETag": self.etag(record, self._shape(fields, embeds))})
+        return Reply(body, 200, {"ETag": tag})
 
     def update(self, ctx: RequestContext) -> Reply:
         """Update one record, or several (comma-separated ids) with the same changes, all
@@ -504,7 +592,8 @@ class BasicCRUD:
         old_owner = self._change(ctx, record, ctx.body or {})
         self._flush(ctx)
         self._roles_changed(ctx, [record], old_owner)
-        return Reply(self.serialize(ctx, record), 200, {"ETag": self.etag(record)})
+        body = self.serialize(ctx, record)
+        return Reply(body, 200, {"ETag": self.tag(ctx, record, body=body)})
 
     patch = update
 
@@ -535,6 +624,15 @@ class BasicCRUD:
         ctx.audit_intent(record, "update", self.authorize(ctx, "u", record))
         current = {n: _json_value(getattr(record, n)) for n in self.resource.exposed}
         changes = self._strip_read_only(body, current)
+        writable = self.access.write_fields(ctx.principal, "u", self.resource.name, record)
+        if writable is not None:
+            # a field the caller may not read is refused even with its stored value (else
+            # a guess at a hidden value would tell by the answer); one they read may be
+            # sent back unchanged (a client saving the whole form)
+            readable = self.access.read_fields(ctx.principal, self.resource.name, record)
+            fieldrules.check_writes(
+                [k for k, v in changes.items() if current.get(k, object()) != v or
+                 (readable is not None and k not in readable)], writable, self.resource.name)
         changes = {k: v for k, v in changes.items() if current.get(k, object()) != v}
         self._check_references(ctx, changes)
         if self.resource.owner in changes:
@@ -543,6 +641,10 @@ class BasicCRUD:
         if moved & changes.keys():
             # moving a record to another owner or membership is creating it there
             self.authorize(ctx, "c", {**current, **changes})
+        if changes and self.access.has_conditions(self.resource.name):
+            # an entry's condition holds on what the update leaves too: nobody moves a
+            # record out of (or into) what their entries allow
+            self.authorize(ctx, "u", {**current, **changes})
         old_owner = getattr(record, self.resource.owner) if self.resource.owner else None
         changes = self.before_update(ctx, record, changes)
         for key, value in changes.items():
@@ -568,8 +670,8 @@ class BasicCRUD:
         if not 1 <= most <= limit:
             raise BadRequest(f"max_affected: must be 1 to {limit} (setting bulk_max)",
                              errors={"max_affected": f"must be 1 to {limit}"})
-        clauses = q.build_filter(q.parse_filter(p["filter"]), self.resource.fields,
-                                 self.resource.search)
+        columns, search = self.filter_columns(ctx)
+        clauses = q.build_filter(q.parse_filter(p["filter"]), columns, search)
         stmt = select(self.model).where(
             q.active_only(self.model),
             self.access.where(ctx.principal, self.resource.name, self.model, "r"),
@@ -643,8 +745,8 @@ class BasicCRUD:
         same filters as ``find``, with optional ``aggregate=sum:f,min:f,max:f`` over
         numeric (min/max also date-time) fields the caller may read."""
         p = ctx.params
-        fields = self.resource.fields
-        readable = self.readable_fields(ctx)
+        fields, search = self.filter_columns(ctx)
+        readable = frozenset(fields)
         names = [n.strip() for n in str(p.get("group_by") or "").split(",") if n.strip()]
         if not names or len(names) > MAX_GROUP_KEYS or len(set(names)) != len(names):
             raise BadRequest(f"group_by: name 1 to {MAX_GROUP_KEYS} distinct fields",
@@ -669,7 +771,7 @@ class BasicCRUD:
             raise BadRequest(f"limit: must be 1 to {self.services.settings.per_page_max}",
                              errors={"limit": f"must be 1 to "
                                      f"{self.services.settings.per_page_max}"})
-        clauses = q.build_filter(q.parse_filter(p.get("filter")), fields, self.resource.search)
+        clauses = q.build_filter(q.parse_filter(p.get("filter")), fields, search)
         where = [q.active_only(self.model),
                  self.access.where(ctx.principal, self.resource.name, self.model, "l"),
                  *clauses]
@@ -722,7 +824,7 @@ class BasicCRUD:
         """Filtered, sorted, RBAC-limited page: (records, count or None, cursor_next)."""
         settings = self.services.settings
         p = ctx.params
-        fields = self.resource.fields
+        fields, search = self.filter_columns(ctx)
         filters = q.parse_filter(p.get("filter"))
         sort = q.parse_sort(p.get("sort"), fields)
         limit = p.get("limit")
@@ -750,7 +852,7 @@ class BasicCRUD:
         if not 1 <= limit <= settings.per_page_max:
             raise BadRequest(f"limit: must be 1 to {settings.per_page_max}",
                              errors={"limit": f"must be 1 to {settings.per_page_max}"})
-        clauses = q.build_filter(filters, fields, self.resource.search)  # validates first
+        clauses = q.build_filter(filters, fields, search)  # validates first
         where = [*self.visible(ctx, "l"), *clauses]
         mode = self.count_mode(ctx, state.get("c") if state else None)
         count = self.count_rows(ctx, where, mode)
