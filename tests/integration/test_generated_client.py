@@ -28,9 +28,10 @@ PACKAGE = "apicrud_client"
 # no post hooks: the default ones run ruff over the output (a tool, and not needed to
 # import the package)
 # the generator reads binary bodies only as application/octet-stream: a thumbnail
-# (image/jpeg) is one such body to it (its documented content_type_overrides)
+# (image/jpeg) and a download (*/*) are such bodies to it (content_type_overrides)
 CONFIG = (f"post_hooks: []\nproject_name_override: {PACKAGE}\npackage_name_override: {PACKAGE}\n"
-          "content_type_overrides:\n  image/jpeg: application/octet-stream\n")
+          "content_type_overrides:\n  image/jpeg: application/octet-stream\n"
+          '  "*/*": application/octet-stream\n')
 
 
 @pytest.fixture(scope="session")
