@@ -26,6 +26,7 @@ from apicrud.errors import StartupError
 from apicrud.pipeline import Pipeline
 from apicrud.spec.loader import SpecError, load_spec_with_sources
 from apicrud.spec.operations import Operation, compile_operations
+from apicrud.spec.validate import document_problems
 
 log = logging.getLogger("apicrud")
 
@@ -61,6 +62,7 @@ def load_declarations(settings) -> Declarations:
         raise StartupError([str(exc)]) from None
     except Exception as exc:  # a schema the validator refuses
         raise StartupError([f"{spec_file}: {exc}"]) from None
+    problems += document_problems(spec)
     models = importlib.import_module(settings.models_module)
     resources = build_resources(spec, settings.models_module)
     for res in resources.values():

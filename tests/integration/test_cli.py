@@ -155,6 +155,20 @@ def test_check_dangling_pointer_in_operation_clear_error(tmp_path):
     assert "no such pointer #/components/schemas/Nope" in proc.stderr, output(proc)
 
 
+def test_check_finds_a_flow_mapping_slip_in_the_spec(tmp_path):
+    root = _copy_fixture("badpolicy", tmp_path)
+    shutil.copy(FIXTURES / "badref" / "rbac.yaml", root / "rbac.yaml")
+    spec = root / "openapi" / "api.yaml"
+    text = spec.read_text()
+    assert '      responses: {"200": {description: ok}}\n' in text
+    spec.write_text(text.replace('      responses: {"200": {description: ok}}\n',
+                                 '      responses: {"200": {description: ok, or not}}\n', 1))
+    proc = apicrud(tmp_path, "--root", str(root), "check")
+    assert proc.returncode != 0, output(proc)
+    assert_no_traceback(proc)
+    assert "key 'or not' has no value" in proc.stderr, output(proc)
+
+
 def test_check_dangling_pointer_in_unused_schema_clear_error(tmp_path):
     root = _copy_fixture("badpolicy", tmp_path)
     shutil.copy(FIXTURES / "badref" / "rbac.yaml", root / "rbac.yaml")
