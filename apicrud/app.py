@@ -114,6 +114,9 @@ def create_app(root: str | None = None, *, settings=None, migrate: bool | None =
     services.database_outage = OutageLog(log, "database unavailable")
     services.unavailable = OutageLog(log, "service unavailable")
     _bind_columns(services)
+    from apicrud.auth.passwords import warm_up
+
+    warm_up()  # the timing-equalising dummy hash, before the first login
     for name in COMPONENTS:
         importlib.import_module(name).init_app(services)
 

@@ -26,7 +26,7 @@ import time
 from sqlalchemy import select, update
 
 from apicrud.auth.cutoff import PERSON_LIVE
-from apicrud.auth.passwords import verify_password
+from apicrud.auth.passwords import hash_password, needs_rehash, verify_password
 from apicrud.auth.totp import check_second_factor, mfa_required
 from apicrud.context import Reply, RequestContext
 from apicrud.crypto import token_hash
@@ -146,8 +146,11 @@ class AuthController:
         self._release(keys=keys, args=["1"])
         # a plain UPDATE, not the ORM's versioned one: two concurrent logins of one
         # account must not fail each other with a stale row version
+        changes = {"last_login": utcnow(), "modified": account_model.modified}
+        if needs_rehash(account.password):  # hashed with older parameters: upgrade it now
+            changes["password"] = hash_password(password)
         ctx.db.execute(update(account_model).where(account_model.id == account.id)
-                       .values(last_login=utcnow(), modified=account_model.modified))
+                       .values(**changes))
         csrf = secrets.token_urlsafe(24)
         token, expires = self.services.sessions.create(
             account.uid, account.id, username=account.name, is_admin=account.is_admin,

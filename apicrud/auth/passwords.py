@@ -9,18 +9,29 @@ response time does not reveal whether an account exists.
 
 from __future__ import annotations
 
+import functools
+
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-__all__ = ["hash_password", "verify_password", "needs_rehash", "hasher"]
+__all__ = ["hash_password", "verify_password", "needs_rehash", "hasher", "warm_up"]
 
 #: Module-wide hasher: argon2-cffi's RFC 9106 "low memory" defaults (Argon2id,
 #: time_cost=3, memory_cost=64 MiB, parallelism=4, 16-byte salt, 32-byte hash).
 hasher = PasswordHasher()
 
-# Hash of a random throw-away password, computed once at import with the same
-# parameters as real hashes, so verifying against it costs the same time.
-_DUMMY_HASH = hasher.hash("apicrud-dummy-password-for-timing-equalisation")
+@functools.cache
+def _dummy_hash() -> str:
+    """Hash of a throw-away password with the same parameters as real hashes, so verifying
+    against it costs the same time; made on first use (about a second of CPU), not at
+    import, so commands that never verify a password don't pay for it."""
+    return hasher.hash("apicrud-dummy-password-for-timing-equalisation")
+
+
+def warm_up() -> None:
+    """Make the dummy hash now (the server does at start), so that not even the first
+    login of an unknown user takes longer than a known user's."""
+    _dummy_hash()
 
 
 def hash_password(pw: str) -> str:
@@ -33,7 +44,7 @@ def hash_password(pw: str) -> str:
 def _burn(pw: str) -> None:
     """Spend the time of one verification against the dummy hash."""
     try:
-        hasher.verify(_DUMMY_HASH, pw)
+        hasher.verify(_dummy_hash(), pw)
     except VerificationError:  # a mismatch: the expected outcome, only the time counts
         return
 

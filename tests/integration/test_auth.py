@@ -106,3 +106,34 @@ def test_health_is_public(server):
     resp = server.anonymous().get("/health")
     assert resp.status_code == 200
     assert resp.json() == {"status": "ok", "checks": {"database": "ok", "redis": "ok"}}
+
+
+def test_login_upgrades_a_hash_made_with_older_parameters(server, user):
+    """A password hashed with weaker Argon2 parameters is rehashed with the current ones at
+    the next successful login (the user's password still works, and only then)."""
+    from argon2 import PasswordHasher
+    from sqlalchemy import select, update
+
+    from apicrud.auth.passwords import needs_rehash
+
+    account_model = server.services.models.Account
+    old = PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1).hash(user.password)
+    with server.services.db.session() as session, session.begin():
+        session.execute(update(account_model).where(account_model.id == user.account_id)
+                        .values(password=old))
+
+    def stored():
+        with server.services.db.session() as session:
+            return session.execute(select(account_model.password).where(
+                account_model.id == user.account_id)).scalar_one()
+
+    anon = server.anonymous()
+    assert anon.post("/auth", json={"username": user.username, "password": "wrong"}
+                     ).status_code == 401
+    assert stored() == old  # a failed login changes nothing
+    resp = anon.post("/auth", json={"username": user.username, "password": user.password})
+    assert resp.status_code == 201, resp.text
+    upgraded = stored()
+    assert upgraded != old and not needs_rehash(upgraded)
+    assert anon.post("/auth", json={"username": user.username, "password": user.password}
+                     ).status_code == 201
