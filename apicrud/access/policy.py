@@ -69,9 +69,6 @@ class Rule:
     # condition (``where:``): ((path, value), ...), a list value as a tuple; None: none
     where: tuple[tuple[tuple[str, ...], Any], ...] | None = None
 
-    def text(self) -> str:
-        return self.source
-
 
 @dataclass(frozen=True)
 class Membership:

@@ -23,7 +23,6 @@ from sqlalchemy import (Boolean, DateTime, Float, Integer, Numeric, String, and_
 
 from apicrud.errors import BadRequest
 
-ACTIVE = "active"
 TRASHED = "disabled"
 
 

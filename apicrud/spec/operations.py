@@ -447,7 +447,3 @@ def form_fields(schema: dict[str, Any]) -> dict[str, Any]:
 def flask_rule(path: str) -> str:
     """``/person/{id}`` -> ``/person/<id>``."""
     return re.sub(r"{([^}]+)}", r"<\1>", path)
-
-
-def bad_json(detail: str) -> BadRequest:
-    return BadRequest(detail, errors={"body": detail})
