@@ -1,13 +1,9 @@
 """create_app(): settings -> declarations -> services -> a WSGI application.
 
-Request path, in order (one function, no per-request reflection):
-
-1. route match (Werkzeug map built from the spec at start-up);
-2. authentication (API key, Bearer, Basic, cookie + CSRF); 401 unless the operation is
-   public (there invalid credentials are ignored: the request runs anonymous);
-3. parameter coercion and validation, JSON body parsing and validation (400 naming fields);
-4. the controller method bound to the operation at start-up;
-5. commit on success, rollback on any error; every error rendered as problem+json.
+Routes come from the spec (a Werkzeug map built at start-up); each routed request runs
+the stages of :mod:`apicrud.request_path` (authentication, the operation's security
+schemes, roles, guards, parameters, body, the controller, commit), and every error is
+rendered as problem+json through its problem map.
 
 Every response says ``X-Content-Type-Options: nosniff``; one to a signed-in caller, or
 one setting a cookie (``POST /auth``), says ``Cache-Control: no-store``. ``HEAD`` runs
@@ -21,41 +17,23 @@ spec-first behaviour (validation, security, problem documents) at WSGI speed.
 from __future__ import annotations
 
 import importlib
-import json
 import logging
-import time
-import uuid
-from dataclasses import replace
-from collections.abc import Iterator
 from typing import Any
 
-import redis.exceptions
 from flask import Flask, Response, request
-from werkzeug.exceptions import HTTPException
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
-from sqlalchemy.orm.exc import StaleDataError
 
-from apicrud.auth.principal import ANONYMOUS
 from apicrud.auth.sessions import SessionManager
 from apicrud.config import load_settings
-from apicrud.context import Reply, RequestContext
 from apicrud.db.engine import Database
-from apicrud.files.upload import is_multipart, open_raw, open_upload
-from apicrud.errors import (
-    BadRequest,
-    Conflict,
-    MethodNotAllowed,
-    NotFound,
-    PayloadTooLarge,
-    Problem,
-    ServiceUnavailable,
-    StartupError,
-    Unauthorized,
-    UnsupportedMediaType,
-)
+from apicrud.errors import MethodNotAllowed, NotFound, PayloadTooLarge, Problem, StartupError
 from apicrud.redis_client import OutageLog, RedisProvider
-from apicrud.pipeline import RequestRecord
-from apicrud.react_admin import shape_reply, translate_query
+from apicrud.request_path import (
+    DEFAULT_STAGES,
+    MAX_BODY,
+    default_problems,
+    dispatch,
+    problem_response,
+)
 from apicrud.services import Services, load_declarations
 from apicrud.spec.operations import Operation, flask_rule
 
@@ -79,8 +57,6 @@ COMPONENTS = (
     "apicrud.registry",  # announces this instance in Redis (services.registry)
     "apicrud.logs",  # observer: one structured line per request (logger apicrud.request)
 )
-MAX_BODY = 1024 * 1024
-JSON_TYPE = "application/json"
 
 
 def create_app(root: str | None = None, *, settings=None, migrate: bool | None = None,
@@ -114,6 +90,8 @@ def create_app(root: str | None = None, *, settings=None, migrate: bool | None =
     services.database_outage = OutageLog(log, "database unavailable")
     services.unavailable = OutageLog(log, "service unavailable")
     _bind_columns(services)
+    services.pipeline.stages[:] = DEFAULT_STAGES
+    services.pipeline.problems = default_problems()
     from apicrud.auth.passwords import warm_up
 
     warm_up()  # the timing-equalising dummy hash, before the first login
@@ -136,21 +114,21 @@ def create_app(root: str | None = None, *, settings=None, migrate: bool | None =
 
     @app.errorhandler(404)
     def _not_found(_exc):
-        return _problem(NotFound("no such URL"))
+        return problem_response(NotFound("no such URL"))
 
     @app.errorhandler(405)
     def _not_allowed(exc):
         allowed = ", ".join(sorted(getattr(exc, "valid_methods", None) or []))
-        return _problem(MethodNotAllowed(f"{request.method} is not allowed here",
+        return problem_response(MethodNotAllowed(f"{request.method} is not allowed here",
                                          headers={"Allow": allowed} if allowed else None))
 
     @app.errorhandler(413)
     def _too_large(_exc):
-        return _problem(PayloadTooLarge("request body is too large"))
+        return problem_response(PayloadTooLarge("request body is too large"))
 
     @app.errorhandler(500)
     def _internal(_exc):
-        return _problem(Problem("internal error"))
+        return problem_response(Problem("internal error"))
 
     return app
 
@@ -169,192 +147,6 @@ def _bind_columns(services: Services) -> None:
             op.bind_columns(res.fields)
 
 
-def _problem(problem: Problem) -> Response:
-    body, status, headers = problem.render(request.path)
-    return Response(body, status, headers)
-
-
-def _render(reply: Reply) -> Response:
-    if reply.body is None:
-        resp = Response(status=reply.status)
-    elif isinstance(reply.body, bytes):  # encoded by the controller (Content-Type header)
-        resp = Response(reply.body, reply.status)
-    elif isinstance(reply.body, Iterator):  # streamed (a file download): chunks of bytes
-        resp = Response(reply.body, reply.status, direct_passthrough=True)
-    else:
-        resp = Response(json.dumps(reply.body, separators=(",", ":")) + "\n", reply.status,
-                        mimetype=JSON_TYPE)
-    for key, value in reply.headers.items():
-        resp.headers[key] = value
-    for cookie in reply.cookies:
-        resp.set_cookie(**cookie)
-    return resp
-
-
-def _read_body(op: Operation) -> tuple[bool, Any]:
-    """(whether a body was sent, the parsed JSON).
-
-    :raises PayloadTooLarge: more than MAX_BODY bytes, declared or (chunked) streamed
-    """
-    limit = request.max_content_length or MAX_BODY
-    if request.content_length is None and request.environ.get("wsgi.input_terminated"):
-        # a chunked body: Werkzeug would cut it at the limit and hand back the first
-        # part as if it were all; read one byte more than allowed to tell
-        raw = request.environ["wsgi.input"].read(limit + 1)
-        if len(raw) > limit:
-            raise PayloadTooLarge(f"request body is larger than {limit} bytes")
-    else:
-        raw = request.get_data(cache=False)  # 413 past a declared Content-Length
-    if not raw:
-        if op.body_required:
-            raise BadRequest("a JSON request body is required",
-                             errors={"body": "is required"})
-        return False, None
-    ctype = (request.mimetype or "").lower()
-    if ctype != JSON_TYPE and not ctype.endswith("+json"):
-        raise UnsupportedMediaType(f"send {JSON_TYPE}, not {ctype or 'no content type'}")
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-        raise BadRequest(f"malformed JSON: {exc}"[:200], errors={"body": "malformed JSON"}) \
-            from None
-    bad = _unstorable(body)
-    if bad is not None:
-        raise BadRequest(f"{bad}: contains a NUL character or an unpaired surrogate",
-                         errors={bad: "contains a NUL character or an unpaired surrogate"})
-    return True, body
-
-
-def _unstorable(value: Any, path: str = "body", depth: int = 0) -> str | None:
-    """The first field holding text no database can store (NUL, lone surrogates)."""
-    if depth > 32:
-        return path
-    if isinstance(value, str):
-        if "\x00" in value:
-            return path
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return path
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            found = _unstorable(key, path, depth + 1) or \
-                _unstorable(item, key if path == "body" else f"{path}.{key}", depth + 1)
-            if found:
-                return found
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            found = _unstorable(item, f"{path}[{i}]", depth + 1)
-            if found:
-                return found
-    return None
-
-
-def _request_id() -> str:
-    given = request.headers.get("X-Request-ID", "")
-    # accept a caller's id only if it is short and plain: it goes into logs and headers
-    if 0 < len(given) <= 64 and all(c.isalnum() or c in "-_.:" for c in given):
-        return given
-    return uuid.uuid4().hex
-
-
-def _dispatch(services: Services, op: Operation, path_args: dict[str, str],
-              react_admin: bool = False) -> Response:
-    started = time.perf_counter()
-    request_id = _request_id()
-    ctx: RequestContext | None = None
-    principal = ANONYMOUS
-    try:
-        principal = services.pipeline.authenticate(request, op)
-        if not op.public and not principal.authenticated:
-            raise Unauthorized()
-        if principal.authenticated and services.roles.sources:
-            levels, kinds = services.roles.for_uid(principal.uid)
-            principal = replace(principal, memberships=levels, membership_kinds=kinds)
-        ctx = RequestContext(services, op, principal, {}, None, request.headers,
-                             request.remote_addr, request.scheme, request_id, request.method)
-        for guard in services.pipeline.guards:
-            guard(ctx)
-        args = request.args
-        is_list = react_admin and op.method == "get" and any(
-            p.name == "filter" for p in op.params) and not path_args
-        if is_list:
-            res = services.resources.get(op.resource)
-            args = translate_query(args, request.headers, res.fields if res else {})
-        ctx.params = op.parse_params(path_args, args, request.headers)
-        if op.multipart_schema is not None and (is_multipart(request.content_type) or
-                                                op.body_validator is None):
-            # an upload: its controller reads the parts as they arrive (apicrud.files)
-            ctx.upload = open_upload(request.environ, services.settings)
-        elif op.binary_body:  # raw bytes, read by the controller as they arrive
-            ctx.upload = open_raw(request.environ, services.settings)
-        elif op.body_validator is not None:
-            present, ctx.body = _read_body(op)
-            if present:  # a JSON null is present, and fails an object schema
-                op.validate_body(ctx.body, partial=request.method in ("PUT", "PATCH"))
-        reply = op.handler(ctx)
-        if is_list:
-            reply = shape_reply(reply, op.resource, ctx.params.get("offset") or 0)
-        ctx.finish(True)
-        response = _render(reply)
-    except Problem as exc:
-        if isinstance(exc, ServiceUnavailable):  # an outage: once per interval, counted
-            services.unavailable(request.method, request.path, exc.detail)
-        elif exc.status >= 500:
-            log.error("%s %s: %s", request.method, request.path, exc.detail)
-        response = _fail(ctx, exc)
-    except IntegrityError:
-        response = _fail(ctx, Conflict("conflicts with an existing record"))
-    except StaleDataError:  # a concurrent change surfacing only at commit
-        response = _fail(ctx, Conflict("changed by another request at the same time; retry"))
-    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
-        services.redis_outage(request.method, request.path)
-        response = _fail(ctx, ServiceUnavailable("redis is unavailable"))
-    except (OperationalError, DBAPIError) as exc:
-        if isinstance(exc, DBAPIError) and not (isinstance(exc, OperationalError) or
-                                                exc.connection_invalidated):
-            log.exception("database error during %s %s", request.method, request.path)
-            response = _fail(ctx, Problem("internal error"))
-        else:
-            services.database_outage(request.method, request.path)
-            response = _fail(ctx, ServiceUnavailable("database is unavailable"))
-    except HTTPException as exc:  # from reading the body: too large (413), cut off (400)
-        code = exc.code or 400
-        if code >= 500:
-            log.error("%s %s: %s", request.method, request.path, exc)
-        if code == 413:
-            problem: Problem = PayloadTooLarge(f"request body is larger than {MAX_BODY} bytes")
-        else:
-            problem = Problem(exc.description, status=code, title=exc.name,
-                              slug="bad-request" if code == 400 else "http-error")
-        response = _fail(ctx, problem)
-    except Exception:
-        log.exception("unhandled error during %s %s", request.method, request.path)
-        response = _fail(ctx, Problem("internal error"))
-    if ctx is not None:
-        principal = ctx.principal
-        for key, value in ctx.response_headers.items():
-            response.headers.setdefault(key, value)
-    if principal.authenticated or "Set-Cookie" in response.headers:
-        # a signed-in caller's data, or a session credential: no cache may keep it
-        response.headers.setdefault("Cache-Control", "no-store")
-    response.headers["X-Request-ID"] = request_id
-    services.pipeline.observe(RequestRecord(
-        request.method, request.path, op.operation_id, op.resource, op.action,
-        response.status_code, time.perf_counter() - started, principal, request_id,
-        request.remote_addr))
-    return response
-
-
-def _fail(ctx: RequestContext | None, problem: Problem) -> Response:
-    if ctx is not None:
-        try:
-            ctx.finish(False)
-        except Exception:  # the connection may be gone already; the error stands
-            log.warning("rollback failed", exc_info=True)
-    return _problem(problem)
-
-
 def _add_routes(app: Flask, services: Services) -> None:
     by_path: dict[str, dict[str, Operation]] = {}
     for op in services.decl.operations:
@@ -369,10 +161,10 @@ def _add_routes(app: Flask, services: Services) -> None:
                 method = request.method
                 op = _ops.get("GET" if method == "HEAD" and method not in _ops else method)
                 if op is None:  # a method Werkzeug routed but the spec lacks
-                    return _problem(MethodNotAllowed(
+                    return problem_response(MethodNotAllowed(
                         f"{request.method} is not allowed here",
                         headers={"Allow": ", ".join(sorted(_ops))}))
-                return _dispatch(services, op, path_args, _ra)
+                return dispatch(services, op, path_args, _ra)
 
             app.add_url_rule(base + flask_rule(path), endpoint=("ra:" if react_admin else "")
                              + path, view_func=view, methods=list(ops))

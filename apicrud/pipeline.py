@@ -1,4 +1,6 @@
-"""The extension points of the request path, in the order they run.
+"""The extension points of the request path, in the order they run (inside the stages of
+:mod:`apicrud.request_path`, which ``stages`` lists and components may extend; ``problems``
+maps exceptions to problem documents).
 
 0. ``credential_guards``: run before the authenticators with ``(request, operation)``
    (rate limits on failed credentials: see :func:`has_credentials`). Raise a
@@ -68,6 +70,10 @@ class Pipeline:
         self.guards: list[Callable[[Any], None]] = []
         self.create_checks: list[Callable[[Any, Any, dict], None]] = []
         self.observers: list[Callable[[RequestRecord], None]] = []
+        #: the request's stages, in order (apicrud.request_path.DEFAULT_STAGES), and
+        #: how exceptions become problems (a request_path.ProblemMap); set by create_app
+        self.stages: list[Callable[[Any], None]] = []
+        self.problems: Any = None
 
     def authenticate(self, request, operation: Any = None) -> Principal:
         """The caller's Principal (ANONYMOUS without credentials).

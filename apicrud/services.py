@@ -20,6 +20,7 @@ from apicrud.access.conditions import resolve_policy
 from apicrud.access.fields import check_field_rules
 from apicrud.access.policy import Policy, PolicyError, load_policy
 from apicrud.access.roles import MembershipRoles
+from apicrud.auth.schemes import credential_methods, serve_cookie_name
 from apicrud.crud.controller import BasicCRUD
 from apicrud.crud.registry import ResourceSpec, build_resources, check_related, import_object
 from apicrud.errors import StartupError
@@ -62,7 +63,13 @@ def load_declarations(settings) -> Declarations:
         raise StartupError([str(exc)]) from None
     except Exception as exc:  # a schema the validator refuses
         raise StartupError([f"{spec_file}: {exc}"]) from None
+    serve_cookie_name(spec, settings.cookie_name)
     problems += document_problems(spec)
+    schemes = (spec.get("components") or {}).get("securitySchemes") or {}
+    for op in operations:
+        op.credential_methods, found = credential_methods(
+            op.security, schemes, f"{op.method.upper()} {op.path}")
+        problems += found
     models = importlib.import_module(settings.models_module)
     resources = build_resources(spec, settings.models_module)
     for res in resources.values():

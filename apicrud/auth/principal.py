@@ -19,7 +19,7 @@ class Principal:
     username: str | None = None
     is_admin: bool = False
     status: str = "active"  # active or pending
-    method: str = "anonymous"  # session, cookie, basic, apikey
+    method: str = "anonymous"  # bearer, cookie, basic, apikey, jwt
     scopes: frozenset[str] | None = None  # None: not restricted (sessions)
     apikey_id: str | None = None  # the API key authenticating the request (method apikey)
     memberships: dict[str, str] = field(default_factory=dict)

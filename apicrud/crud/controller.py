@@ -24,6 +24,7 @@ from apicrud.context import Reply, RequestContext
 from apicrud.crud.registry import ResourceSpec
 from apicrud.db import query as q
 from apicrud.db.base import new_id
+from apicrud.db.integrity import integrity_problem
 from apicrud.errors import (
     BadRequest,
     Conflict,
@@ -494,7 +495,7 @@ class BasicCRUD:
             ctx.db.flush()
         except IntegrityError as exc:
             ctx.db.rollback()
-            raise _integrity_problem(exc, self.resource.name) from None
+            raise integrity_problem(exc, self.resource.name) from None
         except StaleDataError:
             ctx.db.rollback()
             raise PreconditionFailed(f"{self.resource.name} was changed by another "
@@ -895,14 +896,3 @@ def _at(problem: Problem, where: str) -> Problem:
 
 def _get(record: Any, name: str) -> Any:
     return record.get(name) if isinstance(record, dict) else getattr(record, name, None)
-
-
-def _integrity_problem(exc: IntegrityError, resource: str):
-    """409 for unique and foreign-key conflicts; 400 for a missing required value."""
-    text = str(exc.orig).lower()
-    if "null" in text and ("not null" in text or "cannot be null" in text
-                           or "null value" in text):
-        return BadRequest(f"{resource}: a required value is missing")
-    if "foreign key" in text:
-        return Conflict(f"{resource}: a referenced record does not exist or is still in use")
-    return Conflict(f"{resource}: a record with these values already exists")

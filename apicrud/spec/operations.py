@@ -242,6 +242,9 @@ class Operation:
     multipart_validator: Any = None
     #: the body is raw bytes (``application/octet-stream``), read by the controller
     binary_body: bool = False
+    #: how a caller may authenticate it (Principal.method values), from its ``security``
+    #: (see apicrud.auth.schemes); None: any way
+    credential_methods: frozenset[str] | None = None
 
     def bind_columns(self, columns: dict[str, Any]) -> None:
         """Check this operation's body values against these columns (field -> column

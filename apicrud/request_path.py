@@ -1,0 +1,375 @@
+"""One request, from a routed operation to a response: a list of named stages, and a map
+from exceptions to problem documents.
+
+:func:`dispatch` runs ``services.pipeline.stages`` in order on a :class:`Call` (the
+request's state), renders the reply, and turns any exception into a problem document
+through ``services.pipeline.problems`` (a :class:`ProblemMap`, looked up by the
+exception's class hierarchy, as Flask's ``errorhandler`` is). The default stages:
+
+1. ``authenticate``: the pipeline's credential guards and authenticators; 401 unless the
+   operation is public (there invalid credentials are ignored);
+2. ``check_scheme``: only the security schemes the operation lists may authenticate it
+   (see :mod:`apicrud.auth.schemes`);
+3. ``load_roles``: the caller's membership levels (apicrud.access.roles);
+4. ``open_context``: the :class:`~apicrud.context.RequestContext`;
+5. ``run_guards``: rate limits, API-key scopes (``pipeline.guards``);
+6. ``read_parameters``: query, path and header parameters (react-admin's query
+   translated first on its base path);
+7. ``read_body``: a JSON body validated against the spec, or an upload opened as a
+   stream;
+8. ``handle``: the controller method bound to the operation;
+9. ``commit``: commit (with the audit entries), then the after-commit steps.
+
+A failure at any stage rolls the transaction back. Components may insert stages of
+their own (``services.pipeline.stages``) and map their own exceptions
+(``services.pipeline.problems.register``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import redis.exceptions
+from flask import Response, request
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.orm.exc import StaleDataError
+from werkzeug.exceptions import HTTPException
+
+from apicrud.auth.principal import ANONYMOUS, Principal
+from apicrud.context import Reply, RequestContext
+from apicrud.db.integrity import integrity_problem
+from apicrud.errors import (
+    BadRequest,
+    Conflict,
+    PayloadTooLarge,
+    Problem,
+    ServiceUnavailable,
+    Unauthorized,
+    UnsupportedMediaType,
+)
+from apicrud.files.upload import is_multipart, open_raw, open_upload
+from apicrud.pipeline import RequestRecord
+from apicrud.react_admin import shape_reply, translate_query
+
+log = logging.getLogger("apicrud")
+
+MAX_BODY = 1024 * 1024
+JSON_TYPE = "application/json"
+
+
+@dataclass
+class Call:
+    """What the stages of one request share."""
+
+    services: Any
+    operation: Any
+    path_args: dict[str, str]
+    react_admin: bool
+    request_id: str
+    principal: Principal = ANONYMOUS
+    ctx: RequestContext | None = None
+    reply: Reply | None = None
+    query: Any = None  # the query arguments the parameters are read from
+    ra_list: bool = False  # a react-admin list request (its query translated)
+    state: dict[str, Any] = field(default_factory=dict)  # for stages of components
+
+
+Stage = Callable[[Call], None]
+
+
+# -- the default stages ---------------------------------------------------------------
+def authenticate(call: Call) -> None:
+    op = call.operation
+    call.principal = call.services.pipeline.authenticate(request, op)
+    if not op.public and not call.principal.authenticated:
+        raise Unauthorized()
+
+
+def check_scheme(call: Call) -> None:
+    op, principal = call.operation, call.principal
+    accepted = op.credential_methods
+    if accepted is None or not principal.authenticated or principal.method in accepted:
+        return
+    if op.public:  # credentials it doesn't take are ignored, as invalid ones are
+        call.principal = ANONYMOUS
+        return
+    raise Unauthorized(f"this operation does not accept {principal.method} credentials "
+                       f"(it takes: {', '.join(sorted(accepted))})")
+
+
+def load_roles(call: Call) -> None:
+    roles = call.services.roles
+    if call.principal.authenticated and roles.sources:
+        levels, kinds = roles.for_uid(call.principal.uid)
+        call.principal = replace(call.principal, memberships=levels,
+                                 membership_kinds=kinds)
+
+
+def open_context(call: Call) -> None:
+    call.ctx = RequestContext(call.services, call.operation, call.principal, {}, None,
+                              request.headers, request.remote_addr, request.scheme,
+                              call.request_id, request.method)
+
+
+def run_guards(call: Call) -> None:
+    for guard in call.services.pipeline.guards:
+        guard(call.ctx)
+
+
+def read_parameters(call: Call) -> None:
+    op = call.operation
+    call.query = request.args
+    call.ra_list = call.react_admin and op.method == "get" and not call.path_args and \
+        any(p.name == "filter" for p in op.params)
+    if call.ra_list:
+        res = call.services.resources.get(op.resource)
+        call.query = translate_query(call.query, request.headers, res.fields if res else {})
+    call.ctx.params = op.parse_params(call.path_args, call.query, request.headers)
+
+
+def read_body(call: Call) -> None:
+    op, ctx = call.operation, call.ctx
+    if op.multipart_schema is not None and (is_multipart(request.content_type) or
+                                            op.body_validator is None):
+        # an upload: its controller reads the parts as they arrive (apicrud.files)
+        ctx.upload = open_upload(request.environ, call.services.settings)
+    elif op.binary_body:  # raw bytes, read by the controller as they arrive
+        ctx.upload = open_raw(request.environ, call.services.settings)
+    elif op.body_validator is not None:
+        present, ctx.body = json_body(op)
+        if present:  # a JSON null is present, and fails an object schema
+            op.validate_body(ctx.body, partial=request.method in ("PUT", "PATCH"))
+
+
+def handle(call: Call) -> None:
+    call.reply = call.operation.handler(call.ctx)
+    if call.ra_list:
+        call.reply = shape_reply(call.reply, call.operation.resource,
+                                 call.ctx.params.get("offset") or 0)
+
+
+def commit(call: Call) -> None:
+    call.ctx.finish(True)
+
+
+DEFAULT_STAGES: tuple[Stage, ...] = (authenticate, check_scheme, load_roles, open_context,
+                                     run_guards, read_parameters, read_body, handle, commit)
+
+
+# -- exceptions -> problems -------------------------------------------------------------
+Handler = Callable[[BaseException, Call], Problem]
+
+
+class ProblemMap:
+    """Exception class -> the problem it becomes; the nearest class in the exception's
+    method resolution order wins (an ``IntegrityError`` before the ``DBAPIError`` it is)."""
+
+    def __init__(self) -> None:
+        self._handlers: dict[type[BaseException], Handler] = {}
+
+    def register(self, exc_class: type[BaseException], handler: Handler) -> None:
+        self._handlers[exc_class] = handler
+
+    def problem_for(self, exc: BaseException, call: Call) -> Problem:
+        for klass in type(exc).__mro__:
+            handler = self._handlers.get(klass)
+            if handler is not None:
+                return handler(exc, call)
+        raise exc  # nothing maps it (not even Exception): not ours to answer
+
+
+def _where() -> tuple[str, str]:
+    return request.method, request.path
+
+
+def _known_problem(exc: Problem, call: Call) -> Problem:
+    if isinstance(exc, ServiceUnavailable):  # an outage: once per interval, counted
+        call.services.unavailable(*_where(), exc.detail)
+    elif exc.status >= 500:
+        log.error("%s %s: %s", *_where(), exc.detail)
+    return exc
+
+
+def _redis_down(_exc: BaseException, call: Call) -> Problem:
+    call.services.redis_outage(*_where())
+    return ServiceUnavailable("redis is unavailable")
+
+
+def _database_down(_exc: BaseException, call: Call) -> Problem:
+    call.services.database_outage(*_where())
+    return ServiceUnavailable("database is unavailable")
+
+
+def _database_error(exc: BaseException, call: Call) -> Problem:
+    if getattr(exc, "connection_invalidated", False):  # the connection broke mid-request
+        return _database_down(exc, call)
+    log.error("database error during %s %s", *_where(), exc_info=exc)
+    return Problem("internal error")
+
+
+def _http_exception(exc: BaseException, _call: Call) -> Problem:
+    """Werkzeug's, from reading the body: too large (413), cut off (400)."""
+    code = getattr(exc, "code", None) or 400
+    if code >= 500:
+        log.error("%s %s: %s", *_where(), exc)
+    if code == 413:
+        return PayloadTooLarge(f"request body is larger than {MAX_BODY} bytes")
+    return Problem(getattr(exc, "description", None) or str(exc), status=code,
+                   title=getattr(exc, "name", None),
+                   slug="bad-request" if code == 400 else "http-error")
+
+
+def _integrity(exc: BaseException, _call: Call) -> Problem:
+    return integrity_problem(exc)  # type: ignore[arg-type]
+
+
+def _unexpected(exc: BaseException, _call: Call) -> Problem:
+    log.error("unhandled error during %s %s", *_where(), exc_info=exc)
+    return Problem("internal error")
+
+
+def default_problems() -> ProblemMap:
+    problems = ProblemMap()
+    problems.register(Problem, _known_problem)  # type: ignore[arg-type]
+    problems.register(IntegrityError, _integrity)
+    problems.register(StaleDataError, lambda _exc, _call: Conflict(
+        "changed by another request at the same time; retry"))
+    problems.register(redis.exceptions.ConnectionError, _redis_down)
+    problems.register(redis.exceptions.TimeoutError, _redis_down)
+    problems.register(OperationalError, _database_down)
+    problems.register(DBAPIError, _database_error)
+    problems.register(HTTPException, _http_exception)
+    problems.register(Exception, _unexpected)
+    return problems
+
+
+# -- the request ------------------------------------------------------------------------
+def request_id() -> str:
+    given = request.headers.get("X-Request-ID", "")
+    # accept a caller's id only if it is short and plain: it goes into logs and headers
+    if 0 < len(given) <= 64 and all(c.isalnum() or c in "-_.:" for c in given):
+        return given
+    return uuid.uuid4().hex
+
+
+def dispatch(services: Any, op: Any, path_args: dict[str, str],
+             react_admin: bool = False) -> Response:
+    started = time.perf_counter()
+    call = Call(services, op, path_args, react_admin, request_id())
+    pipeline = services.pipeline
+    try:
+        for stage in pipeline.stages:
+            stage(call)
+        response = render(call.reply)  # type: ignore[arg-type]
+    except Exception as exc:
+        response = _fail(call.ctx, pipeline.problems.problem_for(exc, call))
+    principal = call.principal
+    if call.ctx is not None:
+        principal = call.ctx.principal
+        for key, value in call.ctx.response_headers.items():
+            response.headers.setdefault(key, value)
+    if principal.authenticated or "Set-Cookie" in response.headers:
+        # a signed-in caller's data, or a session credential: no cache may keep it
+        response.headers.setdefault("Cache-Control", "no-store")
+    response.headers["X-Request-ID"] = call.request_id
+    pipeline.observe(RequestRecord(
+        request.method, request.path, op.operation_id, op.resource, op.action,
+        response.status_code, time.perf_counter() - started, principal, call.request_id,
+        request.remote_addr))
+    return response
+
+
+def _fail(ctx: RequestContext | None, problem: Problem) -> Response:
+    if ctx is not None:
+        try:
+            ctx.finish(False)
+        except Exception:  # the connection may be gone already; the error stands
+            log.warning("rollback failed", exc_info=True)
+    return problem_response(problem)
+
+
+def problem_response(problem: Problem) -> Response:
+    body, status, headers = problem.render(request.path)
+    return Response(body, status, headers)
+
+
+def render(reply: Reply) -> Response:
+    if reply.body is None:
+        resp = Response(status=reply.status)
+    elif isinstance(reply.body, bytes):  # encoded by the controller (Content-Type header)
+        resp = Response(reply.body, reply.status)
+    elif isinstance(reply.body, Iterator):  # streamed (a file download): chunks of bytes
+        resp = Response(reply.body, reply.status, direct_passthrough=True)
+    else:
+        resp = Response(json.dumps(reply.body, separators=(",", ":")) + "\n", reply.status,
+                        mimetype=JSON_TYPE)
+    for key, value in reply.headers.items():
+        resp.headers[key] = value
+    for cookie in reply.cookies:
+        resp.set_cookie(**cookie)
+    return resp
+
+
+def json_body(op: Any) -> tuple[bool, Any]:
+    """(whether a body was sent, the parsed JSON).
+
+    :raises PayloadTooLarge: more than MAX_BODY bytes, declared or (chunked) streamed
+    """
+    limit = request.max_content_length or MAX_BODY
+    if request.content_length is None and request.environ.get("wsgi.input_terminated"):
+        # a chunked body: Werkzeug would cut it at the limit and hand back the first
+        # part as if it were all; read one byte more than allowed to tell
+        raw = request.environ["wsgi.input"].read(limit + 1)
+        if len(raw) > limit:
+            raise PayloadTooLarge(f"request body is larger than {limit} bytes")
+    else:
+        raw = request.get_data(cache=False)  # 413 past a declared Content-Length
+    if not raw:
+        if op.body_required:
+            raise BadRequest("a JSON request body is required",
+                             errors={"body": "is required"})
+        return False, None
+    ctype = (request.mimetype or "").lower()
+    if ctype != JSON_TYPE and not ctype.endswith("+json"):
+        raise UnsupportedMediaType(f"send {JSON_TYPE}, not {ctype or 'no content type'}")
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise BadRequest(f"malformed JSON: {exc}"[:200], errors={"body": "malformed JSON"}) \
+            from None
+    bad = _unstorable(body)
+    if bad is not None:
+        raise BadRequest(f"{bad}: contains a NUL character or an unpaired surrogate",
+                         errors={bad: "contains a NUL character or an unpaired surrogate"})
+    return True, body
+
+
+def _unstorable(value: Any, path: str = "body", depth: int = 0) -> str | None:
+    """The first field holding text no database can store (NUL, lone surrogates)."""
+    if depth > 32:
+        return path
+    if isinstance(value, str):
+        if "\x00" in value:
+            return path
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return path
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            found = _unstorable(key, path, depth + 1) or \
+                _unstorable(item, key if path == "body" else f"{path}.{key}", depth + 1)
+            if found:
+                return found
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found = _unstorable(item, f"{path}[{i}]", depth + 1)
+            if found:
+                return found
+    return None
