@@ -28,6 +28,7 @@ from apicrud.context import Reply, RequestContext
 from apicrud.crud.controller import BasicCRUD
 from apicrud.db.base import new_id
 from apicrud.errors import BadRequest
+from apicrud import redis_keys
 
 __all__ = ["AccountSettings", "SettingsController", "FIELDS"]
 
@@ -53,7 +54,7 @@ class AccountSettings:
 
     @property
     def key(self) -> str:
-        return f"apicrud:settings:{self.account_id}"
+        return redis_keys.key("settings", self.account_id)
 
     def __getattr__(self, name: str) -> Any:
         # only reached for names that are not attributes: the settings fields

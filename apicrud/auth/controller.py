@@ -33,6 +33,7 @@ from apicrud.crypto import token_hash
 from apicrud.db.base import utcnow
 from apicrud.access.explain import can_i
 from apicrud.errors import BadRequest, Forbidden, TooManyRequests, Unauthorized
+from apicrud import redis_keys
 
 log = logging.getLogger("apicrud.auth")
 LOGIN_STATES = ("active", "pending")
@@ -95,7 +96,7 @@ class AuthController:
     def _lockout_keys(self, ctx: RequestContext, username: str) -> list[str]:
         from apicrud.ratelimit.middleware import client_address
 
-        name = f"apicrud:lockout:{token_hash(username.lower())}"
+        name = redis_keys.key("lockout", token_hash(username.lower()))
         addr = client_address(ctx.remote_addr, ctx.headers.get("X-Forwarded-For"),
                               self.trusted)
         return [f"{name}:{token_hash(addr)}", name]

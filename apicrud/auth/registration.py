@@ -58,6 +58,7 @@ from apicrud.db.base import new_id, utcnow
 from apicrud.errors import BadRequest, Conflict, Forbidden, Unauthorized, \
     ValidationProblem
 from apicrud.messaging.render import duration_text
+from apicrud import redis_keys
 
 __all__ = ["AccountController", "CONFIRM", "RESET"]
 
@@ -237,7 +238,7 @@ class AccountController(BasicCRUD):
 
     # -- changing a person's address ------------------------------------------------
     def _identity_key(self, person_id: str) -> str:
-        return f"apicrud:identity:{person_id}"
+        return redis_keys.key("identity", person_id)
 
     def request_identity_change(self, ctx: RequestContext, person: Any, address: str) -> None:
         """Mail a token to ``address`` that makes it the person's address; if another

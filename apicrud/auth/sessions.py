@@ -27,6 +27,7 @@ import time
 from typing import Any
 
 from apicrud.crypto import AESEncrypt, DecryptError, token_hash
+from apicrud import redis_keys
 
 __all__ = ["SessionManager"]
 
@@ -116,7 +117,7 @@ class SessionManager:
     """Create, read, update and revoke encrypted sessions in Redis."""
 
     def __init__(
-        self, redis_client: Any, secret: str, ttl: int = 86400, prefix: str = "apicrud",
+        self, redis_client: Any, secret: str, ttl: int = 86400, prefix: str = redis_keys.NAMESPACE,
         *, expiry: str = "fixed", limit: int = 0, max_lifetime: int = 0,
     ) -> None:
         """``ttl`` is the session lifetime in seconds; ``prefix`` namespaces the keys.

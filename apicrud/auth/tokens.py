@@ -18,6 +18,7 @@ import secrets
 from typing import Any
 
 from apicrud.crypto import token_hash
+from apicrud import redis_keys
 
 __all__ = ["OneTimeTokens"]
 
@@ -60,7 +61,7 @@ def _valid(token: Any) -> bool:
 class OneTimeTokens:
     """Issue, look up and consume single-use tokens; one outstanding token per purpose."""
 
-    def __init__(self, redis_client: Any, ttl: int, prefix: str = "apicrud") -> None:
+    def __init__(self, redis_client: Any, ttl: int, prefix: str = redis_keys.NAMESPACE) -> None:
         """``ttl``: seconds a token stays valid; ``prefix`` namespaces the Redis keys."""
         if int(ttl) <= 0:
             raise ValueError("token ttl must be positive")

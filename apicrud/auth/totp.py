@@ -45,6 +45,7 @@ from apicrud.context import Reply, RequestContext
 from apicrud.crypto import AESEncryptBin, DecryptError
 from apicrud.errors import Conflict, Forbidden, Problem, TooManyRequests, Unauthorized, \
     ValidationProblem
+from apicrud import redis_keys
 
 __all__ = ["hotp", "totp", "match", "TotpController", "check_second_factor",
            "mfa_required", "new_secret"]
@@ -179,7 +180,7 @@ class SecondFactor:
 
     def _once(self, account_id: str, what: str, ttl: int) -> bool:
         """True the first time ``what`` is used for this account (within ``ttl``)."""
-        key = f"apicrud:totp:used:{account_id}:{what}"
+        key = redis_keys.key("totp", "used", account_id, what)
         return bool(self.redis.set(key, b"1", nx=True, ex=ttl))
 
     # checks
@@ -225,7 +226,7 @@ class SecondFactor:
 
     # guessing limits for the /auth/totp endpoints (logins have their own lockout)
     def _failures_key(self, account_id: str) -> str:
-        return f"apicrud:totp:failures:{account_id}"
+        return redis_keys.key("totp", "failures", account_id)
 
     def guard(self, account_id: str) -> None:
         """Count an attempt before its code is checked (atomic: parallel wrong codes

@@ -27,7 +27,6 @@ from apicrud.db.base import new_id
 from apicrud.db.integrity import integrity_problem
 from apicrud.errors import (
     BadRequest,
-    Conflict,
     Forbidden,
     NotFound,
     PreconditionFailed,

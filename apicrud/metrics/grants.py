@@ -30,10 +30,11 @@ from sqlalchemy import func, select, update
 
 from apicrud.db.query import active_only
 from apicrud.errors import Forbidden, TooManyRequests
+from apicrud import redis_keys
 
 log = logging.getLogger("apicrud.metrics")
 
-CACHE = "apicrud:grants:"
+CACHE = redis_keys.prefix("grants")
 
 
 #: the largest grant value: a SQL BIGINT and a Redis counter hold it, its text fits the

@@ -12,10 +12,11 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Mapping
+from apicrud import redis_keys
 
-PREFIX = "apicrud:metric:"
-SERIES = "apicrud:metric-series:"  # set of label strings per non-user metric (for export)
-NOTIFIED = "apicrud:metric-notified:"
+PREFIX = redis_keys.prefix("metric")
+SERIES = redis_keys.prefix("metric-series")  # set of label strings per non-user metric (for export)
+NOTIFIED = redis_keys.prefix("metric-notified")
 SCOPES = ("user", "instance", "sitewide")
 STYLES = ("counter", "gauge", "grant")
 PERIODS = ("hour", "day", "week", "month", "indefinite")

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 import redis
+from apicrud import redis_keys
 
 __all__ = ["Decision", "WindowLimiter"]
 
@@ -66,7 +67,7 @@ class WindowLimiter:
 
     def __init__(self, client: redis.Redis, interval: int, *,
                  clock: Callable[[], float] = time.time,
-                 prefix: str = "apicrud:ratelimit:") -> None:
+                 prefix: str = redis_keys.prefix("ratelimit")) -> None:
         if interval < 1:
             raise ValueError("interval must be at least one second")
         self.client = client

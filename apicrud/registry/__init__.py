@@ -31,11 +31,12 @@ from typing import Any
 import redis
 
 from apicrud.crypto import AESEncrypt, DecryptError
+from apicrud import redis_keys
 
 log = logging.getLogger("apicrud.registry")
 
-KEY_PREFIX = "apicrud:registry:"
-INDEX_KEY = "apicrud:registry"
+KEY_PREFIX = redis_keys.prefix("registry")
+INDEX_KEY = redis_keys.key("registry")
 
 __all__ = ["Instance", "ServiceRegistry", "init_app"]
 

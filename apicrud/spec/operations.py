@@ -29,7 +29,7 @@ import jsonschema_rs
 from jsonschema import Draft202012Validator, FormatChecker
 from sqlalchemy import BigInteger, DateTime, Float, Integer, Numeric, SmallInteger, String
 
-from apicrud.errors import BadRequest, ValidationProblem
+from apicrud.errors import ValidationProblem
 from apicrud.spec.loader import dereference
 
 METHODS = ("get", "put", "post", "delete", "patch")

@@ -25,12 +25,13 @@ from apicrud.messaging.envelope import EnvelopeError, Sealer
 from apicrud.messaging.send import MailError, SmtpConfig, build_message, send_message
 from apicrud.redis_client import CLIENT_OPTIONS
 from apicrud.worker.celery_app import TASK_SEND
+from apicrud import redis_keys
 
 __all__ = ["DeadLetters", "Deliverer", "register", "requeue_dead_letters", "retry_delay",
            "mask_address"]
 
 log = logging.getLogger("apicrud.worker")
-DEAD_LETTER_KEY = "apicrud:mail:dead"
+DEAD_LETTER_KEY = redis_keys.key("mail", "dead")
 
 
 def retry_delay(first: float, retries_done: int, cap: float = 3600.0) -> float:

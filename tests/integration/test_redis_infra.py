@@ -19,6 +19,7 @@ import redis
 
 from apicrud.auth.sessions import SessionManager
 from apicrud.crypto import token_hash
+from apicrud import redis_keys
 from apicrud.mutex import Mutex
 from apicrud.redis_client import RedisProvider
 
@@ -43,10 +44,10 @@ def r(provider: RedisProvider) -> redis.Redis:
 
 @pytest.fixture
 def prefix(r: redis.Redis) -> Iterator[str]:
-    """A unique key prefix; every key under it (and mutex:<prefix>*) is removed after."""
+    """A unique key prefix; every key under it (and apicrud:mutex:<prefix>*) is removed after."""
     pfx = f"test-{uuid.uuid4().hex[:12]}"
     yield pfx
-    for pattern in (f"{pfx}*", f"mutex:{pfx}*"):
+    for pattern in (f"{pfx}*", redis_keys.key("mutex", f"{pfx}*")):
         keys = list(r.scan_iter(match=pattern, count=500))
         if keys:
             r.delete(*keys)
@@ -110,7 +111,7 @@ def test_mutex_ttl_expiry_frees_lock(r: redis.Redis, prefix: str) -> None:
     crashed = Mutex(r, name, ttl=0.2)
     crashed.acquire()
     assert crashed.locked()
-    pttl = r.pttl(f"mutex:{name}")
+    pttl = r.pttl(redis_keys.key("mutex", name))
     assert 0 < pttl <= 200
     other = Mutex(r, name, ttl=5, max_wait=3, poll=0.02)
     t0 = time.monotonic()
@@ -133,7 +134,7 @@ def test_mutex_release_by_non_owner(r: redis.Redis, prefix: str) -> None:
         assert not intruder.owned
         assert not intruder.release()
         # Even with a forged token the atomic compare-and-delete refuses.
-        intruder._token = b"forged-token"
+        intruder._lock.local.token = b"forged-token"
         assert not intruder.release()
         with pytest.raises(TimeoutError):
             intruder.acquire()
@@ -148,17 +149,17 @@ def test_mutex_extend(r: redis.Redis, prefix: str) -> None:
     assert not m.extend()  # not held yet
     with m:
         assert m.extend(5)
-        assert r.pttl(f"mutex:{name}") > 1000
+        assert r.pttl(redis_keys.key("mutex", name)) > 1000
         time.sleep(0.4)
         assert m.owned  # would have expired without extend
         assert m.extend()
-        assert r.pttl(f"mutex:{name}") <= 300
+        assert r.pttl(redis_keys.key("mutex", name)) <= 300
     assert not m.locked()
 
 
 def test_mutex_key_name(r: redis.Redis, prefix: str) -> None:
     with Mutex(r, f"{prefix}-key"):
-        assert r.exists(f"mutex:{prefix}-key") == 1
+        assert r.exists(f"apicrud:mutex:{prefix}-key") == 1
 
 
 # ------------------------------------------------------------------ Sessions

@@ -64,6 +64,7 @@ from apicrud.context import Reply, RequestContext
 from apicrud.crypto import AESEncrypt, DecryptError, constant_time_equals, token_hash
 from apicrud.errors import BadRequest, NotFound, ServiceUnavailable, StartupError, \
     Unauthorized
+from apicrud import redis_keys
 
 __all__ = ["Provider", "OidcController", "parse_providers", "init_app"]
 
@@ -72,7 +73,7 @@ log = logging.getLogger("apicrud.auth")
 NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 _PROVIDER_KEYS = {"issuer", "client_id", "scopes", "username_claim", "label", "leeway",
                   "timeout", "discovery_ttl", "jwks_refetch_interval", "algorithms"}
-_STATE_PREFIX = "apicrud:oidc:state:"
+_STATE_PREFIX = redis_keys.prefix("oidc", "state")
 _BROWSER_COOKIE_SUFFIX = "_oidc"
 
 
