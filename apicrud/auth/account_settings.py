@@ -5,8 +5,8 @@ privacy). Code that needs them, e.g. to render a message in the user's language,
 ``AccountSettings(account_id, services).locale``: the record comes from Redis when
 cached (``apicrud:settings:<account_id>``, for ``account_settings_ttl`` seconds), else
 from the database, and is created with the defaults the first time anyone reads it.
-``uncache()`` drops the cached copy; the ``settings`` resource calls it after every
-committed update, so the next read anywhere sees the change.
+``uncache()`` drops the cached copy; the ``settings`` resource drops it on every update,
+now and after its commit, so the next read anywhere sees the change.
 
 The resource has no create or delete: the record exists once read and goes with its
 account. ``GET /settings`` first makes sure the caller's own record exists, so a client
@@ -16,7 +16,6 @@ finds it there without knowing its id. Owners read and update their own; admins 
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -24,11 +23,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from apicrud.cache import ReadThrough
 from apicrud.context import Reply, RequestContext
 from apicrud.crud.controller import BasicCRUD
 from apicrud.db.base import new_id
 from apicrud.errors import BadRequest
-from apicrud import redis_keys
 
 __all__ = ["AccountSettings", "SettingsController", "FIELDS"]
 
@@ -54,7 +53,12 @@ class AccountSettings:
 
     @property
     def key(self) -> str:
-        return redis_keys.key("settings", self.account_id)
+        return self._cache.key(self.account_id)
+
+    @property
+    def _cache(self) -> ReadThrough:
+        return ReadThrough(self.services.redis.client, "settings",
+                           self.services.settings.account_settings_ttl)
 
     def __getattr__(self, name: str) -> Any:
         # only reached for names that are not attributes: the settings fields
@@ -65,27 +69,15 @@ class AccountSettings:
     def get(self) -> dict[str, Any]:
         """All fields as a dict (cached for the life of this object too)."""
         if self._values is None:
-            self._values = self._read()
+            self._values = self._cache.get(
+                self.account_id, self._load,
+                valid=lambda v: isinstance(v, dict) and set(FIELDS) <= v.keys())
         return dict(self._values)
 
     def uncache(self) -> None:
         """Forget the cached copy, in Redis and here."""
-        self.services.redis.client.delete(self.key)
+        self._cache.drop(self.account_id)
         self._values = None
-
-    def _read(self) -> dict[str, Any]:
-        redis = self.services.redis.client
-        raw = redis.get(self.key)
-        if raw is not None:
-            try:
-                values = json.loads(raw)
-                if isinstance(values, dict) and set(FIELDS) <= values.keys():
-                    return values
-            except ValueError:
-                pass  # unreadable: read the database again
-        values = self._load()
-        redis.set(self.key, json.dumps(values), ex=self.services.settings.account_settings_ttl)
-        return values
 
     def _load(self) -> dict[str, Any]:
         """The record from the database, created with defaults if the account has none."""
@@ -138,6 +130,6 @@ class SettingsController(BasicCRUD):
             except (ZoneInfoNotFoundError, ValueError):
                 raise BadRequest(f"timezone: {tz[:48]!r} is not a known time zone",
                                  errors={"timezone": "not a known IANA time zone"}) from None
-        cached = AccountSettings(record.account_id, self.services)
-        ctx.after_commit.append(cached.uncache)
+        AccountSettings(record.account_id, self.services)._cache.drop_around_commit(
+            ctx, record.account_id)
         return changes

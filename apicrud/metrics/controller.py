@@ -177,10 +177,7 @@ class GrantController(BasicCRUD):
         return values
 
     def _changed(self, ctx: RequestContext, *uids: str | None) -> None:
-        grants = self.services.grants
-        grants.uncache(*uids)
-        # again after commit: a read between now and then must not keep the old values
-        ctx.after_commit.append(lambda: grants.uncache(*uids))
+        self.services.grants.cache.drop_around_commit(ctx, *uids)
 
     def before_create(self, ctx: RequestContext, data: dict[str, Any]) -> dict[str, Any]:
         data = self._normalize(data)

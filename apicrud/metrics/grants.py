@@ -19,7 +19,6 @@ direct SQL, so the database stays the one source of truth.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -28,14 +27,11 @@ from typing import Any, Callable, Mapping
 
 from sqlalchemy import func, select, update
 
+from apicrud.cache import ReadThrough
 from apicrud.db.query import active_only
 from apicrud.errors import Forbidden, TooManyRequests
-from apicrud import redis_keys
 
 log = logging.getLogger("apicrud.metrics")
-
-CACHE = redis_keys.prefix("grants")
-
 
 #: the largest grant value: a SQL BIGINT and a Redis counter hold it, its text fits the
 #: grant row's value column, and a limit above it means "unlimited" anyway
@@ -95,9 +91,7 @@ class Grants:
         self.provider = provider
         self.model = grant_model
         self.ttl = ttl
-
-    def _key(self, uid: str) -> str:
-        return CACHE + uid
+        self.cache = ReadThrough(lambda: provider.client, "grants", ttl)
 
     def record_grant(self, resource: str) -> str | None:
         """The grant limiting how many records of ``resource`` a user may hold."""
@@ -119,18 +113,13 @@ class Grants:
         return {**self.defaults, **(self.overrides(uid) if uid else {})}
 
     def overrides(self, uid: str) -> dict[str, int | float]:
-        now = time.time()
-        client = self.provider.client
-        cached = client.get(self._key(uid))
-        if cached is not None:
-            entries = json.loads(cached)
-        else:
-            entries = self._load(uid)
-            ttl = self.ttl
+        def until_first_end(entries: dict) -> int:
+            # an override that runs out must not outlive itself in the cache
             ends = [e for _, e in entries.values() if e is not None]
-            if ends:  # an override that runs out must not outlive itself in the cache
-                ttl = max(1, min(ttl, int(min(ends) - now) + 1))
-            client.set(self._key(uid), json.dumps(entries), ex=ttl)
+            return min(self.ttl, int(min(ends) - time.time()) + 1) if ends else self.ttl
+
+        entries = self.cache.get(uid, lambda: self._load(uid), ttl=until_first_end)
+        now = time.time()
         return {name: value for name, (value, ends) in entries.items()
                 if ends is None or ends > now}
 
@@ -155,9 +144,7 @@ class Grants:
 
     def uncache(self, *uids: str | None) -> None:
         """Forget cached grants: call whenever a user's grant rows change."""
-        keys = [self._key(u) for u in uids if u]
-        if keys:
-            self.provider.client.delete(*keys)
+        self.cache.drop(*uids)
 
 
 def _pending_key(request_id: str, uid: str | None) -> str:

@@ -47,7 +47,7 @@ def prefix(r: redis.Redis) -> Iterator[str]:
     """A unique key prefix; every key under it (and apicrud:mutex:<prefix>*) is removed after."""
     pfx = f"test-{uuid.uuid4().hex[:12]}"
     yield pfx
-    for pattern in (f"{pfx}*", redis_keys.key("mutex", f"{pfx}*")):
+    for pattern in (f"{pfx}*", redis_keys.key(f"{pfx}*"), redis_keys.key("mutex", f"{pfx}*")):
         keys = list(r.scan_iter(match=pattern, count=500))
         if keys:
             r.delete(*keys)
@@ -493,3 +493,35 @@ def test_embedded_server_stopped_at_interpreter_exit(tmp_path: Any) -> None:
     assert server_pid not in _redis_server_procs()
     assert (tmp_path / "redis.db").exists()
     assert not (tmp_path / "redis.db.settings").exists()
+
+
+# ------------------------------------------------------------------ ReadThrough
+def test_read_through_loads_once_and_drops_around_commit(r: redis.Redis, prefix: str) -> None:
+    from types import SimpleNamespace
+
+    from apicrud.cache import ReadThrough
+
+    cache = ReadThrough(r, f"{prefix}-cache", ttl=60)
+    loads = []
+
+    def load():
+        loads.append(1)
+        return {"n": len(loads)}
+
+    assert cache.get("a", load) == {"n": 1}
+    assert cache.get("a", load) == {"n": 1} and len(loads) == 1  # from Redis
+    assert 0 < r.ttl(cache.key("a")) <= 60
+    assert cache.get("b", load, ttl=lambda value: 5) == {"n": 2}
+    assert 0 < r.ttl(cache.key("b")) <= 5
+    # a copy of another shape (an older version's) is loaded again
+    r.set(cache.key("a"), "[1, 2]")
+    assert cache.get("a", load, valid=lambda v: isinstance(v, dict)) == {"n": 3}
+    r.set(cache.key("a"), "not json")
+    assert cache.get("a", load) == {"n": 4}
+    ctx = SimpleNamespace(after_commit=[])
+    cache.drop_around_commit(ctx, "a", None, "b")
+    assert r.exists(cache.key("a"), cache.key("b")) == 0
+    cache.get("a", load)  # a read between the write and its commit caches old rows ...
+    for step in ctx.after_commit:
+        step()
+    assert r.exists(cache.key("a")) == 0  # ... and the commit drops that copy too

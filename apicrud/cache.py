@@ -1,0 +1,71 @@
+"""Read-through JSON caches in Redis, shared by every instance.
+
+A :class:`ReadThrough` keeps one JSON value per id under its key family
+(``apicrud:<family>:<id>``): :meth:`~ReadThrough.get` answers from Redis, or loads the
+value, stores it for ``ttl`` seconds and answers it. A write that changes what a value is
+made of calls :meth:`~ReadThrough.drop_around_commit`: the copy is dropped at once, and
+again once the transaction commits, so a read that ran between the two (seeing the old
+rows) cannot leave its stale copy behind. Used for membership roles, grants and account
+settings.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from apicrud import redis_keys
+
+T = TypeVar("T")
+
+
+class ReadThrough:
+    """:param client: the Redis client, or a callable returning it (a provider's client
+        may be replaced while the service runs)
+    :param family: the key family (``"grants"`` -> ``apicrud:grants:<id>``)
+    :param ttl: seconds a copy is kept, unless :meth:`get` is told a shorter one
+    """
+
+    def __init__(self, client: Any, family: str, ttl: int) -> None:
+        self._client: Callable[[], Any] = client if callable(client) and \
+            not hasattr(client, "get") else (lambda: client)
+        self.prefix = redis_keys.prefix(family)
+        self.ttl = ttl
+
+    def key(self, ident: str) -> str:
+        return self.prefix + ident
+
+    def get(self, ident: str, load: Callable[[], T], *,
+            ttl: Callable[[T], int] | None = None,
+            valid: Callable[[Any], bool] | None = None) -> T:
+        """The cached value of ``ident``, else ``load()``'s, cached.
+
+        :param ttl: seconds to keep a loaded value (given the value), if not ``self.ttl``
+        :param valid: whether a cached value is still of the expected shape (else it is
+            loaded again: a copy written by an older version, say)
+        """
+        client = self._client()
+        raw = client.get(self.key(ident))
+        if raw is not None:
+            try:
+                value = json.loads(raw)
+            except ValueError:
+                value = None  # unreadable: load it again
+            else:
+                if valid is None or valid(value):
+                    return value
+        value = load()
+        client.set(self.key(ident), json.dumps(value),
+                   ex=max(1, ttl(value) if ttl is not None else self.ttl))
+        return value
+
+    def drop(self, *idents: str | None) -> None:
+        keys = [self.key(i) for i in idents if i]
+        if keys:
+            self._client().delete(*keys)
+
+    def drop_around_commit(self, ctx: Any, *idents: str | None) -> None:
+        """Drop the copies now and again after ``ctx``'s transaction commits."""
+        self.drop(*idents)
+        ctx.after_commit.append(lambda: self.drop(*idents))
