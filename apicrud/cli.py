@@ -9,19 +9,28 @@ import sys
 
 import click
 
-from apicrud.config import ConfigError, load_settings
-from apicrud.errors import StartupError
+from apicrud.config import load_settings
+from apicrud.errors import ApicrudError, StartupError
+
+
+class Commands(click.Group):
+    """Every apicrud error a command lets through (settings, spec, policy, project,
+    account, start-up) is reported as one message and exit status 1, without a
+    traceback; anything else is a bug and keeps its traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except ApicrudError as exc:
+            raise click.ClickException(str(exc)) from None
 
 
 def _settings(ctx: click.Context, **changes):
-    try:
-        settings = load_settings(root=ctx.obj.get("root"), config_file=ctx.obj.get("config"))
-        return settings.replace(**changes) if changes else settings
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+    settings = load_settings(root=ctx.obj.get("root"), config_file=ctx.obj.get("config"))
+    return settings.replace(**changes) if changes else settings
 
 
-@click.group()
+@click.group(cls=Commands)
 @click.option("--root", type=click.Path(file_okay=False), default=None,
               help="project root (default: APICRUD_ROOT or the current folder)")
 @click.option("--config", type=click.Path(dir_okay=False), default=None,
@@ -65,10 +74,7 @@ def _declarations(ctx):
 
     settings = _settings(ctx)
     _require_project(settings)
-    try:
-        return settings, load_declarations(settings)
-    except StartupError as exc:
-        raise click.ClickException(str(exc)) from None
+    return settings, load_declarations(settings)
 
 
 @main.command()
@@ -212,26 +218,21 @@ def account() -> None:
 def account_add(ctx: click.Context, username: str, email: str, name: str | None,
                 password: str | None, admin: bool) -> None:
     """Create an active account and its person, ready to log in."""
-    import importlib
-
-    from apicrud.auth.accounts import AccountError, create_account
+    from apicrud.auth.accounts import create_account
     from apicrud.db import migrate
-    from apicrud.db.engine import Database
+    from apicrud.services import open_offline
 
     settings = _settings(ctx.find_root())
     _require_migrations(settings)
     migrate.upgrade(settings)
-    database = Database(settings.sqlalchemy_url)
-    models = importlib.import_module(settings.models_module)
+    offline = open_offline(settings)
     try:
-        with database.session() as session, session.begin():
-            acct, pw = create_account(session, models, username=username, email=email,
-                                      name=name, password=password, is_admin=admin,
-                                      id_prefix=settings.id_prefix)
-    except AccountError as exc:
-        raise click.ClickException(str(exc)) from None
+        with offline.db.session() as session, session.begin():
+            acct, pw = create_account(session, offline.models, username=username,
+                                      email=email, name=name, password=password,
+                                      is_admin=admin, id_prefix=settings.id_prefix)
     finally:
-        database.dispose()
+        offline.close()
     click.echo(f"created account {username} (uid {acct.uid}{', admin' if admin else ''})")
     if not password:
         click.echo(f"password: {pw}")
@@ -241,28 +242,23 @@ def account_add(ctx: click.Context, username: str, email: str, name: str | None,
 def _account_store(ctx: click.Context):
     """(settings, models, a database session in a transaction) with the identity
     component's cut-off installed: suspending here ends sessions (Redis) and API keys."""
-    import importlib
-
     from apicrud.auth import cutoff
     from apicrud.auth.sessions import SessionManager
     from apicrud.db import migrate
-    from apicrud.db.engine import Database
-    from apicrud.redis_client import RedisProvider
+    from apicrud.services import open_offline
 
     settings = _settings(ctx.find_root())
     _require_migrations(settings)
     migrate.upgrade(settings)
-    models = importlib.import_module(settings.models_module)
-    database = Database(settings.sqlalchemy_url)
-    redis = RedisProvider(settings.redis_url, settings.path("data_dir"))
+    offline = open_offline(settings, redis=True)
     try:
-        sessions = SessionManager(redis.client, settings.secret_key, ttl=settings.session_ttl)
-        cutoff.install(database, models, sessions)
-        with database.session() as session, session.begin():
-            yield settings, models, session, sessions
+        sessions = SessionManager(offline.redis.client, settings.secret_key,
+                                  ttl=settings.session_ttl)
+        cutoff.install(offline.db, offline.models, sessions)
+        with offline.db.session() as session, session.begin():
+            yield settings, offline.models, session, sessions
     finally:
-        database.dispose()
-        redis.close()
+        offline.close()
 
 
 def _named_account(session, models, username: str):
@@ -529,7 +525,7 @@ def worker(ctx: click.Context, concurrency: int, pool: str, loglevel: str) -> No
 def beat(ctx: click.Context, loglevel: str) -> None:
     """Run Celery beat, which queues scheduled tasks (the trashcan's retention purge);
     run exactly one beside the workers."""
-    from apicrud.worker.retention import run_beat
+    from apicrud.worker.main import run_beat
 
     run_beat(_settings(ctx), loglevel=loglevel)
 

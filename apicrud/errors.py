@@ -132,7 +132,12 @@ class ServiceUnavailable(Problem):
         super().__init__(detail, **kw)
 
 
-class StartupError(Exception):
+class ApicrudError(Exception):
+    """What apicrud reports to a person (a command, a start that cannot go on): the
+    message says what is wrong and what to do; no traceback is shown for it."""
+
+
+class StartupError(ApicrudError):
     """Declarations (spec, policies, models, settings) are inconsistent; lists every problem."""
 
     def __init__(self, problems: list[str]) -> None:

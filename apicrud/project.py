@@ -30,6 +30,7 @@ from pathlib import Path
 import yaml
 
 from apicrud.crud.registry import camel
+from apicrud.errors import ApicrudError
 from apicrud.metrics.grants import plural as default_plural
 
 TEMPLATE = Path(__file__).with_name("templates") / "project"
@@ -50,7 +51,7 @@ RESERVED_FIELDS = frozenset({
     "registry"})
 
 
-class ProjectError(Exception):
+class ProjectError(ApicrudError):
     """What the user asked for cannot be done (bad name, field, folder, project)."""
 
 

@@ -8,18 +8,16 @@ ASGI server with a thread bridge (README, "Serving stack").
 
 from __future__ import annotations
 
-import importlib
 import logging
 
 from gunicorn.app.base import BaseApplication
 
 from apicrud.auth.accounts import count_accounts, create_account
 from apicrud.db import migrate
-from apicrud.db.engine import Database
 from apicrud.mutex import Mutex
 from apicrud.redis_client import RedisProvider
 from apicrud.db.schema import schema_problems
-from apicrud.services import backend_problems, load_declarations
+from apicrud.services import backend_problems, load_declarations, open_offline
 from apicrud.errors import StartupError
 
 log = logging.getLogger("apicrud.server")
@@ -43,19 +41,18 @@ class _Gunicorn(BaseApplication):
 
 def ensure_admin(settings) -> None:
     """On first start with an empty database, create an admin and print its login once."""
-    database = Database(settings.sqlalchemy_url)
-    models = importlib.import_module(settings.models_module)
+    offline = open_offline(settings)
     try:
-        with database.session() as session, session.begin():
-            if count_accounts(session, models):
+        with offline.db.session() as session, session.begin():
+            if count_accounts(session, offline.models):
                 return
             _, password = create_account(
-                session, models, username=settings.admin_username,
+                session, offline.models, username=settings.admin_username,
                 email=settings.admin_email, name="Administrator",
                 password=settings.admin_password or None, is_admin=True,
                 id_prefix=settings.id_prefix)
     finally:
-        database.dispose()
+        offline.close()
     shown = "(from setting admin_password)" if settings.admin_password else password
     print(f"\nfirst start: created admin account\n  username: {settings.admin_username}\n"
           f"  password: {shown}\n", flush=True)

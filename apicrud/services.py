@@ -45,6 +45,55 @@ class Declarations:
     problems: list[str] = field(default_factory=list)
 
 
+@dataclass
+class Offline:
+    """What code outside a request needs (commands, the worker's tasks, the first start):
+    the settings, the models, the database and, when asked for, the declarations and
+    Redis; no HTTP. Built by :func:`open_offline`; :meth:`close` releases what it opened.
+    """
+
+    settings: Any
+    models: Any
+    db: Any
+    decl: Declarations | None = None
+    redis: Any = None
+
+    @property
+    def resources(self) -> dict[str, ResourceSpec]:
+        return self.decl.resources if self.decl is not None else {}
+
+    @property
+    def id_prefix(self) -> str:
+        return self.settings.id_prefix
+
+    def close(self) -> None:
+        self.db.dispose()
+        if self.redis is not None:
+            self.redis.close()
+
+
+def open_offline(settings, *, declarations: bool = False, redis: bool = False,
+                 pool_size: int | None = None) -> Offline:
+    """Open the database (and Redis, and load the declarations, when asked) for work
+    without HTTP.
+
+    :raises StartupError: ``declarations`` and they have problems
+    """
+    from apicrud.db.engine import Database
+    from apicrud.redis_client import RedisProvider
+
+    decl = None
+    if declarations:
+        decl = load_declarations(settings)
+        if decl.problems:
+            raise StartupError(decl.problems)
+    models = decl.models if decl is not None else \
+        importlib.import_module(settings.models_module)
+    db = Database(settings.sqlalchemy_url, **({"pool_size": pool_size} if pool_size else {}))
+    provider = RedisProvider(settings.redis_url, settings.path("data_dir")) if redis else None
+    return Offline(settings, models, db, decl, provider)
+
+
 def _path(settings, value: str) -> str:
     return value if os.path.isabs(value) else os.path.join(settings.root, value)
 

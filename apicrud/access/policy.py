@@ -33,6 +33,7 @@ from typing import Any, Mapping
 import yaml
 
 from apicrud.access.conditions import parse_where
+from apicrud.errors import ApicrudError
 
 ACTIONS = "crudlghij"
 DEFAULT_PRIVACY = ("public", "invitee", "member", "manager", "secret")
@@ -42,7 +43,7 @@ FIELD_KEYS = ("fields", "read_fields", "write_fields")
 _TARGET_RE = re.compile(r"^([a-z][a-z0-9_]*):(\*|\{\{([a-z][a-z0-9_]*)\}\})$")
 
 
-class PolicyError(Exception):
+class PolicyError(ApicrudError):
     """rbac.yaml is malformed; ``problems`` names file, entry and reason for each fault."""
 
     def __init__(self, problems: list[str]) -> None:

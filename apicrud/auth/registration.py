@@ -42,13 +42,20 @@ only queue messages (:mod:`apicrud.worker.outbox`); none waits for SMTP.
 from __future__ import annotations
 
 import logging
-import re
 import secrets
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
+from apicrud.auth.accounts import (
+    ACCOUNT_STATES,
+    NAME_HOLDING,
+    SUSPENDED,
+    address_holder,
+    username_taken,
+    valid_email,
+)
 from apicrud.auth.password_rules import PasswordRules
 from apicrud.auth.passwords import hash_password
 from apicrud.auth.tokens import OneTimeTokens
@@ -64,23 +71,7 @@ __all__ = ["AccountController", "CONFIRM", "RESET"]
 
 log = logging.getLogger("apicrud.auth")
 CONFIRM, RESET, IDENTITY = "confirm", "reset", "identity"  # token purposes
-#: an address an SMTP relay will take without SMTPUTF8 (the same pattern is in the spec)
-_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?"
-EMAIL_PATTERN = (r"^[A-Za-z0-9_%+'-]+(\.[A-Za-z0-9_%+'-]+)*@"
-                 rf"{_LABEL}(\.{_LABEL})*\.[A-Za-z]{{2,63}}$")
-_EMAIL = re.compile(EMAIL_PATTERN)
 RESET_ANSWER = "If an account matches, a message with instructions is on its way."
-ACCOUNT_STATES = ("active", "pending")
-SUSPENDED = "suspended"
-#: states that keep a username taken
-NAME_HOLDING = ACCOUNT_STATES + (SUSPENDED,)
-
-
-def valid_email(address: str) -> bool:
-    """EMAIL_PATTERN plus the lengths of RFC 5321: local part 64, domain labels 63."""
-    local, _, domain = address.rpartition("@")
-    return bool(_EMAIL.match(address)) and len(local) <= 64 and \
-        all(len(label) <= 63 for label in domain.split("."))
 
 
 def _bad_token() -> ValidationProblem:
@@ -148,12 +139,8 @@ class AccountController(BasicCRUD):
         if not valid_email(email):
             raise ValidationProblem({"email": "is not an email address"})
         person_model = self.person_model
-        name_taken = ctx.db.execute(select(self.model.id).where(
-            func.lower(self.model.name) == username.lower(),
-            self.model.status.in_(NAME_HOLDING))).first() is not None
-        holder = ctx.db.execute(select(person_model).where(
-            func.lower(person_model.identity) == email.lower(),
-            person_model.status == "active").limit(1)).scalar_one_or_none()
+        name_taken = username_taken(ctx.db, self.model, username)
+        holder = address_holder(ctx.db, person_model, email)
         if by_admin:
             if name_taken:
                 raise Conflict("username: already taken", errors={"username": "already taken"})

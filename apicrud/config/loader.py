@@ -23,6 +23,8 @@ from typing import Any
 
 import yaml
 
+from apicrud.errors import ApicrudError
+
 log = logging.getLogger("apicrud.config")
 
 FRAMEWORK_SCHEMA = Path(__file__).with_name("schema.yaml")
@@ -40,7 +42,7 @@ BOOLS = {"1": True, "true": True, "yes": True, "on": True,
 KEY_RE = re.compile(r"[a-z][a-z0-9_]*")
 
 
-class ConfigError(Exception):
+class ConfigError(ApicrudError):
     """Invalid configuration; ``problems`` lists every issue found."""
 
     def __init__(self, problems: list[str] | str) -> None:

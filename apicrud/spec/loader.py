@@ -13,12 +13,13 @@ from typing import Any
 
 import yaml
 
+from apicrud.errors import ApicrudError
 
 # libyaml's parser when present: half of start-up time is YAML parsing otherwise
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-class SpecError(Exception):
+class SpecError(ApicrudError):
     """The spec cannot be read or a reference cannot be resolved."""
 
 

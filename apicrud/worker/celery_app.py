@@ -14,11 +14,12 @@ price is a possible duplicate mail after one.
 from __future__ import annotations
 
 from celery import Celery
+
 from apicrud import redis_keys
+from apicrud.worker.names import TASK_SEND
 
 __all__ = ["TASK_SEND", "broker_url", "make_celery"]
 
-TASK_SEND = "apicrud.send_mail"
 #: Redis key prefix of the broker's keys (queues, bindings, unacked messages), so they
 #: sit apart from the service's own keys when both share a Redis database.
 REDIS_KEY_PREFIX = redis_keys.prefix("broker")

@@ -1,4 +1,5 @@
-"""``apicrud worker`` and ``apicrud dead-letters``: run the messaging worker, tend its list.
+"""``apicrud worker``, ``apicrud beat`` and ``apicrud dead-letters``: run the worker and its
+scheduler, tend the dead-letter list.
 
 With no ``redis_url`` the worker attaches to the embedded Redis of the same
 ``data_dir`` (start ``apicrud serve`` first: the process that starts an embedded server
@@ -7,11 +8,13 @@ owns it and stops it when it exits).
 
 from __future__ import annotations
 
+import os
+
 from apicrud.redis_client import RedisProvider
 from apicrud.worker.celery_app import broker_url, make_celery
 from apicrud.worker.tasks import DeadLetters, requeue_dead_letters
 
-__all__ = ["run_worker", "dead_letters"]
+__all__ = ["run_worker", "run_beat", "dead_letters"]
 
 
 def run_worker(settings, concurrency: int = 2, pool: str = "prefork",
@@ -54,3 +57,21 @@ def _safe(url: str) -> str:
     if not at:
         return url
     return f"{scheme}{sep}{creds.partition(':')[0]}:***@{host}"
+
+
+def run_beat(settings, loglevel: str = "INFO") -> None:
+    """Run Celery beat: queue each scheduled task when due, until stopped."""
+    from apicrud.audit.retention import schedule as schedule_audit
+    from apicrud.worker.retention import schedule
+
+    redis = RedisProvider(settings.redis_url, settings.path("data_dir"))
+    try:
+        app = make_celery(settings, redis.url)
+        schedule(app, settings)
+        schedule_audit(app, settings)
+        state = os.path.join(settings.path("data_dir"), "celerybeat-schedule")
+        print(f"apicrud beat: queue {settings.worker_queue}; schedule "
+              f"{sorted(app.conf.beat_schedule or {})}", flush=True)
+        app.start(["beat", f"--loglevel={loglevel}", f"--schedule={state}"])
+    finally:
+        redis.close()

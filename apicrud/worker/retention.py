@@ -10,8 +10,6 @@ purge queued twice does no harm, the second finds nothing left to remove.
 from __future__ import annotations
 
 import logging
-import os
-from types import SimpleNamespace
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -19,7 +17,7 @@ if TYPE_CHECKING:
 
     from apicrud.config.loader import Settings
 
-__all__ = ["PURGE_EVERY", "TASK_PURGE", "Purger", "register", "run_beat", "schedule"]
+__all__ = ["PURGE_EVERY", "TASK_PURGE", "Purger", "register", "schedule"]
 
 log = logging.getLogger("apicrud.worker")
 TASK_PURGE = "apicrud.purge_trash"
@@ -36,16 +34,11 @@ class Purger:
 
     def _open(self):
         if self._services is None:
-            from apicrud.db.engine import Database
-            from apicrud.services import load_declarations
+            from apicrud.services import open_offline
 
-            decl = load_declarations(self.settings)
             # purge_expired needs the database, the resources' models and the settings
             # (a controller's before_purge may reach storage through them)
-            self._services = SimpleNamespace(
-                db=Database(self.settings.sqlalchemy_url, pool_size=1),
-                resources=decl.resources, models=decl.models, settings=self.settings,
-                id_prefix=self.settings.id_prefix)
+            self._services = open_offline(self.settings, declarations=True, pool_size=1)
         return self._services
 
     def run(self) -> int:
@@ -62,7 +55,7 @@ class Purger:
 
     def close(self) -> None:
         if self._services is not None:
-            self._services.db.dispose()
+            self._services.close()
             self._services = None
 
 
@@ -90,23 +83,3 @@ def register(app: "Celery", settings: "Settings"):
     purge_trash.purger = purger
     schedule(app, settings)
     return purge_trash
-
-
-def run_beat(settings: "Settings", loglevel: str = "INFO") -> None:
-    """Run Celery beat: queue each scheduled task when due, until stopped."""
-    from apicrud.redis_client import RedisProvider
-    from apicrud.worker.celery_app import make_celery
-
-    redis = RedisProvider(settings.redis_url, settings.path("data_dir"))
-    try:
-        app = make_celery(settings, redis.url)
-        schedule(app, settings)
-        from apicrud.audit.retention import schedule as schedule_audit
-
-        schedule_audit(app, settings)
-        state = os.path.join(settings.path("data_dir"), "celerybeat-schedule")
-        print(f"apicrud beat: queue {settings.worker_queue}; schedule "
-              f"{sorted(app.conf.beat_schedule or {})}", flush=True)
-        app.start(["beat", f"--loglevel={loglevel}", f"--schedule={state}"])
-    finally:
-        redis.close()

@@ -24,7 +24,7 @@ import redis
 from apicrud.messaging.envelope import EnvelopeError, Sealer
 from apicrud.messaging.send import MailError, SmtpConfig, build_message, send_message
 from apicrud.redis_client import CLIENT_OPTIONS
-from apicrud.worker.celery_app import TASK_SEND
+from apicrud.worker.names import TASK_SEND
 from apicrud import redis_keys
 
 __all__ = ["DeadLetters", "Deliverer", "register", "requeue_dead_letters", "retry_delay",

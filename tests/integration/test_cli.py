@@ -363,6 +363,14 @@ def test_account_add_then_login_duplicate_refused_generated_password_works(tmp_p
     assert dup.returncode != 0, output(dup)
     assert_no_traceback(dup)
     assert "account 'alice' already exists" in dup.stderr, output(dup)
+    # names and addresses are unique whatever their case, as registration over HTTP has them
+    for args, message in ((("Alice", "--email", "other@example.com"), "account 'Alice'"),
+                          (("carol", "--email", "A@Example.com"), "A@Example.com"),
+                          (("dave", "--email", "not-an-address"), "not an email address")):
+        refused = apicrud(tmp_path, "account", "add", *args, "--password", "whatever-123456")
+        assert refused.returncode != 0, output(refused)
+        assert_no_traceback(refused)
+        assert message in refused.stderr, output(refused)
 
     gen = apicrud(tmp_path, "account", "add", "bob", "--email", "bob@example.com")
     assert gen.returncode == 0, output(gen)

@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from apicrud.auth.registration import EMAIL_PATTERN
+from apicrud.auth.accounts import EMAIL_PATTERN
 from apicrud.auth.tokens import OneTimeTokens
 from apicrud.worker.outbox import Outbox
 from conftest import Api, make_user
