@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy.orm import Session
 
@@ -14,8 +14,16 @@ from apicrud.auth.principal import Principal
 log = logging.getLogger("apicrud.context")
 
 if TYPE_CHECKING:  # pragma: no cover
-    from apicrud.services import Services
     from apicrud.spec.operations import Operation
+
+
+class ContextServices(Protocol):
+    """What a RequestContext itself uses of the application's services (controllers
+    reach the rest through ``ctx.services``): the database, for the request's session,
+    and the audit trail, whose entries it writes before committing."""
+
+    db: Any  # apicrud.db.engine.Database
+    audit: Any  # apicrud.audit.trail.AuditTrail | None
 
 
 @dataclass
@@ -31,7 +39,7 @@ class Reply:
 class RequestContext:
     """The caller, the validated input and a lazily opened database session."""
 
-    def __init__(self, services: Services, operation: Operation, principal: Principal,
+    def __init__(self, services: ContextServices, operation: Operation, principal: Principal,
                  params: dict[str, Any], body: Any, headers: Any, remote_addr: str | None,
                  scheme: str = "http", request_id: str = "", method: str = "GET") -> None:
         self.services = services
@@ -60,7 +68,7 @@ class RequestContext:
         conditions.SESSION.set(lambda: self.db)
 
     @classmethod
-    def detached(cls, services: Services, principal: Principal,
+    def detached(cls, services: ContextServices, principal: Principal,
                  session: Session) -> RequestContext:
         """A context outside any request, on the caller's session (``can-i`` from the
         command line and the API asks controllers through it, without writing)."""
@@ -89,7 +97,7 @@ class RequestContext:
         try:
             if ok:
                 # the audit entries, in the write's transaction, just before commit
-                audit = getattr(self.services, "audit", None)
+                audit = self.services.audit
                 if audit is not None:
                     audit.flush(self, self.db)
                 self._db.commit()

@@ -13,7 +13,7 @@ import inspect
 import logging
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from apicrud.access.decide import AccessControl
 from apicrud.access.conditions import resolve_policy
@@ -28,6 +28,21 @@ from apicrud.pipeline import Pipeline
 from apicrud.spec.loader import SpecError, load_spec_with_sources
 from apicrud.spec.operations import Operation, compile_operations
 from apicrud.spec.validate import document_problems
+
+if TYPE_CHECKING:  # pragma: no cover - the components' types, for the slots below
+    from apicrud.audit.trail import AuditTrail
+    from apicrud.auth.apikeys import KeyHasher
+    from apicrud.auth.external.bearer import JwtVerifier
+    from apicrud.auth.external.ldap import LdapDirectory
+    from apicrud.auth.totp import SecondFactor
+    from apicrud.files.storage import Storage
+    from apicrud.metrics.prometheus import Exposition
+    from apicrud.metrics.grants import Grants
+    from apicrud.metrics.usage import Metrics
+    from apicrud.ratelimit.middleware import RateLimit
+    from apicrud.registry import ServiceRegistry
+    from apicrud.webhooks import Webhooks
+    from apicrud.worker.outbox import Outbox
 
 log = logging.getLogger("apicrud")
 
@@ -57,6 +72,11 @@ class Offline:
     db: Any
     decl: Declarations | None = None
     redis: Any = None
+    #: no controller instances here: code that needs a resource's controller class
+    #: imports it (see apicrud.trashcan.purge_expired)
+    controllers: dict[str, Any] = field(default_factory=dict)
+    #: apicrud.files' storage, made on first use (a purge deletes objects through it)
+    file_storage: Any = None
 
     @property
     def resources(self) -> dict[str, ResourceSpec]:
@@ -277,7 +297,46 @@ def _controller_class(res: ResourceSpec, problems: list[str]):
 
 
 class Services:
-    """Live state of one process: settings, database, Redis, sessions, policies, controllers."""
+    """Live state of one process: settings, database, Redis, sessions, policies, controllers,
+    and the components ``create_app`` installs (apicrud.app.COMPONENTS).
+
+    Every component's slot is declared here, with its type; a component that is not
+    installed, or is switched off by its settings, leaves its slot ``None``, and readers
+    test for that (never ``getattr`` with a default).
+    """
+
+    # -- components (each set by its init_app; None when absent or switched off) --------
+    #: apicrud.auth.apikeys: hashes API-key secrets (HMAC-SHA256 under secret_key)
+    apikey_hasher: KeyHasher | None = None
+    #: apicrud.auth.external.bearer: verifies trusted issuers' JWTs
+    jwt_verifier: JwtVerifier | None = None
+    #: apicrud.auth.external.oidc: the OpenID Connect providers by name
+    oidc_providers: dict[str, Any] | None = None
+    #: apicrud.auth.external.ldap: the directory of POST /auth method ldap
+    ldap: LdapDirectory | None = None
+    #: apicrud.auth.totp: the second factor checked at login
+    second_factor: SecondFactor | None = None
+    #: apicrud.audit: one entry per write, in its transaction
+    audit: AuditTrail | None = None
+    #: apicrud.worker.outbox: messages queued for the worker
+    outbox: Outbox | None = None
+    #: apicrud.webhooks: change events queued for the worker
+    webhooks: Webhooks | None = None
+    #: apicrud.metrics: usage metrics, grants, the Prometheus exposition, usage notices
+    metrics: Metrics | None = None
+    grants: Grants | None = None
+    prometheus: Exposition | None = None
+    notify: Callable[..., Any] | None = None
+    #: apicrud.ratelimit.middleware: the rate-limit guard
+    ratelimit: RateLimit | None = None
+    #: apicrud.registry: this instance's entry in the service registry
+    registry: ServiceRegistry | None = None
+    #: apicrud.files: where uploaded files are stored (made on first use)
+    file_storage: Storage | None = None
+    #: outages, logged once per interval with a count (set by create_app)
+    redis_outage: Any = None
+    database_outage: Any = None
+    unavailable: Any = None
 
     def __init__(self, settings, decl: Declarations, db, redis, sessions) -> None:
         from apicrud.db.schema import check_at_start
@@ -322,9 +381,8 @@ class Services:
 
     def close(self) -> None:
         """Stop components (last started, first stopped), then the database and Redis."""
-        registry = getattr(self, "registry", None)
-        if registry is not None:  # its thread writes to Redis: stop it before closing Redis
-            registry.stop()
+        if self.registry is not None:  # its thread writes to Redis: stop it before Redis
+            self.registry.stop()
         for closer in reversed(self.closers):
             try:
                 closer()

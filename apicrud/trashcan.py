@@ -221,10 +221,10 @@ class Trashcan:
 
 
 def _controller_class(services, res) -> type:
-    """The class of a resource's controller (the worker has no controller instances)."""
-    controllers = getattr(services, "controllers", None)
-    if controllers and res.name in controllers:
-        return type(controllers[res.name])
+    """The class of a resource's controller (the worker's Offline services have no
+    controller instances)."""
+    if res.name in services.controllers:
+        return type(services.controllers[res.name])
     if res.controller_path:
         from apicrud.crud.registry import import_object
 
@@ -238,9 +238,8 @@ def purge_expired(services, retention_days: int, now: datetime | None = None) ->
     cutoff = (now or utcnow()) - timedelta(days=retention_days)
     total = 0
     after_commit: list = []
-    audit = getattr(getattr(services, "models", None), "Audit", None)
-    prefix = getattr(services, "id_prefix", None) or \
-        getattr(getattr(services, "settings", None), "id_prefix", "x-")
+    audit = getattr(services.models, "Audit", None)  # an application without the trail
+    prefix = services.settings.id_prefix
     with services.db.session() as session, session.begin():
         for res in services.resources.values():
             if res.model is None or "status" not in res.columns:

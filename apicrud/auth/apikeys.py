@@ -131,7 +131,7 @@ def authenticate_key(services, hasher: KeyHasher, raw: str,
             # a plain UPDATE: neither the row version (ETag) nor `modified` change for it
             db.execute(update(key_model).where(key_model.id == key.id)
                        .values(last_used=now, modified=key_model.modified))
-            audit = getattr(services, "audit", None)
+            audit = services.audit
             if audit is not None:
                 audit.record_on(db, "apikey", key.id, "use", uid=key.uid, method="apikey",
                                 apikey_id=key.id, client_addr=client_addr)

@@ -194,7 +194,7 @@ class AuthController:
             raise Unauthorized()
         body = {"uid": p.uid, "account_id": p.account_id, "username": p.username,
                 "roles": p.roles, "method": p.method}
-        registry = getattr(self.services, "registry", None)
+        registry = self.services.registry
         if registry is not None:  # resource -> public URL of the instances serving it (UI)
             body["resources"] = registry.url_map()
         return Reply(body, 200)

@@ -257,11 +257,9 @@ def check_second_factor(services, account: Any, otp: str | None) -> bool:
 
 
 def _factor(services) -> SecondFactor:
-    factor = getattr(services, "_second_factor", None)
-    if factor is None:
-        factor = SecondFactor(services)
-        services._second_factor = factor
-    return factor
+    if services.second_factor is None:
+        services.second_factor = SecondFactor(services)
+    return services.second_factor
 
 
 # -- /auth/totp ---------------------------------------------------------------------------

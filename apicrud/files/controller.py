@@ -42,7 +42,7 @@ from apicrud.errors import (
 from apicrud.files import sniff
 from apicrud.files.models import PENDING, READY
 from apicrud.files.pictures import PICTURE_TYPES, TASK_PICTURE
-from apicrud.files.storage import Storage, Writer, make_storage, new_key
+from apicrud.files.storage import Storage, Writer, new_key, storage_for
 from apicrud.files.upload import FORM_OVERHEAD, coerce_fields
 from apicrud.spec.operations import column_problem, validation_errors
 
@@ -54,14 +54,6 @@ STORAGE_GRANT = "storage_bytes"
 DOWNLOAD_HEADERS = {"X-Content-Type-Options": "nosniff",
                     "Content-Security-Policy": "default-src 'none'; sandbox",
                     "Cross-Origin-Resource-Policy": "same-origin"}
-
-
-def storage_for(services) -> Storage:
-    """The process's one Storage (made from the settings on first use)."""
-    storage = getattr(services, "file_storage", None)
-    if storage is None:
-        storage = services.file_storage = make_storage(services.settings)
-    return storage
 
 
 class FileController(BasicCRUD):
@@ -114,7 +106,7 @@ class FileController(BasicCRUD):
         p = ctx.principal
         if p.is_admin or not p.authenticated:
             return  # as GrantChecks: operators are not customers
-        grants = getattr(self.services, "grants", None)
+        grants = self.services.grants
         uid = self._owner(ctx, data)
         limit = grants.get(uid, STORAGE_GRANT) if grants is not None else None
         if limit is None:
@@ -133,7 +125,7 @@ class FileController(BasicCRUD):
         per-period grants (they are spent once, at the insert), and the record count,
         without the lock the insert takes (the insert checks again, locked)."""
         self.check_create(ctx, data, quotas=False)
-        grants = getattr(self.services, "grants", None)
+        grants = self.services.grants
         p = ctx.principal
         name = grants.record_grant(self.resource.name) if grants is not None else None
         if name and not p.is_admin:
@@ -334,7 +326,7 @@ class FileController(BasicCRUD):
         """Hand a stored picture to the worker (thumbnail, location) after commit
         (setting ``file_pictures``); a broker that is down costs the thumbnail only."""
         settings = self.services.settings
-        outbox = getattr(self.services, "outbox", None)
+        outbox = self.services.outbox
         if not settings.file_pictures or outbox is None or \
                 record.content_type not in PICTURE_TYPES:
             return

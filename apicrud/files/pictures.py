@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from apicrud.db import query as q
 from apicrud.files.models import READY
-from apicrud.files.storage import Storage, new_key
+from apicrud.files.storage import Storage, new_key, storage_for
 
 log = logging.getLogger("apicrud.files")
 
@@ -99,8 +99,6 @@ def process(storage: Storage, original_key: str, keep_location: bool) -> dict[st
 
 def run(services, resource: str, record_id: str) -> bool:
     """The task's work for one file record; False when there was nothing to do."""
-    from apicrud.files.controller import storage_for
-
     res = services.resources.get(resource)
     if res is None or res.model is None:
         return False
@@ -137,7 +135,9 @@ def register(app, settings) -> Any:
 
     def services():
         if "services" not in state:
-            state["services"] = WorkerServices(settings)
+            from apicrud.services import open_offline
+
+            state["services"] = open_offline(settings, declarations=True, pool_size=2)
         return state["services"]
 
     @app.task(name=TASK_PICTURE, acks_late=True, ignore_result=True, shared=False)
@@ -145,15 +145,3 @@ def register(app, settings) -> Any:
         run(services(), resource, record_id)
 
     return file_picture
-
-
-class WorkerServices:
-    """What the picture task needs of the service: settings, database, resources."""
-
-    def __init__(self, settings) -> None:
-        from apicrud.db.engine import Database
-        from apicrud.services import load_declarations
-
-        self.settings = settings
-        self.db = Database(settings.sqlalchemy_url, pool_size=2)
-        self.resources = load_declarations(settings).resources

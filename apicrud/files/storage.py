@@ -295,3 +295,11 @@ def make_storage(settings) -> Storage:
     root = settings.path("file_dir") if settings.file_dir else \
         settings.path("data_dir") / "files"
     return LocalStorage(root)
+
+
+def storage_for(services: Any) -> Storage:
+    """The process's one Storage (made from the settings on first use, kept in the
+    services' ``file_storage`` slot)."""
+    if services.file_storage is None:
+        services.file_storage = make_storage(services.settings)
+    return services.file_storage

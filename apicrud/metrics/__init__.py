@@ -38,7 +38,7 @@ def default_notifier(services) -> Callable[..., Any]:
     person a grant belongs to. Without an outbox the notice is only logged.
     """
     def notify(uid: str, template: str, **values: Any) -> None:
-        outbox = getattr(services, "outbox", None)
+        outbox = services.outbox
         person = _person_model(services)
         if outbox is None or person is None:
             log.info("usage notice %s for %s: no outbox", template, uid)
@@ -88,7 +88,7 @@ def init_app(services) -> None:
                              grant.model if grant is not None else None,
                              ttl=settings.grants_cache_ttl)
     services.prometheus = Exposition(services.metrics, settings.metrics_namespace)
-    if getattr(services, "notify", None) is None:
+    if services.notify is None:
         services.notify = default_notifier(services)
     checks = GrantChecks(services, services.grants, services.metrics,
                          notify=lambda **kw: services.notify(**kw))

@@ -135,7 +135,7 @@ class RateLimit:
 
     def limit_for(self, uid: str) -> int:
         """The user's requests per interval: their grant, else ``ratelimit_default``."""
-        grants = getattr(self.services, "grants", None)
+        grants = self.services.grants
         if grants is None:
             return self.default_limit
         value = grants.get(uid, "ratelimit")
@@ -262,7 +262,7 @@ def init_app(services: Any) -> None:
     """Install the guard (setting ``ratelimit_enable``); exposed as ``services.ratelimit``."""
     settings = services.settings
     services.ratelimit = None
-    grants = getattr(services, "grants", None)
+    grants = services.grants
     if grants is not None:  # ratelimit_default is the default of the ratelimit grant
         given = grants.defaults.get("ratelimit")
         if given is not None and given != settings.ratelimit_default:

@@ -107,7 +107,7 @@ class Webhooks:
 def init_app(services) -> None:
     """``services.webhooks``, listening to the audit trail (when the app has the models)."""
     models = services.models
-    audit = getattr(services, "audit", None)
+    audit = services.audit
     if audit is None or not audit.enabled or not hasattr(models, "Webhook") or \
             not hasattr(models, "WebhookDelivery"):
         services.webhooks = None

@@ -425,17 +425,17 @@ def test_memory_stays_flat_uploading_200_mb(anything, server):
 def test_retention_purge_in_the_worker_deletes_the_object(small, server):
     """The worker's retention purge (no controllers there) deletes the bytes too."""
     from datetime import timedelta
-    from types import SimpleNamespace
-
     from apicrud.db.base import utcnow
+    from apicrud.services import Offline
     from apicrud.trashcan import purge_expired
 
     client = api(small, make_user(server))
     made = upload(client, PNG).json()
     objects = stored(small)
     assert client.delete(f"/file/{made['id']}").status_code == 200
-    worker_side = SimpleNamespace(db=small.services.db, resources=small.services.resources,
-                                  settings=small.settings)
+    # what the worker's retention task opens (apicrud.worker.retention), on this database
+    worker_side = Offline(small.settings, small.services.models, small.services.db,
+                          small.services.decl)
     # the cut-off lies just after this test's trashing: older trash went long ago
     assert purge_expired(worker_side, 1, now=utcnow() + timedelta(days=1, seconds=5)) >= 1
     assert len(stored(small)) == len(objects) - 1

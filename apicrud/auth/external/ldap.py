@@ -209,7 +209,7 @@ def ldap_login(controller, ctx: RequestContext) -> Reply:
     from apicrud.auth.totp import check_second_factor, mfa_required
 
     services = controller.services
-    directory: LdapDirectory | None = getattr(services, "ldap", None)
+    directory: LdapDirectory | None = services.ldap
     if directory is None or "ldap" not in services.settings.auth_methods:
         raise NotFound("LDAP login is not enabled")
     body = ctx.body

@@ -313,7 +313,7 @@ class OidcController:
         """``GET /auth/methods``: the login methods enabled, and the OpenID providers."""
         enabled = list(self.settings.auth_methods)
         configured = {"oidc": bool(self.providers), "jwt": bool(self.settings.jwt_issuers),
-                      "ldap": bool(getattr(self.services, "ldap", None))}
+                      "ldap": bool(self.services.ldap)}
         methods = [m for m in enabled if m == "password" or configured.get(m)]
         providers = [{"name": p.name, "label": p.label,
                       "login_url": f"{self.services.base_url}/auth/oidc/{p.name}"}
@@ -450,7 +450,7 @@ def _cookie(headers, name: str) -> str | None:
 
 def providers_of(services) -> dict[str, Provider]:
     """The providers of ``oidc_providers``, read once per process (see :func:`init_app`)."""
-    providers = getattr(services, "oidc_providers", None)
+    providers = services.oidc_providers
     if providers is None:
         providers = parse_providers(services.settings.oidc_providers,
                                     services.settings.oidc_client_secrets)

@@ -133,7 +133,7 @@ def _provision(services, db, username: str, email: str | None, name: str | None)
     db.add(account)
     db.flush()
     if status == "pending":
-        outbox = getattr(services, "outbox", None)
+        outbox = services.outbox
         if outbox is not None:
             base = services.settings.public_url.rstrip("/") or \
                 f"http://{services.settings.host}:{services.settings.port}"
