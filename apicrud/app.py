@@ -90,6 +90,8 @@ def create_app(root: str | None = None, *, settings=None, migrate: bool | None =
     services.database_outage = OutageLog(log, "database unavailable")
     services.unavailable = OutageLog(log, "service unavailable")
     _bind_columns(services)
+    for op in decl.operations:
+        op.freeze()
     services.pipeline.stages[:] = DEFAULT_STAGES
     services.pipeline.problems = default_problems()
     from apicrud.auth.passwords import warm_up

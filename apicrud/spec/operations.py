@@ -23,6 +23,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from types import MappingProxyType
 from typing import Any, Callable
 
 import jsonschema_rs
@@ -245,6 +246,20 @@ class Operation:
     #: how a caller may authenticate it (Principal.method values), from its ``security``
     #: (see apicrud.auth.schemes); None: any way
     credential_methods: frozenset[str] | None = None
+
+    def freeze(self) -> None:
+        """Make the compiled operation read-only (create_app does, once the handler and
+        columns are bound): a request can't change what the next one is checked against."""
+        self.params = tuple(self.params)  # type: ignore[assignment]
+        self.columns = MappingProxyType(dict(self.columns))  # type: ignore[assignment]
+        self.extensions = MappingProxyType(dict(self.extensions))  # type: ignore[assignment]
+        object.__setattr__(self, "_frozen", True)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if self.__dict__.get("_frozen"):
+            raise AttributeError(f"operation {self.operation_id} is frozen: {name} is "
+                                 "set at compilation only")
+        object.__setattr__(self, name, value)
 
     def bind_columns(self, columns: dict[str, Any]) -> None:
         """Check this operation's body values against these columns (field -> column

@@ -99,3 +99,14 @@ def test_a_public_operation_ignores_an_unlisted_credential(world):
 def test_the_served_cookie_scheme_is_named_after_the_setting(world):
     doc = requests.get(world["inst"].url + "/openapi.json", timeout=10).json()
     assert doc["components"]["securitySchemes"]["cookie"]["name"] == "my_sid"
+
+
+def test_a_compiled_operation_is_frozen(server):
+    op = next(o for o in server.services.decl.operations if o.operation_id == "category.find")
+    with pytest.raises(AttributeError, match="frozen"):
+        op.public = True
+    with pytest.raises(TypeError):
+        op.extensions["x-public"] = True
+    with pytest.raises(AttributeError):
+        op.params.append(None)
+    assert op.public is False
