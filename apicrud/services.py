@@ -6,8 +6,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import importlib
 import inspect
 import logging
@@ -22,6 +20,7 @@ from apicrud.access.policy import Policy, PolicyError, load_policy
 from apicrud.access.roles import MembershipRoles
 from apicrud.auth.schemes import credential_methods, serve_cookie_name
 from apicrud.crud.controller import BasicCRUD
+from apicrud.db import query as q
 from apicrud.crud.registry import ResourceSpec, build_resources, check_related, import_object
 from apicrud.errors import StartupError
 from apicrud.pipeline import Pipeline
@@ -356,8 +355,8 @@ class Services:
         self.redis = redis
         self.sessions = sessions
         self.base_url = settings.base_url.rstrip("/")
-        self.cursor_secret = hmac.new(settings.secret_key.encode(), b"apicrud cursor",
-                                      hashlib.sha256).digest()
+        self.cursor_signer = q.cursor_signer(settings.secret_key,
+                                             settings.secret_key_fallbacks)
         self.access = AccessControl(
             decl.policy,
             owners={n: r.owner for n, r in decl.resources.items()},

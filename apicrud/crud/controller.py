@@ -832,7 +832,7 @@ class BasicCRUD:
         last = None
         state = None
         if p.get("cursor_next"):
-            state = q.decode_cursor(self.services.cursor_secret, p["cursor_next"])
+            state = q.decode_cursor(self.services.cursor_signer, p["cursor_next"])
             if state.get("r") != self.resource.name:
                 raise BadRequest("cursor_next: belongs to another resource",
                                  errors={"cursor_next": "belongs to another resource"})
@@ -867,7 +867,7 @@ class BasicCRUD:
         if len(rows) > limit:
             rows = rows[:limit]
             tail = rows[-1]
-            cursor = q.encode_cursor(self.services.cursor_secret, {
+            cursor = q.encode_cursor(self.services.cursor_signer, {
                 "r": self.resource.name, "s": sort.text(), "f": filters,
                 "k": q.sort_key(tail, sort), "i": tail.id, "l": limit, "c": mode})
         return rows, count, cursor

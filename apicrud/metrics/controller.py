@@ -110,7 +110,7 @@ class MetricController:
         limit = params.get("limit")
         offset = params.get("offset") or 0
         if params.get("cursor_next"):
-            state = q.decode_cursor(self.services.cursor_secret, params["cursor_next"])
+            state = q.decode_cursor(self.services.cursor_signer, params["cursor_next"])
             if state.get("r") != "metric":
                 raise BadRequest("cursor_next: belongs to another resource",
                                  errors={"cursor_next": "belongs to another resource"})
@@ -138,7 +138,7 @@ class MetricController:
         page = items[offset:offset + limit]
         body: dict[str, Any] = {"items": page, "count": len(items)}
         if offset + limit < len(items):
-            body["cursor_next"] = q.encode_cursor(self.services.cursor_secret, {
+            body["cursor_next"] = q.encode_cursor(self.services.cursor_signer, {
                 "r": "metric", "s": sort.text(), "f": filters, "k": offset + limit, "i": "",
                 "l": limit})
         return Reply(body, 200, {"X-Total-Count": str(len(items))})
