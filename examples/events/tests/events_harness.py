@@ -78,12 +78,14 @@ def serve(env: dict[str, str]):
     """`apicrud serve` in the project folder; yields (base URL, env with its port)."""
     port = _free_port()
     env = {**env, "APICRUD_PORT": str(port)}
+    # its log goes to a file: a pipe nobody reads would stop it once full
+    log = open(os.path.join(env["APICRUD_DATA_DIR"], "serve.log"), "wb")  # noqa: SIM115
     server = subprocess.Popen([sys.executable, "-m", "apicrud.cli", "serve"], cwd=ROOT,
-                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                              env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}/api/v1"
     try:
         for _ in range(300):
-            assert server.poll() is None, server.stdout.read().decode()
+            assert server.poll() is None, open(log.name, encoding="utf-8").read()
             try:
                 if requests.get(base + "/health", timeout=2).status_code == 200:
                     break
@@ -100,7 +102,7 @@ def serve(env: dict[str, str]):
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
-        server.stdout.close()
+        log.close()
 
 
 def add_accounts(env: dict[str, str], names: list[str], admins=()) -> dict[str, dict]:
@@ -115,8 +117,16 @@ def add_accounts(env: dict[str, str], names: list[str], admins=()) -> dict[str, 
     return {w["name"]: {"uid": uids[w["name"]], "password": w["password"]} for w in wanted}
 
 
+class Http(requests.Session):
+    """requests.Session with a timeout on every request."""
+
+    def request(self, *args, **kw):
+        kw.setdefault("timeout", 30)
+        return super().request(*args, **kw)
+
+
 def login(base: str, username: str, password: str) -> requests.Session:
-    http = requests.Session()
+    http = Http()
     resp = http.post(base + "/auth", json={"username": username, "password": password},
                      timeout=30)
     assert resp.status_code == 201, resp.text
