@@ -10,14 +10,13 @@ migrations/versions/) and apply it (`apicrud db upgrade`).
 
 from __future__ import annotations
 
-from datetime import datetime  # noqa: F401  (date-time columns)
+from datetime import datetime
 
-from sqlalchemy import (Boolean, Float, ForeignKey, Integer, String, Text,  # noqa: F401
-                        UniqueConstraint)
+from sqlalchemy import Boolean, Float, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from apicrud.auth.models import AccountMixin, ApiKeyMixin, PersonMixin
-from apicrud.db.base import Base, RecordMixin, Timestamp  # noqa: F401
+from apicrud.db.base import Base, RecordMixin, Timestamp
 
 
 class Person(PersonMixin, RecordMixin, Base):

@@ -79,7 +79,7 @@ def serve(env: dict[str, str]):
     port = _free_port()
     env = {**env, "APICRUD_PORT": str(port)}
     # its log goes to a file: a pipe nobody reads would stop it once full
-    log = open(os.path.join(env["APICRUD_DATA_DIR"], "serve.log"), "wb")  # noqa: SIM115
+    log = open(os.path.join(env["APICRUD_DATA_DIR"], "serve.log"), "wb")
     server = subprocess.Popen([sys.executable, "-m", "apicrud.cli", "serve"], cwd=ROOT,
                               env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}/api/v1"

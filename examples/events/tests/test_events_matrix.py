@@ -27,12 +27,11 @@ import json
 import os
 import sys
 
+import events_harness as h
 import pytest
 
-import events_harness as h
-
 sys.path.insert(0, os.path.join(h.ROOT, "..", "..", "tests"))
-from rbac_reference import ANONYMOUS, Caller, Reference, World  # noqa: E402
+from rbac_reference import ANONYMOUS, Caller, Reference, World
 
 ROLES = ("admin", "owner", "organizer", "coorganizer", "submitter", "other", "anonymous")
 STATES = ("pending", "accepted", "approved", "rejected")
@@ -107,34 +106,20 @@ def _expect_fields(ref, world, caller, resource, record) -> set:
     return every if fields is None else (set(fields) & every)
 
 
-def _copy(site, resource, record) -> dict:
-    body = {k: v for k, v in record.items()
-            if k not in ("id", "status", "created", "modified", "version")
-            and k not in site_read_only(resource)}
+def _copy(site, ref, resource, record) -> dict:
+    body = {k: v for k, v in record.items() if k not in ref.read_only[resource]}
     resp = site.admin.post(f"{site.base}/{resource}", json=body)
     assert resp.status_code == 201, resp.text
     return {k: v for k, v in resp.json().items() if k != "rbac"}
-
-
-def site_read_only(resource) -> set:
-    return REF_CACHE["ref"].read_only[resource]
-
-
-REF_CACHE: dict = {}
 
 
 def _trash(site, resource, id_) -> None:
     site.admin.delete(f"{site.base}/{resource}/{id_}")
 
 
-def _value_of(rec, field):
-    return rec.get(field)
-
-
 @pytest.mark.parametrize("role", ROLES)
 @pytest.mark.parametrize("resource", RESOURCES)
 def test_matrix(site, ref, resource, role):
-    REF_CACHE["ref"] = ref
     world, caller, api, base = site.world, site.callers[role], site.apis[role], site.base
     bad: list[str] = []
     records = list(world.rows(resource))
@@ -167,7 +152,7 @@ def test_matrix(site, ref, resource, role):
         check(f"update {rid}", resp.status_code, want)
         # delete: of a copy (same event, session and owner)
         if resource not in ("eventsettings",):
-            copy = _copy(site, resource, rec)
+            copy = _copy(site, ref, resource, rec)
             world.add(resource, **copy)
             try:
                 want = ref.write(world, caller, "d", resource, copy)
@@ -259,3 +244,30 @@ def test_create_matrix(site, ref, role):
         if resp.status_code == 201:
             _trash(site, resource, resp.json()["id"])
     assert not bad, "\n".join(bad)
+
+
+def test_a_speaker_stays_in_its_sessions_event(site):
+    """The event_id organizers' rules read is the server's: a client neither sets it on
+    a create nor moves a speaker to another session (of an event they organize)."""
+    world, base = site.world, site.base
+    owner, submitter = site.apis["owner"], site.apis["submitter"]
+    draft = next(e for e in world.rows("event") if e["state"] == "draft")
+    published = next(e for e in world.rows("event") if e["state"] == "published")
+    mine = next(s for s in world.rows("session") if s["event_id"] == published["id"])
+    other = next(s for s in world.rows("session") if s["event_id"] == draft["id"])
+    resp = submitter.post(base + "/speaker", json={"session_id": mine["id"], "name": "x",
+                                                   "event_id": draft["id"]})
+    assert resp.status_code == 400 and "event_id" in resp.json()["errors"], resp.text
+    speaker = next(s for s in world.rows("speaker") if s["session_id"] == mine["id"])
+    resp = owner.patch(f"{base}/speaker/{speaker['id']}", json={"session_id": other["id"]})
+    assert resp.status_code == 403 and "session_id" in resp.json()["errors"], resp.text
+    resp = owner.patch(f"{base}/speaker/{speaker['id']}", json={"event_id": draft["id"]})
+    assert resp.status_code == 400, resp.text
+    assert site.admin.get(f"{base}/speaker/{speaker['id']}").json()["event_id"] == \
+        published["id"]
+
+
+def test_the_settings_are_one_record(site):
+    resp = site.admin.post(site.base + "/eventsettings", json={"app_name": "second"})
+    assert resp.status_code == 409, resp.text
+    assert site.admin.get(site.base + "/eventsettings").json()["count"] == 1
