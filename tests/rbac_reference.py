@@ -44,6 +44,22 @@ Rules implemented (CONTRACT 1, 3, 5; README "Policies"; issue 11):
 - restore (``PUT /trashcan/...``): the caller must see the trashed record, and a create
   of the record as it is must pass now (policy ``c``, membership rules, references,
   owner rule).
+
+Field rules and conditions (issue 14, README "Field rules", "Conditions"; the functions
+under "field rules and conditions" below):
+
+- ``where: {path: value}``: an entry holds only where every condition does; a path is a
+  column of the record or ``a.b.column``: the record's ``a_id`` names an ``a`` record
+  (the hop's name is the resource's), which must be live, and so on; a value is a
+  constant, a list (any of them), null, or ``{{uid}}`` (the caller; never anonymous);
+  a create reads the values the record would have (defaults included), an update must
+  hold before and after;
+- ``read_fields``/``write_fields``/``fields``: what an entry's reads show and its writes
+  may set (None: every field); entries granting the caller the action on the record add
+  up; ``id`` and ``rbac`` are always read; a write naming a field no granting entry
+  lists is 403; filter, sort and q may use only the fields read on every record the
+  caller may list: entries selecting the same rows add up, an entry on every row
+  (``*``, no condition) adds to all, and the rest must all grant the field.
 """
 
 from __future__ import annotations
@@ -71,6 +87,10 @@ class Entry:
     attr: str | None = None  # membership attribute (target attr / member principal)
     membership: str | None = None  # membership resource named by a member principal
     level: str | None = None  # level named by a member principal
+    # issue 14: ``where:`` as ((path, value), ...) and the field rules (None: every field)
+    where: tuple | None = None
+    read_fields: frozenset | None = None
+    write_fields: frozenset | None = None
 
 
 @dataclass(frozen=True)
@@ -128,6 +148,21 @@ class Outcome:
 REFUSED = Outcome(403, also=frozenset({404}))  # refused; 403 or 404 are both correct
 
 
+def _conditions_and_fields(item: dict) -> dict[str, Any]:
+    """An entry's ``where`` and field rules, as Entry keywords (issue 14)."""
+    out: dict[str, Any] = {}
+    if item.get("where") is not None:
+        out["where"] = tuple((tuple(str(k).split(".")),
+                              tuple(v) if isinstance(v, list) else v)
+                             for k, v in item["where"].items())
+    both = item.get("fields")
+    for key in ("read_fields", "write_fields"):
+        value = item.get(key, both)
+        if value is not None:
+            out[key] = frozenset(value)
+    return out
+
+
 class Reference:
     def __init__(self, rbac_path: str, openapi_dir: str) -> None:
         with open(rbac_path, encoding="utf-8") as fh:
@@ -150,6 +185,7 @@ class Reference:
         self.privacy_field: dict[str, str | None] = {}
         self.fields: dict[str, set[str]] = {}
         self.read_only: dict[str, set[str]] = {}
+        self.defaults: dict[str, dict[str, Any]] = {}  # the schemas' default values
         for path in glob.glob(os.path.join(openapi_dir, "*.schema.yaml")):
             name = os.path.basename(path)[:-len(".schema.yaml")]
             with open(path, encoding="utf-8") as fh:
@@ -158,6 +194,8 @@ class Reference:
             self.read_only[name] = {k for k, v in props.items()
                                     if isinstance(v, dict) and v.get("readOnly")}
             self.privacy_field[name] = "privacy" if "privacy" in props else None
+            self.defaults[name] = {k: v["default"] for k, v in props.items()
+                                   if isinstance(v, dict) and "default" in v}
         self.public_ops: set[str] = set()
         for path in glob.glob(os.path.join(openapi_dir, "*.path.yaml")):
             with open(path, encoding="utf-8") as fh:
@@ -195,6 +233,7 @@ class Reference:
         else:
             kw["target"] = "attr"
             kw["attr"] = m.group(3)
+        kw.update(_conditions_and_fields(item))
         return Entry(resource=resource, actions=actions, **kw)
 
     # -- helpers ----------------------------------------------------------------
@@ -261,6 +300,8 @@ class Reference:
                       resource: str, record: dict) -> bool:
         if action not in e.actions or not self._principal(e, caller):
             return False
+        if e.where is not None and not self.condition_holds(e, world, caller, record):
+            return False
         held = None
         if e.principal == "member" or e.target == "attr":
             membership, mid = self._membership_id(e, resource, record)
@@ -293,6 +334,7 @@ class Reference:
     def star(self, caller: Caller, resource: str, action: str) -> bool:
         """Whether the caller is a principal allowed ``action`` on ``{resource}:*``."""
         return any(e.target == "all" and action in e.actions and self._principal(e, caller)
+                   and e.where is None  # a conditioned entry covers only some records
                    for e in self.entries.get(resource, ()))
 
     # -- decisions --------------------------------------------------------------
@@ -418,6 +460,8 @@ class Reference:
         owner = self.owner_attr(resource)
         if owner != "id":
             data.setdefault(owner, caller.uid)
+        for name, value in self.schema_defaults(resource).items():
+            data.setdefault(name, value)
         ms = self.members_of(resource)
         if ms is not None:
             data.setdefault(ms[2], "member")
@@ -554,3 +598,86 @@ class Reference:
         rows.sort(key=lambda r: r["id"])
         rows.sort(key=lambda r: r[newest_first], reverse=True)
         return rows[:limit]
+
+    # -- field rules and conditions (issue 14) -----------------------------------------
+    def schema_defaults(self, resource: str) -> dict[str, Any]:
+        """What a create stores where the body says nothing: the schema's ``default``s
+        (what conditions on a new record read)."""
+        return dict(self.defaults.get(resource, {}))
+
+    def condition_holds(self, e: Entry, world: World, caller: Caller, record: dict) -> bool:
+        """Every condition of ``e.where`` holds for ``record`` (hops through live records)."""
+        for path, wanted in e.where:
+            rec = record
+            for hop in path[:-1]:  # hop "session": the record's session_id names a session
+                rec = world.get(hop, rec.get(f"{hop}_id"))
+                if rec is None or rec.get("status") != "active":
+                    return False
+            value = rec.get(path[-1])
+            if wanted == "{{uid}}":
+                if not caller.authenticated or value != caller.uid:
+                    return False
+            elif isinstance(wanted, tuple):
+                if value not in wanted:
+                    return False
+            elif value != wanted:
+                return False
+        return True
+
+    def _granting(self, world, caller, action, resource, record) -> list[Entry]:
+        return [e for e in self.entries.get(resource, ())
+                if self._entry_allows(e, world, caller, action, resource, record)]
+
+    def readable_fields(self, world, caller, resource, record) -> frozenset | None:
+        """The properties a get or find shows of ``record`` (None: all; empty: none
+        besides id and rbac); only for a record the caller may read."""
+        found: set = set()
+        for e in self._granting(world, caller, "r", resource, record):
+            if e.read_fields is None:
+                return None
+            found |= e.read_fields
+        return frozenset(found | {"id", "rbac"})
+
+    def writable_fields(self, world, caller, action, resource, record) -> frozenset | None:
+        """The fields ``action`` (c, u) may set on ``record`` (for c: its values)."""
+        found: set = set()
+        for e in self._granting(world, caller, action, resource, record):
+            if e.write_fields is None:
+                return None
+            found |= e.write_fields
+        return frozenset(found)
+
+    def _may_list_through(self, e: Entry, world: World, caller: Caller) -> bool:
+        """Could ``e`` let ``caller`` list some record: its principal, and for a
+        membership entry a membership at its level somewhere."""
+        if "l" not in e.actions or not self._principal(e, caller):
+            return False
+        if e.principal != "member" and e.target != "attr":
+            return e.target != "owner" or caller.authenticated
+        membership = e.membership or self.membership_of_attr(e.attr)
+        return any(self.level(world, caller, membership, mid) is not None and
+                   (e.level is None or
+                    self.rank(self.level(world, caller, membership, mid)) >= self.rank(e.level))
+                   for mid in world.records.get(membership, {}))
+
+    def listable_fields(self, world, caller, resource) -> frozenset | None:
+        """The fields filter, sort and q may use (None: all): those read on every record
+        the caller may list."""
+        groups: dict[tuple, frozenset | None] = {}
+        for e in self.entries.get(resource, ()):
+            if not self._may_list_through(e, world, caller):
+                continue
+            key = ("all",) if e.target == "all" and e.where is None else \
+                (e.principal, e.target, e.attr, e.level, e.where)
+            have = groups.get(key, frozenset())
+            groups[key] = None if have is None or e.read_fields is None \
+                else have | e.read_fields
+        base = groups.pop(("all",), frozenset())
+        if not groups:
+            return base
+        out = None
+        for fields in groups.values():
+            fields = None if fields is None or base is None else fields | base
+            if fields is not None:
+                out = fields if out is None else out & fields
+        return out

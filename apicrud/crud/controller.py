@@ -523,8 +523,12 @@ class BasicCRUD:
         if owner and owner != "id":
             data.setdefault(owner, ctx.principal.uid)
         reason = self.check_create(ctx, data)
+        # the entries granting the create decide its fields: their conditions read the
+        # values the record will have, defaults too (as authorize does)
+        values = {**self.column_defaults(), **data} \
+            if self.access.has_conditions(self.resource.name) else data
         fieldrules.check_writes(named, self.access.write_fields(
-            ctx.principal, "c", self.resource.name, data), self.resource.name)
+            ctx.principal, "c", self.resource.name, values), self.resource.name)
         data = self.before_create(ctx, data)
         record = self.model(**data)
         record.id = new_id(self.services.settings.id_prefix)
