@@ -264,9 +264,11 @@ def _account_store(ctx: click.Context):
 def _named_account(session, models, username: str):
     from sqlalchemy import select
 
+    from apicrud.db.query import TRASHED
+
     model = models.Account
     account = session.execute(select(model).where(
-        model.name == username, model.status != "disabled")).scalar_one_or_none()
+        model.name == username, model.status != TRASHED)).scalar_one_or_none()
     if account is None:
         raise click.ClickException(f"no account {username!r}")
     return account

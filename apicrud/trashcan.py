@@ -150,7 +150,7 @@ class Trashcan:
         return Reply(body, 200)
 
     def restore(self, ctx: RequestContext) -> Reply:
-        if (ctx.body or {}).get("status") != "active":
+        if (ctx.body or {}).get("status") != q.Status.ACTIVE:
             raise BadRequest("status: only 'active' (restore) is accepted",
                              errors={"status": "must be active"})
         res, record = self._load(ctx, ctx.params["id"])
@@ -161,7 +161,7 @@ class Trashcan:
         controller = self.services.controllers[res.name]
         self._check_references_live(ctx, res, values)
         ctx.audit_intent(record, "restore", controller.check_restore(ctx, record, values))
-        record.status = "active"
+        record.status = q.Status.ACTIVE
         record.live = True
         try:
             ctx.db.flush()

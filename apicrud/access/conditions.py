@@ -31,8 +31,9 @@ from typing import Any
 from sqlalchemy import and_, false, or_, select, true
 from sqlalchemy.orm import aliased
 
+from apicrud.db.query import TRASHED
+
 UID = "{{uid}}"
-TRASHED = "disabled"
 #: A callable giving the database session of the request being decided (set by the
 #: request context): conditions reaching records through foreign keys read them in it.
 #: Without one such a condition does not hold (deny).

@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (Boolean, DateTime, Float, Integer, Numeric, String, and_, case, func,
@@ -21,7 +22,15 @@ from sqlalchemy import (Boolean, DateTime, Float, Integer, Numeric, String, and_
 
 from apicrud.errors import BadRequest
 
-TRASHED = "disabled"
+class Status(StrEnum):
+    """A record's life: live, or in the trashcan (the column's value for that,
+    ``disabled``, is older than the trashcan)."""
+
+    ACTIVE = "active"
+    TRASHED = "disabled"
+
+
+TRASHED = Status.TRASHED
 
 
 def active_only(model):

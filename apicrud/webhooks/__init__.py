@@ -24,6 +24,7 @@ from typing import Any
 from sqlalchemy import insert, select
 
 from apicrud.db.base import new_id, utcnow
+from apicrud.db.query import Status
 
 __all__ = ["EVENT_VERBS", "Webhooks", "init_app"]
 
@@ -55,7 +56,7 @@ class Webhooks:
             return cached[1]
         hook = self.model
         rows = session.execute(select(hook.id, hook.events).where(
-            hook.status == "active")).all()
+            hook.status == Status.ACTIVE)).all()
         subs = []
         for id_, events in rows:
             try:

@@ -123,7 +123,7 @@ class WebhookDeliverer:
                 return None
             hook = db.get(models.Webhook, delivery.webhook_id)
             owner = self._owner(db, hook.uid) if hook is not None and \
-                hook.status == "active" else None
+                hook.status == q.Status.ACTIVE else None
             delivery.attempts += 1
             delivery.modified = utcnow()
             if owner is None:
