@@ -266,8 +266,9 @@ def _dispatch(services: Services, op: Operation, path_args: dict[str, str],
         if not op.public and not principal.authenticated:
             raise Unauthorized()
         if principal.authenticated and services.roles.sources:
-            levels, kinds = services.roles.for_uid(principal.uid)
-            principal = replace(principal, memberships=levels, membership_kinds=kinds)
+            levels, kinds, via = services.roles.for_uid_via(principal.uid)
+            principal = replace(principal, memberships=levels, membership_kinds=kinds,
+                                membership_via=via)
         ctx = RequestContext(services, op, principal, {}, None, request.headers,
                              request.remote_addr, request.scheme, request_id, request.method)
         for guard in services.pipeline.guards:
