@@ -6,7 +6,15 @@ tells nothing of records the caller may not read."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
 import uuid
+
+import pytest
+import yaml
+from conftest import ROOT, example_env
 
 
 def only(*ids: str) -> dict:
@@ -194,3 +202,39 @@ def test_a_find_through_three_levels_runs_a_bounded_number_of_statements(service
         counts.append(int(resp.headers["X-Test-Statements"]))
     assert counts[0] == counts[1], counts
     assert counts[1] <= 4, counts
+
+
+def test_the_cli_can_i_names_the_cascade_too(service, users, data_dir):
+    c = clients(service, users)
+    t = tree(c["alice"], "cli")
+    add_member(c["alice"], "org", t["org"]["id"], service.uids["bob"], "member")
+    env = example_env(data_dir)
+    out = subprocess.run([sys.executable, "-m", "apicrud.cli", "rbac", "can-i", "u",
+                          f"task:{t['task']['id']}", "--as", "bob"], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "task[2]" in out.stdout and "cascade: member of org" in out.stdout, out.stdout
+    assert t["project"]["id"] in out.stdout
+
+
+@pytest.mark.parametrize("key, rule, reason", [
+    ("same_scope", {"task": {"name": "project"}},
+     "same_scope.task.name: not an id of another resource"),
+    ("same_scope", {"task": {"file_id": "person"}},
+     "no chain of ids leads from task to person"),
+    ("same_scope", {"nothing": {"file_id": "project"}}, "same_scope.nothing: no such resource"),
+    ("private_resources", [{"resource": "org", "attr": "org_id", "members": "orgmember"},
+                           {"resource": "project", "attr": "project_id", "parent": "org"},
+                           {"resource": "job", "attr": "job_id", "parent": "org"}],
+     "job has no column org_id naming its parent org"),
+])
+def test_a_rule_without_its_ids_stops_the_check(tmp_path, key, rule, reason):
+    copy = shutil.copytree(ROOT, tmp_path / "p", ignore=shutil.ignore_patterns(
+        "data", "__pycache__", ".pytest_cache"))
+    rbac = yaml.safe_load((copy / "rbac.yaml").read_text())
+    rbac[key] = rule
+    (copy / "rbac.yaml").write_text(yaml.safe_dump(rbac))
+    out = subprocess.run([sys.executable, "-m", "apicrud.cli", "check"], cwd=copy,
+                         env=example_env(tmp_path / "data"), capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode != 0 and reason in out.stdout + out.stderr, out.stdout + out.stderr
