@@ -238,3 +238,4 @@ def test_a_rule_without_its_ids_stops_the_check(tmp_path, key, rule, reason):
                          env=example_env(tmp_path / "data"), capture_output=True, text=True,
                          timeout=60)
     assert out.returncode != 0 and reason in out.stdout + out.stderr, out.stdout + out.stderr
+
