@@ -2,8 +2,8 @@
 module, tables, SQLite file and embedded Redis in a temporary folder), reached over HTTP.
 
 The suite's database settings are not used (the default application's tables live there);
-APICRUD_EXAMPLE_DATABASE_URL and APICRUD_EXAMPLE_REDIS_URL name a database and a Redis
-of the example's own, for runs on PostgreSQL or MariaDB.
+PROJECTS_EXAMPLE_DATABASE_URL and PROJECTS_EXAMPLE_REDIS_URL name a database and a Redis
+of the example's own, for runs on PostgreSQL or MariaDB (.ci/run sets them).
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ def example_env(data_dir) -> dict:
     env.update(APICRUD_DATA_DIR=str(data_dir), APICRUD_WORKERS="1",
                PROJECTS_TEST_SUFFIX=SUFFIX, PYTHONPATH=framework)
     for name in ("DATABASE_URL", "REDIS_URL"):
-        if os.environ.get(f"APICRUD_EXAMPLE_{name}"):
-            env[f"APICRUD_{name}"] = os.environ[f"APICRUD_EXAMPLE_{name}"]
+        if os.environ.get(f"PROJECTS_EXAMPLE_{name}"):
+            env[f"APICRUD_{name}"] = os.environ[f"PROJECTS_EXAMPLE_{name}"]
     return env
 
 

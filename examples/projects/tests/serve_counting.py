@@ -4,7 +4,7 @@ SQL statements its request ran (a wrapper of these tests, not of the application
 
 Usage: ``python tests/serve_counting.py USER...`` from the project folder, with
 APICRUD_DATA_DIR (and optionally APICRUD_DATABASE_URL / APICRUD_REDIS_URL) set; creates
-the accounts named (password = name + PROJECTS_TEST_SUFFIX) if missing, prints one JSON
+the accounts named (password: name + PROJECTS_TEST_SUFFIX, reset on a kept database), prints one JSON
 line {"url": ..., "uids": {name: uid}} and serves until killed.
 """
 
@@ -25,6 +25,7 @@ def main(names: list[str]) -> None:
     sys.path.insert(0, ROOT)
     from apicrud.app import create_app
     from apicrud.auth.accounts import create_account
+    from apicrud.auth.passwords import hash_password
 
     app = create_app(ROOT)
     services = app.extensions["apicrud"]
@@ -41,7 +42,9 @@ def main(names: list[str]) -> None:
         for name in names:
             acct = session.execute(select(models.Account).where(
                 models.Account.name == name)).scalar_one_or_none()
-            if acct is None:
+            if acct is not None:  # from an earlier run: this run's password
+                acct.password = hash_password(name + suffix)
+            else:
                 acct, _ = create_account(session, models, username=name,
                                          email=f"{name}@example.com", password=name + suffix,
                                          is_admin=name == "root",

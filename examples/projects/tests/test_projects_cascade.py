@@ -239,3 +239,22 @@ def test_a_rule_without_its_ids_stops_the_check(tmp_path, key, rule, reason):
                          timeout=60)
     assert out.returncode != 0 and reason in out.stdout + out.stderr, out.stdout + out.stderr
 
+
+
+def test_a_job_moved_to_another_project_takes_its_tasks_along(service, users):
+    c = clients(service, users)
+    t = tree(c["alice"], "jm")
+    add_member(c["alice"], "project", t["project"]["id"], service.uids["erin"], "manager")
+    theirs = made(c["dave"].post("/org", json={"name": "jm-other"}))
+    target = made(c["dave"].post("/project", json={"name": "jm-t", "org_id": theirs["id"]}))
+    # erin manages the job, but may not put it into a project she does not manage
+    resp = c["erin"].patch(f"/job/{t['job']['id']}", json={"project_id": target["id"]})
+    assert resp.status_code == 404 and "project_id" in resp.json()["errors"], resp.text
+    add_member(c["dave"], "project", target["id"], service.uids["alice"], "manager")
+    assert c["alice"].patch(f"/job/{t['job']['id']}",
+                            json={"project_id": target["id"]}).status_code == 200
+    # the task's file stays in the old project: the task keeps it (the rule is checked
+    # on writes naming file_id or job_id), and erin loses the job and the task at once
+    got = reads(c["erin"], t)
+    assert got["project"] and got["file"] and not got["job"] and not got["task"], got
+    assert reads(c["dave"], t)["task"]
