@@ -17,10 +17,10 @@ from typing import Any
 
 from apicrud.access.decide import AccessControl
 from apicrud.access.conditions import resolve_policy
-from apicrud.access.scope import Scopes
 from apicrud.access.fields import check_field_rules
 from apicrud.access.policy import Policy, PolicyError, load_policy
 from apicrud.access.roles import MembershipRoles
+from apicrud.access.scope import Scopes
 from apicrud.crud.controller import BasicCRUD
 from apicrud.crud.registry import ResourceSpec, build_resources, check_related, import_object
 from apicrud.errors import StartupError

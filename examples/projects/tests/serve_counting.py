@@ -4,8 +4,8 @@ SQL statements its request ran (a wrapper of these tests, not of the application
 
 Usage: ``python tests/serve_counting.py USER...`` from the project folder, with
 APICRUD_DATA_DIR (and optionally APICRUD_DATABASE_URL / APICRUD_REDIS_URL) set; creates
-the accounts named (password: name + PROJECTS_TEST_SUFFIX, reset on a kept database), prints one JSON
-line {"url": ..., "uids": {name: uid}} and serves until killed.
+the accounts named (password: name + PROJECTS_TEST_SUFFIX, reset on a kept database),
+prints one JSON line {"url": ..., "uids": {name: uid}} and serves until killed.
 """
 
 from __future__ import annotations

@@ -6,7 +6,6 @@ tells nothing of records the caller may not read."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
