@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (the fixtures imported from projects_fixtures are test arguments)
 """The cascade Org > Project > Job > Task over HTTP, from the attacker's side first:
 a removed org member keeps nothing, a project moved to another org takes its jobs and
 tasks along, a task may not point at a readable file of another project, and can-i
@@ -13,7 +14,8 @@ import uuid
 
 import pytest
 import yaml
-from conftest import ROOT, example_env
+from projects_fixtures import (  # noqa: F401  (fixtures)
+    ROOT, data_dir, example_env, second, service, users)
 
 
 def only(*ids: str) -> dict:

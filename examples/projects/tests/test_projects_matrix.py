@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (the fixtures imported from projects_fixtures are test arguments)
 """The RBAC matrix of the projects example: every role x every action x cascade depth
 (org 0, project 1, job and file 2, task 3), expected outcomes from the independent
 reference evaluator (tests/rbac_reference_cascade.py of the framework's checkout), not
@@ -13,7 +14,8 @@ import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PROJECT = os.path.dirname(HERE)
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(PROJECT)), "tests"))
+sys.path.append(os.path.join(os.path.dirname(os.path.dirname(PROJECT)), "tests"))
+from projects_fixtures import data_dir, service, users  # noqa: E402, F401
 from rbac_reference_cascade import CascadeReference, CascadeWorld  # noqa: E402
 
 # role -> (user, how they relate to the matrix's tree)

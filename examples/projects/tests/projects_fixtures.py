@@ -1,5 +1,7 @@
-"""Fixtures of the projects example: its own service in a subprocess (its own models
-module, tables, SQLite file and embedded Redis in a temporary folder), reached over HTTP.
+"""Fixtures of the projects example, imported by its test modules (a conftest.py here
+would shadow the framework suite's own ``conftest`` module when both are collected): the
+example's own service in a subprocess (its own models module, tables, SQLite file and
+embedded Redis in a temporary folder), reached over HTTP.
 
 The suite's database settings are not used (the default application's tables live there);
 PROJECTS_EXAMPLE_DATABASE_URL and PROJECTS_EXAMPLE_REDIS_URL name a database and a Redis
