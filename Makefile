@@ -29,6 +29,7 @@ routes: $(VENV)/.installed
 
 bench: $(VENV)/.installed  ## apicrud vs a hand-written baseline under wrk (SQLite and PostgreSQL); BENCH_ARGS=--tiny: smoke run
 	$(PY) bench/crud.py $(BENCH_ARGS)
+	$(PY) bench/cascade.py $(BENCH_ARGS)
 
 ui:  ## rebuild the admin UI bundle (apicrud/admin_ui/dist, committed) from ui/; needs Node and npm
 	cd ui && npm ci && npm run build

@@ -399,10 +399,11 @@ def rbac_can_i(ctx: click.Context, action: str, target: str, username: str,
                 .scalar_one_or_none()
             if account is None:
                 raise click.ClickException(f"no account {username!r}")
-            levels, kinds = services.roles.load(account.uid)
+            levels, kinds, via = services.roles.load_via(account.uid)
             principal = Principal(uid=account.uid, account_id=account.id, username=username,
                                   is_admin=account.is_admin, status=account.status,
-                                  method="cli", memberships=levels, membership_kinds=kinds)
+                                  method="cli", memberships=levels, membership_kinds=kinds,
+                                  membership_via=via)
             try:
                 answer = can_i(services, session, principal, action, resource, id_ or None,
                                field=field)

@@ -106,9 +106,9 @@ def check_scheme(call: Call) -> None:
 def load_roles(call: Call) -> None:
     roles = call.services.roles
     if call.principal.authenticated and roles.sources:
-        levels, kinds = roles.for_uid(call.principal.uid)
+        levels, kinds, via = roles.for_uid_via(call.principal.uid)
         call.principal = replace(call.principal, memberships=levels,
-                                 membership_kinds=kinds)
+                                 membership_kinds=kinds, membership_via=via)
 
 
 def open_context(call: Call) -> None:

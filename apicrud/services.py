@@ -18,6 +18,7 @@ from apicrud.access.conditions import resolve_policy
 from apicrud.access.fields import check_field_rules
 from apicrud.access.policy import Policy, PolicyError, load_policy
 from apicrud.access.roles import MembershipRoles
+from apicrud.access.scope import Scopes
 from apicrud.auth.schemes import credential_methods, serve_cookie_name
 from apicrud.crud.controller import BasicCRUD
 from apicrud.db import query as q
@@ -117,6 +118,20 @@ def _path(settings, value: str) -> str:
     return value if os.path.isabs(value) else os.path.join(settings.root, value)
 
 
+def _check_cascades(policy, resources, rbac_file: str) -> list[str]:
+    """Each private resource naming a parent has the column that names it."""
+    out = []
+    for ms in policy.memberships.values():
+        if not ms.parent or ms.parent not in policy.memberships:
+            continue
+        attr = policy.memberships[ms.parent].attr
+        res = resources.get(ms.resource)
+        if res is None or res.model is None or not hasattr(res.model, attr):
+            out.append(f"{rbac_file}: private_resources: {ms.resource} has no column "
+                       f"{attr} naming its parent {ms.parent}")
+    return out
+
+
 def load_declarations(settings) -> Declarations:
     """Load and cross-check spec, models and policies; problems are collected, not raised."""
     problems: list[str] = []
@@ -158,6 +173,8 @@ def load_declarations(settings) -> Declarations:
                 problems.append(f"resource {name}: no policy in {settings.rbac_file}")
         problems += check_field_rules(policy, resources, settings.rbac_file)
         problems += resolve_policy(policy, resources)[1]
+        problems += [f"{settings.rbac_file}: {p}" for p in Scopes(policy, resources).problems]
+        problems += _check_cascades(policy, resources, settings.rbac_file)
     decl = Declarations(spec, operations, resources, policy, models, problems=problems)
     _check_operations(decl, os.path.relpath(spec_file, settings.root)
                       if spec_file.startswith(str(settings.root) + os.sep) else spec_file)

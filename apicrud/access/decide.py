@@ -15,6 +15,7 @@ from sqlalchemy import and_, false, or_, true
 
 from apicrud.access import conditions
 from apicrud.access.policy import Policy, PolicyError, Rule
+from apicrud.access.scope import Scopes
 from apicrud.auth.principal import Principal
 
 log = logging.getLogger("apicrud.access")
@@ -94,6 +95,10 @@ class AccessControl:
             raise PolicyError(problems)
         self._models = {n: r.model for n, r in (resources or {}).items()
                         if getattr(r, "model", None) is not None}
+        # same-scope rules (rbac.yaml same_scope), checked on every write's payload ids
+        self.scopes = Scopes(policy, resources or {})
+        if self.scopes.problems:
+            raise PolicyError([f"{policy.path}: {p}" for p in self.scopes.problems])
         self._conditional = {rule.resource for rule in self._conditions}
         self.owners = dict(owners or {})
         self.privacy = dict(privacy or {})
@@ -149,6 +154,14 @@ class AccessControl:
             where = self._conditions.get(rule)
             if where is not None and _principal_matches(rule, p):
                 conditions.prefetch(where, records, self._models, p.uid)
+
+    def parent_attrs(self, resource: str) -> tuple[str, ...]:
+        """Attributes of a private resource naming its parent (a project's org_id):
+        changing one moves the record, which is creating it there."""
+        ms = self.policy.memberships.get(resource)
+        if ms is None or not ms.parent:
+            return ()
+        return (self.policy.memberships[ms.parent].attr,)
 
     def membership_attr(self, resource: str) -> str | None:
         return self._membership_attr.get(resource)
@@ -221,7 +234,8 @@ class AccessControl:
             if self._rule_allows(rule, p, resource, record, action):
                 where = self._conditions.get(rule)
                 return Decision(True, rule.source + (f" where {where.text()}" if where
-                                                     else ""))
+                                                     else "")
+                                + self._cascade_text(p, rule, resource, record))
             where = self._conditions.get(rule)
             if near is None and where is not None and self._rule_allows_unconditioned(
                     rule, p, resource, record, action):
@@ -242,6 +256,23 @@ class AccessControl:
         log.debug("denied %s %s to %s: %s", action, resource, p.username or "anonymous",
                   reason)
         return Decision(False, reason)
+
+    def _cascade_text(self, p: Principal, rule: Rule, resource: str, record: Any) -> str:
+        """For a level held through a cascade, the steps it came down: only records the
+        caller holds a role on, so it tells nothing of any they may not read."""
+        if rule.target != "attr" or not p.membership_via:
+            return ""
+        mid = self._membership_id(rule, resource, record)
+        if mid not in p.membership_via:
+            return ""
+        steps = [mid]
+        while steps[-1] in p.membership_via and len(steps) <= len(self.policy.memberships):
+            steps.append(p.membership_via[steps[-1]])
+        top = steps[-1]
+        chain = " > ".join(f"{p.membership_kinds.get(m, 'membership')} {m}"
+                           for m in reversed(steps))
+        return (f" (cascade: {p.memberships.get(top)} of "
+                f"{p.membership_kinds.get(top, 'membership')} {top}, held on {chain})")
 
     def allows(self, p: Principal, action: str, resource: str, record: Any = None) -> bool:
         return self.decide(p, action, resource, record).allowed

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Mapping
 
@@ -79,6 +79,9 @@ class Membership:
     attr: str
     members: str | None
     level_attr: str = "authorization"
+    # cascade: the private resource above this one, named by this resource's column
+    # ``<parent's attr>`` (a project's org_id names its org); a role held there holds here
+    parent: str | None = None
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,22 @@ class Policy:
     privacy_levels: tuple[str, ...]
     memberships: Mapping[str, Membership]
     path: str = "rbac.yaml"
+    # same-scope rules: resource -> {payload id field: scope resource}; the record that
+    # field names must lead to the same record of the scope resource as the record itself
+    same_scope: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+
+    def cascade_chain(self, resource: str) -> tuple[str, ...]:
+        """The private resources above ``resource``, nearest first (project: (org,))."""
+        out: list[str] = []
+        ms = self.memberships.get(resource)
+        while ms is not None and ms.parent and ms.parent not in out:
+            out.append(ms.parent)
+            ms = self.memberships.get(ms.parent)
+        return tuple(out)
+
+    @property
+    def has_cascades(self) -> bool:
+        return any(ms.parent for ms in self.memberships.values())
 
     def for_resource(self, resource: str) -> tuple[Rule, ...]:
         return self.rules.get(resource, ())
@@ -164,9 +183,41 @@ def compile_policy(data: Any, path: str = "rbac.yaml") -> Policy:
         if not isinstance(entry, dict) or not entry.get("resource") or not entry.get("attr"):
             problems.append(f"{path}: private_resources[{i}]: needs resource and attr")
             continue
+        unknown = set(entry) - {"resource", "attr", "members", "level_attr", "parent"}
+        if unknown:
+            problems.append(f"{path}: private_resources[{i}]: unknown keys {sorted(unknown)}")
         memberships[entry["resource"]] = Membership(entry["resource"], entry["attr"],
                                                     entry.get("members"),
-                                                    entry.get("level_attr", "authorization"))
+                                                    entry.get("level_attr", "authorization"),
+                                                    entry.get("parent"))
+    for i, ms in enumerate(memberships.values()):
+        if ms.parent is None:
+            continue
+        seen, up = {ms.resource}, ms.parent
+        while up is not None:
+            if up not in memberships:
+                problems.append(f"{path}: private_resources[{i}]: parent {up!r} is not "
+                                "listed in private_resources")
+                break
+            if up in seen:
+                problems.append(f"{path}: private_resources[{i}]: the parents of "
+                                f"{ms.resource!r} go round in a circle")
+                break
+            seen.add(up)
+            up = memberships[up].parent
+    same_scope: dict[str, dict[str, str]] = {}
+    raw_scope = data.get("same_scope") or {}
+    if not isinstance(raw_scope, dict):
+        problems.append(f"{path}: same_scope must map resources to {{field: scope}}")
+        raw_scope = {}
+    for resource, fields in raw_scope.items():
+        if not isinstance(fields, dict) or not all(
+                isinstance(k, str) and _FIELD_RE.match(k) and isinstance(v, str)
+                for k, v in fields.items()):
+            problems.append(f"{path}: same_scope.{resource}: must map payload id fields to "
+                            "a scope resource")
+            continue
+        same_scope[str(resource)] = dict(fields)
     rules: dict[str, list[Rule]] = {}
     policies = data.get("policies")
     if not isinstance(policies, dict) or not policies:
@@ -257,7 +308,8 @@ def compile_policy(data: Any, path: str = "rbac.yaml") -> Policy:
             rs = [Rule(**{**r.__dict__, "actions": r.actions | {"l"}}) if "r" in r.actions
                   else r for r in rs]
         final[resource] = tuple(rs)
-    return Policy(MappingProxyType(final), levels, MappingProxyType(memberships), path)
+    return Policy(MappingProxyType(final), levels, MappingProxyType(memberships), path,
+                  MappingProxyType({k: MappingProxyType(v) for k, v in same_scope.items()}))
 
 
 def load_policy(path: str) -> Policy:

@@ -43,24 +43,66 @@ class MembershipRoles:
                 ms.attr, ms.level_attr))
         self.watched = {ms.resource for ms in policy.memberships.values()} | \
             {ms.members for ms in policy.memberships.values() if ms.members}
+        # cascades: (child model, column naming the parent, parent resource, child
+        # resource), parents before children, so one pass goes as deep as the chain
+        self.cascades = []
+        order = sorted((ms for ms in policy.memberships.values() if ms.parent),
+                       key=lambda ms: len(policy.cascade_chain(ms.resource)))
+        for ms in order:
+            child = resources.get(ms.resource)
+            parent_attr = policy.memberships[ms.parent].attr
+            if child is None or child.model is None or \
+                    not hasattr(child.model, parent_attr):
+                raise ValueError(f"private_resources: {ms.resource} has no column "
+                                 f"{parent_attr} naming its parent {ms.parent}")
+            self.cascades.append((child.model, parent_attr, ms.parent, ms.resource))
 
     def _key(self, uid: str) -> str:
         return f"{self.prefix}:roles:{uid}"
 
+    @property
+    def _epoch_key(self) -> str:
+        return f"{self.prefix}:roles:epoch"
+
     def for_uid(self, uid: str) -> tuple[dict[str, str], dict[str, str]]:
         """({membership id: level}, {membership id: membership resource}), cached."""
+        return self.for_uid_via(uid)[:2]
+
+    def for_uid_via(self, uid: str) -> tuple[dict[str, str], dict[str, str],
+                                             dict[str, str]]:
+        """As :meth:`for_uid`, with {membership id: the parent id it inherits from}.
+
+        With cascades, a cached answer is only good for the epoch it was read in: every
+        change of a membership, or of a private resource's parent, starts a new epoch
+        (one counter in Redis, shared by every instance), so nobody keeps access a
+        removal or a move took away, whatever level of the chain it happened at."""
         if not self.sources:
-            return {}, {}
-        cached = self.redis.get(self._key(uid))
+            return {}, {}, {}
+        if self.cascades:
+            epoch, cached = self.redis.mget(self._epoch_key, self._key(uid))
+            epoch = int(epoch or 0)
+        else:
+            epoch, cached = 0, self.redis.get(self._key(uid))
         if cached is not None:
-            levels, kinds = json.loads(cached)
-            return levels, kinds
-        levels, kinds = self.load(uid)
-        self.redis.set(self._key(uid), json.dumps([levels, kinds]), ex=self.ttl)
-        return levels, kinds
+            data = json.loads(cached)
+            if len(data) == 2:
+                return data[0], data[1], {}
+            if data[0] == epoch:
+                return data[1], data[2], data[3]
+        levels, kinds, via = self.load_via(uid)
+        value = [levels, kinds] if not self.cascades else [epoch, levels, kinds, via]
+        self.redis.set(self._key(uid), json.dumps(value), ex=self.ttl)
+        return levels, kinds, via
 
     def load(self, uid: str) -> tuple[dict[str, str], dict[str, str]]:
         """Read a user's memberships from the database (no cache)."""
+        return self.load_via(uid)[:2]
+
+    def load_via(self, uid: str) -> tuple[dict[str, str], dict[str, str],
+                                          dict[str, str]]:
+        """Read a user's memberships from the database (no cache), with the cascade:
+        a level held on a parent is held on each of its active children (one query per
+        step of the chain)."""
         rank = self.policy.privacy_rank
         roles: dict[str, str] = {}
         kinds: dict[str, str] = {}
@@ -88,7 +130,21 @@ class MembershipRoles:
                         if mid not in roles or rank(roles[mid]) < rank(self.owner_level):
                             roles[mid] = self.owner_level
                             kinds[mid] = resource
-        return roles, kinds
+            via: dict[str, str] = {}
+            for model, parent_attr, parent, child in self.cascades:
+                held = [m for m, kind in kinds.items() if kind == parent]
+                if not held:
+                    continue
+                column = getattr(model, parent_attr)
+                rows = session.execute(select(model.id, column).where(
+                    column.in_(sorted(held)), active_only(model)))
+                for mid, pid in rows:
+                    level = roles[pid]
+                    if mid not in roles or rank(roles[mid]) < rank(level):
+                        roles[mid] = level
+                        kinds[mid] = child
+                        via[mid] = pid
+        return roles, kinds, via
 
     def uncache(self, *uids: str | None) -> None:
         keys = [self._key(u) for u in uids if u]
@@ -101,6 +157,11 @@ class MembershipRoles:
         roles past the commit)."""
         if resource not in self.watched:
             return
+        if self.cascades:
+            # a change anywhere in a chain may change what its children grant: a new
+            # epoch for everyone, now and once the transaction commits
+            self.redis.incr(self._epoch_key)
+            ctx.after_commit.append(lambda: self.redis.incr(self._epoch_key))
         uids = {getattr(r, "uid", None) for r in records} | set(extra_uids)
         ms = self.policy.memberships.get(resource)
         if ms is not None and ms.members:

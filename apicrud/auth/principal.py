@@ -24,6 +24,8 @@ class Principal:
     apikey_id: str | None = None  # the API key authenticating the request (method apikey)
     memberships: dict[str, str] = field(default_factory=dict)
     membership_kinds: dict[str, str] = field(default_factory=dict)  # id -> resource (list)
+    # cascades: membership id -> the parent's id its level comes from (explain names it)
+    membership_via: dict[str, str] = field(default_factory=dict)
     token: str | None = None
     csrf: str | None = None
 

@@ -406,6 +406,7 @@ class BasicCRUD:
         Creates, restores from the trashcan and ``can-i c`` all ask this one method.
         Returns the rule that allowed it."""
         self._check_references(ctx, data)
+        self._check_scope(ctx, data)
         self.check_owner(ctx, data, "c")
         reason = self.authorize(ctx, "c", data)
         if quotas:
@@ -451,6 +452,18 @@ class BasicCRUD:
                 raise NotFound(f"{attr}: {target.name} {str(value)[:40]} not found",
                                errors={attr: f"{target.name} not found"})
             ctx.memo[seen] = True
+
+    def _check_scope(self, ctx: RequestContext, values: dict[str, Any]) -> None:
+        """Same-scope rules (rbac.yaml ``same_scope``): a payload id naming a record of
+        another scope is, for that field, no record at all (404, as when unreadable)."""
+        scopes = self.access.scopes
+        if self.resource.name not in scopes.rules:
+            return
+        found = scopes.mismatch(ctx.db, self.resource.name, values)
+        if found is not None:
+            attr, target = found
+            raise NotFound(f"{attr}: {target} {str(values.get(attr))[:40]} not found",
+                           errors={attr: f"{target} not found"})
 
     def _prefetch_references(self, ctx: RequestContext, items: list[Any]) -> None:
         """Read the records a batch's payload ids name, one query per reference field,
@@ -639,9 +652,12 @@ class BasicCRUD:
                  (readable is not None and k not in readable)], writable, self.resource.name)
         changes = {k: v for k, v in changes.items() if current.get(k, object()) != v}
         self._check_references(ctx, changes)
+        if changes.keys() & self.access.scopes.fields(self.resource.name):
+            self._check_scope(ctx, {**current, **changes})
         if self.resource.owner in changes:
             self.check_owner(ctx, {**current, **changes}, "u", moved=True)
-        moved = {self.resource.owner, self.access.membership_attr(self.resource.name)}
+        moved = {self.resource.owner, self.access.membership_attr(self.resource.name),
+                 *self.access.parent_attrs(self.resource.name)}
         if moved & changes.keys():
             # moving a record to another owner or membership is creating it there
             self.authorize(ctx, "c", {**current, **changes})

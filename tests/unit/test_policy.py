@@ -164,3 +164,37 @@ def test_where_agrees_with_actions_on_sample_rows():
             via_python = {r["id"] for r in rows
                           if "l" in a.actions(who, "list", SimpleNamespace(**r))}
             assert via_sql == via_python, who.username
+
+
+# -- cascades and same-scope rules (issue 14, item 3) --------------------------------
+
+def _cascade(private, **extra):
+    return compile_policy({"privacy_levels": BASE["privacy_levels"],
+                           "private_resources": private, **extra,
+                           "policies": {"org": [{"principal": "admin", "resource": "org:*",
+                                                 "actions": "r"}]}}, "test.yaml")
+
+
+def test_cascade_chain_goes_up_nearest_first():
+    p = _cascade([{"resource": "org", "attr": "org_id"},
+                  {"resource": "project", "attr": "project_id", "parent": "org"},
+                  {"resource": "job", "attr": "job_id", "parent": "project"}])
+    assert p.cascade_chain("job") == ("project", "org") and p.has_cascades
+    assert p.cascade_chain("org") == () and not _cascade(
+        [{"resource": "org", "attr": "org_id"}]).has_cascades
+
+
+@pytest.mark.parametrize("private, extra, reason", [
+    ([{"resource": "project", "attr": "project_id", "parent": "org"}], {},
+     "parent 'org' is not listed"),
+    ([{"resource": "a", "attr": "a_id", "parent": "b"},
+      {"resource": "b", "attr": "b_id", "parent": "a"}], {}, "go round in a circle"),
+    ([{"resource": "a", "attr": "a_id", "parnet": "b"}], {}, "unknown keys ['parnet']"),
+    ([{"resource": "a", "attr": "a_id"}], {"same_scope": {"task": ["file_id"]}},
+     "same_scope.task: must map"),
+    ([{"resource": "a", "attr": "a_id"}], {"same_scope": "task"}, "same_scope must map"),
+])
+def test_cascade_and_scope_faults_are_named(private, extra, reason):
+    with pytest.raises(PolicyError) as err:
+        _cascade(private, **extra)
+    assert reason in str(err.value), str(err.value)
