@@ -225,13 +225,12 @@ class FileController(BasicCRUD):
         except BaseException:
             writer.abort()
             raise
+        # from here on the object exists: whatever fails later in this request (a
+        # check at the insert, the flush, the commit) rolls back, and takes it along
+        self._delete_on_rollback(ctx, key)
         meta = {"size": writer.size, "sha256": writer.digest.hexdigest(),
                 "content_type": ctype, "storage_key": key, "state": READY}
-        try:
-            record = self._insert_file(ctx, data, meta)
-        except BaseException:
-            self.storage.delete(key)
-            raise
+        record = self._insert_file(ctx, data, meta)
         self._after_stored(ctx, record)
         body = {"id": record.id, **self.serialize(ctx, record)}
         return Reply(body, 201, {"Location": self._path(record), "ETag": self.etag(record)})
@@ -289,6 +288,10 @@ class FileController(BasicCRUD):
         self._flush(ctx)
         self._after_stored(ctx, record)
         return Reply(self.serialize(ctx, record), 200, {"ETag": self.etag(record)})
+
+    def _delete_on_rollback(self, ctx: RequestContext, key: str) -> None:
+        storage = self.storage
+        ctx.on_rollback.append(lambda: storage.delete(key))
 
     def _drop_after_commit(self, ctx: RequestContext, key: str) -> None:
         # the refusal rolls the request back; the object goes at once, whatever happens

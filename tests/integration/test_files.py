@@ -440,3 +440,44 @@ def test_retention_purge_in_the_worker_deletes_the_object(small, server):
     assert purge_expired(worker_side, 1, now=utcnow() + timedelta(days=1, seconds=5)) >= 1
     assert len(stored(small)) == len(objects) - 1
     problem(client.get(f"/trashcan/file-{made['id']}"), 404)
+
+
+def _refuse_at(srv, marker: str, when: str):
+    """A create check of the instance that, for files named ``marker``, refuses at the
+    insert (``insert``: as a per-period grant does, after the bytes were stored) or
+    makes the commit fail (``commit``: a conflict the database reports then)."""
+    from sqlalchemy import event
+    from sqlalchemy.orm.exc import StaleDataError
+
+    from apicrud.errors import Forbidden
+
+    def check(ctx, resource, data):
+        if resource.name != "file" or data.get("name") != marker:
+            return
+        if when == "insert":
+            raise Forbidden("grant file_uploads_per_day exceeded", slug="grant-exceeded")
+
+        def boom(_session):
+            raise StaleDataError("changed by another transaction")
+
+        event.listen(ctx.db, "before_commit", boom, once=True)
+
+    checks = srv.app.extensions["apicrud"].pipeline.create_checks
+    checks.append(check)
+    return lambda: checks.remove(check)
+
+
+@pytest.mark.parametrize("when,status", [("insert", 403), ("commit", 409)])
+def test_a_create_failing_after_the_bytes_were_stored_leaves_no_object(small, server,
+                                                                       when, status):
+    client = api(small, make_user(server))
+    before = stored(small)
+    marker = f"doomed-{secrets.token_hex(4)}.png"
+    undo = _refuse_at(small, marker, when)
+    try:
+        problem(upload(client, PNG, name=marker), status)
+    finally:
+        undo()
+    assert stored(small) == before
+    assert client.get("/file").json()["items"] == []
+    assert upload(client, PNG).status_code == 201  # the next upload is not affected
