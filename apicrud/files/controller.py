@@ -398,9 +398,13 @@ class FileController(BasicCRUD):
 
     def url(self, ctx: RequestContext) -> Reply:
         """``GET /file/{id}/url``: a URL that downloads the file without credentials for
-        ``file_url_ttl`` seconds (the storage's own presigned URL where it has them)."""
+        ``file_download_ttl`` seconds (the storage's own presigned URL where it has
+        them). Only a live file gets one. A URL once issued cannot be revoked: apicrud's
+        own (local storage) die with the file, as :meth:`_signed_record` checks the record
+        at every use, but the storage serves its presigned URLs by itself until they
+        expire, whatever happens to the file: hence a short lifetime."""
         record = self._ready(ctx)
-        ttl = self.services.settings.file_url_ttl
+        ttl = self.services.settings.file_download_ttl
         expires = int(time.time()) + ttl
         url = self.storage.presign_get(record.storage_key, record.name,
                                        sniff.served_type(record.content_type), ttl) or \
@@ -429,7 +433,8 @@ class FileController(BasicCRUD):
         signature, whether the record exists or not (no existence leak)."""
         refused = Forbidden("this link is invalid or has expired")
         expires, given = ctx.params["expires"], ctx.params["signature"]
-        ttl = self.services.settings.file_url_ttl
+        settings = self.services.settings
+        ttl = settings.file_download_ttl if method == "get" else settings.file_url_ttl
         now = int(time.time())
         if not now <= expires <= now + ttl:
             raise refused

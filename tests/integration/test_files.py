@@ -8,6 +8,7 @@ import hashlib
 import http.client
 import os
 import secrets
+import time
 import tracemalloc
 from pathlib import Path
 
@@ -481,3 +482,17 @@ def test_a_create_failing_after_the_bytes_were_stored_leaves_no_object(small, se
     assert stored(small) == before
     assert client.get("/file").json()["items"] == []
     assert upload(client, PNG).status_code == 201  # the next upload is not affected
+
+
+def test_download_urls_are_short_lived_and_the_lifetime_is_validated(small, server):
+    from apicrud.config import ConfigError
+
+    client = api(small, make_user(server))
+    made = upload(client, PNG).json()
+    link = client.get(f"/file/{made['id']}/url").json()
+    expires = int(link["url"].split("expires=")[1].split("&")[0])
+    assert 0 < expires - time.time() <= small.settings.file_download_ttl == 60
+    for bad in (0, -1, 4, 3601, "soon"):
+        with pytest.raises(ConfigError) as info:
+            small.settings.replace(file_download_ttl=bad)
+        assert "file_download_ttl" in str(info.value)
