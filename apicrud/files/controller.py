@@ -141,9 +141,10 @@ class FileController(BasicCRUD):
         ctx.db.rollback()  # no transaction stays open while the bytes arrive
 
     # -- writing ----------------------------------------------------------------------
-    def _form_values(self, ctx: RequestContext, fields: dict[str, str]) -> dict[str, Any]:
+    def _form_values(self, ctx: RequestContext, fields: dict[str, Any],
+                     typed: bool = False) -> dict[str, Any]:
         op = ctx.operation
-        values = coerce_fields(fields, op.multipart_schema or {})
+        values = dict(fields) if typed else coerce_fields(fields, op.multipart_schema or {})
         errors = validation_errors(op.multipart_validator, values) \
             if op.multipart_validator is not None else {}
         for name, value in values.items():
@@ -200,7 +201,8 @@ class FileController(BasicCRUD):
 
     def create(self, ctx: RequestContext) -> Reply:
         """``POST /file`` with a multipart/form-data body: form fields first, then the
-        file part (named after the schema's file field)."""
+        file part (named after the schema's file field); under the react-admin base, a
+        JSON body with the file as a data URL too (:mod:`apicrud.files.data_url`)."""
         upload = ctx.upload
         if upload is None:
             raise UnsupportedMediaType("send multipart/form-data (or use a direct upload)")
@@ -209,13 +211,15 @@ class FileController(BasicCRUD):
             raise ValidationProblem({self.field: "is required (a file part)"
                                      if part is None else f"the file part must be named "
                                      f"{self.field!r}"})
-        data = self._values(ctx, self._form_values(ctx, fields))
+        data = self._values(ctx, self._form_values(ctx, fields, upload.typed))
         data["name"] = sniff.safe_name(data.get("name") or part.filename)
         limit = self.max_bytes
-        if upload.declared is not None and upload.declared > limit + FORM_OVERHEAD:
+        if (upload.declared is not None and upload.declared > limit + FORM_OVERHEAD) or \
+                (part.size is not None and part.size > limit):
             raise PayloadTooLarge(f"{self.field}: larger than {limit} bytes",
                                   errors={self.field: f"larger than {limit} bytes"})
-        self.precheck(ctx, {**data, "size": min(upload.least_remaining(), limit)})
+        least = part.size if part.size is not None else min(upload.least_remaining(), limit)
+        self.precheck(ctx, {**data, "size": least})
         key = new_key()
         writer = self.storage.writer(key)
         try:
