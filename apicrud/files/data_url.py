@@ -22,7 +22,8 @@ import binascii
 import json
 import re
 from base64 import b64decode
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from werkzeug.wsgi import get_input_stream
 

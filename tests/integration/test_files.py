@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 import requests
-
 from conftest import Api, make_user, serve_app
 
 PNG = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00"
@@ -426,6 +425,7 @@ def test_memory_stays_flat_uploading_200_mb(anything, server):
 def test_retention_purge_in_the_worker_deletes_the_object(small, server):
     """The worker's retention purge (no controllers there) deletes the bytes too."""
     from datetime import timedelta
+
     from apicrud.db.base import utcnow
     from apicrud.services import Offline
     from apicrud.trashcan import purge_expired

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 import requests
-
 from conftest import make_user, serve_app
 from test_crud import assert_problem
 from test_files import HTML, PNG, grant
