@@ -10,7 +10,6 @@ import shutil
 
 import pytest
 import yaml
-
 from conftest import Api, make_user, serve_app
 from test_crud import assert_problem
 from test_files import PNG
