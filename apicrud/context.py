@@ -56,6 +56,9 @@ class RequestContext:
         self.upload: Any = None  # a multipart body read as it arrives (apicrud.files.upload)
         self._db: Session | None = None
         self.after_commit: list = []  # callables run once the transaction is committed
+        # callables run when the transaction is rolled back or its commit fails: undo
+        # what was done outside the database (e.g. delete an object already stored)
+        self.on_rollback: list = []
         self.related: dict[tuple[str, Any], Any] = {}  # (resource, id) -> related value
         # what one write of a request learnt for the next write of the same request (a
         # bulk create): payload ids found readable, an owner's record count under a grant
@@ -91,9 +94,13 @@ class RequestContext:
         self.audit_intents[id(record)] = (record, action, rule)
 
     def finish(self, ok: bool) -> None:
-        """Commit when the request succeeded, otherwise roll back; always close."""
+        """Commit when the request succeeded, otherwise roll back; always close. When
+        the rollback happens, or the commit fails, the ``on_rollback`` steps run (once)."""
         if self._db is None and not (ok and self.audit_pending):
+            if not ok:
+                self._rolled_back()
             return
+        committed = False
         try:
             if ok:
                 # the audit entries, in the write's transaction, just before commit
@@ -101,20 +108,37 @@ class RequestContext:
                 if audit is not None:
                     audit.flush(self, self.db)
                 self._db.commit()
+                committed = True
             else:
                 self._db.rollback()
         finally:
             self._db.close()
             self._db = None
             conditions.SESSION.set(None)
-        if ok:
-            # the write is committed and its answer stands: a failing follow-up (e.g. a
-            # cache drop while Redis is away; caches expire on their own) is logged, not
-            # turned into an error that would invite the client to write again
-            for callback in self.after_commit:
-                try:
-                    callback()
-                except Exception:
-                    log.error("after-commit step failed; the write stands",
-                              exc_info=True, extra={"event": "after_commit_failed",
-                                                    "request_id": self.request_id})
+            if not committed:
+                self._rolled_back()
+        if not ok:
+            return
+        # the write is committed and its answer stands: a failing follow-up (e.g. a
+        # cache drop while Redis is away; caches expire on their own) is logged, not
+        # turned into an error that would invite the client to write again
+        self.on_rollback.clear()
+        for callback in self.after_commit:
+            try:
+                callback()
+            except Exception:
+                log.error("after-commit step failed; the write stands",
+                          exc_info=True, extra={"event": "after_commit_failed",
+                                                "request_id": self.request_id})
+
+    def _rolled_back(self) -> None:
+        """Run the ``on_rollback`` steps once; one that fails is logged, the others run."""
+        steps, self.on_rollback = self.on_rollback, []
+        self.after_commit.clear()
+        for callback in steps:
+            try:
+                callback()
+            except Exception:
+                log.error("rollback step failed", exc_info=True,
+                          extra={"event": "on_rollback_failed",
+                                 "request_id": self.request_id})

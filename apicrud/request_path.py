@@ -53,6 +53,7 @@ from apicrud.errors import (
     Unauthorized,
     UnsupportedMediaType,
 )
+from apicrud.files.data_url import is_json, open_data_url
 from apicrud.files.upload import is_multipart, open_raw, open_upload
 from apicrud.pipeline import RequestRecord
 from apicrud.react_admin import shape_reply, translate_query
@@ -135,7 +136,11 @@ def read_parameters(call: Call) -> None:
 
 def read_body(call: Call) -> None:
     op, ctx = call.operation, call.ctx
-    if op.multipart_schema is not None and (is_multipart(request.content_type) or
+    if op.multipart_schema is not None and call.react_admin and \
+            is_json(request.content_type) and op.body_validator is None:
+        # react-admin's JSON recipe: the file as a base64 data: URL (apicrud.files)
+        ctx.upload = open_data_url(request.environ, call.services.settings, op)
+    elif op.multipart_schema is not None and (is_multipart(request.content_type) or
                                             op.body_validator is None):
         # an upload: its controller reads the parts as they arrive (apicrud.files)
         ctx.upload = open_upload(request.environ, call.services.settings)

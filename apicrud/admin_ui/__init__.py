@@ -26,9 +26,10 @@ PREFIX = "/admin"
 DIST = os.path.join(os.path.dirname(os.path.abspath(__file__)), "dist")
 
 # react-admin's styles (emotion) are injected at run time, hence 'unsafe-inline' for
-# styles only; scripts come from this origin alone, the page calls only this origin
+# styles only; scripts come from this origin alone, the page calls only this origin;
+# pictures may be blob: URLs the page made of bytes it fetched (files' previews)
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
-       "img-src 'self' data:; font-src 'self' data:; connect-src 'self'; "
+       "img-src 'self' data: blob:; font-src 'self' data:; connect-src 'self'; "
        "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'")
 PAGE_HEADERS = {"Content-Security-Policy": CSP, "X-Frame-Options": "DENY",
                 "X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin"}

@@ -27,11 +27,13 @@ from apicrud.db.base import new_id
 from apicrud.db.integrity import integrity_problem
 from apicrud.errors import (
     BadRequest,
+    Conflict,
     Forbidden,
     NotFound,
     PreconditionFailed,
     PreconditionRequired,
     Problem,
+    UnsupportedMediaType,
 )
 
 log = logging.getLogger("apicrud.crud")
@@ -452,6 +454,37 @@ class BasicCRUD:
                 raise NotFound(f"{attr}: {target.name} {str(value)[:40]} not found",
                                errors={attr: f"{target.name} not found"})
             ctx.memo[seen] = True
+        for attr in self.resource.file_refs:
+            if data.get(attr) is not None:
+                self._check_file_field(ctx, attr, data[attr])
+
+    def _check_file_field(self, ctx: RequestContext, attr: str, value: Any) -> None:
+        """A field holding a file's id: the file must be one the caller may read (else
+        404 naming the field), uploaded, and of a type the field accepts (else 415)."""
+        name, types = self.resource.file_refs[attr]
+        target = self.services.resources.get(name) if name else \
+            self.services.resource_for_table(self.resource.references.get(attr, ""))
+        if target is None or target.model is None or \
+                "content_type" not in target.columns:
+            raise NotFound(f"{attr}: no such file", errors={attr: "file not found"})
+        model = target.model
+        columns = {*self.access.record_columns(target.name), "content_type",
+                   *(("state",) if "state" in target.columns else ())}
+        record = ctx.db.execute(select(*(getattr(model, c) for c in sorted(columns)))
+                                .where(model.id == str(value), q.active_only(model))).first()
+        if record is None or not self.access.allows(ctx.principal, "r", target.name, record):
+            raise NotFound(f"{attr}: {target.name} {str(value)[:40]} not found",
+                           errors={attr: f"{target.name} not found"})
+        if getattr(record, "state", "ready") != "ready":
+            raise Conflict(f"{attr}: the file's upload is not confirmed",
+                           errors={attr: "the file's upload is not confirmed"})
+        ctype = str(record.content_type or "").lower()
+        if types is not None and not any(
+                t == ctype or t == "*/*" or (t.endswith("/*") and ctype.startswith(t[:-1]))
+                for t in types):
+            raise UnsupportedMediaType(
+                f"{attr}: {ctype} files are not accepted here (allowed: {', '.join(types)})",
+                errors={attr: f"{ctype} is not accepted (allowed: {', '.join(types)})"})
 
     def _check_scope(self, ctx: RequestContext, values: dict[str, Any]) -> None:
         """Same-scope rules (rbac.yaml ``same_scope``): a payload id naming a record of

@@ -67,6 +67,11 @@ class ResourceSpec:
     # property -> its schema: file fields (``format: binary`` / ``contentMediaType``),
     # uploaded as multipart parts and served by apicrud.files, never JSON values
     files: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # column -> (the resource of files it names, the content types it accepts or None):
+    # a field of the model holding a file's id, declared with ``contentMediaType`` (or
+    # ``x-content-types``) and, without a foreign key, ``x-file-resource``
+    file_refs: dict[str, tuple[str | None, tuple[str, ...] | None]] = \
+        field(default_factory=dict)
     count_mode: str = "exact"  # find's default count: exact | estimated | none
     if_match_required: bool = False  # updates and deletes need If-Match (else 428)
     problems: list[str] = field(default_factory=list)
@@ -129,6 +134,30 @@ def build_resources(spec: dict[str, Any], models_module: str) -> dict[str, Resou
     return out
 
 
+def content_types(pschema: dict[str, Any]) -> tuple[str, ...] | None:
+    """A file field's allow list: ``x-content-types``, else ``contentMediaType`` (a
+    comma-separated list); None for any type (``*/*``)."""
+    types = pschema.get("x-content-types")
+    if types is None and pschema.get("contentMediaType") not in (None, "*/*"):
+        types = [t.strip() for t in str(pschema["contentMediaType"]).split(",")]
+    return tuple(str(t).lower() for t in types) if types else None
+
+
+def _file_ref(res: ResourceSpec, prop: str,
+              pschema: dict[str, Any]) -> tuple[str | None, tuple[str, ...] | None]:
+    types = pschema.get("x-content-types")
+    if types is not None and not (isinstance(types, list) and types and
+                                  all(isinstance(t, str) and "/" in t for t in types)):
+        res.problems.append(f"resource {res.name}: {prop}: x-content-types must be a list "
+                            "of media types (image/png, image/*)")
+    target = pschema.get("x-file-resource")
+    if target is not None and not isinstance(target, str):
+        res.problems.append(f"resource {res.name}: {prop}: x-file-resource must be a "
+                            "resource name")
+        target = None
+    return target, content_types(pschema)
+
+
 def _bind_model(res: ResourceSpec) -> None:
     mapper = sa_inspect(res.model)
     columns = {c.key: c for c in mapper.column_attrs}
@@ -138,6 +167,8 @@ def _bind_model(res: ResourceSpec) -> None:
     for prop, pschema in props.items():
         if prop in columns:
             exposed.append(prop)
+            if "contentMediaType" in pschema or "x-content-types" in pschema:
+                res.file_refs[prop] = _file_ref(res, prop, pschema)
         elif prop in COMPUTED or pschema.get("x-computed"):
             computed.add(prop)
         elif isinstance(pschema.get("x-embed"), dict):
@@ -185,6 +216,11 @@ def _bind_model(res: ResourceSpec) -> None:
     for prop in exposed:
         for fk in columns[prop].columns[0].foreign_keys:
             res.references[prop] = fk.column.table.name
+    for prop, (target, _accepts) in res.file_refs.items():
+        if target is None and prop not in res.references:
+            res.problems.append(f"resource {res.name}: {prop}: a file field holding an id "
+                                "needs a foreign key to the files' table or "
+                                "x-file-resource")
     declared = res.schema.get("x-search")
     if declared is not None:
         bad = [f for f in declared if f not in exposed]

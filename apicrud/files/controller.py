@@ -141,9 +141,10 @@ class FileController(BasicCRUD):
         ctx.db.rollback()  # no transaction stays open while the bytes arrive
 
     # -- writing ----------------------------------------------------------------------
-    def _form_values(self, ctx: RequestContext, fields: dict[str, str]) -> dict[str, Any]:
+    def _form_values(self, ctx: RequestContext, fields: dict[str, Any],
+                     typed: bool = False) -> dict[str, Any]:
         op = ctx.operation
-        values = coerce_fields(fields, op.multipart_schema or {})
+        values = dict(fields) if typed else coerce_fields(fields, op.multipart_schema or {})
         errors = validation_errors(op.multipart_validator, values) \
             if op.multipart_validator is not None else {}
         for name, value in values.items():
@@ -200,7 +201,8 @@ class FileController(BasicCRUD):
 
     def create(self, ctx: RequestContext) -> Reply:
         """``POST /file`` with a multipart/form-data body: form fields first, then the
-        file part (named after the schema's file field)."""
+        file part (named after the schema's file field); under the react-admin base, a
+        JSON body with the file as a data URL too (:mod:`apicrud.files.data_url`)."""
         upload = ctx.upload
         if upload is None:
             raise UnsupportedMediaType("send multipart/form-data (or use a direct upload)")
@@ -209,13 +211,15 @@ class FileController(BasicCRUD):
             raise ValidationProblem({self.field: "is required (a file part)"
                                      if part is None else f"the file part must be named "
                                      f"{self.field!r}"})
-        data = self._values(ctx, self._form_values(ctx, fields))
+        data = self._values(ctx, self._form_values(ctx, fields, upload.typed))
         data["name"] = sniff.safe_name(data.get("name") or part.filename)
         limit = self.max_bytes
-        if upload.declared is not None and upload.declared > limit + FORM_OVERHEAD:
+        if (upload.declared is not None and upload.declared > limit + FORM_OVERHEAD) or \
+                (part.size is not None and part.size > limit):
             raise PayloadTooLarge(f"{self.field}: larger than {limit} bytes",
                                   errors={self.field: f"larger than {limit} bytes"})
-        self.precheck(ctx, {**data, "size": min(upload.least_remaining(), limit)})
+        least = part.size if part.size is not None else min(upload.least_remaining(), limit)
+        self.precheck(ctx, {**data, "size": least})
         key = new_key()
         writer = self.storage.writer(key)
         try:
@@ -225,13 +229,12 @@ class FileController(BasicCRUD):
         except BaseException:
             writer.abort()
             raise
+        # from here on the object exists: whatever fails later in this request (a
+        # check at the insert, the flush, the commit) rolls back, and takes it along
+        self._delete_on_rollback(ctx, key)
         meta = {"size": writer.size, "sha256": writer.digest.hexdigest(),
                 "content_type": ctype, "storage_key": key, "state": READY}
-        try:
-            record = self._insert_file(ctx, data, meta)
-        except BaseException:
-            self.storage.delete(key)
-            raise
+        record = self._insert_file(ctx, data, meta)
         self._after_stored(ctx, record)
         body = {"id": record.id, **self.serialize(ctx, record)}
         return Reply(body, 201, {"Location": self._path(record), "ETag": self.etag(record)})
@@ -289,6 +292,10 @@ class FileController(BasicCRUD):
         self._flush(ctx)
         self._after_stored(ctx, record)
         return Reply(self.serialize(ctx, record), 200, {"ETag": self.etag(record)})
+
+    def _delete_on_rollback(self, ctx: RequestContext, key: str) -> None:
+        storage = self.storage
+        ctx.on_rollback.append(lambda: storage.delete(key))
 
     def _drop_after_commit(self, ctx: RequestContext, key: str) -> None:
         # the refusal rolls the request back; the object goes at once, whatever happens
@@ -395,9 +402,13 @@ class FileController(BasicCRUD):
 
     def url(self, ctx: RequestContext) -> Reply:
         """``GET /file/{id}/url``: a URL that downloads the file without credentials for
-        ``file_url_ttl`` seconds (the storage's own presigned URL where it has them)."""
+        ``file_download_ttl`` seconds (the storage's own presigned URL where it has
+        them). Only a live file gets one. A URL once issued cannot be revoked: apicrud's
+        own (local storage) die with the file, as :meth:`_signed_record` checks the record
+        at every use, but the storage serves its presigned URLs by itself until they
+        expire, whatever happens to the file: hence a short lifetime."""
         record = self._ready(ctx)
-        ttl = self.services.settings.file_url_ttl
+        ttl = self.services.settings.file_download_ttl
         expires = int(time.time()) + ttl
         url = self.storage.presign_get(record.storage_key, record.name,
                                        sniff.served_type(record.content_type), ttl) or \
@@ -426,7 +437,8 @@ class FileController(BasicCRUD):
         signature, whether the record exists or not (no existence leak)."""
         refused = Forbidden("this link is invalid or has expired")
         expires, given = ctx.params["expires"], ctx.params["signature"]
-        ttl = self.services.settings.file_url_ttl
+        settings = self.services.settings
+        ttl = settings.file_download_ttl if method == "get" else settings.file_url_ttl
         now = int(time.time())
         if not now <= expires <= now + ttl:
             raise refused

@@ -43,6 +43,8 @@ class FilePart:
     """The file part of a form: its field name, the client's file name and type (both
     only claims), and its bytes, read on demand."""
 
+    size: int | None = None  # unknown until read
+
     def __init__(self, upload: MultipartUpload, name: str, filename: str,
                  declared_type: str) -> None:
         self.upload = upload
@@ -57,6 +59,8 @@ class FilePart:
 
 class MultipartUpload:
     """One multipart/form-data body, parsed from the WSGI input stream."""
+
+    typed = False  # its fields are text (see coerce_fields)
 
     def __init__(self, environ: dict[str, Any], body_max: int) -> None:
         ctype, options = parse_options_header(environ.get("CONTENT_TYPE", ""))

@@ -8,12 +8,12 @@ import hashlib
 import http.client
 import os
 import secrets
+import time
 import tracemalloc
 from pathlib import Path
 
 import pytest
 import requests
-
 from conftest import Api, make_user, serve_app
 
 PNG = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00"
@@ -425,6 +425,7 @@ def test_memory_stays_flat_uploading_200_mb(anything, server):
 def test_retention_purge_in_the_worker_deletes_the_object(small, server):
     """The worker's retention purge (no controllers there) deletes the bytes too."""
     from datetime import timedelta
+
     from apicrud.db.base import utcnow
     from apicrud.services import Offline
     from apicrud.trashcan import purge_expired
@@ -440,3 +441,58 @@ def test_retention_purge_in_the_worker_deletes_the_object(small, server):
     assert purge_expired(worker_side, 1, now=utcnow() + timedelta(days=1, seconds=5)) >= 1
     assert len(stored(small)) == len(objects) - 1
     problem(client.get(f"/trashcan/file-{made['id']}"), 404)
+
+
+def _refuse_at(srv, marker: str, when: str):
+    """A create check of the instance that, for files named ``marker``, refuses at the
+    insert (``insert``: as a per-period grant does, after the bytes were stored) or
+    makes the commit fail (``commit``: a conflict the database reports then)."""
+    from sqlalchemy import event
+    from sqlalchemy.orm.exc import StaleDataError
+
+    from apicrud.errors import Forbidden
+
+    def check(ctx, resource, data):
+        if resource.name != "file" or data.get("name") != marker:
+            return
+        if when == "insert":
+            raise Forbidden("grant file_uploads_per_day exceeded", slug="grant-exceeded")
+
+        def boom(_session):
+            raise StaleDataError("changed by another transaction")
+
+        event.listen(ctx.db, "before_commit", boom, once=True)
+
+    checks = srv.app.extensions["apicrud"].pipeline.create_checks
+    checks.append(check)
+    return lambda: checks.remove(check)
+
+
+@pytest.mark.parametrize("when,status", [("insert", 403), ("commit", 409)])
+def test_a_create_failing_after_the_bytes_were_stored_leaves_no_object(small, server,
+                                                                       when, status):
+    client = api(small, make_user(server))
+    before = stored(small)
+    marker = f"doomed-{secrets.token_hex(4)}.png"
+    undo = _refuse_at(small, marker, when)
+    try:
+        problem(upload(client, PNG, name=marker), status)
+    finally:
+        undo()
+    assert stored(small) == before
+    assert client.get("/file").json()["items"] == []
+    assert upload(client, PNG).status_code == 201  # the next upload is not affected
+
+
+def test_download_urls_are_short_lived_and_the_lifetime_is_validated(small, server):
+    from apicrud.config import ConfigError
+
+    client = api(small, make_user(server))
+    made = upload(client, PNG).json()
+    link = client.get(f"/file/{made['id']}/url").json()
+    expires = int(link["url"].split("expires=")[1].split("&")[0])
+    assert 0 < expires - time.time() <= small.settings.file_download_ttl == 60
+    for bad in (0, -1, 4, 3601, "soon"):
+        with pytest.raises(ConfigError) as info:
+            small.settings.replace(file_download_ttl=bad)
+        assert "file_download_ttl" in str(info.value)

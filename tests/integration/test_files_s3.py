@@ -73,7 +73,7 @@ def test_upload_download_and_purge_on_s3(s3, server):
     # the presigned URL of the storage itself, short-lived, forcing an attachment
     link = client.get(f"/file/{fid}/url").json()
     assert link["url"].startswith(srv.settings.s3_endpoint_url)
-    assert "X-Amz-Expires=300" in link["url"] and "X-Amz-Signature=" in link["url"]
+    assert "X-Amz-Expires=60" in link["url"] and "X-Amz-Signature=" in link["url"]
     direct = requests.get(link["url"], timeout=30)
     assert direct.status_code == 200 and direct.content == PNG
     assert direct.headers["Content-Disposition"].startswith("attachment")
@@ -144,3 +144,20 @@ def test_swapped_direct_upload_is_refused_and_deleted(s3, server):
     assert requests.put(made["upload"]["url"], data=html, timeout=30).status_code == 200
     assert client.post(f"/file/{made['file']['id']}/confirm").status_code == 415
     assert objects(boto) == before
+
+
+def test_a_trashed_file_gets_no_url_and_no_content_on_s3(s3, server):
+    """Trashing stops every way in through apicrud; a presigned URL issued before is the
+    storage's own and lives out its short lifetime (file_download_ttl): it cannot be
+    revoked, which is why it is short."""
+    srv, boto = s3
+    client = Api(srv.url, make_user(server).token)
+    fid = upload(client, PNG).json()["id"]
+    issued = client.get(f"/file/{fid}/url").json()
+    assert "X-Amz-Expires=60" in issued["url"]
+    assert client.delete(f"/file/{fid}").status_code == 200
+    for tail in ("/url", "/content", "/thumbnail", ""):
+        resp = client.get(f"/file/{fid}{tail}")
+        assert resp.status_code == 404, (tail, resp.status_code)
+    # the documented limit: the storage still honours the URL until it expires
+    assert requests.get(issued["url"], timeout=30).status_code == 200

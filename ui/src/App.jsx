@@ -1,15 +1,23 @@
 // The admin application: one <Resource> per resource the spec serves, plus the trashcan.
+import { useMemo } from 'react';
 import { Admin, Resource } from 'react-admin';
 import DeleteIcon from '@mui/icons-material/Delete';
 import { authProvider } from './authProvider.js';
-import { dataProvider } from './dataProvider.js';
+import { dataProvider, httpClient } from './dataProvider.js';
+import { makeFileCreate, makeFileList, makeFileShow, withUploads } from './files.jsx';
 import { LoginPage } from './LoginPage.jsx';
 import { makeTrashList } from './Trashcan.jsx';
 import { makeCreate, makeEdit, makeList, makeShow } from './views.jsx';
 
 export function buildResources(resources) {
     const byName = Object.fromEntries(resources.map(r => [r.name, r]));
-    return resources.map(def => ({
+    return resources.map(def => (def.upload ? {
+        def, // an upload resource (files.jsx)
+        list: makeFileList(def, byName),
+        show: def.hasShow ? makeFileShow(def, byName) : undefined,
+        edit: def.editFields ? makeEdit(def, byName) : undefined,
+        create: makeFileCreate(def, byName),
+    } : {
         def,
         list: makeList(def, byName),
         show: def.hasShow ? makeShow(def, byName) : undefined,
@@ -24,8 +32,9 @@ const labelOf = def => `${def.singular} |||| ${def.label}`;
 export function App({ title, resources, withTrashcan }) {
     const views = buildResources(resources);
     const TrashList = withTrashcan ? makeTrashList(resources) : null;
+    const provider = useMemo(() => withUploads(dataProvider, resources, httpClient), [resources]);
     return (
-        <Admin title={title} dataProvider={dataProvider} authProvider={authProvider}
+        <Admin title={title} dataProvider={provider} authProvider={authProvider}
             loginPage={LoginPage} disableTelemetry>
             {views.map(({ def, list, show, edit, create }) => (
                 <Resource key={def.name} name={def.name} options={{ label: labelOf(def) }}

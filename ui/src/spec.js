@@ -125,6 +125,7 @@ const isStringMap = prop => {
 
 function kindOf(prop) {
     const type = firstType(prop);
+    if (prop.format === 'binary' || prop.contentMediaType) return 'file';
     if (prop.enum) return 'enum';
     if (type === 'boolean') return 'boolean';
     if (type === 'integer') return 'integer';
@@ -180,6 +181,12 @@ function pageItems(spec, op) {
     const items = body?.properties?.items;
     return items ? resolve(spec, items.items || {}) : null;
 }
+
+/** A multipart/form-data create body (an upload: see files.jsx), or null. */
+const uploadSchema = (spec, op) =>
+    op?.requestBody
+        ? resolve(spec, resolve(spec, op.requestBody)?.content?.['multipart/form-data']?.schema)
+        : null;
 
 const bodySchema = (spec, op) =>
     op?.requestBody
@@ -251,6 +258,12 @@ export function deriveResources(spec) {
                     .filter(f => !HIDDEN_IN_FORMS.has(f.source) && f.kind !== 'json'
                         && f.kind !== 'labels')
                     .map(f => ({ ...f, required: f.required || createRequired.has(f.source) }))
+                : null,
+            // an upload's form: file fields (format binary) and the others (files.jsx)
+            upload: item.post && uploadSchema(spec, item.post)?.properties
+                ? { schema: uploadSchema(spec, item.post), fields:
+                    deriveFields(spec, uploadSchema(spec, item.post), names)
+                        .filter(f => !f.readOnly && !HIDDEN_IN_FORMS.has(f.source)) }
                 : null,
             hasShow: Boolean(record.get),
             hasDelete: Boolean(record.delete),

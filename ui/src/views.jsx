@@ -69,7 +69,7 @@ export function fieldElement(f, byName) {
 }
 
 /** A form input for one writable field; read-only ones are shown, not edited. */
-function inputElement(f, byName, { creating, isAdmin }) {
+export function inputElement(f, byName, { creating, isAdmin }) {
     if (f.readOnly || (f.source === 'uid' && !isAdmin)) {
         // the owner is the caller unless an admin says otherwise; server-owned fields are
         // sent back unchanged with the whole record, which the API accepts
@@ -114,7 +114,7 @@ function inputElement(f, byName, { creating, isAdmin }) {
     }
 }
 
-function filterElements(def, byName) {
+export function filterElements(def, byName) {
     const out = [];
     if (def.search.length) {
         out.push(<SearchInput key="q" source="q" alwaysOn placeholder={`Search ${def.search.join(', ')}`} />);
@@ -146,17 +146,17 @@ export function RecordButtons({ def }) {
     );
 }
 
-function ListActions({ def }) {
+export function ListActions({ def }) {
     return (
         <TopToolbar>
             {def.filters.length ? <FilterButton /> : null}
-            {def.createFields ? <CreateButton /> : null}
+            {def.createFields || def.upload ? <CreateButton /> : null}
             <ExportButton />
         </TopToolbar>
     );
 }
 
-function defaultSort(def) {
+export function defaultSort(def) {
     const created = def.fields.find(f => f.source === 'created' && f.sortable);
     return created ? { field: 'created', order: 'DESC' } : { field: 'id', order: 'ASC' };
 }
@@ -177,7 +177,7 @@ export function makeList(def, byName) {
     return ResourceList;
 }
 
-function ShowActions({ def }) {
+export function ShowActions({ def }) {
     return (
         <TopToolbar>
             <RecordButtons def={def} />
