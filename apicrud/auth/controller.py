@@ -194,6 +194,11 @@ class AuthController:
             raise Unauthorized()
         body = {"uid": p.uid, "account_id": p.account_id, "username": p.username,
                 "roles": p.roles, "method": p.method}
+        if p.method == "cookie" and p.csrf:
+            # a page signed in by the cookie alone (the OpenID callback's redirect) needs
+            # the CSRF token for its writes; only same-origin scripts (and cors_origins)
+            # can read this answer
+            body["csrf_token"] = p.csrf
         registry = self.services.registry
         if registry is not None:  # resource -> public URL of the instances serving it (UI)
             body["resources"] = registry.url_map()
