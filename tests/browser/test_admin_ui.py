@@ -496,6 +496,8 @@ def test_audit_page_shows_an_edit(page, world):
     page.get_by_role("combobox", name="Resource").click()
     page.get_by_role("option", name="list", exact=True).click()
     expect(page.get_by_role("listbox")).to_have_count(0)  # the choices are gone
+    expect(page).to_have_url(re.compile("%22resource%22%3A%22list%22"))  # both filters on
+    page.wait_for_load_state("networkidle")
     entry = rows(page).filter(has_text=ids["list 06"])
     expect(entry).to_have_count(1)
     expect(entry).to_contain_text("update")
