@@ -202,7 +202,7 @@ class AuthController:
         registry = self.services.registry
         if registry is not None:  # resource -> public URL of the instances serving it (UI)
             body["resources"] = registry.url_map()
-        return Reply(body, 200)
+        return Reply(body, 200, {"Cache-Control": "no-store"} if "csrf_token" in body else {})
 
     def logout(self, ctx: RequestContext) -> Reply:
         """End the caller's session; with ``all=true`` every session of the caller."""

@@ -365,6 +365,7 @@ def test_return_to_redirects_with_the_session_cookie(sites, op):
     assert me.status_code == 200 and me.json()["method"] == "cookie"
     # the page it lands on writes with the cookie and the CSRF token GET /auth tells it
     csrf = me.json()["csrf_token"]
+    assert me.headers["Cache-Control"] == "no-store"
     made = browser.post(sites["open"].url + "/list", json={"name": "by cookie"}, timeout=30)
     assert made.status_code == 403, made.text
     made = browser.post(sites["open"].url + "/list", json={"name": "by cookie"}, timeout=30,
