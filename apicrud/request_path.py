@@ -126,8 +126,10 @@ def run_guards(call: Call) -> None:
 def read_parameters(call: Call) -> None:
     op = call.operation
     call.query = request.args
-    call.ra_list = call.react_admin and op.method == "get" and not call.path_args and \
-        any(p.name == "filter" for p in op.params)
+    # a list: a GET that takes a filter or pages (limit), a collection or one under a
+    # record (a record's history)
+    call.ra_list = call.react_admin and op.method == "get" and \
+        any(p.name in ("filter", "limit") and p.location == "query" for p in op.params)
     if call.ra_list:
         res = call.services.resources.get(op.resource)
         call.query = translate_query(call.query, request.headers, res.fields if res else {})

@@ -194,10 +194,15 @@ class AuthController:
             raise Unauthorized()
         body = {"uid": p.uid, "account_id": p.account_id, "username": p.username,
                 "roles": p.roles, "method": p.method}
+        if p.method == "cookie" and p.csrf:
+            # a page signed in by the cookie alone (the OpenID callback's redirect) needs
+            # the CSRF token for its writes; only same-origin scripts (and cors_origins)
+            # can read this answer
+            body["csrf_token"] = p.csrf
         registry = self.services.registry
         if registry is not None:  # resource -> public URL of the instances serving it (UI)
             body["resources"] = registry.url_map()
-        return Reply(body, 200)
+        return Reply(body, 200, {"Cache-Control": "no-store"} if "csrf_token" in body else {})
 
     def logout(self, ctx: RequestContext) -> Reply:
         """End the caller's session; with ``all=true`` every session of the caller."""

@@ -1,7 +1,8 @@
 """The built-in admin UI at /admin/, in headless Chromium against the running service.
 
 One owner with twelve lists (one of them public) and one user with no rights on them,
-on a real `apicrud serve` of the module's own. Each test is one thing a person does in
+on a real `apicrud serve` of the module's own, which also signs people in through an
+OpenID provider (tests/integration/oidc_provider.py, on loopback). Each test is one thing a person does in
 the UI and leaves the lists as it found them; each step leaves a screenshot in
 artifacts/screenshots/ (kept by CI). The API is asked afterwards whether the UI did what
 it showed.
@@ -9,15 +10,25 @@ it showed.
 
 from __future__ import annotations
 
+import os
 import re
+import secrets
+import sys
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
 from playwright.sync_api import expect, sync_playwright
 
+from conftest import ROOT
 from uihelp import (CHROMIUM_ARGS, VIEWPORT, PageErrors, chromium_path, login, rows, shot,
                     start_service)
+
+sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+from oidc_provider import Provider  # noqa: E402
+
+CLIENT_ID = "admin-ui-test-client"
+CLIENT_SECRET = "oidc-secret-" + secrets.token_hex(8)
 
 expect.set_options(timeout=15_000)
 
@@ -50,9 +61,22 @@ def page(browser, request):
 
 
 @pytest.fixture(scope="module")
-def service(tmp_path_factory):
-    """A real `apicrud serve` on the embedded defaults, in its own data folder."""
-    service = start_service(str(tmp_path_factory.mktemp("admin-ui")))
+def op():
+    """An OpenID provider with a login page of its own."""
+    provider = Provider(CLIENT_ID, CLIENT_SECRET)
+    yield provider
+    provider.close()
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory, op):
+    """A real `apicrud serve` on the embedded defaults, in its own data folder, with the
+    provider as "test"."""
+    service = start_service(str(tmp_path_factory.mktemp("admin-ui")), config={
+        "oidc_providers": {"test": {"issuer": op.url, "client_id": CLIENT_ID,
+                                    "label": "Test provider"}},
+        "oidc_client_secrets": {"test": CLIENT_SECRET}})
+    op.client.redirect_uris.append(service.api_url + "/auth/oidc/test/callback")
     yield service
     service.stop()
 
@@ -126,8 +150,9 @@ def test_login_menu_from_spec_and_logout(page, world, service):
     collections = _collections(spec)
     assert "list" in collections and "trashcan" in collections
     menu = page.get_by_role("menu")
+    special = {"trashcan": "Trashcan", "audit": "Audit trail"}
     for name, schema in collections.items():
-        label = "Trashcan" if name == "trashcan" else _menu_label(name, schema)
+        label = special.get(name) or _menu_label(name, schema)
         expect(menu.get_by_role("menuitem", name=label, exact=True)).to_be_visible()
     # titles from the schemas, plurals of the rest; never a raw resource name
     for label in ("API keys", "List members", "People", "Categories", "Lists", "Settings"):
@@ -448,3 +473,127 @@ def test_favicon(page, world):
     page.wait_for_function("document.getElementById('icon').complete"
                            " && document.getElementById('icon').naturalWidth > 0")
     shot(page, "27-favicon")
+
+
+def _edit_description(page, root, record_id: str, text: str) -> None:
+    page.goto(f"{root}/admin/#/list/{record_id}")
+    page.locator("input[name=description]").fill(text)
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_text("Element updated")).to_be_visible()
+
+
+def test_audit_page_shows_an_edit(page, world):
+    """An edit made in the UI is on the audit page (who, action, record, changed
+    fields), filtered by resource and action; its show view says old -> new."""
+    root, owner, _, ids = world
+    login(page, root, owner.username, owner.password)
+    before = owner.api.get(f"/list/{ids['list 06']}").json()["description"]
+    _edit_description(page, root, ids["list 06"], "audited in the browser")
+    page.get_by_role("menuitem", name="Audit trail").click()
+    expect(rows(page).first).to_be_visible()
+    page.get_by_role("combobox", name="Action").click()
+    page.get_by_role("option", name="update", exact=True).click()
+    page.get_by_role("combobox", name="Resource").click()
+    page.get_by_role("option", name="list", exact=True).click()
+    expect(page.get_by_role("listbox")).to_have_count(0)  # the choices are gone
+    expect(page).to_have_url(re.compile("%22resource%22%3A%22list%22"))  # both filters on
+    page.wait_for_load_state("networkidle")
+    entry = rows(page).filter(has_text=ids["list 06"])
+    expect(entry).to_have_count(1)
+    expect(entry).to_contain_text("update")
+    expect(entry).to_contain_text(owner.username)
+    expect(entry).to_contain_text("description")
+    expect(rows(page).filter(has_text="create")).to_have_count(0)  # the filter holds
+    shot(page, "28-audit-trail")
+    entry.locator("td.column-created").click()
+    expect(page).to_have_url(re.compile(r"#/audit/[^/]+/show$"))
+    expect(page.locator(".audit-changes li[data-field=description]")).to_have_text(
+        f"description: {before} → audited in the browser")
+    shot(page, "29-audit-entry")
+
+
+def test_history_tab_shows_the_diff(page, world):
+    root, owner, _, ids = world
+    login(page, root, owner.username, owner.password)
+    record = ids["list 08"]
+    before = owner.api.get(f"/list/{record}").json()["description"]
+    _edit_description(page, root, record, "history in the browser")
+    page.goto(f"{root}/admin/#/list/{record}/show")
+    expect(page.get_by_text("history in the browser", exact=True)).to_be_visible()
+    page.get_by_role("tab", name="History").click()
+    history = page.locator(".history tbody tr")
+    expect(history.first).to_contain_text("update")
+    expect(history.first).to_contain_text(owner.username)
+    expect(history.first.locator("li[data-field=description]")).to_have_text(
+        f"description: {before} → history in the browser")
+    expect(history.last).to_contain_text("create")  # newest first, back to its creation
+    shot(page, "30-history-tab")
+
+
+def test_a_plain_user_sees_no_entry_about_anothers_secret_list(page, world):
+    root, owner, bystander, ids = world
+    secret = ids["list 10"]
+    assert owner.api.put(f"/list/{secret}", json={"description": "not for guests"}).status_code == 200
+    login(page, root, bystander.username, bystander.password)
+    page.goto(root + "/admin/#/audit")
+    expect(page.locator("table tbody tr").first.or_(
+        page.get_by_text(re.compile("^No .* (yet|found)")))).to_be_visible()
+    page.wait_for_load_state("networkidle")
+    expect(rows(page).filter(has_text=secret)).to_have_count(0)
+    expect(page.get_by_text("not for guests")).to_have_count(0)
+    shot(page, "31-audit-as-guest")
+    # the record's history is not theirs either: the page says so, nothing breaks
+    page.goto(f"{root}/admin/#/audit?filter=" + '{"record_id":"%s"}' % secret)
+    expect(page.get_by_text(re.compile("^No .* (yet|found)"))).to_be_visible()
+    # what the server answers them is what the page showed
+    seen = bystander.api.get("/audit", params={"filter": f'{{"record_id": "{secret}"}}'}).json()
+    assert seen["count"] == 0 and seen["items"] == []
+
+
+def test_sign_in_through_the_provider(page, world, op, service):
+    """The login page has a button per provider; it leads to the provider's own login
+    page and back into the admin UI, signed in (the session cookie, then GET /auth)."""
+    root = world[0]
+    person = service.add_user("sso")
+    password = secrets.token_urlsafe(12)
+    op.accounts[person.username] = (password, {
+        "sub": "sub-" + secrets.token_hex(6), "preferred_username": person.username,
+        "email": f"{person.username}@example.com", "email_verified": True})
+    page.goto(root + "/admin/")
+    button = page.get_by_role("button", name="Continue with Test provider")
+    expect(button).to_be_visible()
+    shot(page, "32-login-with-provider")
+    button.click()
+    expect(page.get_by_role("heading", name="Test provider sign-in")).to_be_visible()
+    assert page.url.startswith(op.url + "/authorize?")
+    page.get_by_label("Username").fill(person.username)
+    page.get_by_label("Password").fill(password)
+    shot(page, "33-provider-login")
+    page.get_by_role("button", name="Log in at the provider").click()
+    expect(page.get_by_role("button", name="Profile")).to_contain_text(person.username)
+    assert page.url.startswith(root + "/admin/"), page.url
+    # signed in for real: the lists load, and a write (cookie + CSRF token) goes through
+    page.goto(root + "/admin/#/list/create")
+    page.locator("input[name=name]").fill("made after single sign-on")
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_text("Element created")).to_be_visible()
+    shot(page, "34-signed-in-through-provider")
+    made = person.api.get("/list", params={"filter": '{"name": "made after single sign-on"}'})
+    assert made.json()["count"] == 1
+    page.get_by_role("button", name="Profile").click()
+    page.get_by_role("menuitem", name="Logout").click()
+    expect(page.get_by_role("button", name="Sign in", exact=True)).to_be_visible()
+
+
+def test_provider_sign_in_refuses_another_site_as_return_target(service):
+    """An attacker's link that would send the browser elsewhere after signing in is
+    refused before the provider is ever asked."""
+    start = service.api_url + "/auth/oidc/test"
+    for target in ("https://evil.example/admin/", "//evil.example/admin/",
+                   "/\\evil.example/admin/", "evil.example"):
+        resp = requests.get(start, params={"return_to": target}, allow_redirects=False,
+                            timeout=30)
+        assert resp.status_code == 400, (target, resp.status_code)
+        assert "Location" not in resp.headers
+    ok = requests.get(start, params={"return_to": "/admin/"}, allow_redirects=False, timeout=30)
+    assert ok.status_code == 302 and ok.headers["Location"].startswith("http://127.0.0.1:")

@@ -7,6 +7,7 @@ installs it: these tests are part of CI and must not skip.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
@@ -122,16 +123,21 @@ def _login(api_url: str, username: str, password: str, uid: str = "",
                 Api(api_url, body["token"]), body["token"])
 
 
-def start_service(data_dir: str) -> Service:
+def start_service(data_dir: str, config: dict | None = None) -> Service:
     """Start `apicrud serve` in its own data folder (SQLite + embedded Redis), whatever
     backends the rest of the suite runs on, so what the browser sees is only this
-    module's data."""
+    module's data; ``config`` is written as its APICRUD_CONFIG file."""
     port = _free_port()
     password = "admin-" + secrets.token_hex(8)
     env = {k: v for k, v in os.environ.items() if not k.startswith("APICRUD_")
            and k not in ("REDIS_URL", "DATABASE_URL")}
     env.update(APICRUD_DATA_DIR=data_dir, APICRUD_PORT=str(port), APICRUD_WORKERS="1",
                APICRUD_THREADS="8", APICRUD_ADMIN_PASSWORD=password)
+    if config:
+        path = os.path.join(data_dir, "config.yaml")
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(config, f)  # JSON is YAML
+        env["APICRUD_CONFIG"] = path
     with open(os.path.join(data_dir, "serve.log"), "wb") as log:  # the child keeps its copy
         process = subprocess.Popen([sys.executable, "-m", "apicrud.cli", "serve"], cwd=ROOT,
                                    env=env, stdout=log, stderr=subprocess.STDOUT)

@@ -2,7 +2,9 @@
 
 It has its own RSA signing keys (published at ``/jwks``), a discovery document, an
 authorization endpoint that signs in ``provider.user`` at once (the tests set who
-that is; the login form of a real provider is not what is tested here), and a token
+that is), or, when ``provider.accounts`` names people (username -> (password, claims)),
+first asks for a username and password on a login page of its own (the browser tests
+sign in there as a person would), and a token
 endpoint that checks the client secret, the redirect URI and the PKCE verifier, and
 spends each code once. ``provider.misbehave`` lets a test make the provider issue a
 faulty ID token (another nonce, audience, lifetime, key or algorithm).
@@ -22,7 +24,7 @@ from authlib.oauth2.rfc6749 import ClientMixin, grants
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oidc.core import UserInfo
 from authlib.oidc.core.grants import OpenIDCode
-from flask import Flask, jsonify, request
+from flask import Flask, jsonify, redirect, request
 from joserfc.jwk import KeySet, RSAKey
 from werkzeug.serving import make_server
 
@@ -103,6 +105,8 @@ class Provider:
         self.codes: dict[str, Code] = {}
         self.user: dict[str, Any] = {}
         self.misbehave: dict[str, Any] = {}
+        self.accounts: dict[str, tuple[str, dict[str, Any]]] = {}
+        self._signed_in: dict[str, dict[str, Any]] = {}  # provider session cookie -> claims
         self.token_requests = 0
         self.lock = threading.Lock()
         self.app = self._build()
@@ -208,10 +212,28 @@ class Provider:
 
         @app.get("/authorize")
         def authorize():
-            # signed in already as op.user: consent is given at once
-            user = dict(op.user)
+            if op.accounts:  # a login page first, then back here with the cookie
+                user = op._signed_in.get(request.cookies.get("op_session", ""))
+                if user is None:
+                    return op._login_page(request.query_string.decode("ascii"), "")
+            else:  # signed in already as op.user
+                user = dict(op.user)
+            # consent is given at once
             grant = server.get_consent_grant(end_user=user)
             return server.create_authorization_response(grant=grant, grant_user=user)
+
+        @app.post("/login")
+        def login():
+            name, password = request.form.get("username", ""), request.form.get("password", "")
+            then = request.form.get("next", "")
+            known = op.accounts.get(name)
+            if known is None or not secrets.compare_digest(known[0], password):
+                return op._login_page(then, "wrong username or password"), 401
+            session = secrets.token_urlsafe(16)
+            op._signed_in[session] = dict(known[1])
+            resp = redirect("/authorize?" + then, 302)
+            resp.set_cookie("op_session", session, httponly=True, samesite="Lax")
+            return resp
 
         @app.post("/token")
         def token():
@@ -220,6 +242,17 @@ class Provider:
             return server.create_token_response()
 
         return app
+
+    @staticmethod
+    def _login_page(then: str, error: str):
+        from html import escape
+
+        return (f"<!doctype html><title>Test provider</title><h1>Test provider sign-in</h1>"
+                f"<p role=alert>{escape(error)}</p>"
+                f"<form method=post action=/login><input type=hidden name=next"
+                f" value=\"{escape(then)}\"><label>Username <input name=username></label>"
+                f"<label>Password <input type=password name=password></label>"
+                f"<button type=submit>Log in at the provider</button></form>")
 
     def _jwt_config(self) -> dict:  # pragma: no cover - only for Authlib's legacy path
         return {"key": self.key, "alg": "RS256", "iss": self.url, "exp": 300}

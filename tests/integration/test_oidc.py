@@ -259,7 +259,9 @@ def test_provider_error_and_missing_code(sites, op):
 def test_unknown_provider_and_bad_return_to(sites):
     refused(requests.get(sites["open"].url + "/auth/oidc/nope", timeout=30), 404,
             "no such OpenID provider")
-    for bad in ("//evil.example/", "https://evil.example/", "/\\evil.example"):
+    for bad in ("//evil.example/", "https://evil.example/", "/\\evil.example",
+                "http:evil.example", "evil.example/admin/", "javascript:alert(1)",
+                "/\t/evil.example", "/ /evil.example"):
         resp = requests.get(sites["open"].url + "/auth/oidc/test", timeout=30,
                             params={"return_to": bad}, allow_redirects=False)
         refused(resp, 400, "return_to")
@@ -361,6 +363,19 @@ def test_return_to_redirects_with_the_session_cookie(sites, op):
     assert browser.cookies.get(cookie)
     me = browser.get(sites["open"].url + "/auth", timeout=30)
     assert me.status_code == 200 and me.json()["method"] == "cookie"
+    # the page it lands on writes with the cookie and the CSRF token GET /auth tells it
+    csrf = me.json()["csrf_token"]
+    assert me.headers["Cache-Control"] == "no-store"
+    made = browser.post(sites["open"].url + "/list", json={"name": "by cookie"}, timeout=30)
+    assert made.status_code == 403, made.text
+    made = browser.post(sites["open"].url + "/list", json={"name": "by cookie"}, timeout=30,
+                        headers={"X-CSRF-Token": csrf})
+    assert made.status_code == 201, made.text
+    # a Bearer caller has no use for it: not told
+    token = browser.cookies.get(cookie)
+    bearer = requests.get(sites["open"].url + "/auth", timeout=30,
+                          headers={"Authorization": f"Bearer {token}"})
+    assert bearer.status_code == 200 and "csrf_token" not in bearer.json()
 
 
 def test_link_a_second_provider_identity_to_a_signed_in_account(sites, op):

@@ -216,6 +216,38 @@ def test_json_server_bad_params_are_400(world):
     assert_problem(api.call("GET", "/list", {"range": "[5,1]"}), 400, "range")
 
 
+# -- the audit trail and a record's history, as lists of the dialect ----------------------
+
+def test_audit_and_history_are_ranged_lists(world, other_user):
+    api, ids, _ = world
+    for n in range(3):  # a create and three updates: four entries about the list
+        resp = api.call("PUT", f"/list/{ids[0]}", body={"description": f"take {n}"})
+        assert resp.status_code == 200, resp.text
+    about = json.dumps({"resource": "list", "record_id": ids[0]})
+    resp = api.call("GET", "/audit", {"filter": about, "sort": '["created","DESC"]',
+                                      "range": "[0,1]"})
+    assert resp.status_code == 200, resp.text
+    assert [e["action"] for e in resp.json()] == ["update", "update"]
+    assert resp.json()[0]["changes"]["description"] == {"old": "take 1", "new": "take 2"}
+    assert resp.headers["Content-Range"] == "audit 0-1/4"
+    assert resp.headers["X-Total-Count"] == "4"
+    # the history under the record answers the same way, ranges included
+    resp = api.call("GET", f"/list/{ids[0]}/history", {"sort": '["created","DESC"]',
+                                                       "range": "[2,3]"},
+                    headers={"Range": "audit=2-3"})
+    assert resp.status_code == 200, resp.text
+    assert [e["action"] for e in resp.json()] == ["update", "create"]
+    assert resp.headers["Content-Range"] == "audit 2-3/4"
+    assert resp.headers["X-Total-Count"] == "4"
+    # someone who may not read the list: its history is a 404, the trail an empty page
+    stranger = Provider(api.root.removesuffix("/api/v1/ra"), other_user.token)
+    assert_problem(stranger.call("GET", f"/list/{ids[0]}/history", {"range": "[0,9]"}), 404)
+    empty = stranger.call("GET", "/audit", {"filter": about, "range": "[0,9]"})
+    assert empty.status_code == 200 and empty.json() == []
+    assert empty.headers["Content-Range"] == "audit */0"
+    assert empty.headers["X-Total-Count"] == "0"
+
+
 # -- CORS, and the envelope API stays as it was -------------------------------------------
 
 def test_cors_preflight_allows_provider_headers(ra):

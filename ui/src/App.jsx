@@ -2,6 +2,8 @@
 import { useMemo } from 'react';
 import { Admin, Resource } from 'react-admin';
 import DeleteIcon from '@mui/icons-material/Delete';
+import HistoryIcon from '@mui/icons-material/History';
+import { makeAudit } from './Audit.jsx';
 import { authProvider } from './authProvider.js';
 import { dataProvider, httpClient } from './dataProvider.js';
 import { makeFileCreate, makeFileList, makeFileShow, withUploads } from './files.jsx';
@@ -9,7 +11,7 @@ import { LoginPage } from './LoginPage.jsx';
 import { makeTrashList } from './Trashcan.jsx';
 import { makeCreate, makeEdit, makeList, makeShow } from './views.jsx';
 
-export function buildResources(resources) {
+export function buildResources(resources, withAudit = false) {
     const byName = Object.fromEntries(resources.map(r => [r.name, r]));
     return resources.map(def => (def.upload ? {
         def, // an upload resource (files.jsx)
@@ -20,7 +22,8 @@ export function buildResources(resources) {
     } : {
         def,
         list: makeList(def, byName),
-        show: def.hasShow ? makeShow(def, byName) : undefined,
+        // model-backed records (rbac letters) have a history when the trail is served
+        show: def.hasShow ? makeShow(def, byName, withAudit && Boolean(def.rbac)) : undefined,
         edit: def.editFields ? makeEdit(def, byName) : undefined,
         create: def.createFields ? makeCreate(def, byName) : undefined,
     }));
@@ -29,10 +32,11 @@ export function buildResources(resources) {
 // polyglot's "one |||| many": a create page says "Create List", the menu "Lists"
 const labelOf = def => `${def.singular} |||| ${def.label}`;
 
-export function App({ title, resources, withTrashcan }) {
-    const views = buildResources(resources);
+export function App({ title, resources, withTrashcan, withAudit }) {
+    const views = buildResources(resources, withAudit);
     const TrashList = withTrashcan ? makeTrashList(resources) : null;
     const provider = useMemo(() => withUploads(dataProvider, resources, httpClient), [resources]);
+    const audit = withAudit ? makeAudit(resources) : null;
     return (
         <Admin title={title} dataProvider={provider} authProvider={authProvider}
             loginPage={LoginPage} disableTelemetry>
@@ -44,6 +48,10 @@ export function App({ title, resources, withTrashcan }) {
             {TrashList ? (
                 <Resource name="trashcan" options={{ label: 'Trashcan' }} list={TrashList}
                     icon={DeleteIcon} />
+            ) : null}
+            {audit ? (
+                <Resource name="audit" options={{ label: 'Audit trail' }} list={audit.AuditList}
+                    show={audit.AuditShow} icon={HistoryIcon} />
             ) : null}
         </Admin>
     );

@@ -3,10 +3,16 @@
 import simpleRestProvider from 'ra-data-simple-rest';
 import { fetchUtils } from 'react-admin';
 import { RA_URL } from './config.js';
-import { session } from './authProvider.js';
+import { credentialsFor, session } from './authProvider.js';
 
 export const httpClient = (url, options = {}) => {
     const current = session.get();
+    if (current?.cookie) { // signed in through a provider: the cookie, and CSRF on writes
+        const how = credentialsFor(options.method, current);
+        const headers = new Headers(options.headers || { Accept: 'application/json' });
+        for (const [k, v] of Object.entries(how.headers)) headers.set(k, v);
+        return fetchUtils.fetchJson(url, { ...options, headers, credentials: how.credentials });
+    }
     return fetchUtils.fetchJson(url, {
         ...options,
         credentials: 'omit',

@@ -25,9 +25,10 @@ fetch(`${API_URL}/openapi.json`, { headers: { Accept: 'application/json' }, cred
         const all = deriveResources(spec);
         const resources = all.filter(r => !SPECIAL.has(r.name));
         const withTrashcan = all.some(r => r.name === 'trashcan');
+        const withAudit = all.some(r => r.name === 'audit');
         setCanIResources(resources.filter(r => r.rbac).map(r => r.name));
         document.title = `${spec.info?.title || 'apicrud'} admin`;
         root.render(<App title={spec.info?.title || 'apicrud'} resources={resources}
-            withTrashcan={withTrashcan} />);
+            withTrashcan={withTrashcan} withAudit={withAudit} />);
     })
     .catch(error => fail(`Cannot load the API description: ${error.message}`));

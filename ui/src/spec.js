@@ -11,7 +11,7 @@ const HIDDEN_IN_FORMS = new Set(['rbac', 'status']);
 const MAX_COLUMNS = 8;
 const LONG_TEXT = 255; // a string longer than this gets a multi-line input and no column
 // resources with a page of their own, not the generic views
-export const SPECIAL = new Set(['trashcan']);
+export const SPECIAL = new Set(['trashcan', 'audit']);
 
 /** Follow local `$ref`s (`#/components/...`); merge `allOf` members; of `oneOf` or
  * `anyOf` (e.g. one record or an array of them, as a bulk create takes) the first

@@ -7,9 +7,11 @@ import {
     Datagrid, DateField, DateInput, DateTimeInput, DeleteButton, Edit, EditButton, EmailField,
     ExportButton, FilterButton, FunctionField, Labeled, List, NumberField, NumberInput,
     PasswordInput, ReferenceField, ReferenceInput, SaveButton, SearchInput, SelectField,
-    SelectInput, Show, ShowButton, SimpleForm, SimpleShowLayout, TextField, TextInput,
-    Toolbar, TopToolbar, UrlField, required, usePermissions, useRecordContext,
+    SelectInput, Show, ShowButton, SimpleForm, SimpleShowLayout, Tab, TabbedShowLayout,
+    TextField, TextInput, Toolbar, TopToolbar, UrlField, required, usePermissions,
+    useRecordContext,
 } from 'react-admin';
+import { historyTab } from './History.jsx';
 import Chip from '@mui/material/Chip';
 
 const PLAIN_NUMBER = { useGrouping: false, maximumFractionDigits: 20 };
@@ -185,12 +187,18 @@ export function ShowActions({ def }) {
     );
 }
 
-export function makeShow(def, byName) {
+/** The show page; with `withHistory`, the fields on one tab and the record's audit
+ * entries on a "History" tab (History.jsx). */
+export function makeShow(def, byName, withHistory = false) {
+    const fields = def.fields.filter(f => f.source !== 'rbac').map(f => fieldElement(f, byName));
     const ResourceShow = () => (
         <Show actions={<ShowActions def={def} />}>
-            <SimpleShowLayout>
-                {def.fields.filter(f => f.source !== 'rbac').map(f => fieldElement(f, byName))}
-            </SimpleShowLayout>
+            {withHistory ? (
+                <TabbedShowLayout>
+                    <Tab label="Record">{fields}</Tab>
+                    {historyTab(def.name)}
+                </TabbedShowLayout>
+            ) : <SimpleShowLayout>{fields}</SimpleShowLayout>}
         </Show>
     );
     return ResourceShow;
