@@ -8,8 +8,8 @@
 - ``notify``: the callable that tells a user about their usage, unless one is set
   already (by default: the messaging outbox, see :func:`default_notifier`);
 
-and registers the grant create check and two observers (request metrics, refunds of
-per-period units used by failed requests).
+and registers the grant create check (which gives back per-period units used by a
+request whose write is not committed) and the request-metrics observer.
 """
 
 from __future__ import annotations
@@ -93,7 +93,6 @@ def init_app(services) -> None:
     checks = GrantChecks(services, services.grants, services.metrics,
                          notify=lambda **kw: services.notify(**kw))
     services.pipeline.create_checks.append(checks)
-    services.pipeline.observers.append(checks.observe)
     services.pipeline.observers.append(RequestObserver(services.metrics))
     services.closers.append(services.metrics.close)  # flush buffered counts on shutdown
 

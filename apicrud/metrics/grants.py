@@ -20,7 +20,6 @@ direct SQL, so the database stays the one source of truth.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from datetime import datetime, timezone
 from typing import Any, Callable, Mapping
@@ -147,11 +146,6 @@ class Grants:
         self.cache.drop(*uids)
 
 
-def _pending_key(request_id: str, uid: str | None) -> str:
-    # X-Request-ID may come from the client: the uid keeps one user's ids from another's
-    return f"{request_id}|{uid}"
-
-
 def _when(seconds: int | None) -> str:
     if seconds is None:
         return ""
@@ -160,7 +154,8 @@ def _when(seconds: int | None) -> str:
 
 
 class GrantChecks:
-    """The create check (record counts, per-period grants) and the refund observer."""
+    """The create check (record counts, per-period grants); a per-period unit used by a
+    request whose write is not committed is given back (RequestContext.on_rollback)."""
 
     def __init__(self, services, grants: Grants, metrics,
                  notify: Callable[..., Any] | None = None) -> None:
@@ -168,8 +163,6 @@ class GrantChecks:
         self.grants = grants
         self.metrics = metrics
         self.notify = notify
-        self._pending: dict[str, list[tuple[str, str, float]]] = {}
-        self._lock = threading.Lock()
         self.by_resource: dict[str, list] = {}
         for d in metrics.definitions.values():
             if d.style == "grant" and d.resource:
@@ -243,9 +236,8 @@ class GrantChecks:
             raise TooManyRequests(
                 f"grant {d.name} used up: {limit} per {d.period}{_when(used.reset_in)}",
                 slug="grant-exceeded", headers=headers, grant=d.name, limit=limit)
-        with self._lock:
-            self._pending.setdefault(_pending_key(ctx.request_id, ctx.principal.uid),
-                                     []).append((d.name, uid, 1))
+        # the unit is given back if the request's transaction is not committed
+        ctx.on_rollback.append(lambda: self._refund(d.name, uid, 1))
         if d.notify and limit and used.used >= limit * d.notify / 100:
             ctx.after_commit.append(lambda: self._notify(d, uid, used.used, limit))
 
@@ -266,11 +258,6 @@ class GrantChecks:
         except Exception:  # the request succeeded; a lost notice is only logged
             log.warning("usage notice for %s of %s failed", d.name, uid, exc_info=True)
 
-    def observe(self, record) -> None:
-        """Give back per-period units used by a request that did not succeed."""
-        with self._lock:
-            used = self._pending.pop(_pending_key(record.request_id, record.principal.uid),
-                                     None)
-        if used and record.status >= 400:
-            for name, uid, amount in used:
-                self.metrics.refund(name, uid, amount)
+    def _refund(self, name: str, uid: str, amount: float) -> None:
+        """Give back per-period units used by a request whose write was not committed."""
+        self.metrics.refund(name, uid, amount)

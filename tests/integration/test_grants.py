@@ -7,18 +7,14 @@ import json
 import threading
 import time
 from datetime import datetime, timedelta, timezone
-from types import SimpleNamespace
 
 import pytest
 from conftest import Api, make_user
 from test_crud import assert_problem, new_list
 
-from apicrud.auth.principal import Principal
 from apicrud.messaging.render import MessageRenderer
 from apicrud.metrics import default_notifier
-from apicrud.metrics.grants import GrantChecks
 from apicrud.metrics.usage import NOTIFIED, period_end
-from apicrud.pipeline import RequestRecord
 
 PROBLEM_TYPE = "grant-exceeded"
 
@@ -169,20 +165,22 @@ def test_period_grant_refuses_until_its_period_key_expires(server, admin, user):
 
 
 def test_failed_requests_give_their_units_back(server, user):
-    services = server.services
-    checks = next(c for c in services.pipeline.create_checks if isinstance(c, GrantChecks))
-    d = services.metrics.definitions["messages_daily"]
-    principal = Principal(uid=user.uid)
-    ctx = SimpleNamespace(request_id="req-1", principal=principal, after_commit=[])
-    checks._use(ctx, d, user.uid)
-    key = services.metrics.key("messages_daily", {"uid": user.uid})
-    assert int(services.redis.client.get(key)) == 1
-    record = RequestRecord("POST", "/message", "message.create", "message", "create", 409,
-                           0.01, principal, "req-1", "127.0.0.1")
-    checks.observe(record)
-    assert float(services.redis.client.get(key)) == 0
-    checks.observe(record)  # once only
-    assert float(services.redis.client.get(key)) == 0
+    """A batch whose first message used a unit of messages_daily and whose second fails
+    writes nothing: the unit is given back with the rollback, and only then."""
+    def used() -> float:
+        usage = {i["name"]: i for i in user.api.get("/metric").json()["items"]}
+        return usage["messages_daily"]["value"]
+
+    lst = new_list(user.api)
+    before = used()
+    resp = user.api.post("/message", json=[{"list_id": lst["id"], "subject": "counted"},
+                                           {"list_id": "x-not-a-list", "subject": "fails"}])
+    assert resp.status_code == 404, resp.text
+    assert user.api.get("/message", params={"filter": json.dumps({"list_id": lst["id"]})}
+                        ).json()["count"] == 0  # nothing written ...
+    assert used() == before  # ... and nothing used
+    assert post_message(user.api, lst["id"]).status_code == 201
+    assert used() == before + 1  # a committed write keeps its unit
 
 
 def test_notice_is_sent_once_per_period(server, admin, user, recorder):
