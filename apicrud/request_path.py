@@ -12,6 +12,8 @@ exception's class hierarchy, as Flask's ``errorhandler`` is). The default stages
    (see :mod:`apicrud.auth.schemes`);
 3. ``load_roles``: the caller's membership levels (apicrud.access.roles);
 4. ``open_context``: the :class:`~apicrud.context.RequestContext`;
+   ``choose_language``: the language of the request's messages (problems, mails), decided
+   on first use (see :func:`request_language`), so a request that needs none pays nothing;
 5. ``run_guards``: rate limits, API-key scopes (``pipeline.guards``);
 6. ``read_parameters``: query, path and header parameters (react-admin's query
    translated first on its base path);
@@ -36,7 +38,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import redis.exceptions
-from flask import Response, request
+from flask import Response, current_app, request
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.exceptions import HTTPException
@@ -54,6 +56,7 @@ from apicrud.errors import (
     UnsupportedMediaType,
 )
 from apicrud.files.upload import is_multipart, open_raw, open_upload
+from apicrud.i18n import N_, SOURCE_LANGUAGE, choose_locale, language_of, negotiate
 from apicrud.pipeline import RequestRecord
 from apicrud.react_admin import shape_reply, translate_query
 
@@ -78,6 +81,7 @@ class Call:
     query: Any = None  # the query arguments the parameters are read from
     ra_list: bool = False  # a react-admin list request (its query translated)
     state: dict[str, Any] = field(default_factory=dict)  # for stages of components
+    language: str | None = None  # the messages' language, once decided (request_language)
 
 
 Stage = Callable[[Call], None]
@@ -115,6 +119,39 @@ def open_context(call: Call) -> None:
     call.ctx = RequestContext(call.services, call.operation, call.principal, {}, None,
                               request.headers, request.remote_addr, request.scheme,
                               call.request_id, request.method)
+
+
+def choose_language(call: Call) -> None:
+    call.ctx.language_of = lambda: request_language(call)
+
+
+def request_language(call: Call) -> str:
+    """The language of the caller's messages: a signed-in account's ``settings.locale``
+    when a catalog is shipped for it, else the best of ``Accept-Language``, else the
+    setting ``default_locale``. Decided once per request, when first needed."""
+    if call.language is None:
+        principal = call.ctx.principal if call.ctx is not None else call.principal
+        header = request.headers.get("Accept-Language")
+        locale = None
+        if principal.authenticated and principal.account_id:
+            locale = _account_locale(call.services, principal.account_id)
+        default = call.services.settings.default_locale
+        if locale is None and not header:  # the common case: nothing to negotiate
+            call.language = language_of(default) or SOURCE_LANGUAGE
+        else:
+            call.language = choose_locale(locale, header, default)
+    return call.language
+
+
+def _account_locale(services: Any, account_id: str) -> str | None:
+    from apicrud.auth.account_settings import AccountSettings
+
+    try:
+        return AccountSettings(account_id, services).locale
+    except Exception:  # Redis or the database away, the account gone: the header decides
+        log.warning("settings of account %s unreadable; language from the request",
+                    account_id, exc_info=True)
+        return None
 
 
 def run_guards(call: Call) -> None:
@@ -159,7 +196,8 @@ def commit(call: Call) -> None:
 
 
 DEFAULT_STAGES: tuple[Stage, ...] = (authenticate, check_scheme, load_roles, open_context,
-                                     run_guards, read_parameters, read_body, handle, commit)
+                                     choose_language, run_guards, read_parameters, read_body,
+                                     handle, commit)
 
 
 # -- exceptions -> problems -------------------------------------------------------------
@@ -268,7 +306,7 @@ def dispatch(services: Any, op: Any, path_args: dict[str, str],
             stage(call)
         response = render(call.reply)  # type: ignore[arg-type]
     except Exception as exc:
-        response = _fail(call.ctx, pipeline.problems.problem_for(exc, call))
+        response = _fail(call, pipeline.problems.problem_for(exc, call))
     principal = call.principal
     if call.ctx is not None:
         principal = call.ctx.principal
@@ -285,17 +323,31 @@ def dispatch(services: Any, op: Any, path_args: dict[str, str],
     return response
 
 
-def _fail(ctx: RequestContext | None, problem: Problem) -> Response:
+def _fail(call: Call, problem: Problem) -> Response:
+    ctx = call.ctx
     if ctx is not None:
         try:
             ctx.finish(False)
         except Exception:  # the connection may be gone already; the error stands
             log.warning("rollback failed", exc_info=True)
-    return problem_response(problem)
+    try:
+        language = request_language(call)
+    except Exception:  # never let the choice of words hide the problem itself
+        log.warning("no language for the problem; English", exc_info=True)
+        language = SOURCE_LANGUAGE
+    return problem_response(problem, language)
 
 
-def problem_response(problem: Problem) -> Response:
-    body, status, headers = problem.render(request.path)
+def problem_response(problem: Problem, language: str | None = None) -> Response:
+    """The problem document in ``language``; without one (a request no operation
+    answers), in the best language of ``Accept-Language`` or the default."""
+    if language is None:
+        language = negotiate(request.headers.get("Accept-Language"))
+        if language is None:
+            services = current_app.extensions.get("apicrud")
+            default = services.settings.default_locale if services is not None else ""
+            language = language_of(default) or SOURCE_LANGUAGE
+    body, status, headers = problem.render(request.path, language)
     return Response(body, status, headers)
 
 
