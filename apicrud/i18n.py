@@ -22,7 +22,7 @@ import gettext
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Msg", "N_", "LOCALE_DIR", "DOMAIN", "SOURCE_LANGUAGE", "available",
+__all__ = ["Msg", "N_", "NP_", "N_as", "joined", "LOCALE_DIR", "DOMAIN", "SOURCE_LANGUAGE", "available",
            "translations", "translate", "language_of", "negotiate", "choose_locale"]
 
 LOCALE_DIR = Path(__file__).with_name("locale")
@@ -33,30 +33,57 @@ SOURCE_LANGUAGE = "en"
 class Msg(str):
     """An English text that remembers its message id and parameters for translation."""
 
-    __slots__ = ("msgid", "params")
+    __slots__ = ("msgid", "params", "plural", "n")
     msgid: str
     params: dict[str, Any]
+    plural: str | None
+    n: int
 
-    def __new__(cls, msgid: str, params: dict[str, Any]) -> Msg:
-        text = msgid % params if params else msgid
-        self = super().__new__(cls, text)
-        self.msgid, self.params = msgid, params
+    def __new__(cls, msgid: str, params: dict[str, Any], plural: str | None = None,
+                n: int = 1, english: str | None = None) -> Msg:
+        if english is None:  # else the English text is given (a library's own words)
+            english = plural if plural is not None and n != 1 else msgid
+            english = english % params if params else english
+        self = super().__new__(cls, english)
+        self.msgid, self.params, self.plural, self.n = msgid, params, plural, n
         return self
 
     def translated(self, trans: gettext.NullTranslations) -> str:
-        text = trans.gettext(self.msgid)
+        if self.plural is None:
+            text = trans.gettext(self.msgid)
+        else:
+            text = trans.ngettext(self.msgid, self.plural, self.n)
         if not self.params:
             return text
         params = {k: translate(v, trans) for k, v in self.params.items()}
         try:
             return text % params
         except (KeyError, ValueError, TypeError):  # a broken translation: the English stands
-            return self.msgid % params
+            return str(self)
 
 
 def N_(msgid: str, /, **params: Any) -> Msg:  # noqa: N802 (the gettext convention)
     """Mark ``msgid`` for translation; ``params`` fill its ``%(name)s`` placeholders."""
     return Msg(msgid, params)
+
+
+def N_as(english: str, msgid: str, /, **params: Any) -> Msg:  # noqa: N802
+    """A text whose English words are given (``english``, e.g. a validator's message)
+    and whose translations are those of ``msgid`` filled with ``params``."""
+    return Msg(msgid, params, english=english)
+
+
+def NP_(singular: str, plural: str, n: int, /, **params: Any) -> Msg:  # noqa: N802
+    """Mark a text with a plural form; ``n`` chooses the form (gettext's ngettext)."""
+    return Msg(singular, params, plural, n)
+
+
+def joined(parts: list[str], sep: str = "; ") -> str:
+    """``parts`` joined by ``sep``; each part translated with the whole."""
+    if not any(isinstance(p, Msg) for p in parts):
+        return sep.join(parts)
+    msgid = sep.join(f"%(p{i})s" for i in range(len(parts)))  # in no catalog: kept as is
+    return Msg(msgid, {f"p{i}": part for i, part in enumerate(parts)})
 
 
 def translate(value: Any, trans: gettext.NullTranslations | None) -> Any:

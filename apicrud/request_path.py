@@ -103,8 +103,9 @@ def check_scheme(call: Call) -> None:
     if op.public:  # credentials it doesn't take are ignored, as invalid ones are
         call.principal = ANONYMOUS
         return
-    raise Unauthorized(f"this operation does not accept {principal.method} credentials "
-                       f"(it takes: {', '.join(sorted(accepted))})")
+    raise Unauthorized(N_("this operation does not accept %(method)s credentials "
+                          "(it takes: %(accepted)s)", method=principal.method,
+                          accepted=", ".join(sorted(accepted))))
 
 
 def load_roles(call: Call) -> None:
@@ -236,19 +237,19 @@ def _known_problem(exc: Problem, call: Call) -> Problem:
 
 def _redis_down(_exc: BaseException, call: Call) -> Problem:
     call.services.redis_outage(*_where())
-    return ServiceUnavailable("redis is unavailable")
+    return ServiceUnavailable(N_("redis is unavailable"))
 
 
 def _database_down(_exc: BaseException, call: Call) -> Problem:
     call.services.database_outage(*_where())
-    return ServiceUnavailable("database is unavailable")
+    return ServiceUnavailable(N_("database is unavailable"))
 
 
 def _database_error(exc: BaseException, call: Call) -> Problem:
     if getattr(exc, "connection_invalidated", False):  # the connection broke mid-request
         return _database_down(exc, call)
     log.error("database error during %s %s", *_where(), exc_info=exc)
-    return Problem("internal error")
+    return Problem(N_("internal error"))
 
 
 def _http_exception(exc: BaseException, _call: Call) -> Problem:
@@ -257,7 +258,8 @@ def _http_exception(exc: BaseException, _call: Call) -> Problem:
     if code >= 500:
         log.error("%s %s: %s", *_where(), exc)
     if code == 413:
-        return PayloadTooLarge(f"request body is larger than {MAX_BODY} bytes")
+        return PayloadTooLarge(N_("request body is larger than %(limit)s bytes",
+                                  limit=MAX_BODY))
     return Problem(getattr(exc, "description", None) or str(exc), status=code,
                    title=getattr(exc, "name", None),
                    slug="bad-request" if code == 400 else "http-error")
@@ -269,7 +271,7 @@ def _integrity(exc: BaseException, _call: Call) -> Problem:
 
 def _unexpected(exc: BaseException, _call: Call) -> Problem:
     log.error("unhandled error during %s %s", *_where(), exc_info=exc)
-    return Problem("internal error")
+    return Problem(N_("internal error"))
 
 
 def default_problems() -> ProblemMap:
@@ -277,7 +279,7 @@ def default_problems() -> ProblemMap:
     problems.register(Problem, _known_problem)  # type: ignore[arg-type]
     problems.register(IntegrityError, _integrity)
     problems.register(StaleDataError, lambda _exc, _call: Conflict(
-        "changed by another request at the same time; retry"))
+        N_("changed by another request at the same time; retry")))
     problems.register(redis.exceptions.ConnectionError, _redis_down)
     problems.register(redis.exceptions.TimeoutError, _redis_down)
     problems.register(OperationalError, _database_down)
@@ -379,26 +381,28 @@ def json_body(op: Any) -> tuple[bool, Any]:
         # part as if it were all; read one byte more than allowed to tell
         raw = request.environ["wsgi.input"].read(limit + 1)
         if len(raw) > limit:
-            raise PayloadTooLarge(f"request body is larger than {limit} bytes")
+            raise PayloadTooLarge(N_("request body is larger than %(limit)s bytes", limit=limit))
     else:
         raw = request.get_data(cache=False)  # 413 past a declared Content-Length
     if not raw:
         if op.body_required:
-            raise BadRequest("a JSON request body is required",
-                             errors={"body": "is required"})
+            raise BadRequest(N_("a JSON request body is required"),
+                             errors={"body": N_("is required")})
         return False, None
     ctype = (request.mimetype or "").lower()
     if ctype != JSON_TYPE and not ctype.endswith("+json"):
-        raise UnsupportedMediaType(f"send {JSON_TYPE}, not {ctype or 'no content type'}")
+        raise UnsupportedMediaType(N_("send %(wanted)s, not %(given)s", wanted=JSON_TYPE,
+                                      given=ctype or N_("no content type")))
     try:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-        raise BadRequest(f"malformed JSON: {exc}"[:200], errors={"body": "malformed JSON"}) \
+        raise BadRequest(f"malformed JSON: {exc}"[:200], errors={"body": N_("malformed JSON")}) \
             from None
     bad = _unstorable(body)
     if bad is not None:
-        raise BadRequest(f"{bad}: contains a NUL character or an unpaired surrogate",
-                         errors={bad: "contains a NUL character or an unpaired surrogate"})
+        raise BadRequest(N_("%(field)s: contains a NUL character or an unpaired surrogate",
+                            field=bad),
+                         errors={bad: N_("contains a NUL character or an unpaired surrogate")})
     return True, body
 
 

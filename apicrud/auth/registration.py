@@ -66,18 +66,19 @@ from apicrud.errors import BadRequest, Conflict, Forbidden, Unauthorized, \
     ValidationProblem
 from apicrud.messaging.render import duration_text
 from apicrud import redis_keys
+from apicrud.i18n import N_
 
 __all__ = ["AccountController", "CONFIRM", "RESET"]
 
 log = logging.getLogger("apicrud.auth")
 CONFIRM, RESET, IDENTITY = "confirm", "reset", "identity"  # token purposes
-RESET_ANSWER = "If an account matches, a message with instructions is on its way."
+RESET_ANSWER = N_("If an account matches, a message with instructions is on its way.")
 
 
 def _bad_token() -> ValidationProblem:
     # the field named "token" gets an error message: no password here
     return ValidationProblem(
-        {"token": "is invalid, used or expired"})  # nosec B105 # a message, not a secret
+        {"token": N_("is invalid, used or expired")})  # nosec B105 # a message, not a secret
 
 
 class AccountController(BasicCRUD):
@@ -113,11 +114,11 @@ class AccountController(BasicCRUD):
         policy = self.settings.account_policy
         if policy == "closed":
             if not ctx.principal.authenticated:
-                raise Unauthorized("accounts are created by administrators")
-            raise Forbidden("accounts are created by administrators")
+                raise Unauthorized(N_("accounts are created by administrators"))
+            raise Forbidden(N_("accounts are created by administrators"))
         if data.get("is_admin"):
-            raise Forbidden("only administrators may create administrators",
-                            errors={"is_admin": "only administrators may set this"})
+            raise Forbidden(N_("only administrators may create administrators"),
+                            errors={"is_admin": N_("only administrators may set this")})
         return False
 
     def _account_for_token(self, ctx: RequestContext, purpose: str, token: str,
@@ -137,16 +138,17 @@ class AccountController(BasicCRUD):
         data = {"name": username, "is_admin": bool(body.get("is_admin")), "status": "pending"}
         by_admin = self._may_create(ctx, data)
         if not valid_email(email):
-            raise ValidationProblem({"email": "is not an email address"})
+            raise ValidationProblem({"email": N_("is not an email address")})
         person_model = self.person_model
         name_taken = username_taken(ctx.db, self.model, username)
         holder = address_holder(ctx.db, person_model, email)
         if by_admin:
             if name_taken:
-                raise Conflict("username: already taken", errors={"username": "already taken"})
+                raise Conflict(N_("username: already taken"),
+                               errors={"username": N_("already taken")})
             if holder is not None:
-                raise Conflict("email: already registered",
-                               errors={"email": "already registered"})
+                raise Conflict(N_("email: already registered"),
+                               errors={"email": N_("already registered")})
         elif name_taken or holder is not None:
             return self._refuse_quietly(ctx, username, email, name, holder)
         prefix = self.settings.id_prefix
@@ -208,11 +210,11 @@ class AccountController(BasicCRUD):
             return changes
         wanted = changes["status"]
         if wanted not in ("active", SUSPENDED):
-            raise BadRequest("status: set 'suspended' or 'active'",
-                             errors={"status": "must be suspended or active"})
+            raise BadRequest(N_("status: set 'suspended' or 'active'"),
+                             errors={"status": N_("must be suspended or active")})
         if record.id == ctx.principal.account_id:
-            raise Forbidden("status: you cannot suspend or enable your own account",
-                            errors={"status": "not for your own account"})
+            raise Forbidden(N_("status: you cannot suspend or enable your own account"),
+                            errors={"status": N_("not for your own account")})
         if wanted == "active":
             if record.status != SUSPENDED:
                 changes.pop("status")
@@ -232,7 +234,7 @@ class AccountController(BasicCRUD):
         person holds it, tell that person instead. The caller's answer is the same."""
         address = address.strip()
         if not valid_email(address):
-            raise ValidationProblem({"identity": "is not an email address"})
+            raise ValidationProblem({"identity": N_("is not an email address")})
         holder = ctx.db.execute(select(self.person_model).where(
             func.lower(self.person_model.identity) == address.lower(),
             self.person_model.status == "active", self.person_model.id != person.id)
@@ -268,8 +270,8 @@ class AccountController(BasicCRUD):
             ctx.db.flush()
         except IntegrityError:
             ctx.db.rollback()
-            raise Conflict("identity: the address was taken meanwhile",
-                           errors={"identity": "already in use"}) from None
+            raise Conflict(N_("identity: the address was taken meanwhile"),
+                           errors={"identity": N_("already in use")}) from None
         log.info("address changed", extra={"event": "identity_changed", "uid": person.id})
         return Reply({"id": person.id, "identity": address}, 200)
 
@@ -278,7 +280,7 @@ class AccountController(BasicCRUD):
         account = self._load(ctx, ctx.params["id"], for_update=True)
         self.authorize(ctx, "u", account)
         if account.status != "pending":
-            raise Conflict("account is not pending", errors={"status": "is not pending"})
+            raise Conflict(N_("account is not pending"), errors={"status": N_("is not pending")})
         person = ctx.db.get(self.person_model, account.uid)
         self._send_token(account, person, CONFIRM)
         log.info("account approved", extra={"event": "account_approved",

@@ -44,13 +44,15 @@ class Outbox:
                     self._celery = make_celery(self.settings, self.redis_url)
         return self._celery
 
-    def send(self, to: str | None, template: str, /, **context: Any) -> str:
-        """Queue template ``template`` rendered with ``context`` for ``to``; return its id.
+    def send(self, to: str | None, template: str, /, language: str = "en",
+             **context: Any) -> str:
+        """Queue template ``template`` rendered with ``context`` in ``language`` (the
+        recipient's, see apicrud.i18n) for ``to``; return its id.
 
         ``to=None`` queues a stand-in that the worker drops: callers that must not
         reveal whether an address exists do the same work either way.
         """
-        rendered = self.renderer.render(template, **context)
+        rendered = self.renderer.render(template, language, **context)
         ident = uuid.uuid4().hex
         envelope = self._sealer.seal({"id": ident, "template": template, "to": to,
                                       "subject": rendered.subject, "body": rendered.body})
