@@ -48,6 +48,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
+from apicrud.auth.account_settings import AccountSettings
 from apicrud.auth.accounts import (
     ACCOUNT_STATES,
     NAME_HOLDING,
@@ -64,9 +65,9 @@ from apicrud.crud.controller import BasicCRUD
 from apicrud.db.base import new_id, utcnow
 from apicrud.errors import BadRequest, Conflict, Forbidden, Unauthorized, \
     ValidationProblem
+from apicrud.i18n import N_, language_of, translate, translations
 from apicrud.messaging.render import duration_text
 from apicrud import redis_keys
-from apicrud.i18n import N_
 
 __all__ = ["AccountController", "CONFIRM", "RESET"]
 
@@ -101,11 +102,36 @@ class AccountController(BasicCRUD):
                 "api_url": base + self.services.base_url,
                 "ttl_text": duration_text(self.settings.token_ttl)}
 
-    def _send_token(self, account: Any, person: Any, purpose: str) -> None:
+    def _send_token(self, account: Any, person: Any, purpose: str,
+                    language: str | None = None) -> None:
         token = self.tokens.issue(purpose, account.id)
         self.services.outbox.send(person.identity, purpose, token=token,
                                   username=account.name, name=person.name,
+                                  language=language or self._language_of(account.id),
                                   **self._mail_context())
+
+    def _language_of(self, account_id: str | None) -> str:
+        """The language of mails to an account's owner: their ``settings.locale`` when a
+        catalog is shipped for it, else the setting ``default_locale``."""
+        locale = None
+        if account_id:
+            try:
+                locale = AccountSettings(account_id, self.services).locale
+            except Exception:  # the settings unreadable: the default language
+                log.warning("settings of account %s unreadable; default language",
+                            account_id, exc_info=True)
+        return language_of(locale) or language_of(self.settings.default_locale) or "en"
+
+    def _remember_language(self, ctx: RequestContext, account: Any) -> None:
+        """A new account's ``settings.locale`` starts as the language its registration
+        was asked in, when that is not the default: its later mails use it too."""
+        language = ctx.language
+        model = getattr(self.services.models, "Settings", None)
+        if model is None or language == (language_of(self.settings.default_locale) or "en"):
+            return
+        ctx.db.add(model(id=new_id(self.settings.id_prefix), account_id=account.id,
+                         uid=account.uid, locale=language))
+        self._flush(ctx)
 
     def _may_create(self, ctx: RequestContext, data: dict[str, Any]) -> bool:
         """True for callers rbac.yaml lets create accounts (admins); else the policy decides."""
@@ -159,12 +185,15 @@ class AccountController(BasicCRUD):
                              is_admin=data["is_admin"], status="pending")
         ctx.db.add(account)
         self._flush(ctx)
+        self._remember_language(ctx, account)
         if by_admin or self.settings.account_policy == "open":
-            self._send_token(account, person, CONFIRM)
+            self._send_token(account, person, CONFIRM, ctx.language)
         else:
             self.services.outbox.send(self.settings.admin_email, "account_request",
                                       username=username, name=name, email=email,
-                                      account_id=account.id, **self._mail_context())
+                                      account_id=account.id,
+                                      language=self._language_of(None),
+                                      **self._mail_context())
         log.info("account registered", extra={"event": "account_registered",
                                                "account_id": account.id,
                                                "by_admin": by_admin})
@@ -188,10 +217,12 @@ class AccountController(BasicCRUD):
                     holder.identity, "account_exists", name=holder.name,
                     username=account.name if account is not None else "",
                     status=account.status if account is not None else "",
+                    language=self._language_of(account.id if account is not None else None),
                     **self._mail_context())
-        else:
+        else:  # to the address the caller gave: in the caller's language
             self.services.outbox.send(email, "username_taken", name=name,
-                                      username=username, **self._mail_context())
+                                      username=username, language=ctx.language,
+                                      **self._mail_context())
         log.info("registration refused quietly", extra={"event": "account_not_registered"})
         prefix = self.settings.id_prefix
         lookalike = self.model(id=new_id(prefix), name=username, uid=new_id(prefix),
@@ -240,14 +271,19 @@ class AccountController(BasicCRUD):
             self.person_model.status == "active", self.person_model.id != person.id)
             .limit(1)).scalar_one_or_none()
         if holder is not None:
+            holder_account = ctx.db.execute(select(self.model.id).where(
+                self.model.uid == holder.id, self.model.status.in_(NAME_HOLDING))
+                .limit(1)).scalar_one_or_none()
             self.services.outbox.send(holder.identity, "identity_taken", name=holder.name,
+                                      language=self._language_of(holder_account),
                                       **self._mail_context())
         else:
             token = self.tokens.issue(IDENTITY, person.id)
             self.services.redis.client.set(self._identity_key(person.id), address,
                                            ex=self.settings.token_ttl)
             self.services.outbox.send(address, "identity_confirm", token=token,
-                                      name=person.name, **self._mail_context())
+                                      name=person.name, language=ctx.language,
+                                      **self._mail_context())
         log.info("address change requested", extra={"event": "identity_change_requested",
                                                     "uid": person.id})
 
@@ -326,7 +362,7 @@ class AccountController(BasicCRUD):
         else:  # the same rendering and publishing, for nobody
             self.services.outbox.send(None, RESET, token=secrets.token_urlsafe(32),
                                       username="", name="", **self._mail_context())
-        return Reply({"message": RESET_ANSWER}, 202)
+        return Reply({"message": translate(RESET_ANSWER, translations(ctx.language))}, 202)
 
     def set_password(self, ctx: RequestContext) -> Reply:
         """``POST /auth/password``: reset token + new password; ends every session."""
