@@ -57,7 +57,7 @@ swagger-ui:  ## refresh the vendored Swagger UI (apicrud/swagger_ui/vendor, comm
 # Server messages in other languages (README, Languages): extract the marked texts into
 # apicrud/locale/apicrud.pot, merge them into every catalog (<lang>/LC_MESSAGES/
 # apicrud.po), compile the .mo files the service reads. The .mo files are committed and
-# shipped in the package; tests/unit/test_i18n.py fails when one is stale or a text
+# shipped in the package; tests/unit/test_catalogs.py fails when one is stale or a text
 # lacks a translation. A new language: pybabel init -D apicrud -d apicrud/locale
 # -i apicrud/locale/apicrud.pot -l <lang>, translate, make messages.
 BABEL_KEYWORDS := -k N_ -k NP_:1,2 -k N_as:2

@@ -10,7 +10,7 @@ translate at render time, into the locale of the request (:func:`choose_locale`)
 
 Catalogs live in ``apicrud/locale/<lang>/LC_MESSAGES/apicrud.po``; their compiled
 ``.mo`` files are committed next to them (``make messages`` extracts, updates and
-compiles; ``tests/unit/test_i18n.py`` fails when a ``.mo`` does not match its ``.po``
+compiles; ``tests/unit/test_catalogs.py`` fails when a ``.mo`` does not match its ``.po``
 or a message id has no translation). English is the source language: it needs no
 catalog. :func:`translations` loads each catalog once per process.
 """

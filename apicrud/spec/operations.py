@@ -188,6 +188,11 @@ def _short_message(err) -> str:
     return _marked(err, msg)
 
 
+#: names of the common string formats, in words for users (translated with the message)
+_FORMAT_NAMES = {"email": N_("email address"), "date-time": N_("date and time"),
+                 "date": N_("date"), "uri": N_("URI"), "uuid": N_("UUID")}
+
+
 def _marked(err, english: str) -> str:
     """jsonschema's English message, translatable for the common keywords (the
     offending value is left out of the translations: it may be long)."""
@@ -208,7 +213,8 @@ def _marked(err, english: str) -> str:
     if keyword == "pattern":
         return N_as(english, "does not match the pattern %(pattern)s", pattern=limit)
     if keyword == "format":
-        return N_as(english, "is not a valid %(format)s", format=limit)
+        return N_as(english, "is not a valid %(format)s",
+                    format=_FORMAT_NAMES.get(limit, limit))
     if keyword in ("minItems", "maxItems"):
         return N_as(english, "has too few or too many items")
     return english
