@@ -86,6 +86,11 @@ class RequestContext:
         return self.language_of()
 
     @property
+    def open_session(self) -> Session | None:
+        """The request's session if one is open (its transaction may hold locks)."""
+        return self._db
+
+    @property
     def db(self) -> Session:
         if self._db is None:
             self._db = self.services.db.session()

@@ -22,8 +22,9 @@ import gettext
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Msg", "N_", "NP_", "N_as", "joined", "LOCALE_DIR", "DOMAIN", "SOURCE_LANGUAGE", "available",
-           "translations", "translate", "language_of", "negotiate", "choose_locale"]
+__all__ = ["Msg", "N_", "NP_", "N_as", "joined", "LOCALE_DIR", "DOMAIN", "SOURCE_LANGUAGE",
+           "available", "translations", "translate", "language_of", "negotiate",
+           "choose_locale"]
 
 LOCALE_DIR = Path(__file__).with_name("locale")
 DOMAIN = "apicrud"
@@ -109,6 +110,7 @@ def translations(language: str) -> gettext.NullTranslations | None:
         return gettext.GNUTranslations(fh)
 
 
+@functools.lru_cache(maxsize=256)
 def language_of(tag: str | None) -> str | None:
     """The shipped language for a locale or language tag (``de_CH``, ``de-ch``, ``DE``
     -> ``de``), or ``None`` when none is shipped."""
@@ -127,6 +129,13 @@ def negotiate(accept_language: str | None) -> str | None:
     ``q=0`` refused, region tags fall back to their language), or ``None``."""
     if not accept_language:
         return None
+    if len(accept_language) > 512:  # no client needs more: cut, so cache entries stay small
+        accept_language = accept_language[:512]
+    return _negotiate(accept_language)
+
+
+@functools.lru_cache(maxsize=512)  # clients send the same few headers again and again
+def _negotiate(accept_language: str) -> str | None:
     ranked: list[tuple[float, int, str]] = []
     for pos, part in enumerate(accept_language.split(",")[:32]):
         tag, _, rest = part.strip().partition(";")

@@ -135,7 +135,8 @@ def request_language(call: Call) -> str:
         header = request.headers.get("Accept-Language")
         locale = None
         if principal.authenticated and principal.account_id:
-            locale = _account_locale(call.services, principal.account_id)
+            session = call.ctx.open_session if call.ctx is not None else None
+            locale = _account_locale(call.services, principal.account_id, session)
         default = call.services.settings.default_locale
         if locale is None and not header:  # the common case: nothing to negotiate
             call.language = language_of(default) or SOURCE_LANGUAGE
@@ -144,11 +145,14 @@ def request_language(call: Call) -> str:
     return call.language
 
 
-def _account_locale(services: Any, account_id: str) -> str | None:
+def _account_locale(services: Any, account_id: str, session: Any) -> str | None:
+    """Through the request's open transaction when there is one: a second session
+    could wait for its locks (SQLite's writer, a row it holds FOR UPDATE)."""
     from apicrud.auth.account_settings import AccountSettings
 
     try:
-        return AccountSettings(account_id, services).locale
+        settings = AccountSettings(account_id, services)
+        return settings.locale_in(session) if session is not None else settings.locale
     except Exception:  # Redis or the database away, the account gone: the header decides
         log.warning("settings of account %s unreadable; language from the request",
                     account_id, exc_info=True)

@@ -74,6 +74,14 @@ class AccountSettings:
                 valid=lambda v: isinstance(v, dict) and set(FIELDS) <= v.keys())
         return dict(self._values)
 
+    def locale_in(self, session: Any) -> str | None:
+        """The account's locale read through ``session`` (a request's open transaction,
+        which a second session could wait on), never created nor cached; ``None`` when
+        the account has no settings record yet."""
+        model = self.services.models.Settings
+        return session.execute(select(model.locale).where(
+            model.account_id == self.account_id, model.status == "active")).scalar()
+
     def uncache(self) -> None:
         """Forget the cached copy, in Redis and here."""
         self._cache.drop(self.account_id)

@@ -102,21 +102,22 @@ class AccountController(BasicCRUD):
                 "api_url": base + self.services.base_url,
                 "ttl_text": duration_text(self.settings.token_ttl)}
 
-    def _send_token(self, account: Any, person: Any, purpose: str,
+    def _send_token(self, ctx: RequestContext, account: Any, person: Any, purpose: str,
                     language: str | None = None) -> None:
         token = self.tokens.issue(purpose, account.id)
         self.services.outbox.send(person.identity, purpose, token=token,
                                   username=account.name, name=person.name,
-                                  language=language or self._language_of(account.id),
+                                  language=language or self._language_of(ctx, account.id),
                                   **self._mail_context())
 
-    def _language_of(self, account_id: str | None) -> str:
+    def _language_of(self, ctx: RequestContext, account_id: str | None) -> str:
         """The language of mails to an account's owner: their ``settings.locale`` when a
-        catalog is shipped for it, else the setting ``default_locale``."""
+        catalog is shipped for it, else the setting ``default_locale``. Read through the
+        request's transaction (which may hold the account's row)."""
         locale = None
         if account_id:
             try:
-                locale = AccountSettings(account_id, self.services).locale
+                locale = AccountSettings(account_id, self.services).locale_in(ctx.db)
             except Exception:  # the settings unreadable: the default language
                 log.warning("settings of account %s unreadable; default language",
                             account_id, exc_info=True)
@@ -187,12 +188,12 @@ class AccountController(BasicCRUD):
         self._flush(ctx)
         self._remember_language(ctx, account)
         if by_admin or self.settings.account_policy == "open":
-            self._send_token(account, person, CONFIRM, ctx.language)
+            self._send_token(ctx, account, person, CONFIRM, ctx.language)
         else:
             self.services.outbox.send(self.settings.admin_email, "account_request",
                                       username=username, name=name, email=email,
                                       account_id=account.id,
-                                      language=self._language_of(None),
+                                      language=self._language_of(ctx, None),
                                       **self._mail_context())
         log.info("account registered", extra={"event": "account_registered",
                                                "account_id": account.id,
@@ -211,13 +212,13 @@ class AccountController(BasicCRUD):
                 .order_by(self.model.created).limit(1)).scalar_one_or_none()
             if account is not None and account.status == "pending" and \
                     self.settings.account_policy == "open":
-                self._send_token(account, holder, CONFIRM)
+                self._send_token(ctx, account, holder, CONFIRM)
             else:
                 self.services.outbox.send(
                     holder.identity, "account_exists", name=holder.name,
                     username=account.name if account is not None else "",
                     status=account.status if account is not None else "",
-                    language=self._language_of(account.id if account is not None else None),
+                    language=self._language_of(ctx, account.id if account is not None else None),
                     **self._mail_context())
         else:  # to the address the caller gave: in the caller's language
             self.services.outbox.send(email, "username_taken", name=name,
@@ -275,7 +276,7 @@ class AccountController(BasicCRUD):
                 self.model.uid == holder.id, self.model.status.in_(NAME_HOLDING))
                 .limit(1)).scalar_one_or_none()
             self.services.outbox.send(holder.identity, "identity_taken", name=holder.name,
-                                      language=self._language_of(holder_account),
+                                      language=self._language_of(ctx, holder_account),
                                       **self._mail_context())
         else:
             token = self.tokens.issue(IDENTITY, person.id)
@@ -318,7 +319,7 @@ class AccountController(BasicCRUD):
         if account.status != "pending":
             raise Conflict(N_("account is not pending"), errors={"status": N_("is not pending")})
         person = ctx.db.get(self.person_model, account.uid)
-        self._send_token(account, person, CONFIRM)
+        self._send_token(ctx, account, person, CONFIRM)
         log.info("account approved", extra={"event": "account_approved",
                                              "account_id": account.id})
         return Reply(self.serialize(ctx, account), 202, {"ETag": self.etag(account)})
@@ -356,7 +357,7 @@ class AccountController(BasicCRUD):
         if account is not None and account.status == "pending":
             purpose = CONFIRM if self.settings.account_policy == "open" else ""
         if account is not None and purpose:
-            self._send_token(account, person, purpose)
+            self._send_token(ctx, account, person, purpose)
             log.info("password reset requested", extra={"event": "reset_requested",
                                                         "uid": account.uid})
         else:  # the same rendering and publishing, for nobody

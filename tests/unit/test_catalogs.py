@@ -125,7 +125,8 @@ def test_problems_render_in_the_language_asked_for():
     assert doc["errors"] == {"name": "es obligatorio", "age": "plain"}
     assert doc["detail"] == "name: es obligatorio; age: plain" == doc["message"]
     english = problem.to_dict(None)
-    assert english["title"] == "Bad Request" and english["detail"] == "name: is required; age: plain"
+    assert english["title"] == "Bad Request"
+    assert english["detail"] == "name: is required; age: plain"
     assert NotFound("free text").to_dict(None, "fr")["detail"] == "free text"  # unmarked
 
 
