@@ -28,6 +28,7 @@ from apicrud.context import Reply, RequestContext
 from apicrud.crud.controller import BasicCRUD
 from apicrud.db.base import new_id
 from apicrud.errors import BadRequest
+from apicrud.i18n import N_
 
 __all__ = ["AccountSettings", "SettingsController", "FIELDS"]
 
@@ -136,8 +137,10 @@ class SettingsController(BasicCRUD):
             try:
                 ZoneInfo(tz)
             except (ZoneInfoNotFoundError, ValueError):
-                raise BadRequest(f"timezone: {tz[:48]!r} is not a known time zone",
-                                 errors={"timezone": "not a known IANA time zone"}) from None
+                raise BadRequest(N_("timezone: %(value)s is not a known time zone",
+                                    value=repr(tz[:48])),
+                                 errors={"timezone": N_("not a known IANA time zone")}) \
+                    from None
         AccountSettings(record.account_id, self.services)._cache.drop_around_commit(
             ctx, record.account_id)
         return changes

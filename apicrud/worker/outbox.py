@@ -15,7 +15,7 @@ import uuid
 from typing import Any
 
 from apicrud.errors import ServiceUnavailable
-from apicrud.i18n import SOURCE_LANGUAGE, language_of
+from apicrud.i18n import N_, SOURCE_LANGUAGE, language_of
 from apicrud.messaging.envelope import Sealer
 from apicrud.messaging.render import MessageRenderer
 from apicrud.worker.celery_app import TASK_SEND, make_celery
@@ -66,7 +66,7 @@ class Outbox:
         except Exception as exc:  # kombu raises OperationalError and socket errors alike
             log.error("mail %s (%s) could not be queued: %s", ident, template,
                       type(exc).__name__)
-            raise ServiceUnavailable("the message queue is unavailable") from None
+            raise ServiceUnavailable(N_("the message queue is unavailable")) from None
         if to:
             log.info("mail %s (%s) queued", ident, template)
         return ident
