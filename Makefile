@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test check routes bench clean ui audit swagger-ui
+.PHONY: run test check routes bench clean ui audit swagger-ui messages
 
 run: $(VENV)/.installed  ## set up and run the service on the embedded defaults
 	$(VENV)/bin/apicrud serve
@@ -54,6 +54,21 @@ swagger-ui:  ## refresh the vendored Swagger UI (apicrud/swagger_ui/vendor, comm
 	  (cd $(SWAGGER_UI_DIR) && sha256sum $(SWAGGER_UI_FILES)); } > $(SWAGGER_UI_DIR)/VERSION.tmp; \
 	mv $(SWAGGER_UI_DIR)/VERSION.tmp $(SWAGGER_UI_DIR)/VERSION; \
 	echo "swagger-ui-dist $$v -> $(SWAGGER_UI_DIR)"
+
+# Server messages in other languages (README, Languages): extract the marked texts into
+# apicrud/locale/apicrud.pot, merge them into every catalog (<lang>/LC_MESSAGES/
+# apicrud.po), compile the .mo files the service reads. The .mo files are committed and
+# shipped in the package; tests/unit/test_catalogs.py fails when one is stale or a text
+# lacks a translation. A new language: pybabel init -D apicrud -d apicrud/locale
+# -i apicrud/locale/apicrud.pot -l <lang>, translate, make messages.
+BABEL_KEYWORDS := -k N_ -k NP_:1,2 -k N_as:2
+messages: $(VENV)/.installed  ## extract, update and compile the message catalogs (apicrud/locale)
+	$(VENV)/bin/pybabel extract -F babel.cfg $(BABEL_KEYWORDS) --no-location --sort-output \
+		--project apicrud --copyright-holder "apicrud authors" -w 100 \
+		-o apicrud/locale/apicrud.pot apicrud
+	$(VENV)/bin/pybabel update -D apicrud -i apicrud/locale/apicrud.pot -d apicrud/locale \
+		--no-fuzzy-matching --ignore-obsolete -w 100
+	$(VENV)/bin/pybabel compile -D apicrud -d apicrud/locale --statistics
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)

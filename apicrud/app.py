@@ -36,6 +36,7 @@ from apicrud.request_path import (
 )
 from apicrud.services import Services, load_declarations
 from apicrud.spec.operations import Operation, flask_rule
+from apicrud.i18n import N_
 
 log = logging.getLogger("apicrud")
 
@@ -116,21 +117,22 @@ def create_app(root: str | None = None, *, settings=None, migrate: bool | None =
 
     @app.errorhandler(404)
     def _not_found(_exc):
-        return problem_response(NotFound("no such URL"))
+        return problem_response(NotFound(N_("no such URL")))
 
     @app.errorhandler(405)
     def _not_allowed(exc):
         allowed = ", ".join(sorted(getattr(exc, "valid_methods", None) or []))
-        return problem_response(MethodNotAllowed(f"{request.method} is not allowed here",
+        return problem_response(MethodNotAllowed(N_("%(method)s is not allowed here",
+                                                            method=request.method),
                                          headers={"Allow": allowed} if allowed else None))
 
     @app.errorhandler(413)
     def _too_large(_exc):
-        return problem_response(PayloadTooLarge("request body is too large"))
+        return problem_response(PayloadTooLarge(N_("request body is too large")))
 
     @app.errorhandler(500)
     def _internal(_exc):
-        return problem_response(Problem("internal error"))
+        return problem_response(Problem(N_("internal error")))
 
     return app
 
@@ -164,7 +166,7 @@ def _add_routes(app: Flask, services: Services) -> None:
                 op = _ops.get("GET" if method == "HEAD" and method not in _ops else method)
                 if op is None:  # a method Werkzeug routed but the spec lacks
                     return problem_response(MethodNotAllowed(
-                        f"{request.method} is not allowed here",
+                        N_("%(method)s is not allowed here", method=request.method),
                         headers={"Allow": ", ".join(sorted(_ops))}))
                 return dispatch(services, op, path_args, _ra)
 

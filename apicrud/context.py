@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from sqlalchemy.orm import Session
 
@@ -54,6 +54,9 @@ class RequestContext:
         self.method = method
         self.response_headers: dict[str, str] = {}  # added to the response, even on errors
         self.upload: Any = None  # a multipart body read as it arrives (apicrud.files.upload)
+        # decides the language of the caller's messages (set by the request path's
+        # choose_language stage); English outside a request
+        self.language_of: Callable[[], str] = lambda: "en"
         self._db: Session | None = None
         self.after_commit: list = []  # callables run once the transaction is committed
         # callables run when the transaction is rolled back or its commit fails: undo
@@ -79,6 +82,16 @@ class RequestContext:
         ctx._db = session
         conditions.SESSION.set(lambda: session)
         return ctx
+
+    @property
+    def language(self) -> str:
+        """The language of messages to the caller (problems, mails they asked for)."""
+        return self.language_of()
+
+    @property
+    def open_session(self) -> Session | None:
+        """The request's session if one is open (its transaction may hold locks)."""
+        return self._db
 
     @property
     def db(self) -> Session:

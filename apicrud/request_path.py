@@ -12,6 +12,8 @@ exception's class hierarchy, as Flask's ``errorhandler`` is). The default stages
    (see :mod:`apicrud.auth.schemes`);
 3. ``load_roles``: the caller's membership levels (apicrud.access.roles);
 4. ``open_context``: the :class:`~apicrud.context.RequestContext`;
+   ``choose_language``: the language of the request's messages (problems, mails), decided
+   on first use (see :func:`request_language`), so a request that needs none pays nothing;
 5. ``run_guards``: rate limits, API-key scopes (``pipeline.guards``);
 6. ``read_parameters``: query, path and header parameters (react-admin's query
    translated first on its base path);
@@ -36,7 +38,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import redis.exceptions
-from flask import Response, request
+from flask import Response, current_app, request
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.exceptions import HTTPException
@@ -55,6 +57,7 @@ from apicrud.errors import (
 )
 from apicrud.files.data_url import is_json, open_data_url
 from apicrud.files.upload import is_multipart, open_raw, open_upload
+from apicrud.i18n import N_, SOURCE_LANGUAGE, choose_locale, language_of, negotiate
 from apicrud.pipeline import RequestRecord
 from apicrud.react_admin import shape_reply, translate_query
 
@@ -79,6 +82,7 @@ class Call:
     query: Any = None  # the query arguments the parameters are read from
     ra_list: bool = False  # a react-admin list request (its query translated)
     state: dict[str, Any] = field(default_factory=dict)  # for stages of components
+    language: str | None = None  # the messages' language, once decided (request_language)
 
 
 Stage = Callable[[Call], None]
@@ -100,8 +104,9 @@ def check_scheme(call: Call) -> None:
     if op.public:  # credentials it doesn't take are ignored, as invalid ones are
         call.principal = ANONYMOUS
         return
-    raise Unauthorized(f"this operation does not accept {principal.method} credentials "
-                       f"(it takes: {', '.join(sorted(accepted))})")
+    raise Unauthorized(N_("this operation does not accept %(method)s credentials "
+                          "(it takes: %(accepted)s)", method=principal.method,
+                          accepted=", ".join(sorted(accepted))))
 
 
 def load_roles(call: Call) -> None:
@@ -116,6 +121,43 @@ def open_context(call: Call) -> None:
     call.ctx = RequestContext(call.services, call.operation, call.principal, {}, None,
                               request.headers, request.remote_addr, request.scheme,
                               call.request_id, request.method)
+
+
+def choose_language(call: Call) -> None:
+    call.ctx.language_of = lambda: request_language(call)
+
+
+def request_language(call: Call) -> str:
+    """The language of the caller's messages: a signed-in account's ``settings.locale``
+    when a catalog is shipped for it, else the best of ``Accept-Language``, else the
+    setting ``default_locale``. Decided once per request, when first needed."""
+    if call.language is None:
+        principal = call.ctx.principal if call.ctx is not None else call.principal
+        header = request.headers.get("Accept-Language")
+        locale = None
+        if principal.authenticated and principal.account_id:
+            session = call.ctx.open_session if call.ctx is not None else None
+            locale = _account_locale(call.services, principal.account_id, session)
+        default = call.services.settings.default_locale
+        if locale is None and not header:  # the common case: nothing to negotiate
+            call.language = language_of(default) or SOURCE_LANGUAGE
+        else:
+            call.language = choose_locale(locale, header, default)
+    return call.language
+
+
+def _account_locale(services: Any, account_id: str, session: Any) -> str | None:
+    """Through the request's open transaction when there is one: a second session
+    could wait for its locks (SQLite's writer, a row it holds FOR UPDATE)."""
+    from apicrud.auth.account_settings import AccountSettings
+
+    try:
+        settings = AccountSettings(account_id, services)
+        return settings.locale_in(session) if session is not None else settings.locale
+    except Exception:  # Redis or the database away, the account gone: the header decides
+        log.warning("settings of account %s unreadable; language from the request",
+                    account_id, exc_info=True)
+        return None
 
 
 def run_guards(call: Call) -> None:
@@ -166,7 +208,8 @@ def commit(call: Call) -> None:
 
 
 DEFAULT_STAGES: tuple[Stage, ...] = (authenticate, check_scheme, load_roles, open_context,
-                                     run_guards, read_parameters, read_body, handle, commit)
+                                     choose_language, run_guards, read_parameters, read_body,
+                                     handle, commit)
 
 
 # -- exceptions -> problems -------------------------------------------------------------
@@ -205,19 +248,19 @@ def _known_problem(exc: Problem, call: Call) -> Problem:
 
 def _redis_down(_exc: BaseException, call: Call) -> Problem:
     call.services.redis_outage(*_where())
-    return ServiceUnavailable("redis is unavailable")
+    return ServiceUnavailable(N_("redis is unavailable"))
 
 
 def _database_down(_exc: BaseException, call: Call) -> Problem:
     call.services.database_outage(*_where())
-    return ServiceUnavailable("database is unavailable")
+    return ServiceUnavailable(N_("database is unavailable"))
 
 
 def _database_error(exc: BaseException, call: Call) -> Problem:
     if getattr(exc, "connection_invalidated", False):  # the connection broke mid-request
         return _database_down(exc, call)
     log.error("database error during %s %s", *_where(), exc_info=exc)
-    return Problem("internal error")
+    return Problem(N_("internal error"))
 
 
 def _http_exception(exc: BaseException, _call: Call) -> Problem:
@@ -226,7 +269,8 @@ def _http_exception(exc: BaseException, _call: Call) -> Problem:
     if code >= 500:
         log.error("%s %s: %s", *_where(), exc)
     if code == 413:
-        return PayloadTooLarge(f"request body is larger than {MAX_BODY} bytes")
+        return PayloadTooLarge(N_("request body is larger than %(limit)s bytes",
+                                  limit=MAX_BODY))
     return Problem(getattr(exc, "description", None) or str(exc), status=code,
                    title=getattr(exc, "name", None),
                    slug="bad-request" if code == 400 else "http-error")
@@ -238,7 +282,7 @@ def _integrity(exc: BaseException, _call: Call) -> Problem:
 
 def _unexpected(exc: BaseException, _call: Call) -> Problem:
     log.error("unhandled error during %s %s", *_where(), exc_info=exc)
-    return Problem("internal error")
+    return Problem(N_("internal error"))
 
 
 def default_problems() -> ProblemMap:
@@ -246,7 +290,7 @@ def default_problems() -> ProblemMap:
     problems.register(Problem, _known_problem)  # type: ignore[arg-type]
     problems.register(IntegrityError, _integrity)
     problems.register(StaleDataError, lambda _exc, _call: Conflict(
-        "changed by another request at the same time; retry"))
+        N_("changed by another request at the same time; retry")))
     problems.register(redis.exceptions.ConnectionError, _redis_down)
     problems.register(redis.exceptions.TimeoutError, _redis_down)
     problems.register(OperationalError, _database_down)
@@ -275,7 +319,7 @@ def dispatch(services: Any, op: Any, path_args: dict[str, str],
             stage(call)
         response = render(call.reply)  # type: ignore[arg-type]
     except Exception as exc:
-        response = _fail(call.ctx, pipeline.problems.problem_for(exc, call))
+        response = _fail(call, pipeline.problems.problem_for(exc, call))
     principal = call.principal
     if call.ctx is not None:
         principal = call.ctx.principal
@@ -292,17 +336,31 @@ def dispatch(services: Any, op: Any, path_args: dict[str, str],
     return response
 
 
-def _fail(ctx: RequestContext | None, problem: Problem) -> Response:
+def _fail(call: Call, problem: Problem) -> Response:
+    ctx = call.ctx
     if ctx is not None:
         try:
             ctx.finish(False)
         except Exception:  # the connection may be gone already; the error stands
             log.warning("rollback failed", exc_info=True)
-    return problem_response(problem)
+    try:
+        language = request_language(call)
+    except Exception:  # never let the choice of words hide the problem itself
+        log.warning("no language for the problem; English", exc_info=True)
+        language = SOURCE_LANGUAGE
+    return problem_response(problem, language)
 
 
-def problem_response(problem: Problem) -> Response:
-    body, status, headers = problem.render(request.path)
+def problem_response(problem: Problem, language: str | None = None) -> Response:
+    """The problem document in ``language``; without one (a request no operation
+    answers), in the best language of ``Accept-Language`` or the default."""
+    if language is None:
+        language = negotiate(request.headers.get("Accept-Language"))
+        if language is None:
+            services = current_app.extensions.get("apicrud")
+            default = services.settings.default_locale if services is not None else ""
+            language = language_of(default) or SOURCE_LANGUAGE
+    body, status, headers = problem.render(request.path, language)
     return Response(body, status, headers)
 
 
@@ -334,26 +392,28 @@ def json_body(op: Any) -> tuple[bool, Any]:
         # part as if it were all; read one byte more than allowed to tell
         raw = request.environ["wsgi.input"].read(limit + 1)
         if len(raw) > limit:
-            raise PayloadTooLarge(f"request body is larger than {limit} bytes")
+            raise PayloadTooLarge(N_("request body is larger than %(limit)s bytes", limit=limit))
     else:
         raw = request.get_data(cache=False)  # 413 past a declared Content-Length
     if not raw:
         if op.body_required:
-            raise BadRequest("a JSON request body is required",
-                             errors={"body": "is required"})
+            raise BadRequest(N_("a JSON request body is required"),
+                             errors={"body": N_("is required")})
         return False, None
     ctype = (request.mimetype or "").lower()
     if ctype != JSON_TYPE and not ctype.endswith("+json"):
-        raise UnsupportedMediaType(f"send {JSON_TYPE}, not {ctype or 'no content type'}")
+        raise UnsupportedMediaType(N_("send %(wanted)s, not %(given)s", wanted=JSON_TYPE,
+                                      given=ctype or N_("no content type")))
     try:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-        raise BadRequest(f"malformed JSON: {exc}"[:200], errors={"body": "malformed JSON"}) \
+        raise BadRequest(f"malformed JSON: {exc}"[:200], errors={"body": N_("malformed JSON")}) \
             from None
     bad = _unstorable(body)
     if bad is not None:
-        raise BadRequest(f"{bad}: contains a NUL character or an unpaired surrogate",
-                         errors={bad: "contains a NUL character or an unpaired surrogate"})
+        raise BadRequest(N_("%(field)s: contains a NUL character or an unpaired surrogate",
+                            field=bad),
+                         errors={bad: N_("contains a NUL character or an unpaired surrogate")})
     return True, body
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from apicrud.access.policy import Policy
 from apicrud.errors import BadRequest, Forbidden
+from apicrud.i18n import N_
 
 #: fields every reader of a record sees, whatever its field rules say: the record's id,
 #: and the caller's own actions on it
@@ -63,10 +64,11 @@ def check_writes(names, allowed: frozenset[str] | None, resource: str) -> None:
         return
     refused = sorted(n for n in names if n not in allowed)
     if refused:
-        raise Forbidden(f"{refused[0]}: you may not write this field of {resource}",
-                        errors={n: "may not be written by you" for n in refused})
+        raise Forbidden(N_("%(field)s: you may not write this field of %(resource)s",
+                           field=refused[0], resource=resource),
+                        errors={n: N_("may not be written by you") for n in refused})
 
 
 def unknown_field(param: str, name: str) -> BadRequest:
-    return BadRequest(f"{param}: unknown field {name[:64]!r}",
-                      errors={param: f"unknown field {name[:64]!r}"})
+    return BadRequest(N_("%(param)s: unknown field %(name)s", param=param, name=repr(name[:64])),
+                      errors={param: N_("unknown field %(name)s", name=repr(name[:64]))})

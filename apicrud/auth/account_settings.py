@@ -28,6 +28,7 @@ from apicrud.context import Reply, RequestContext
 from apicrud.crud.controller import BasicCRUD
 from apicrud.db.base import new_id
 from apicrud.errors import BadRequest
+from apicrud.i18n import N_
 
 __all__ = ["AccountSettings", "SettingsController", "FIELDS"]
 
@@ -73,6 +74,14 @@ class AccountSettings:
                 self.account_id, self._load,
                 valid=lambda v: isinstance(v, dict) and set(FIELDS) <= v.keys())
         return dict(self._values)
+
+    def locale_in(self, session: Any) -> str | None:
+        """The account's locale read through ``session`` (a request's open transaction,
+        which a second session could wait on), never created nor cached; ``None`` when
+        the account has no settings record yet."""
+        model = self.services.models.Settings
+        return session.execute(select(model.locale).where(
+            model.account_id == self.account_id, model.status == "active")).scalar()
 
     def uncache(self) -> None:
         """Forget the cached copy, in Redis and here."""
@@ -128,8 +137,10 @@ class SettingsController(BasicCRUD):
             try:
                 ZoneInfo(tz)
             except (ZoneInfoNotFoundError, ValueError):
-                raise BadRequest(f"timezone: {tz[:48]!r} is not a known time zone",
-                                 errors={"timezone": "not a known IANA time zone"}) from None
+                raise BadRequest(N_("timezone: %(value)s is not a known time zone",
+                                    value=repr(tz[:48])),
+                                 errors={"timezone": N_("not a known IANA time zone")}) \
+                    from None
         AccountSettings(record.account_id, self.services)._cache.drop_around_commit(
             ctx, record.account_id)
         return changes

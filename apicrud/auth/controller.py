@@ -34,6 +34,7 @@ from apicrud.db.base import utcnow
 from apicrud.access.explain import can_i
 from apicrud.errors import BadRequest, Forbidden, TooManyRequests, Unauthorized
 from apicrud import redis_keys
+from apicrud.i18n import N_
 
 log = logging.getLogger("apicrud.auth")
 LOGIN_STATES = ("active", "pending")
@@ -108,7 +109,7 @@ class AuthController:
                                                   int(self.settings.login_lockout_interval)]))
         if wait:
             log.warning("login locked out", extra={"event": "login_lockout"})
-            raise TooManyRequests("too many failed logins; try again later",
+            raise TooManyRequests(N_("too many failed logins; try again later"),
                                   headers={"Retry-After": str(wait)})
 
     def login(self, ctx: RequestContext) -> Reply:
@@ -118,7 +119,7 @@ class AuthController:
 
             return ldap_login(self, ctx)
         if "password" not in self.settings.auth_methods:
-            raise Forbidden("password login is disabled; see GET /auth/methods")
+            raise Forbidden(N_("password login is disabled; see GET /auth/methods"))
         username, password = body["username"], body["password"]
         keys = self._lockout_keys(ctx, username)
         self._reserve(keys)
@@ -132,7 +133,7 @@ class AuthController:
         if not verify_password(account.password if account else None, password):
             log.info("login failed", extra={"event": "login_failed"})
             self._audit_failure(ctx, account)
-            raise Unauthorized("invalid username or password")  # the attempt stays counted
+            raise Unauthorized(N_("invalid username or password"))  # the attempt stays counted
         if account.totp_enabled:
             # no otp yet is the client's first step, not a failure; a wrong one counts
             # toward the lockout, or six digits could be guessed
@@ -165,7 +166,7 @@ class AuthController:
                 account_model.id == account.id, *live)).first()
         if still is None:
             self.services.sessions.delete(token)
-            raise Unauthorized("invalid username or password")
+            raise Unauthorized(N_("invalid username or password"))
         log.info("login", extra={"event": "login", "uid": account.uid})
         self.services.audit.note(ctx, "account", account.id, "login",
                                  "password and one-time code" if account.totp_enabled
@@ -229,12 +230,12 @@ class AuthController:
             answer = can_i(self.services, ctx.db, ctx.principal, p["action"], p["resource"],
                            p.get("id"), field=p.get("field"))
         except KeyError:
-            raise BadRequest("resource: no such resource",
-                             errors={"resource": "no such resource"}) from None
+            raise BadRequest(N_("resource: no such resource"),
+                             errors={"resource": N_("no such resource")}) from None
         except ValueError as exc:
             raise BadRequest(f"action: {exc}", errors={"action": str(exc)}) from None
         except LookupError:
-            raise BadRequest("field: unknown field", errors={"field": "unknown field"}) \
+            raise BadRequest(N_("field: unknown field"), errors={"field": N_("unknown field")}) \
                 from None
         out = answer.to_dict(p["action"], p["resource"], p.get("id"))
         if p.get("field"):

@@ -15,6 +15,7 @@ from typing import Any
 from apicrud.auth.principal import ANONYMOUS, Principal
 from apicrud.crypto import constant_time_equals
 from apicrud.errors import Forbidden, Unauthorized
+from apicrud.i18n import N_
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -45,33 +46,33 @@ def authenticate(sessions, cookie_name: str, method: str, headers, cookies) -> P
             try:
                 decoded = base64.b64decode(value, validate=True).decode("utf-8")
             except (binascii.Error, UnicodeDecodeError):
-                raise Unauthorized("malformed Basic credentials") from None
+                raise Unauthorized(N_("malformed Basic credentials")) from None
             uid, sep, token = decoded.partition(":")
             if not sep or not token:
-                raise Unauthorized("Basic credentials must be <uid>:<token>")
+                raise Unauthorized(N_("Basic credentials must be <uid>:<token>"))
             principal = _from_token(sessions, token, "basic")
             if not constant_time_equals(principal.uid or "", uid):
-                raise Unauthorized("invalid credentials")
+                raise Unauthorized(N_("invalid credentials"))
             return principal
-        raise Unauthorized("unsupported Authorization scheme")
+        raise Unauthorized(N_("unsupported Authorization scheme"))
     token = cookies.get(cookie_name)
     if token:
         principal = _from_token(sessions, token, "cookie")
         if method not in SAFE_METHODS:
             sent = headers.get("X-CSRF-Token") or ""
             if not principal.csrf or not constant_time_equals(sent, principal.csrf):
-                raise Forbidden("cookie-authenticated requests that change state need the "
-                                "X-CSRF-Token header returned at login")
+                raise Forbidden(N_("cookie-authenticated requests that change state need the "
+                                   "X-CSRF-Token header returned at login"))
         return principal
     return ANONYMOUS
 
 
 def _from_token(sessions, token: str, method: str) -> Principal:
     if len(token) > 512:
-        raise Unauthorized("invalid or expired credentials")
+        raise Unauthorized(N_("invalid or expired credentials"))
     session = sessions.get(token)
     if not session or "uid" not in session:
-        raise Unauthorized("invalid or expired credentials")
+        raise Unauthorized(N_("invalid or expired credentials"))
     return principal_from_session(session, token, method)
 
 

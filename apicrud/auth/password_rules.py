@@ -16,6 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from apicrud.errors import ValidationProblem
+from apicrud.i18n import N_, joined
 
 __all__ = ["PasswordRules"]
 
@@ -70,27 +71,29 @@ class PasswordRules:
                  email: str | None = None) -> list[str]:
         """Every rule ``password`` breaks, in words meant for the user (empty: fine)."""
         if not isinstance(password, str):
-            return ["must be text"]
+            return [N_("must be text")]
         out = []
         length = len(password)
         if length < self.min_length:
-            out.append(f"must have at least {self.min_length} characters")
+            out.append(N_("must have at least %(count)s characters", count=self.min_length))
         if length > self.max_length:
-            out.append(f"must have at most {self.max_length} characters")
+            out.append(N_("must have at most %(count)s characters", count=self.max_length))
             return out  # no point looking for patterns in an oversized value
         folded = unicodedata.normalize("NFKC", password).casefold()
-        for label, value in (("username", username), ("email address", email),
-                             ("email address", (email or "").partition("@")[0])):
+        by_name = N_("must not contain your username")
+        by_address = N_("must not contain your email address")
+        for problem, value in ((by_name, username), (by_address, email),
+                               (by_address, (email or "").partition("@")[0])):
             value = (value or "").casefold()
             if len(value) >= 3 and value in folded:
-                out.append(f"must not contain your {label}")
+                out.append(problem)
                 break
         if self.check_common and folded:
             stem = folded.strip(_AFFIX)
             if folded in common_passwords() or stem in common_passwords():
-                out.append("is too common")
+                out.append(N_("is too common"))
             elif _is_repeat(folded) or _is_run(folded) or _is_run(stem):
-                out.append("is too easy to guess (a repeated pattern or a sequence)")
+                out.append(N_("is too easy to guess (a repeated pattern or a sequence)"))
         return out
 
     def check(self, password: str, username: str | None = None, email: str | None = None,
@@ -98,4 +101,4 @@ class PasswordRules:
         """Raise a 400 naming ``field`` unless the password meets every rule."""
         found = self.problems(password, username, email)
         if found:
-            raise ValidationProblem({field: "; ".join(found)})
+            raise ValidationProblem({field: joined(found)})

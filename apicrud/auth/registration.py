@@ -48,6 +48,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
+from apicrud.auth.account_settings import AccountSettings
 from apicrud.auth.accounts import (
     ACCOUNT_STATES,
     NAME_HOLDING,
@@ -64,6 +65,7 @@ from apicrud.crud.controller import BasicCRUD
 from apicrud.db.base import new_id, utcnow
 from apicrud.errors import BadRequest, Conflict, Forbidden, Unauthorized, \
     ValidationProblem
+from apicrud.i18n import N_, language_of, translate, translations
 from apicrud.messaging.render import duration_text
 from apicrud import redis_keys
 
@@ -71,13 +73,13 @@ __all__ = ["AccountController", "CONFIRM", "RESET"]
 
 log = logging.getLogger("apicrud.auth")
 CONFIRM, RESET, IDENTITY = "confirm", "reset", "identity"  # token purposes
-RESET_ANSWER = "If an account matches, a message with instructions is on its way."
+RESET_ANSWER = N_("If an account matches, a message with instructions is on its way.")
 
 
 def _bad_token() -> ValidationProblem:
     # the field named "token" gets an error message: no password here
     return ValidationProblem(
-        {"token": "is invalid, used or expired"})  # nosec B105 # a message, not a secret
+        {"token": N_("is invalid, used or expired")})  # nosec B105 # a message, not a secret
 
 
 class AccountController(BasicCRUD):
@@ -100,11 +102,37 @@ class AccountController(BasicCRUD):
                 "api_url": base + self.services.base_url,
                 "ttl_text": duration_text(self.settings.token_ttl)}
 
-    def _send_token(self, account: Any, person: Any, purpose: str) -> None:
+    def _send_token(self, ctx: RequestContext, account: Any, person: Any, purpose: str,
+                    language: str | None = None) -> None:
         token = self.tokens.issue(purpose, account.id)
         self.services.outbox.send(person.identity, purpose, token=token,
                                   username=account.name, name=person.name,
+                                  language=language or self._language_of(ctx, account.id),
                                   **self._mail_context())
+
+    def _language_of(self, ctx: RequestContext, account_id: str | None) -> str:
+        """The language of mails to an account's owner: their ``settings.locale`` when a
+        catalog is shipped for it, else the setting ``default_locale``. Read through the
+        request's transaction (which may hold the account's row)."""
+        locale = None
+        if account_id:
+            try:
+                locale = AccountSettings(account_id, self.services).locale_in(ctx.db)
+            except Exception:  # the settings unreadable: the default language
+                log.warning("settings of account %s unreadable; default language",
+                            account_id, exc_info=True)
+        return language_of(locale) or language_of(self.settings.default_locale) or "en"
+
+    def _remember_language(self, ctx: RequestContext, account: Any) -> None:
+        """A new account's ``settings.locale`` starts as the language its registration
+        was asked in, when that is not the default: its later mails use it too."""
+        language = ctx.language
+        model = getattr(self.services.models, "Settings", None)
+        if model is None or language == (language_of(self.settings.default_locale) or "en"):
+            return
+        ctx.db.add(model(id=new_id(self.settings.id_prefix), account_id=account.id,
+                         uid=account.uid, locale=language))
+        self._flush(ctx)
 
     def _may_create(self, ctx: RequestContext, data: dict[str, Any]) -> bool:
         """True for callers rbac.yaml lets create accounts (admins); else the policy decides."""
@@ -113,11 +141,11 @@ class AccountController(BasicCRUD):
         policy = self.settings.account_policy
         if policy == "closed":
             if not ctx.principal.authenticated:
-                raise Unauthorized("accounts are created by administrators")
-            raise Forbidden("accounts are created by administrators")
+                raise Unauthorized(N_("accounts are created by administrators"))
+            raise Forbidden(N_("accounts are created by administrators"))
         if data.get("is_admin"):
-            raise Forbidden("only administrators may create administrators",
-                            errors={"is_admin": "only administrators may set this"})
+            raise Forbidden(N_("only administrators may create administrators"),
+                            errors={"is_admin": N_("only administrators may set this")})
         return False
 
     def _account_for_token(self, ctx: RequestContext, purpose: str, token: str,
@@ -137,16 +165,17 @@ class AccountController(BasicCRUD):
         data = {"name": username, "is_admin": bool(body.get("is_admin")), "status": "pending"}
         by_admin = self._may_create(ctx, data)
         if not valid_email(email):
-            raise ValidationProblem({"email": "is not an email address"})
+            raise ValidationProblem({"email": N_("is not an email address")})
         person_model = self.person_model
         name_taken = username_taken(ctx.db, self.model, username)
         holder = address_holder(ctx.db, person_model, email)
         if by_admin:
             if name_taken:
-                raise Conflict("username: already taken", errors={"username": "already taken"})
+                raise Conflict(N_("username: already taken"),
+                               errors={"username": N_("already taken")})
             if holder is not None:
-                raise Conflict("email: already registered",
-                               errors={"email": "already registered"})
+                raise Conflict(N_("email: already registered"),
+                               errors={"email": N_("already registered")})
         elif name_taken or holder is not None:
             return self._refuse_quietly(ctx, username, email, name, holder)
         prefix = self.settings.id_prefix
@@ -157,12 +186,15 @@ class AccountController(BasicCRUD):
                              is_admin=data["is_admin"], status="pending")
         ctx.db.add(account)
         self._flush(ctx)
+        self._remember_language(ctx, account)
         if by_admin or self.settings.account_policy == "open":
-            self._send_token(account, person, CONFIRM)
+            self._send_token(ctx, account, person, CONFIRM, ctx.language)
         else:
             self.services.outbox.send(self.settings.admin_email, "account_request",
                                       username=username, name=name, email=email,
-                                      account_id=account.id, **self._mail_context())
+                                      account_id=account.id,
+                                      language=self._language_of(ctx, None),
+                                      **self._mail_context())
         log.info("account registered", extra={"event": "account_registered",
                                                "account_id": account.id,
                                                "by_admin": by_admin})
@@ -180,16 +212,18 @@ class AccountController(BasicCRUD):
                 .order_by(self.model.created).limit(1)).scalar_one_or_none()
             if account is not None and account.status == "pending" and \
                     self.settings.account_policy == "open":
-                self._send_token(account, holder, CONFIRM)
+                self._send_token(ctx, account, holder, CONFIRM)
             else:
                 self.services.outbox.send(
                     holder.identity, "account_exists", name=holder.name,
                     username=account.name if account is not None else "",
                     status=account.status if account is not None else "",
+                    language=self._language_of(ctx, account.id if account is not None else None),
                     **self._mail_context())
-        else:
+        else:  # to the address the caller gave: in the caller's language
             self.services.outbox.send(email, "username_taken", name=name,
-                                      username=username, **self._mail_context())
+                                      username=username, language=ctx.language,
+                                      **self._mail_context())
         log.info("registration refused quietly", extra={"event": "account_not_registered"})
         prefix = self.settings.id_prefix
         lookalike = self.model(id=new_id(prefix), name=username, uid=new_id(prefix),
@@ -208,11 +242,11 @@ class AccountController(BasicCRUD):
             return changes
         wanted = changes["status"]
         if wanted not in ("active", SUSPENDED):
-            raise BadRequest("status: set 'suspended' or 'active'",
-                             errors={"status": "must be suspended or active"})
+            raise BadRequest(N_("status: set 'suspended' or 'active'"),
+                             errors={"status": N_("must be suspended or active")})
         if record.id == ctx.principal.account_id:
-            raise Forbidden("status: you cannot suspend or enable your own account",
-                            errors={"status": "not for your own account"})
+            raise Forbidden(N_("status: you cannot suspend or enable your own account"),
+                            errors={"status": N_("not for your own account")})
         if wanted == "active":
             if record.status != SUSPENDED:
                 changes.pop("status")
@@ -232,20 +266,25 @@ class AccountController(BasicCRUD):
         person holds it, tell that person instead. The caller's answer is the same."""
         address = address.strip()
         if not valid_email(address):
-            raise ValidationProblem({"identity": "is not an email address"})
+            raise ValidationProblem({"identity": N_("is not an email address")})
         holder = ctx.db.execute(select(self.person_model).where(
             func.lower(self.person_model.identity) == address.lower(),
             self.person_model.status == "active", self.person_model.id != person.id)
             .limit(1)).scalar_one_or_none()
         if holder is not None:
+            holder_account = ctx.db.execute(select(self.model.id).where(
+                self.model.uid == holder.id, self.model.status.in_(NAME_HOLDING))
+                .limit(1)).scalar_one_or_none()
             self.services.outbox.send(holder.identity, "identity_taken", name=holder.name,
+                                      language=self._language_of(ctx, holder_account),
                                       **self._mail_context())
         else:
             token = self.tokens.issue(IDENTITY, person.id)
             self.services.redis.client.set(self._identity_key(person.id), address,
                                            ex=self.settings.token_ttl)
             self.services.outbox.send(address, "identity_confirm", token=token,
-                                      name=person.name, **self._mail_context())
+                                      name=person.name, language=ctx.language,
+                                      **self._mail_context())
         log.info("address change requested", extra={"event": "identity_change_requested",
                                                     "uid": person.id})
 
@@ -268,8 +307,8 @@ class AccountController(BasicCRUD):
             ctx.db.flush()
         except IntegrityError:
             ctx.db.rollback()
-            raise Conflict("identity: the address was taken meanwhile",
-                           errors={"identity": "already in use"}) from None
+            raise Conflict(N_("identity: the address was taken meanwhile"),
+                           errors={"identity": N_("already in use")}) from None
         log.info("address changed", extra={"event": "identity_changed", "uid": person.id})
         return Reply({"id": person.id, "identity": address}, 200)
 
@@ -278,9 +317,9 @@ class AccountController(BasicCRUD):
         account = self._load(ctx, ctx.params["id"], for_update=True)
         self.authorize(ctx, "u", account)
         if account.status != "pending":
-            raise Conflict("account is not pending", errors={"status": "is not pending"})
+            raise Conflict(N_("account is not pending"), errors={"status": N_("is not pending")})
         person = ctx.db.get(self.person_model, account.uid)
-        self._send_token(account, person, CONFIRM)
+        self._send_token(ctx, account, person, CONFIRM)
         log.info("account approved", extra={"event": "account_approved",
                                              "account_id": account.id})
         return Reply(self.serialize(ctx, account), 202, {"ETag": self.etag(account)})
@@ -318,13 +357,13 @@ class AccountController(BasicCRUD):
         if account is not None and account.status == "pending":
             purpose = CONFIRM if self.settings.account_policy == "open" else ""
         if account is not None and purpose:
-            self._send_token(account, person, purpose)
+            self._send_token(ctx, account, person, purpose)
             log.info("password reset requested", extra={"event": "reset_requested",
                                                         "uid": account.uid})
         else:  # the same rendering and publishing, for nobody
             self.services.outbox.send(None, RESET, token=secrets.token_urlsafe(32),
                                       username="", name="", **self._mail_context())
-        return Reply({"message": RESET_ANSWER}, 202)
+        return Reply({"message": translate(RESET_ANSWER, translations(ctx.language))}, 202)
 
     def set_password(self, ctx: RequestContext) -> Reply:
         """``POST /auth/password``: reset token + new password; ends every session."""

@@ -35,6 +35,7 @@ from apicrud.errors import (
     Problem,
     UnsupportedMediaType,
 )
+from apicrud.i18n import N_
 
 log = logging.getLogger("apicrud.crud")
 TRASHED = q.TRASHED
@@ -176,8 +177,9 @@ class BasicCRUD:
         given = (ctx.headers.get("If-Match") or "").strip()
         if self.resource.if_match_required and not given:
             raise PreconditionRequired(
-                f"{self.resource.name}: send If-Match with the ETag you read",
-                errors={"If-Match": "is required"})
+                N_("%(resource)s: send If-Match with the ETag you read",
+                   resource=self.resource.name),
+                errors={"If-Match": N_("is required")})
         tags = {t.strip().removeprefix("W/") for t in given.split(",") if t.strip()}
         if not tags or "*" in tags:
             return
@@ -186,9 +188,10 @@ class BasicCRUD:
             if not any(t == version or (t.startswith(version[:-1] + ".") and t.endswith('"'))
                        for t in tags):
                 if len(records) == 1:
-                    raise PreconditionFailed("If-Match does not match the current ETag")
-                raise PreconditionFailed(f"If-Match: {record.id} was changed since it was "
-                                         "read", errors={record.id: "changed since read"})
+                    raise PreconditionFailed(N_("If-Match does not match the current ETag"))
+                raise PreconditionFailed(
+                    N_("If-Match: %(id)s was changed since it was read", id=record.id),
+                    errors={record.id: N_("changed since read")})
 
     def selected_fields(self, ctx: RequestContext) -> tuple[str, ...] | None:
         """``fields=a,b``: the fields a response carries (``id`` always); None: all. A
@@ -342,7 +345,8 @@ class BasicCRUD:
         record = row[0] if row is not None else None
         if record is None or not self.access.allows(ctx.principal, "r", self.resource.name,
                                                     record):
-            raise NotFound(f"{self.resource.name} {id_[:40]} not found")
+            raise NotFound(N_("%(resource)s %(id)s not found", resource=self.resource.name,
+                              id=id_[:40]))
         for (via, target, _, _), value in zip(joined, row[1:]):
             if getattr(record, via) is not None:
                 ctx.related[(target, getattr(record, via))] = value
@@ -365,9 +369,9 @@ class BasicCRUD:
             return decision.reason
         attr = self.access.membership_attr(self.resource.name)
         if action == "c" and attr and attr != "id" and _get(record, attr) is not None:
-            raise NotFound(f"{attr}: not found", errors={attr: "not found"})
-        raise Forbidden(f"not allowed to {VERBS.get(action, action)} this "
-                        f"{self.resource.name}")
+            raise NotFound(N_("%(field)s: not found", field=attr), errors={attr: N_("not found")})
+        raise Forbidden(N_("not allowed to %(verb)s this %(resource)s",
+                           verb=VERBS.get(action, action), resource=self.resource.name))
 
     def column_defaults(self) -> dict[str, Any]:
         """The model's constant column defaults (what an insert fills in)."""
@@ -396,9 +400,11 @@ class BasicCRUD:
             return
         if self.access.allows_every(ctx.principal, action, self.resource.name):
             return
-        raise Forbidden(f"{owner}: only an administrator of every {self.resource.name} may "
-                        f"{'move' if moved else 'create'} one for another user",
-                        errors={owner: "may not be set to another user"})
+        text = N_("%(field)s: only an administrator of every %(resource)s may move one "
+                  "for another user", field=owner, resource=self.resource.name) if moved else \
+            N_("%(field)s: only an administrator of every %(resource)s may create one for "
+               "another user", field=owner, resource=self.resource.name)
+        raise Forbidden(text, errors={owner: N_("may not be set to another user")})
 
     def check_create(self, ctx: RequestContext, data: dict[str, Any],
                      quotas: bool = True) -> str:
@@ -451,8 +457,10 @@ class BasicCRUD:
                                     .where(model.id == value, q.active_only(model))).first()
             if record is None or not self.access.allows(ctx.principal, "r", target.name,
                                                         record):
-                raise NotFound(f"{attr}: {target.name} {str(value)[:40]} not found",
-                               errors={attr: f"{target.name} not found"})
+                raise NotFound(N_("%(field)s: %(resource)s %(id)s not found", field=attr,
+                                  resource=target.name, id=str(value)[:40]),
+                               errors={attr: N_("%(resource)s not found",
+                                                resource=target.name)})
             ctx.memo[seen] = True
         for attr in self.resource.file_refs:
             if data.get(attr) is not None:
@@ -527,12 +535,12 @@ class BasicCRUD:
                 continue  # e.g. rbac echoed back by react-admin
             if current is None:
                 if value is not None:
-                    errors[name] = "is read-only"
+                    errors[name] = N_("is read-only")
             elif value != current.get(name):
-                errors[name] = "is read-only"
+                errors[name] = N_("is read-only")
         if errors:
-            raise BadRequest("read-only fields cannot be set: " + ", ".join(sorted(errors)),
-                             errors=errors)
+            raise BadRequest(N_("read-only fields cannot be set: %(fields)s",
+                                fields=", ".join(sorted(errors))), errors=errors)
         return data
 
     def _flush(self, ctx: RequestContext) -> None:
@@ -543,8 +551,9 @@ class BasicCRUD:
             raise integrity_problem(exc, self.resource.name) from None
         except StaleDataError:
             ctx.db.rollback()
-            raise PreconditionFailed(f"{self.resource.name} was changed by another "
-                                     "request; read it again") from None
+            raise PreconditionFailed(N_("%(resource)s was changed by another request; "
+                                        "read it again", resource=self.resource.name)) \
+                from None
 
     # -- operations -----------------------------------------------------------------
     def create(self, ctx: RequestContext) -> Reply:
@@ -821,9 +830,10 @@ class BasicCRUD:
             aggregates.append((f"{func_name}_{name}", getattr(func, func_name)(column)))
         limit = p.get("limit") or self.services.settings.per_page_max
         if not 1 <= limit <= self.services.settings.per_page_max:
-            raise BadRequest(f"limit: must be 1 to {self.services.settings.per_page_max}",
-                             errors={"limit": f"must be 1 to "
-                                     f"{self.services.settings.per_page_max}"})
+            raise BadRequest(N_("limit: must be 1 to %(most)s",
+                                most=self.services.settings.per_page_max),
+                             errors={"limit": N_("must be 1 to %(most)s",
+                                                 most=self.services.settings.per_page_max)})
         clauses = q.build_filter(q.parse_filter(p.get("filter")), fields, search)
         where = [q.active_only(self.model),
                  self.access.where(ctx.principal, self.resource.name, self.model, "l"),
@@ -934,8 +944,9 @@ class Estimate(int):
     """A count that is the query planner's estimate, not an exact number."""
 
 
-VERBS = {"c": "create", "r": "read", "u": "update", "d": "delete", "l": "list",
-         "g": "act as a member of", "h": "manage", "i": "invite to", "j": "join"}
+VERBS = {"c": N_("create"), "r": N_("read"), "u": N_("update"), "d": N_("delete"),
+         "l": N_("list"), "g": N_("act as a member of"), "h": N_("manage"),
+         "i": N_("invite to"), "j": N_("join")}
 
 
 def _at(problem: Problem, where: str) -> Problem:

@@ -19,6 +19,7 @@ from enum import StrEnum
 from sqlalchemy.exc import IntegrityError
 
 from apicrud.errors import BadRequest, Conflict, Problem
+from apicrud.i18n import N_
 
 
 class Violation(StrEnum):
@@ -63,9 +64,11 @@ def integrity_problem(exc: IntegrityError, subject: str | None = None) -> Proble
     kind = violation(exc)
     prefix = f"{subject}: " if subject else ""
     if kind is Violation.NOT_NULL:
-        return BadRequest(f"{prefix}a required value is missing")
+        return BadRequest(N_("%(prefix)sa required value is missing", prefix=prefix))
     if kind is Violation.FOREIGN_KEY:
-        return Conflict(f"{prefix}a referenced record does not exist or is still in use")
+        return Conflict(N_("%(prefix)sa referenced record does not exist or is still in use",
+                           prefix=prefix))
     if kind is Violation.UNIQUE:
-        return Conflict(f"{prefix}a record with these values already exists")
-    return Conflict(f"{prefix}conflicts with an existing record")
+        return Conflict(N_("%(prefix)sa record with these values already exists",
+                           prefix=prefix))
+    return Conflict(N_("%(prefix)sconflicts with an existing record", prefix=prefix))

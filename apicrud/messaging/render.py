@@ -6,17 +6,26 @@ body. Templates are looked up in the given folders first, then in the shipped
 an error (StrictUndefined): a message never goes out with a hole in it. Values come
 from users (names), so they are data, never template code; the subject is folded onto
 one line so no value can add a mail header.
+
+Messages come in the recipient's language: the shipped templates mark their texts with
+``{% trans %}`` blocks (Jinja2's i18n extension), translated from the gettext catalogs
+of :mod:`apicrud.i18n`; values that are marked texts (``N_``, ``NP_``, e.g.
+:func:`duration_text`) are translated too. One Jinja2 environment per language.
 """
 
 from __future__ import annotations
 
+import gettext
 import os
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import jinja2
+
+from apicrud.i18n import NP_, SOURCE_LANGUAGE, translate, translations
 
 __all__ = ["Rendered", "MessageRenderer", "TEMPLATE_DIR", "duration_text"]
 
@@ -36,17 +45,40 @@ class MessageRenderer:
 
     def __init__(self, search_path: Sequence[str | os.PathLike[str]] = ()) -> None:
         """``search_path``: folders searched before the shipped templates."""
-        loader = jinja2.FileSystemLoader([*map(str, search_path), str(TEMPLATE_DIR)])
-        # ``.txt`` templates make text/plain messages: HTML escaping would garble them
-        # (``&`` -> ``&amp;``). Should an HTML template ever be added, it is escaped.
-        self.env = jinja2.Environment(
-            loader=loader, undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
-            autoescape=jinja2.select_autoescape(enabled_extensions=("html", "htm", "xml"),
-                                                default_for_string=False, default=False))
+        self._loader = jinja2.FileSystemLoader([*map(str, search_path), str(TEMPLATE_DIR)])
+        self._envs: dict[str, jinja2.Environment] = {}
+        self._lock = threading.Lock()
+        self.env = self._env(SOURCE_LANGUAGE)
 
-    def render(self, name: str, /, **context: Any) -> Rendered:
-        """Render template ``name``; raise ``jinja2.TemplateError`` if it is broken."""
-        text = self.env.get_template(f"{name}.txt").render(**context)
+    def _env(self, language: str) -> jinja2.Environment:
+        env = self._envs.get(language)
+        if env is None:
+            with self._lock:
+                env = self._envs.get(language)
+                if env is None:
+                    # ``.txt`` templates make text/plain messages: HTML escaping would
+                    # garble them (``&`` -> ``&amp;``). An HTML template would be escaped.
+                    env = jinja2.Environment(
+                        loader=self._loader, undefined=jinja2.StrictUndefined,
+                        keep_trailing_newline=True, extensions=["jinja2.ext.i18n"],
+                        autoescape=jinja2.select_autoescape(
+                            enabled_extensions=("html", "htm", "xml"),
+                            default_for_string=False, default=False))
+                    env.install_gettext_translations(  # type: ignore[attr-defined]
+                        translations(language) or gettext.NullTranslations(), newstyle=True)
+                    self._envs[language] = env
+        return env
+
+    def render(self, name: str, /, language: str = SOURCE_LANGUAGE,
+               **context: Any) -> Rendered:
+        """Render template ``name`` in ``language`` (English when no catalog is shipped
+        for it); raise ``jinja2.TemplateError`` if it is broken."""
+        trans = translations(language)
+        if trans is None:
+            language = SOURCE_LANGUAGE
+        else:
+            context = {k: translate(v, trans) for k, v in context.items()}
+        text = self._env(language).get_template(f"{name}.txt").render(**context)
         head, _, body = text.partition("\n\n")
         if not head.lower().startswith("subject:"):
             raise jinja2.TemplateError(f"template {name}.txt does not start with 'Subject:'")
@@ -56,9 +88,15 @@ class MessageRenderer:
 
 
 def duration_text(seconds: int) -> str:
-    """``90000`` -> ``"25 hours"``: the largest unit that keeps a whole number."""
-    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
-        if seconds >= size and seconds % size == 0:
-            count = seconds // size
-            return f"{count} {unit}{'s' if count != 1 else ''}"
-    return f"{seconds} second{'s' if seconds != 1 else ''}"
+    """``90000`` -> ``"25 hours"``: the largest unit that keeps a whole number (a marked
+    text: a message renders it in its language)."""
+    if seconds >= 86400 and seconds % 86400 == 0:
+        count = seconds // 86400
+        return NP_("%(count)s day", "%(count)s days", count, count=count)
+    if seconds >= 3600 and seconds % 3600 == 0:
+        count = seconds // 3600
+        return NP_("%(count)s hour", "%(count)s hours", count, count=count)
+    if seconds >= 60 and seconds % 60 == 0:
+        count = seconds // 60
+        return NP_("%(count)s minute", "%(count)s minutes", count, count=count)
+    return NP_("%(count)s second", "%(count)s seconds", seconds, count=seconds)

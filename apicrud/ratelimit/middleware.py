@@ -49,6 +49,7 @@ from typing import Any, Iterable
 import redis.exceptions
 
 from apicrud.errors import ServiceUnavailable, StartupError, TooManyRequests
+from apicrud.i18n import N_
 from apicrud.pipeline import has_credentials
 from apicrud.ratelimit.limiter import Decision, WindowLimiter
 
@@ -190,9 +191,9 @@ class RateLimit:
             "event": "ratelimit_auth_failures", "subject": subject,
             "limit": self.failure_limit})
         return TooManyRequests(
-            f"too many requests with invalid credentials from this address "
-            f"(at most {self.failure_limit} per {self.limiter.interval} seconds); "
-            f"try again in {reset} seconds",
+            N_("too many requests with invalid credentials from this address (at most "
+               "%(limit)s per %(interval)s seconds); try again in %(reset)s seconds",
+               limit=self.failure_limit, interval=self.limiter.interval, reset=reset),
             headers={"Retry-After": str(reset)}, limit="ratelimit_auth_failures")
 
     def credential_failed(self, request: Any, operation: Any, _problem: Exception) -> None:
@@ -233,8 +234,9 @@ class RateLimit:
         ctx.response_headers.update(headers)
         if not decision.allowed:
             raise TooManyRequests(
-                f"rate limit of {decision.limit} requests per {decision.interval} seconds "
-                f"reached; try again in {decision.reset} seconds",
+                N_("rate limit of %(limit)s requests per %(interval)s seconds reached; try "
+                   "again in %(reset)s seconds", limit=decision.limit,
+                   interval=decision.interval, reset=decision.reset),
                 headers=headers, limit="ratelimit")
 
     def _unavailable(self, exc: Exception, refuse: bool = True) -> None:

@@ -31,6 +31,7 @@ from jsonschema import Draft202012Validator, FormatChecker
 from sqlalchemy import BigInteger, DateTime, Float, Integer, Numeric, SmallInteger, String
 
 from apicrud.errors import ValidationProblem
+from apicrud.i18n import N_, N_as
 from apicrud.spec.loader import dereference
 
 METHODS = ("get", "put", "post", "delete", "patch")
@@ -133,7 +134,7 @@ class Param:
             items = self.schema.get("items", {})
             return [_coerce_scalar(v, items, self.name) for v in raw]
         if len(raw) > 1:
-            raise ValidationProblem({self.name: "given more than once"})
+            raise ValidationProblem({self.name: N_("given more than once")})
         return _coerce_scalar(raw[0], self.schema, self.name)
 
 
@@ -150,14 +151,16 @@ def _coerce_scalar(value: str, schema: dict[str, Any], name: str) -> Any:
         if "number" in types:
             return float(value)
     except ValueError:
-        raise ValidationProblem({name: f"{value[:40]!r} is not a {types[0]}"}) from None
+        raise ValidationProblem({name: N_("%(value)s is not a %(type)s",
+                                            value=repr(value[:40]), type=types[0])}) from None
     if "boolean" in types:
         low = value.lower()
         if low in ("true", "1"):
             return True
         if low in ("false", "0"):
             return False
-        raise ValidationProblem({name: f"{value[:40]!r} is not a boolean"})
+        raise ValidationProblem({name: N_("%(value)s is not a boolean",
+                                        value=repr(value[:40]))})
     return value
 
 
@@ -178,11 +181,44 @@ def _short_message(err) -> str:
     if formatted:
         return formatted
     if err.validator == "additionalProperties":
-        return "unknown field"
+        return N_("unknown field")
     if err.validator == "required":
-        return "is required"
+        return N_("is required")
     msg = err.message
-    return msg if len(msg) <= 200 else msg[:197] + "..."
+    msg = msg if len(msg) <= 200 else msg[:197] + "..."
+    return _marked(err, msg)
+
+
+#: names of the common string formats, in words for users (translated with the message)
+_FORMAT_NAMES = {"email": N_("email address"), "date-time": N_("date and time"),
+                 "date": N_("date"), "uri": N_("URI"), "uuid": N_("UUID")}
+
+
+def _marked(err, english: str) -> str:
+    """jsonschema's English message, translatable for the common keywords (the
+    offending value is left out of the translations: it may be long)."""
+    keyword, limit = err.validator, err.validator_value
+    if keyword == "type":
+        types = limit if isinstance(limit, list) else [limit]
+        return N_as(english, "is not of type %(type)s", type=", ".join(map(str, types)))
+    if keyword == "minLength":
+        return N_as(english, "is shorter than %(limit)s characters", limit=limit)
+    if keyword == "maxLength":
+        return N_as(english, "is longer than %(limit)s characters", limit=limit)
+    if keyword in ("minimum", "exclusiveMinimum"):
+        return N_as(english, "is less than the minimum of %(limit)s", limit=limit)
+    if keyword in ("maximum", "exclusiveMaximum"):
+        return N_as(english, "is greater than the maximum of %(limit)s", limit=limit)
+    if keyword == "enum":
+        return N_as(english, "is not one of the allowed values")
+    if keyword == "pattern":
+        return N_as(english, "does not match the pattern %(pattern)s", pattern=limit)
+    if keyword == "format":
+        return N_as(english, "is not a valid %(format)s",
+                    format=_FORMAT_NAMES.get(limit, limit))
+    if keyword in ("minItems", "maxItems"):
+        return N_as(english, "has too few or too many items")
+    return english
 
 
 def validation_errors(validator, instance: Any, prefix: str = "") -> dict[str, str]:
@@ -306,7 +342,7 @@ class Operation:
         unknown = [k for k in query.keys() if k not in known]
         if unknown and not self.extensions.get("x-extra-query"):
             for k in unknown:
-                errors[k[:64]] = "unknown query parameter"
+                errors[k[:64]] = N_("unknown query parameter")
         if errors:
             raise ValidationProblem(errors)
         return values

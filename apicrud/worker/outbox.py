@@ -15,6 +15,7 @@ import uuid
 from typing import Any
 
 from apicrud.errors import ServiceUnavailable
+from apicrud.i18n import N_, SOURCE_LANGUAGE, language_of
 from apicrud.messaging.envelope import Sealer
 from apicrud.messaging.render import MessageRenderer
 from apicrud.worker.celery_app import TASK_SEND, make_celery
@@ -44,13 +45,18 @@ class Outbox:
                     self._celery = make_celery(self.settings, self.redis_url)
         return self._celery
 
-    def send(self, to: str | None, template: str, /, **context: Any) -> str:
-        """Queue template ``template`` rendered with ``context`` for ``to``; return its id.
+    def send(self, to: str | None, template: str, /, language: str | None = None,
+             **context: Any) -> str:
+        """Queue template ``template`` rendered with ``context`` in ``language`` (the
+        recipient's, see apicrud.i18n; by default the setting ``default_locale``) for
+        ``to``; return its id.
 
         ``to=None`` queues a stand-in that the worker drops: callers that must not
         reveal whether an address exists do the same work either way.
         """
-        rendered = self.renderer.render(template, **context)
+        if language is None:
+            language = language_of(self.settings.default_locale) or SOURCE_LANGUAGE
+        rendered = self.renderer.render(template, language, **context)
         ident = uuid.uuid4().hex
         envelope = self._sealer.seal({"id": ident, "template": template, "to": to,
                                       "subject": rendered.subject, "body": rendered.body})
@@ -60,7 +66,7 @@ class Outbox:
         except Exception as exc:  # kombu raises OperationalError and socket errors alike
             log.error("mail %s (%s) could not be queued: %s", ident, template,
                       type(exc).__name__)
-            raise ServiceUnavailable("the message queue is unavailable") from None
+            raise ServiceUnavailable(N_("the message queue is unavailable")) from None
         if to:
             log.info("mail %s (%s) queued", ident, template)
         return ident

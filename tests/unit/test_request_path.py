@@ -67,5 +67,5 @@ def test_an_exception_nothing_maps_is_raised_again():
 
 def test_the_stages_run_in_the_documented_order():
     assert [s.__name__ for s in DEFAULT_STAGES] == [
-        "authenticate", "check_scheme", "load_roles", "open_context", "run_guards",
-        "read_parameters", "read_body", "handle", "commit"]
+        "authenticate", "check_scheme", "load_roles", "open_context", "choose_language",
+        "run_guards", "read_parameters", "read_body", "handle", "commit"]

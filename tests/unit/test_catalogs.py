@@ -1,0 +1,147 @@
+"""The message catalogs (apicrud/locale) and the choice of language.
+
+The catalogs are complete (every message id of the template has a translation in every
+shipped catalog, with the same placeholders), current (the template holds what the
+code and the mail templates mark) and compiled (each committed .mo says what its .po
+says): `make messages` puts all three right.
+"""
+
+from __future__ import annotations
+
+import gettext
+import io
+import re
+from pathlib import Path
+
+import pytest
+from babel.messages.extract import DEFAULT_KEYWORDS, extract_from_dir
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
+
+from apicrud import i18n
+from apicrud.errors import NotFound, ValidationProblem
+from apicrud.i18n import N_, NP_, N_as, choose_locale, joined, negotiate
+from apicrud.messaging.render import MessageRenderer, duration_text
+
+ROOT = Path(__file__).resolve().parents[2]
+LOCALE = ROOT / "apicrud" / "locale"
+SHIPPED = ("de", "fr", "es")
+PLACEHOLDER = re.compile(r"%\((\w+)\)s|%%")
+
+
+def catalog(path: Path):
+    with open(path, "rb") as fh:
+        return read_po(fh)
+
+
+def ids(cat) -> set:
+    return {m.id for m in cat if m.id}
+
+
+def test_the_shipped_languages_are_found():
+    assert {"en", *SHIPPED} <= i18n.available()
+
+
+@pytest.mark.parametrize("lang", SHIPPED)
+def test_every_message_id_has_a_translation(lang):
+    template = catalog(LOCALE / "apicrud.pot")
+    po = catalog(LOCALE / lang / "LC_MESSAGES" / "apicrud.po")
+    assert ids(template) == ids(po), "run make messages"
+    for msg in po:
+        if not msg.id:
+            continue
+        strings = msg.string if isinstance(msg.string, tuple) else (msg.string,)
+        assert all(s.strip() for s in strings), f"{lang}: no translation of {msg.id!r}"
+        assert not msg.fuzzy, f"{lang}: fuzzy translation of {msg.id!r}"
+        source = msg.id if isinstance(msg.id, str) else msg.id[0]
+        wanted = sorted(PLACEHOLDER.findall(source))
+        for text in strings:
+            assert sorted(PLACEHOLDER.findall(text)) == wanted, (lang, msg.id, text)
+
+
+@pytest.mark.parametrize("lang", SHIPPED)
+def test_the_committed_mo_matches_its_po(lang):
+    folder = LOCALE / lang / "LC_MESSAGES"
+    compiled = io.BytesIO()
+    write_mo(compiled, catalog(folder / "apicrud.po"))
+    compiled.seek(0)
+    with open(folder / "apicrud.mo", "rb") as fh:
+        shipped = gettext.GNUTranslations(fh)
+    expected = gettext.GNUTranslations(compiled)
+    assert shipped._catalog == expected._catalog, "stale .mo: run make messages"
+
+
+def test_the_template_holds_every_marked_text():
+    method_map = [("**.py", "python"), ("messaging/templates/**.txt", "jinja2")]
+    # what pybabel extract -k N_ -k NP_:1,2 -k N_as:2 reads (the templates' trans
+    # blocks are gettext calls, among the default keywords)
+    keywords = {**DEFAULT_KEYWORDS, "N_": None, "NP_": (1, 2), "N_as": (2,)}
+    found = set()
+    for _file, _line, message, _comments, _context in extract_from_dir(
+            str(ROOT / "apicrud"), method_map, keywords=keywords, comment_tags=()):
+        found.add(message)
+    assert found == ids(catalog(LOCALE / "apicrud.pot")), "run make messages"
+
+
+# -- choosing a language ----------------------------------------------------------------
+@pytest.mark.parametrize("header,expected", [
+    ("de", "de"), ("de-CH", "de"), ("DE-de", "de"), ("fr-CA,fr;q=0.8", "fr"),
+    ("it, es;q=0.5", "es"), ("fr;q=0.5, de;q=0.9", "de"), ("de;q=0, fr;q=0.1", "fr"),
+    ("it, pt", None), ("*", None), ("", None), (None, None), ("de;q=abc", None),
+    ("en-GB, de", "en"),
+])
+def test_accept_language(header, expected):
+    assert negotiate(header) == expected
+
+
+def test_the_account_locale_wins_and_unknown_falls_back():
+    assert choose_locale("de_CH", "fr", "en") == "de"
+    assert choose_locale("it_IT", "fr", "en") == "fr"
+    assert choose_locale(None, "it", "en") == "en"
+    assert choose_locale(None, None, "es") == "es"
+    assert choose_locale(None, None, "xx") == "en"
+
+
+# -- marked texts ---------------------------------------------------------------------
+def test_a_marked_text_reads_as_english_and_translates():
+    text = N_("%(resource)s %(id)s not found", resource="list", id="x1")
+    assert text == "list x1 not found" and isinstance(text, str)
+    assert i18n.translate(text, i18n.translations("de")) == "list x1 nicht gefunden"
+    given = N_as("'ab' is too short", "is shorter than %(limit)s characters", limit=3)
+    assert given == "'ab' is too short"
+    assert i18n.translate(given, i18n.translations("fr")) == "fait moins de 3 caractères"
+    both = joined([N_("is too common"), "plain"])
+    assert both == "is too common; plain"
+    assert i18n.translate(both, i18n.translations("es")) == "es demasiado común; plain"
+    assert NP_("%(count)s day", "%(count)s days", 2, count=2) == "2 days"
+
+
+def test_problems_render_in_the_language_asked_for():
+    body, _, headers = NotFound(N_("no such URL")).render("/x", "de")
+    assert headers["Content-Language"] == "de"
+    assert b'"title": "Nicht gefunden"' in body and "diese URL gibt es nicht".encode() in body
+    problem = ValidationProblem({"name": N_("is required"), "age": "plain"})
+    doc = problem.to_dict(None, "es")
+    assert doc["errors"] == {"name": "es obligatorio", "age": "plain"}
+    assert doc["detail"] == "name: es obligatorio; age: plain" == doc["message"]
+    english = problem.to_dict(None)
+    assert english["title"] == "Bad Request"
+    assert english["detail"] == "name: is required; age: plain"
+    assert NotFound("free text").to_dict(None, "fr")["detail"] == "free text"  # unmarked
+
+
+def test_mail_templates_render_in_each_language():
+    renderer = MessageRenderer()
+    values = dict(service="Demo", name="Ada", username="ada", token="T0K",
+                  api_url="https://x/api/v1", ttl_text=duration_text(172800))
+    english = renderer.render("confirm", **values)
+    assert english.subject == "Confirm your Demo account" and "2 days" in english.body
+    german = renderer.render("confirm", "de", **values)
+    assert german.subject == "Bestätigen Sie Ihr Konto bei Demo"
+    assert "Hallo Ada," in german.body and "in 2 Tagen ab" in german.body
+    assert "\nToken: T0K\n" in german.body
+    assert renderer.render("reset", "fr", **values).subject == \
+        "Réinitialisez votre mot de passe Demo"
+    assert renderer.render("reset", "es", **values).subject == \
+        "Restablezca su contraseña de Demo"
+    assert renderer.render("confirm", "xx", **values) == english  # no catalog: English
