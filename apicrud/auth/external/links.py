@@ -1,0 +1,98 @@
+"""``/auth/links``: the external identities (OpenID, LDAP) linked to an account.
+
+``GET /auth/links`` lists the caller's links (an administrator may ask for another
+account's with ``account_id``); ``DELETE /auth/links/{id}`` removes one. A link that is
+not the caller's is a 404 as if it did not exist, unless the caller is an administrator.
+The last way to sign in cannot be removed: an account without a usable password (none
+set, or password login turned off in ``auth_methods``) keeps its last link (409). The
+account row is locked while the links are counted, so two removals at the same time
+cannot both take the "other" link. Each removal is an audit entry (resource
+``identity_link``, action ``delete``).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from sqlalchemy import delete, func, select
+
+from apicrud.auth.external.provision import require_link_model
+from apicrud.context import Reply, RequestContext
+from apicrud.errors import Conflict, NotFound, Unauthorized
+
+__all__ = ["LinksController"]
+
+log = logging.getLogger("apicrud.auth")
+
+FIELDS = ("id", "provider", "issuer", "subject", "email", "account_id", "created",
+          "last_login")
+
+
+def _out(link: Any) -> dict[str, Any]:
+    out = {f: getattr(link, f) for f in FIELDS}
+    for key in ("created", "last_login"):
+        if out[key] is not None:
+            out[key] = out[key].isoformat()
+    return out
+
+
+class LinksController:
+    """List and remove identity links."""
+
+    def __init__(self, resource, services) -> None:
+        self.resource = resource
+        self.services = services
+        self.model = require_link_model(services, "/auth/links")
+
+    def _account_id(self, ctx: RequestContext) -> str:
+        p = ctx.principal
+        if not p.authenticated or not p.account_id:
+            raise Unauthorized()
+        wanted = ctx.params.get("account_id")
+        if wanted and wanted != p.account_id:
+            if not p.is_admin:  # another account's links do not exist for the caller
+                raise NotFound("no such account")
+            return wanted
+        return p.account_id
+
+    def links(self, ctx: RequestContext) -> Reply:
+        """``GET /auth/links``: the links of the caller's account (or, for an
+        administrator, of ``account_id``)."""
+        model = self.model
+        account_id = self._account_id(ctx)
+        rows = ctx.db.execute(select(model).where(
+            model.account_id == account_id, model.status == "active")
+            .order_by(model.created, model.id)).scalars().all()
+        return Reply({"items": [_out(r) for r in rows]}, 200, {"Cache-Control": "no-store"})
+
+    def unlink(self, ctx: RequestContext) -> Reply:
+        """``DELETE /auth/links/{id}``: remove a link, unless it is the last way in."""
+        p = ctx.principal
+        if not p.authenticated or not p.account_id:
+            raise Unauthorized()
+        model = self.model
+        accounts = self.services.models.Account
+        link_id = str(ctx.params.get("id") or "")[:64]
+        link = ctx.db.execute(select(model).where(
+            model.id == link_id, model.status == "active")).scalar_one_or_none()
+        if link is None or (link.account_id != p.account_id and not p.is_admin):
+            raise NotFound("no such link")
+        # lock the account while its ways in are counted (two removals at once)
+        account = ctx.db.execute(select(accounts).where(accounts.id == link.account_id)
+                                 .with_for_update()).scalar_one_or_none()
+        links = ctx.db.execute(select(func.count()).select_from(model).where(
+            model.account_id == link.account_id, model.status == "active")).scalar_one()
+        password = account is not None and bool(account.password) and \
+            "password" in self.services.settings.auth_methods
+        if links <= 1 and not password:
+            raise Conflict("the last way to sign in cannot be removed; set a password "
+                             "or link another provider first",
+                           errors={"id": "the account's last way to sign in"})
+        ctx.db.execute(delete(model).where(model.id == link.id))
+        self.services.audit.note(ctx, "identity_link", link.id, "delete",
+                                 changes={"provider": {"old": link.provider},
+                                          "account_id": {"old": link.account_id}})
+        log.info("external identity unlinked", extra={
+            "event": "identity_unlinked", "uid": p.uid, "provider": link.provider})
+        return Reply(None, 204)
