@@ -151,6 +151,8 @@ def _account_locale(services: Any, account_id: str, session: Any) -> str | None:
     could wait for its locks (SQLite's writer, a row it holds FOR UPDATE)."""
     from apicrud.auth.account_settings import AccountSettings
 
+    if getattr(services.models, "Settings", None) is None:
+        return None  # an application without account settings: the header decides
     try:
         settings = AccountSettings(account_id, services)
         return settings.locale_in(session) if session is not None else settings.locale

@@ -58,12 +58,15 @@ def service(tmp_path_factory):
     env.update(APICRUD_DATA_DIR=str(tmp_path_factory.mktemp("data")), APICRUD_PORT=str(port),
                APICRUD_HOST="127.0.0.1", APICRUD_ADMIN_PASSWORD=password,
                APICRUD_WORKERS="1")
+    # its log goes to a file: a pipe nobody reads would fill up and stop the server
+    log_path = os.path.join(env["APICRUD_DATA_DIR"], "server.log")
+    log = open(log_path, "wb")
     server = subprocess.Popen([sys.executable, "-m", "apicrud.cli", "serve"], cwd=ROOT,
-                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                              env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}/api/v1"
     try:
         for _ in range(300):
-            assert server.poll() is None, server.stdout.read().decode()
+            assert server.poll() is None, open(log_path, encoding="utf-8").read()[-3000:]
             try:
                 if call("GET", base + "/health")[0] == 200:
                     break
@@ -80,6 +83,7 @@ def service(tmp_path_factory):
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
+        log.close()
 
 
 def login(base: str, username: str, password: str) -> str:
