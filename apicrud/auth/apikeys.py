@@ -47,6 +47,7 @@ from typing import Any
 from sqlalchemy import select, update
 
 from apicrud.auth.principal import ANONYMOUS, Principal
+from apicrud.auth.schemes import API_KEY_HEADER
 from apicrud.context import RequestContext
 from apicrud.crud.controller import BasicCRUD
 from apicrud.db.base import utcnow
@@ -57,7 +58,7 @@ __all__ = ["ApiKeyController", "ScopeController", "KeyHasher", "operation_scopes
 
 log = logging.getLogger("apicrud.auth")
 
-HEADER = "X-API-KEY"
+HEADER = API_KEY_HEADER  # the header schemes.py maps to the apiKey security scheme
 HASH_SCHEME = "hmac-sha256"
 PREFIX_RE = re.compile(r"^ak[0-9a-f]{12}$")
 SECRET_RE = re.compile(r"^[A-Za-z0-9_-]{32,128}$")

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from typing import Any
 
-#: the header the API-key authenticator reads (apicrud.auth.apikeys)
+#: the header the API-key authenticator reads (apicrud.auth.apikeys.HEADER is this)
 API_KEY_HEADER = "X-API-KEY"
 
 
