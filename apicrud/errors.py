@@ -25,7 +25,7 @@ class Problem(Exception):
     """An HTTP-facing error rendered as a problem document."""
 
     status = 500
-    title = N_("Internal Server Error")
+    title: str = N_("Internal Server Error")  # a Msg (translated) or plain text
     slug = "internal"
 
     def __init__(

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import secrets
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from sqlalchemy import Boolean, DateTime, Integer, MetaData, String
 from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
+
+if TYPE_CHECKING:
+    from sqlalchemy import Table
 
 # Stable constraint names so that migrations can drop or alter them on every backend.
 NAMING_CONVENTION = {
@@ -25,7 +29,7 @@ Timestamp = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 
 def utcnow() -> datetime:
     """Naive UTC now: stored the same way on SQLite, PostgreSQL and MariaDB."""
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def new_id(prefix: str = "x-") -> str:
@@ -44,6 +48,9 @@ class RecordMixin:
     ``WHERE version = <read version>``, so two writers of one version never both win.
     """
 
+    if TYPE_CHECKING:  # set by declarative mapping on the model classes
+        __table__: ClassVar[Table]
+
     #: attribute holding the owner's person id; ``None`` for unowned resources
     __owner__: str | None = "uid"
 
@@ -58,5 +65,5 @@ class RecordMixin:
     live: Mapped[bool | None] = mapped_column(Boolean, default=True)
 
     @declared_attr.directive
-    def __mapper_args__(cls) -> dict:
+    def __mapper_args__(cls) -> dict[str, Any]:
         return {"version_id_col": cls.__table__.c.version}

@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+from typing import TYPE_CHECKING, TextIO
 
 from alembic import command
 from alembic.config import Config
@@ -18,10 +19,15 @@ from sqlalchemy import create_engine
 from apicrud.db.engine import ensure_sqlite_dir
 from apicrud.mutex import Mutex
 
+if TYPE_CHECKING:
+    from redis import Redis
+
+    from apicrud.config import Settings
+
 log = logging.getLogger("apicrud.migrate")
 
 
-def alembic_config(settings, stdout=None) -> Config:
+def alembic_config(settings: Settings, stdout: TextIO | None = None) -> Config:
     ensure_sqlite_dir(settings.sqlalchemy_url)
     cfg = Config(stdout=stdout or io.StringIO())
     cfg.set_main_option("script_location", os.path.join(settings.root, "migrations"))
@@ -31,15 +37,15 @@ def alembic_config(settings, stdout=None) -> Config:
     return cfg
 
 
-def upgrade(settings, revision: str = "head") -> None:
+def upgrade(settings: Settings, revision: str = "head") -> None:
     command.upgrade(alembic_config(settings), revision)
 
 
-def downgrade(settings, revision: str = "-1") -> None:
+def downgrade(settings: Settings, revision: str = "-1") -> None:
     command.downgrade(alembic_config(settings), revision)
 
 
-def current(settings) -> str | None:
+def current(settings: Settings) -> str | None:
     engine = create_engine(settings.sqlalchemy_url)
     try:
         with engine.connect() as conn:
@@ -48,15 +54,15 @@ def current(settings) -> str | None:
         engine.dispose()
 
 
-def head(settings) -> str | None:
+def head(settings: Settings) -> str | None:
     return ScriptDirectory.from_config(alembic_config(settings)).get_current_head()
 
 
-def revision(settings, message: str, autogenerate: bool = True) -> None:
+def revision(settings: Settings, message: str, autogenerate: bool = True) -> None:
     command.revision(alembic_config(settings), message=message, autogenerate=autogenerate)
 
 
-def upgrade_with_lock(settings, redis_client, wait: float = 300.0) -> None:
+def upgrade_with_lock(settings: Settings, redis_client: Redis, wait: float = 300.0) -> None:
     """Apply pending migrations, once across every instance sharing this Redis."""
     if current(settings) == head(settings):
         return

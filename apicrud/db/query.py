@@ -11,16 +11,33 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import (Boolean, DateTime, Float, Integer, Numeric, String, and_, case, func,
-                        or_, true)
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    Float,
+    Integer,
+    Numeric,
+    String,
+    and_,
+    case,
+    func,
+    or_,
+    true,
+)
 
 from apicrud.errors import BadRequest
+
+if TYPE_CHECKING:
+    from sqlalchemy import ClauseElement, ColumnElement
+    from sqlalchemy.orm import Session
+
 
 class Status(StrEnum):
     """A record's life: live, or in the trashcan (the column's value for that,
@@ -33,13 +50,14 @@ class Status(StrEnum):
 TRASHED = Status.TRASHED
 
 
-def active_only(model):
+def active_only(model: Any) -> ColumnElement[bool]:
     """The soft-delete condition: trashed records are invisible to everything but Trashcan.
 
     "Not trashed" rather than "active": other states (an account ``pending``
     confirmation) are live records too.
     """
-    return model.status != TRASHED
+    clause: ColumnElement[bool] = model.status != TRASHED
+    return clause
 
 
 #: Sort keys one ``sort`` may name (``subject:desc,created:asc``), before the id that
@@ -93,7 +111,7 @@ def parse_sort(value: str | None, fields: dict[str, Any],
     return Sort(tuple(keys))
 
 
-def column_kind(column) -> str:
+def column_kind(column: Any) -> str:
     """boolean, integer, number, datetime or string: how values of ``column`` are read."""
     t = column.type
     if isinstance(t, Boolean):
@@ -107,12 +125,12 @@ def column_kind(column) -> str:
     return "string"
 
 
-def coerce_value(column, value: Any, where: str) -> Any:
+def coerce_value(column: Any, value: Any, where: str) -> Any:
     """Check a filter or cursor value against a column's type; raise a 400 naming ``where``."""
     if value is None:
         return None
     kind = column_kind(column)
-    ok = {
+    ok: Callable[[Any], bool] = {
         "boolean": lambda v: isinstance(v, bool),
         "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
         "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
@@ -130,8 +148,9 @@ def coerce_value(column, value: Any, where: str) -> Any:
     if kind == "datetime":
         try:
             parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-            if parsed.tzinfo is not None:  # stored as naive UTC
-                parsed = (parsed - parsed.utcoffset()).replace(tzinfo=None)
+            offset = parsed.utcoffset()
+            if offset is not None:  # stored as naive UTC
+                parsed = (parsed - offset).replace(tzinfo=None)
         except (ValueError, OverflowError):  # bad text, or out of range once made UTC
             raise BadRequest(f"{where}: not an ISO 8601 date-time",
                              errors={where: "not an ISO 8601 date-time"}) from None
@@ -175,7 +194,7 @@ def parse_filter(text: str | None) -> dict[str, Any]:
 
 
 #: ``<field>_<op>`` filter keys (react-admin's json-server dialect, usable by anyone)
-OPERATORS = {
+OPERATORS: dict[str, Callable[[Any, Any], ColumnElement[bool]]] = {
     "gte": lambda c, v: c >= v,
     "lte": lambda c, v: c <= v,
     "gt": lambda c, v: c > v,
@@ -184,7 +203,8 @@ OPERATORS = {
 }
 
 
-def _operator_clause(name: str, value: Any, fields: dict[str, Any], where: str):
+def _operator_clause(name: str, value: Any, fields: dict[str, Any],
+                     where: str) -> ColumnElement[bool] | None:
     base, _, op = name.rpartition("_")
     column = fields.get(base)
     if column is None or (op not in OPERATORS and op != "like"):
@@ -196,11 +216,13 @@ def _operator_clause(name: str, value: Any, fields: dict[str, Any], where: str):
             raise BadRequest(f"{where}: needs text", errors={where: "needs text"})
         _check_text(value, where)
         # json-server's _like is a substring match
-        return column.ilike("%" + _like_pattern(value.replace("%", "")) + "%", escape="\\")
+        like: ColumnElement[bool] = column.ilike(
+            "%" + _like_pattern(value.replace("%", "")) + "%", escape="\\")
+        return like
     return OPERATORS[op](column, coerce_value(column, value, where))
 
 
-def search_clause(text: Any, columns: list[Any]):
+def search_clause(text: Any, columns: list[Any]) -> ColumnElement[bool] | None:
     """``q``: every word must appear (case-insensitively) in one of the text columns."""
     if not isinstance(text, str):
         raise BadRequest("filter.q: needs text", errors={"filter.q": "needs text"})
@@ -219,7 +241,7 @@ MAX_FILTER_TERMS = 200
 
 
 def build_filter(filters: dict[str, Any], fields: dict[str, Any],
-                 search: tuple[str, ...] = ()) -> list:
+                 search: tuple[str, ...] = ()) -> list[ColumnElement[bool]]:
     """Clauses for ``{field: value}``: scalar =, list IN, "*" not null, "%" LIKE, null IS NULL;
     ``<field>_gte|_lte|_gt|_lt|_ne|_like`` operators; ``q`` searches the text fields;
     ``{"or": [{...}, {...}]}`` (and ``"and"``) group conditions, nested up to
@@ -228,7 +250,8 @@ def build_filter(filters: dict[str, Any], fields: dict[str, Any],
     return _build_filter(filters, fields, search, 0, "filter", budget)
 
 
-def _group(name: str, value: Any, fields, search, depth: int, where: str, budget):
+def _group(name: str, value: Any, fields: dict[str, Any], search: tuple[str, ...], depth: int,
+           where: str, budget: list[int]) -> ColumnElement[bool]:
     if depth >= MAX_FILTER_DEPTH:
         raise BadRequest(f"{where}: groups nest at most {MAX_FILTER_DEPTH} deep",
                          errors={where: "nested too deep"})
@@ -244,8 +267,8 @@ def _group(name: str, value: Any, fields, search, depth: int, where: str, budget
 
 
 def _build_filter(filters: dict[str, Any], fields: dict[str, Any], search: tuple[str, ...],
-                  depth: int, prefix: str, budget: list[int]) -> list:
-    clauses = []
+                  depth: int, prefix: str, budget: list[int]) -> list[ColumnElement[bool]]:
+    clauses: list[ColumnElement[bool]] = []
     for name, value in filters.items():
         budget[0] -= 1
         if budget[0] < 0:
@@ -293,12 +316,12 @@ def _build_filter(filters: dict[str, Any], fields: dict[str, Any], search: tuple
     return clauses
 
 
-def planner_rows(session, stmt) -> int | None:
+def planner_rows(session: Session, stmt: ClauseElement) -> int | None:
     """PostgreSQL's estimate of the rows ``stmt`` returns (EXPLAIN, nothing executed);
     None when the plan gives none."""
     bind = session.get_bind()
     compiled = stmt.compile(dialect=bind.dialect, compile_kwargs={"render_postcompile": True})
-    plan = session.connection().exec_driver_sql(
+    plan: Any = session.connection().exec_driver_sql(
         "EXPLAIN (FORMAT JSON) " + str(compiled), compiled.params).scalar()
     if isinstance(plan, str):
         plan = json.loads(plan)
@@ -322,7 +345,7 @@ def cursor_signer(secret_key: str, fallbacks: tuple[str, ...] | list[str] = ()) 
 
 
 def encode_cursor(signer: Any, state: dict[str, Any]) -> str:
-    return signer.dumps(state)
+    return str(signer.dumps(state))
 
 
 def decode_cursor(signer: Any, token: str) -> dict[str, Any]:
@@ -346,20 +369,20 @@ def decode_cursor(signer: Any, token: str) -> dict[str, Any]:
 SORT_PREFIX = 255
 
 
-def _prefix_sorted(column) -> bool:
+def _prefix_sorted(column: Any) -> bool:
     t = column.type
     return isinstance(t, String) and (t.length is None or t.length > SORT_PREFIX)
 
 
-def sort_expression(column):
+def sort_expression(column: Any) -> Any:
     """What ORDER BY and the keyset comparison use for ``column``."""
     return func.substr(column, 1, SORT_PREFIX) if _prefix_sorted(column) else column
 
 
-def order_by(sort: Sort, fields: dict[str, Any], id_column) -> list:
+def order_by(sort: Sort, fields: dict[str, Any], id_column: Any) -> list[Any]:
     """ORDER BY for the sort keys, nulls last in both directions on every backend, then
     ``id`` (in the last key's direction) unless a key was ``id`` already."""
-    out = []
+    out: list[Any] = []
     for name, descending in sort.keys:
         if name == "id":
             out.append(id_column.desc() if descending else id_column.asc())
@@ -373,7 +396,7 @@ def order_by(sort: Sort, fields: dict[str, Any], id_column) -> list:
     return out
 
 
-def _cursor_key(column, value: Any) -> Any:
+def _cursor_key(column: Any, value: Any) -> Any:
     """The sort key a (signed, server-made) cursor carries, as a bind value again.
 
     No client-input limits apply: the key is whatever the database held."""
@@ -391,20 +414,20 @@ def _cursor_key(column, value: Any) -> Any:
     return value
 
 
-def _beyond(descending: bool):
+def _beyond(descending: bool) -> Callable[[Any, Any], ColumnElement[bool]]:
     return (lambda c, v: c < v) if descending else (lambda c, v: c > v)
 
 
-def after_clause(sort: Sort, fields: dict[str, Any], id_column, last_keys: Any,
-                 last_id: str):
+def after_clause(sort: Sort, fields: dict[str, Any], id_column: Any, last_keys: Any,
+                 last_id: str) -> ColumnElement[bool]:
     """Rows strictly after (last_keys..., last_id) in :func:`order_by` order: the rows
     beyond the last one on the first key, or equal on it and beyond on the next, and so
     on (with nulls last: nothing comes after a null within its key but other nulls)."""
     if not isinstance(last_keys, list) or len(last_keys) != len(
             [k for k in sort.keys if k[0] != "id"]):
         raise BadRequest("cursor_next: invalid cursor", errors={"cursor_next": "invalid cursor"})
-    terms = []
-    equal: list = []  # the earlier keys equal the last row's
+    terms: list[ColumnElement[bool]] = []
+    equal: list[ColumnElement[bool]] = []  # the earlier keys equal the last row's
     values = iter(last_keys)
     for name, descending in sort.keys:
         if name == "id":

@@ -24,7 +24,8 @@ import importlib
 import logging
 import os
 import re
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import create_engine, event, inspect
 from sqlalchemy.engine import Engine, make_url
@@ -33,6 +34,12 @@ from sqlalchemy.pool import NullPool
 
 from apicrud.config import mask_url
 from apicrud.errors import Problem
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection, MetaData
+    from sqlalchemy.engine import ExceptionContext
+
+    from apicrud.config import Settings
 
 log = logging.getLogger("apicrud.schema")
 
@@ -51,7 +58,7 @@ class SchemaMismatch(Problem):
 
 # -- reachability -----------------------------------------------------------------
 
-def _setting(settings) -> str:
+def _setting(settings: Settings) -> str:
     return "database_url" if settings.database_url else "data_dir"
 
 
@@ -88,7 +95,7 @@ def probe_engine(url: str) -> Engine:
     return create_engine(url, poolclass=NullPool, connect_args=args)
 
 
-def database_problem(settings) -> str | None:
+def database_problem(settings: Settings) -> str | None:
     """Why the database cannot be used, in one line naming the setting; None if it can.
 
     A SQLite file may be missing (it is created), but its folder must exist when
@@ -122,7 +129,7 @@ def database_problem(settings) -> str | None:
 
 # -- comparison -------------------------------------------------------------------
 
-def missing_schema(conn, metadata) -> list[tuple[str, str | None]]:
+def missing_schema(conn: Connection, metadata: MetaData) -> list[tuple[str, str | None]]:
     """(table, None) for each missing table, (table, column) for each missing column."""
     insp = inspect(conn)
     existing = set(insp.get_table_names())
@@ -140,9 +147,9 @@ def missing_schema(conn, metadata) -> list[tuple[str, str | None]]:
     return out
 
 
-def _model_names(models) -> dict[str, str]:
+def _model_names(models: ModuleType) -> dict[str, str]:
     registry = getattr(getattr(models, "Base", None), "registry", None)
-    names = {}
+    names: dict[str, str] = {}
     for mapper in getattr(registry, "mappers", ()):
         table = getattr(mapper, "local_table", None)
         if table is not None and getattr(table, "name", None):
@@ -150,7 +157,7 @@ def _model_names(models) -> dict[str, str]:
     return names
 
 
-def _head(settings) -> str | None:
+def _head(settings: Settings) -> str | None:
     """The migrations' head revision; None for a project without migrations."""
     from alembic.script import ScriptDirectory
 
@@ -160,7 +167,7 @@ def _head(settings) -> str | None:
     return ScriptDirectory(folder).get_current_head()
 
 
-def _revisions(settings, conn) -> tuple[str | None, str | None]:
+def _revisions(settings: Settings, conn: Connection) -> tuple[str | None, str | None]:
     """(the database's revision, the migrations' head). Read directly rather than
     through alembic's MigrationContext, which logs its set-up at INFO."""
     current = None
@@ -170,7 +177,8 @@ def _revisions(settings, conn) -> tuple[str | None, str | None]:
     return current, _head(settings)
 
 
-def describe(settings, missing: list[tuple[str, str | None]], models, current: str | None,
+def describe(settings: Settings, missing: list[tuple[str, str | None]], models: ModuleType,
+             current: str | None,
              head: str | None) -> list[str]:
     """One problem line per missing table or column, each with the command that fixes it."""
     names = _model_names(models)
@@ -200,7 +208,7 @@ def describe(settings, missing: list[tuple[str, str | None]], models, current: s
     return lines
 
 
-def schema_problems(settings, engine: Engine | None = None) -> list[str]:
+def schema_problems(settings: Settings, engine: Engine | None = None) -> list[str]:
     """Compare the models with the database; [] when nothing is missing.
 
     :param engine: the engine to use (else a probe engine for ``settings``, disposed after)
@@ -210,7 +218,8 @@ def schema_problems(settings, engine: Engine | None = None) -> list[str]:
     path = _sqlite_file(settings.sqlalchemy_url)
     if engine is None and path is not None and not os.path.exists(path):
         current, head = None, _head(settings)
-        missing = [(t.name, None) for t in models.Base.metadata.sorted_tables]
+        missing: list[tuple[str, str | None]] = [
+            (t.name, None) for t in models.Base.metadata.sorted_tables]
         return describe(settings, missing, models, current, head)
     own = engine is None
     engine = engine or probe_engine(settings.sqlalchemy_url)
@@ -226,7 +235,7 @@ def schema_problems(settings, engine: Engine | None = None) -> list[str]:
     return describe(settings, missing, models, current, head)
 
 
-def pending(settings) -> tuple[str | None, str | None] | None:
+def pending(settings: Settings) -> tuple[str | None, str | None] | None:
     """(current, head) when migrations are pending, else None (also without migrations)."""
     path = _sqlite_file(settings.sqlalchemy_url)
     if path is not None and not os.path.exists(path):
@@ -241,7 +250,7 @@ def pending(settings) -> tuple[str | None, str | None] | None:
     return (current, head) if head is not None and current != head else None
 
 
-def check_at_start(settings, engine: Engine) -> None:
+def check_at_start(settings: Settings, engine: Engine) -> None:
     """``create_app``'s check: raise StartupError when a table or column is missing.
 
     A database that cannot be reached right now is only logged: the service answers
@@ -292,7 +301,7 @@ def install_schema_errors(engine: Engine) -> None:
     """Make "no such table/column" from ``engine`` raise :class:`SchemaMismatch`."""
 
     @event.listens_for(engine, "handle_error")
-    def _schema_mismatch(context) -> None:
+    def _schema_mismatch(context: ExceptionContext) -> None:
         if context.is_disconnect:
             return
         found = schema_error(context.original_exception)
