@@ -25,20 +25,27 @@ answers are memoized in that session for the request.
 from __future__ import annotations
 
 import contextvars
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, false, or_, select, true
 from sqlalchemy.orm import aliased
 
 from apicrud.db.query import TRASHED
 
+if TYPE_CHECKING:
+    from sqlalchemy import ColumnElement
+    from sqlalchemy.orm import Session
+
+    from apicrud.access.policy import Rule
+
 UID = "{{uid}}"
 #: A callable giving the database session of the request being decided (set by the
 #: request context): conditions reaching records through foreign keys read them in it.
 #: Without one such a condition does not hold (deny).
-SESSION: contextvars.ContextVar = contextvars.ContextVar("apicrud_access_session",
-                                                         default=None)
+SESSION: contextvars.ContextVar[Callable[[], Session | None] | None] = \
+    contextvars.ContextVar("apicrud_access_session", default=None)
 
 
 @dataclass(frozen=True)
@@ -128,18 +135,20 @@ def resolve(resource: str, raw: dict[tuple[str, ...], Any],
     return Where(resource, tuple(own), tuple(hops))
 
 
-def _compare_sql(column, cmp: Compare, uid: str | None):
+def _compare_sql(column: Any, cmp: Compare, uid: str | None) -> ColumnElement[bool]:
     if cmp.uid:
         return column == uid if uid else false()
     values = [v for v in cmp.values if v is not None]
-    clause = column.in_(values) if len(values) > 1 else (
+    clause: ColumnElement[bool] | None = column.in_(values) if len(values) > 1 else (
         column == values[0] if values else None)
     if None in cmp.values:
         return or_(column.is_(None), clause) if clause is not None else column.is_(None)
-    return clause
+    # a condition's list is never empty (parse_where): clause is None only with a null
+    return clause if clause is not None else false()
 
 
-def where_sql(where: Where, model: Any, models: dict[str, Any], uid: str | None):
+def where_sql(where: Where, model: Any, models: dict[str, Any],
+              uid: str | None) -> ColumnElement[bool]:
     """The condition as a SQL clause on ``model`` (the entry's resource, or an alias)."""
     parts = [_compare_sql(getattr(model, c.column), c, uid) for c in where.own]
     for attr, sub in where.hops:
@@ -170,7 +179,7 @@ def holds(where: Where, record: Any, models: dict[str, Any], uid: str | None) ->
     return True
 
 
-def _session():
+def _session() -> Session | None:
     get = SESSION.get()
     return get() if get is not None else None
 
@@ -186,7 +195,7 @@ def _parent_holds(sub: Where, ref: Any, models: dict[str, Any], uid: str | None)
         memo[key] = session.execute(select(model.id).where(
             model.id == ref, model.status != TRASHED,
             where_sql(sub, model, models, uid))).first() is not None
-    return memo[key]
+    return bool(memo[key])
 
 
 def prefetch(where: Where, records: list[Any], models: dict[str, Any],
@@ -230,7 +239,7 @@ def build_links(resources: dict[str, Any]) -> dict[str, dict[str, tuple[str, str
     return out
 
 
-def resolve_policy(policy: Any, resources: dict[str, Any]) -> tuple[dict, list[str]]:
+def resolve_policy(policy: Any, resources: dict[str, Any]) -> tuple[dict[Rule, Where], list[str]]:
     """Every entry's condition bound to attributes and resources: ({rule: Where},
     problems)."""
     links = build_links(resources)

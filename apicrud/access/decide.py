@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import and_, false, or_, true
+from sqlalchemy import ColumnElement, and_, false, or_, true
 
 from apicrud.access import conditions
 from apicrud.access.policy import Policy, PolicyError, Rule
@@ -28,7 +28,11 @@ MEMO_SIZE = 4096
 _ALL = ("all",)
 
 
-class _Memo(dict):
+_K = TypeVar("_K")
+_V = TypeVar("_V")
+
+
+class _Memo(dict[_K, _V]):
     """A dict that forgets everything once it holds ``size`` entries: a memo of pure
     results whose keys carry all their inputs, so dropping it costs only recomputation."""
 
@@ -36,7 +40,7 @@ class _Memo(dict):
         super().__init__()
         self.size = size
 
-    def put(self, key: Any, value: Any) -> Any:
+    def put(self, key: _K, value: _V) -> _V:
         if len(self) >= self.size:
             self.clear()
         self[key] = value
@@ -105,17 +109,17 @@ class AccessControl:
         # resource -> attribute naming its membership: "id" for a membership resource
         # itself (a list), "list_id" for records kept in a list
         self._membership_attr: dict[str, str] = {}
-        attrs = {ms.attr for ms in policy.memberships.values()}
+        membership_attrs = {ms.attr for ms in policy.memberships.values()}
         for resource, cols in (columns or {}).items():
             if resource in policy.memberships:
                 self._membership_attr[resource] = "id"
             else:
-                found = sorted(attrs & set(cols))
+                found = sorted(membership_attrs & set(cols))
                 if found:
                     self._membership_attr[resource] = found[0]
         # what an rbac answer reads of a record, per resource: the owner attribute, the
         # attributes naming a membership (one per rule that targets one) and privacy
-        self._record_inputs: dict[str, tuple] = {}
+        self._record_inputs: dict[str, tuple[str | None, tuple[str, ...], str | None]] = {}
         for resource in set(self.owners) | set(self.privacy) | set(policy.rules):
             attrs = sorted({self._membership_id_attr(rule, resource)
                             for rule in policy.for_resource(resource)
@@ -125,9 +129,9 @@ class AccessControl:
                             for c in conditions.columns_read(self._conditions[rule])})
             self._record_inputs[resource] = (self.owners.get(resource), tuple(attrs),
                                              self.privacy.get(resource))
-        self._where_memo = _Memo()
-        self._actions_memo = _Memo()
-        self._fields_memo = _Memo()
+        self._where_memo: _Memo[tuple[Any, ...], ColumnElement[bool]] = _Memo()
+        self._actions_memo: _Memo[tuple[Any, ...], str] = _Memo()
+        self._fields_memo: _Memo[tuple[Any, ...], frozenset[str] | None] = _Memo()
         # resources where some entry limits the fields it grants
         self._field_rules = {resource for resource, rules in policy.rules.items()
                              if any(r.read_fields is not None or r.write_fields is not None
@@ -141,7 +145,8 @@ class AccessControl:
 
     def _membership_id_attr(self, rule: Rule, resource: str) -> str:
         ms = self.policy.memberships.get(resource)
-        return "id" if ms is not None and rule.attr == ms.attr else rule.attr
+        # asked only of entries that name one (target attr, member principals)
+        return "id" if ms is not None and rule.attr == ms.attr else cast(str, rule.attr)
 
     def has_conditions(self, resource: str) -> bool:
         """Does an entry of ``resource`` carry a condition (``where:``)?"""
@@ -207,8 +212,8 @@ class AccessControl:
         if action not in rule.actions or not _principal_matches(rule, p):
             return False
         if rule.target == "all":
-            held = True
-        elif rule.target == "owner":
+            return True
+        if rule.target == "owner":
             owner = self.owners.get(resource)
             return owner is not None and record is not None and \
                 _value(record, owner) == p.uid
@@ -219,7 +224,6 @@ class AccessControl:
             if held is None or (rule.level and self._rank(held) < self._rank(rule.level)):
                 return False
             return self._privacy_ok(rule, resource, record, held, action)
-        return bool(held)
 
     def _public_allows(self, p: Principal, resource: str, record: Any, action: str) -> bool:
         column = self.privacy.get(resource)
@@ -299,7 +303,7 @@ class AccessControl:
         return found
 
     def _actions(self, p: Principal, resource: str, record: Any) -> str:
-        held = set()
+        held: set[str] = set()
         for rule in self.policy.for_resource(resource):
             for a in rule.actions - held:
                 if self._rule_allows(rule, p, resource, record, a):
@@ -407,7 +411,7 @@ class AccessControl:
         memo = ("list" if every_row else "any", p.access_key, resource, model)
         if memo in self._fields_memo:
             return self._fields_memo[memo]
-        per_key: dict[tuple, frozenset[str] | None] = {}
+        per_key: dict[tuple[Any, ...], frozenset[str] | None] = {}
         for rule in self.policy.for_resource(resource):
             for key, _ in self._rule_sql(rule, p, resource, model, "l") or ():
                 per_key[key] = _add(per_key.get(key, frozenset()), rule.read_fields)
@@ -473,7 +477,7 @@ class AccessControl:
 
     # -- the same rules as SQL ----------------------------------------------------
     def _rule_sql(self, rule: Rule, p: Principal, resource: str, model: Any,
-                  action: str) -> list[tuple[tuple, Any]] | None:
+                  action: str) -> list[tuple[tuple[Any, ...], Any]] | None:
         """The rule as (key, clause) pairs (see :meth:`_rule_sql_unconditioned`), each
         clause limited by the rule's condition, when it has one."""
         found = self._rule_sql_unconditioned(rule, p, resource, model, action)
@@ -484,7 +488,7 @@ class AccessControl:
         return [(("cond", where, *key), and_(clause, cond)) for key, clause in found]
 
     def _rule_sql_unconditioned(self, rule: Rule, p: Principal, resource: str, model: Any,
-                                action: str) -> list[tuple[tuple, Any]] | None:
+                                action: str) -> list[tuple[tuple[Any, ...], Any]] | None:
         """The rule as (key, clause) pairs whose OR selects the rows it allows; None
         when it allows nothing here, ``[(ALL, true())]`` when it allows every row. Equal
         keys mean equal clauses (a manager's lists appear in the rules for managers,
@@ -509,14 +513,15 @@ class AccessControl:
         out = []
         for level, ids in sorted(by_level.items()):
             clause = column.in_(sorted(ids))
-            if read:
+            if read and privacy_col is not None:  # (read implies a privacy column)
                 allowed = [lv for lv in self.policy.privacy_levels[:-1]
                            if self._rank(lv) <= self._rank(level)]
                 clause = and_(clause, getattr(model, privacy_col).in_(allowed))
             out.append((("member", attr, level, read), clause))
         return out or None
 
-    def where(self, p: Principal, resource: str, model: Any, action: str = "l"):
+    def where(self, p: Principal, resource: str, model: Any,
+              action: str = "l") -> ColumnElement[bool]:
         """A WHERE clause selecting exactly the rows ``p`` may ``action``.
 
         Clauses are immutable SQL expressions: one built for a caller's access key is
@@ -529,8 +534,9 @@ class AccessControl:
             found = self._where_memo.put(key, self._where(p, resource, model, action))
         return found
 
-    def _where(self, p: Principal, resource: str, model: Any, action: str):
-        found: dict[tuple, Any] = {}
+    def _where(self, p: Principal, resource: str, model: Any,
+               action: str) -> ColumnElement[bool]:
+        found: dict[tuple[Any, ...], Any] = {}
         for rule in self.policy.for_resource(resource):
             for key, clause in self._rule_sql(rule, p, resource, model, action) or ():
                 if key == _ALL:

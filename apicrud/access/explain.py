@@ -6,7 +6,9 @@ entry, privacy rule or membership rule that decided it, like ``kubectl auth can-
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
@@ -16,21 +18,30 @@ from apicrud.context import RequestContext
 from apicrud.db.query import active_only
 from apicrud.errors import Problem
 
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from apicrud.access.decide import AccessControl
+    from apicrud.auth.principal import Principal
+    from apicrud.crud.registry import ResourceSpec
+    from apicrud.services import Services
+
 
 @dataclass(frozen=True)
 class Answer:
     allowed: bool
     reason: str
 
-    def to_dict(self, action: str, resource: str, id_: str | None) -> dict:
-        out = {"allowed": self.allowed, "answer": "yes" if self.allowed else "no",
+    def to_dict(self, action: str, resource: str, id_: str | None) -> dict[str, Any]:
+        out: dict[str, Any] = {"allowed": self.allowed, "answer": "yes" if self.allowed else "no",
                "action": action, "resource": resource, "reason": self.reason}
         if id_:
             out["id"] = id_
         return out
 
 
-def can_i(services, session, principal, action: str, resource: str,
+def can_i(services: Services, session: Session, principal: Principal, action: str,
+          resource: str,
           id_: str | None = None, field: str | None = None) -> Answer:
     """Explain one decision. For ``c``, ``id`` names the membership (e.g. the list) the new
     record would belong to; for other actions it names the record itself.
@@ -61,12 +72,13 @@ def can_i(services, session, principal, action: str, resource: str,
     return answer
 
 
-def _can_i(services, session, principal, action, resource, id_, spec, controller,
-           field) -> Answer:
+def _can_i(services: Services, session: Session, principal: Principal, action: str,
+           resource: str, id_: str | None, spec: ResourceSpec, controller: Any,
+           field: str | None) -> Answer:
     access = services.access
     ctx = RequestContext.detached(services, principal, session)
     if action == "c":
-        proposed = {}
+        proposed: dict[str, Any] = {}
         if spec.owner and spec.owner != "id":
             proposed[spec.owner] = principal.uid
         attr = access.membership_attr(resource)
@@ -93,8 +105,9 @@ def _can_i(services, session, principal, action, resource, id_, spec, controller
         return Answer(False, f"action {action!r} needs a record id")
     visible = getattr(controller, "visible", None)  # what its find would show
     where = visible(ctx, "r") if visible is not None else [active_only(spec.model)]
-    record = session.execute(select(spec.model).where(
-        spec.model.id == id_, *where)).scalar_one_or_none()
+    model: Any = spec.model  # can_i refused a resource without one
+    record = session.execute(select(model).where(
+        model.id == id_, *where)).scalar_one_or_none()
     if record is None or not access.allows(principal, "r", resource, record):
         return Answer(False, f"no {resource} {id_} that you may read")
     if action in READ_ACTIONS:
@@ -106,7 +119,8 @@ def _can_i(services, session, principal, action, resource, id_, spec, controller
     return _field(access, principal, action, resource, record, field, answer)
 
 
-def _field(access, principal, action: str, resource: str, record, field: str | None,
+def _field(access: AccessControl, principal: Principal, action: str, resource: str,
+           record: Any, field: str | None,
            answer: Answer) -> Answer:
     """The answer for one field, once the action itself is allowed."""
     if field is None or not answer.allowed:
@@ -115,7 +129,8 @@ def _field(access, principal, action: str, resource: str, record, field: str | N
     return Answer(d.allowed, d.reason)
 
 
-def _ask(access, principal, action: str, resource: str, record, check) -> Answer:
+def _ask(access: AccessControl, principal: Principal, action: str, resource: str,
+         record: Any, check: Callable[[], str]) -> Answer:
     try:
         return Answer(True, check())
     except Problem as exc:

@@ -8,6 +8,7 @@ start-up check of the names and the small helpers the controllers share.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from apicrud.access.policy import Policy
@@ -58,7 +59,7 @@ def restrict_columns(columns: dict[str, Any], fields: frozenset[str] | None) -> 
     return {k: c for k, c in columns.items() if k in fields or k == "id"}
 
 
-def check_writes(names, allowed: frozenset[str] | None, resource: str) -> None:
+def check_writes(names: Iterable[str], allowed: frozenset[str] | None, resource: str) -> None:
     """403 naming the first field of ``names`` that ``allowed`` (None: all) leaves out."""
     if allowed is None:
         return

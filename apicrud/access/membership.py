@@ -13,7 +13,8 @@ Everything else (validation, storage, paging, cache invalidation) is BasicCRUD's
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
@@ -21,9 +22,14 @@ from apicrud.crud.controller import BasicCRUD
 from apicrud.db import query as q
 from apicrud.errors import Forbidden, NotFound
 
+if TYPE_CHECKING:
+    from apicrud.context import RequestContext
+    from apicrud.crud.registry import ResourceSpec
+    from apicrud.services import Services
+
 
 class MembershipController(BasicCRUD):
-    def __init__(self, resource, services) -> None:
+    def __init__(self, resource: ResourceSpec, services: Services) -> None:
         super().__init__(resource, services)
         policy = services.access.policy
         ms = next((m for m in policy.memberships.values() if m.members == resource.name),
@@ -34,19 +40,20 @@ class MembershipController(BasicCRUD):
         self.membership = ms
         self.levels = policy.privacy_levels[1:-1]  # invitee, member, manager
 
-    def _parent(self, ctx, parent_id: Any) -> Any:
+    def _parent(self, ctx: RequestContext, parent_id: Any) -> Any:
         res = self.services.resources[self.membership.resource]
-        record = ctx.db.execute(select(res.model).where(
-            res.model.id == parent_id, q.active_only(res.model))).scalar_one_or_none()
+        model: Any = res.model  # a private resource has one
+        record = ctx.db.execute(select(model).where(
+            model.id == parent_id, q.active_only(model))).scalar_one_or_none()
         attr = self.membership.attr
         if record is None or not self.access.allows(ctx.principal, "r", res.name, record):
             raise NotFound(f"{attr}: not found", errors={attr: "not found"})
         return record
 
-    def _holds(self, ctx, action: str, parent: Any) -> bool:
+    def _holds(self, ctx: RequestContext, action: str, parent: Any) -> bool:
         return self.access.allows(ctx.principal, action, self.membership.resource, parent)
 
-    def _check_references(self, ctx, data: dict[str, Any]) -> None:
+    def _check_references(self, ctx: RequestContext, data: dict[str, Any]) -> None:
         # The person being added need not be readable by the one adding them (a manager
         # does not see strangers' person records): h/i/j on the list authorize it.
         # The person must exist, though.
@@ -55,24 +62,26 @@ class MembershipController(BasicCRUD):
         super()._check_references(ctx, rest)
         if uid is not None:
             person = self.services.resource_for_table(self.resource.references.get("uid", ""))
-            if person is not None and ctx.db.execute(select(person.model.id).where(
-                    person.model.id == uid, q.active_only(person.model))).first() is None:
+            model: Any = person.model if person is not None else None  # a table's model
+            if model is not None and ctx.db.execute(select(model.id).where(
+                    model.id == uid, q.active_only(model))).first() is None:
                 raise NotFound("uid: not found", errors={"uid": "not found"})
 
-    def check_owner(self, ctx, values: dict[str, Any], action: str,
+    def check_owner(self, ctx: RequestContext, values: dict[str, Any], action: str,
                     moved: bool = False) -> None:
         # who a new membership is for is decided by h/i/j on the list (authorize); an
         # existing one never moves to another person (see before_update)
         if moved:
             super().check_owner(ctx, values, action, moved)
 
-    def authorize(self, ctx, action: str, record: Any) -> str:
+    def authorize(self, ctx: RequestContext, action: str, record: Any) -> str:
         p = ctx.principal
         decision = self.access.decide(p, action, self.resource.name, record)
         if decision.allowed:
             return decision.reason  # rbac.yaml grants it on the members resource (admin)
         attr, level_attr = self.membership.attr, self.membership.level_attr
-        get = record.get if isinstance(record, dict) else lambda k: getattr(record, k, None)
+        get: Callable[[str], Any] = record.get if isinstance(record, dict) else \
+            lambda k: getattr(record, k, None)
         parent = self._parent(ctx, get(attr))
         level = get(level_attr) or "member"
         name = self.membership.resource
@@ -92,7 +101,7 @@ class MembershipController(BasicCRUD):
         raise Forbidden(f"not allowed to {'add' if action == 'c' else 'change'} this "
                         f"{self.resource.name}")
 
-    def record_actions(self, ctx, record) -> str:
+    def record_actions(self, ctx: RequestContext, record: Any) -> str:
         held = set(super().record_actions(ctx, record))
         list_id = getattr(record, self.membership.attr, None)
         if list_id is not None:
@@ -104,7 +113,8 @@ class MembershipController(BasicCRUD):
                 held.add("u")
         return "".join(sorted(held))
 
-    def before_update(self, ctx, record, changes):
+    def before_update(self, ctx: RequestContext, record: Any,
+                      changes: dict[str, Any]) -> dict[str, Any]:
         moved = changes.keys() & {"uid", self.membership.attr}
         if moved and not self.access.allows_every(ctx.principal, "u", self.resource.name):
             # a membership does not move to another list or person; add a new one
@@ -118,7 +128,7 @@ class MembershipController(BasicCRUD):
             self.authorize_manager(ctx, record)
         return changes
 
-    def authorize_manager(self, ctx, record) -> None:
+    def authorize_manager(self, ctx: RequestContext, record: Any) -> None:
         if self.access.allows(ctx.principal, "u", self.resource.name, record):
             return
         parent = self._parent(ctx, getattr(record, self.membership.attr))

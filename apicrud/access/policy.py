@@ -26,9 +26,10 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
@@ -138,12 +139,13 @@ def _parse_principal(text: str, levels: tuple[str, ...]) -> dict[str, Any] | str
             "or '<membership>-{{<attr>}}-<level>')")
 
 
-def _parse_fields(entry: dict, actions: str) -> tuple | str:
+def _parse_fields(entry: dict[str, Any], actions: str
+                  ) -> tuple[frozenset[str] | None, frozenset[str] | None] | str:
     """(read_fields, write_fields) of an entry, each a frozenset or None (every field);
     a string says what is wrong."""
     if "fields" in entry and ({"read_fields", "write_fields"} & set(entry)):
         return "give either fields or read_fields/write_fields"
-    out = []
+    out: list[frozenset[str] | None] = []
     for key, kinds in (("read_fields", "rl"), ("write_fields", "cu")):
         name = key if key in entry else "fields"
         value = entry.get(name)
@@ -156,7 +158,7 @@ def _parse_fields(entry: dict, actions: str) -> tuple | str:
         if name == key and not set(kinds) & set(actions):
             return f"{key} given, but the entry grants none of {kinds!r}"
         out.append(frozenset(value))
-    return tuple(out)
+    return out[0], out[1]
 
 
 def field_names(policy: Policy) -> dict[str, set[str]]:
@@ -193,7 +195,8 @@ def compile_policy(data: Any, path: str = "rbac.yaml") -> Policy:
     for i, ms in enumerate(memberships.values()):
         if ms.parent is None:
             continue
-        seen, up = {ms.resource}, ms.parent
+        seen: set[str] = {ms.resource}
+        up: str | None = ms.parent
         while up is not None:
             if up not in memberships:
                 problems.append(f"{path}: private_resources[{i}]: parent {up!r} is not "

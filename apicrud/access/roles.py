@@ -10,11 +10,19 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import select
 
 from apicrud.db.query import active_only
+
+if TYPE_CHECKING:
+    from redis import Redis
+
+    from apicrud.access.policy import Policy
+    from apicrud.context import RequestContext
+    from apicrud.db.engine import Database
 
 log = logging.getLogger("apicrud.access")
 
@@ -22,7 +30,8 @@ log = logging.getLogger("apicrud.access")
 class MembershipRoles:
     """``for_uid(uid)`` -> {membership id: level}; ``uncache(uid)`` after changes."""
 
-    def __init__(self, policy, resources: dict[str, Any], db, redis_client,
+    def __init__(self, policy: Policy, resources: dict[str, Any], db: Database,
+                 redis_client: Redis,
                  ttl: int = 300, prefix: str = "apicrud") -> None:
         self.policy = policy
         self.db = db
@@ -31,7 +40,8 @@ class MembershipRoles:
         self.prefix = prefix
         levels = policy.privacy_levels
         self.owner_level = levels[-2]  # the highest level below secret: manager
-        self.sources = []  # (membership model, owner attr, members model, attr, level attr)
+        # (membership model, owner attr, members model, attr, level attr)
+        self.sources: list[tuple[Any, str | None, Any, str, str]] = []
         self.resource_names = [ms.resource for ms in policy.memberships.values()]
         for ms in policy.memberships.values():
             owner_res = resources.get(ms.resource)
@@ -45,17 +55,18 @@ class MembershipRoles:
             {ms.members for ms in policy.memberships.values() if ms.members}
         # cascades: (child model, column naming the parent, parent resource, child
         # resource), parents before children, so one pass goes as deep as the chain
-        self.cascades = []
+        self.cascades: list[tuple[Any, str, str, str]] = []
         order = sorted((ms for ms in policy.memberships.values() if ms.parent),
                        key=lambda ms: len(policy.cascade_chain(ms.resource)))
         for ms in order:
+            parent = cast(str, ms.parent)  # order holds the memberships with one
             child = resources.get(ms.resource)
-            parent_attr = policy.memberships[ms.parent].attr
+            parent_attr = policy.memberships[parent].attr
             if child is None or child.model is None or \
                     not hasattr(child.model, parent_attr):
                 raise ValueError(f"private_resources: {ms.resource} has no column "
                                  f"{parent_attr} naming its parent {ms.parent}")
-            self.cascades.append((child.model, parent_attr, ms.parent, ms.resource))
+            self.cascades.append((child.model, parent_attr, parent, ms.resource))
 
     def _key(self, uid: str) -> str:
         return f"{self.prefix}:roles:{uid}"
@@ -79,8 +90,8 @@ class MembershipRoles:
         if not self.sources:
             return {}, {}, {}
         if self.cascades:
-            epoch, cached = self.redis.mget(self._epoch_key, self._key(uid))
-            epoch = int(epoch or 0)
+            raw_epoch, cached = self.redis.mget(self._epoch_key, self._key(uid))
+            epoch = int(raw_epoch or 0)
         else:
             epoch, cached = 0, self.redis.get(self._key(uid))
         if cached is not None:
@@ -108,7 +119,7 @@ class MembershipRoles:
         kinds: dict[str, str] = {}
         with self.db.session() as session:
             for resource, (owner_model, owner_attr, members_model, attr, level_attr) in \
-                    zip(self.resource_names, self.sources):
+                    zip(self.resource_names, self.sources, strict=True):
                 if members_model is not None:
                     stmt = select(getattr(members_model, attr),
                                   getattr(members_model, level_attr)) \
@@ -151,7 +162,8 @@ class MembershipRoles:
         if keys:
             self.redis.delete(*keys)
 
-    def changed(self, ctx, resource: str, records: list[Any], extra_uids=()) -> None:
+    def changed(self, ctx: RequestContext, resource: str, records: list[Any],
+                extra_uids: Iterable[str | None] = ()) -> None:
         """A write touched these records: drop the roles of every user it may affect, now
         and again once the transaction commits (a concurrent read cannot re-cache stale
         roles past the commit)."""

@@ -16,21 +16,29 @@ the same 404 for that field as pointing at no record.
 from __future__ import annotations
 
 from collections import deque
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
 from apicrud.db.query import active_only
 
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from apicrud.access.policy import Policy
+
+#: a chain of foreign keys: ((resource, attribute naming the next record), ...)
+Steps = tuple[tuple[str, str], ...]
+
 
 class Scopes:
     """resource -> {field: (scope resource, path of the record, path of the target)}."""
 
-    def __init__(self, policy, resources: dict[str, Any]) -> None:
+    def __init__(self, policy: Policy, resources: dict[str, Any]) -> None:
         self.resources = resources
         self._by_table = {r.model.__tablename__: n for n, r in resources.items()
                           if getattr(r, "model", None) is not None}
-        self.rules: dict[str, dict[str, tuple[str, str, tuple, tuple]]] = {}
+        self.rules: dict[str, dict[str, tuple[str, str, Steps, Steps]]] = {}
         self.problems: list[str] = []
         for resource, fields in policy.same_scope.items():
             res = resources.get(resource)
@@ -52,11 +60,12 @@ class Scopes:
                     continue
                 self.rules.setdefault(resource, {})[name] = (scope, target, own, other)
 
-    def path(self, start: str, goal: str, skip: str | None = None) -> tuple | None:
+    def path(self, start: str, goal: str, skip: str | None = None) -> Steps | None:
         """The shortest ((resource, attr), ...) from ``start`` to ``goal``; () if equal."""
         if start == goal:
             return ()
-        seen, todo = {start}, deque([(start, ())])
+        seen = {start}
+        todo: deque[tuple[str, Steps]] = deque([(start, ())])
         while todo:
             name, steps = todo.popleft()
             for attr, table in sorted(self.resources[name].references.items()):
@@ -64,7 +73,7 @@ class Scopes:
                 if nxt is None or nxt in seen or attr == "uid" or \
                         (name == start and attr == skip):
                     continue
-                out = steps + ((name, attr),)
+                out: Steps = (*steps, (name, attr))
                 if nxt == goal:
                     return out
                 seen.add(nxt)
@@ -73,14 +82,14 @@ class Scopes:
 
     def fields(self, resource: str) -> set[str]:
         """Every field whose change may change a same-scope answer of ``resource``."""
-        out = set()
+        out: set[str] = set()
         for name, (_, _, own, _) in self.rules.get(resource, {}).items():
             out.add(name)
             if own:
                 out.add(own[0][1])
         return out
 
-    def _follow(self, session, value: Any, steps: tuple) -> Any:
+    def _follow(self, session: Session, value: Any, steps: Steps) -> Any:
         for name, attr in steps:
             if value is None:
                 return None
@@ -89,9 +98,10 @@ class Scopes:
                 model.id == value, active_only(model))).scalar_one_or_none()
         return value
 
-    def mismatch(self, session, resource: str, values: dict[str, Any]) -> tuple | None:
+    def mismatch(self, session: Session, resource: str,
+                 values: dict[str, Any]) -> tuple[str, str] | None:
         """(field, target resource) of the first rule ``values`` break, else None."""
-        for name, (scope, target, own, other) in self.rules.get(resource, {}).items():
+        for name, (_scope, target, own, other) in self.rules.get(resource, {}).items():
             value = values.get(name)
             if value is None:
                 continue
