@@ -10,9 +10,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, func, select
 from sqlalchemy.exc import IntegrityError
@@ -37,6 +38,11 @@ from apicrud.errors import (
 )
 from apicrud.i18n import N_
 
+if TYPE_CHECKING:
+    from sqlalchemy import ColumnElement
+
+    from apicrud.services import Services
+
 log = logging.getLogger("apicrud.crud")
 TRASHED = q.TRASHED
 
@@ -50,10 +56,10 @@ def _json_value(value: Any) -> Any:
 class BasicCRUD:
     """Generic controller bound to one :class:`ResourceSpec` at start-up."""
 
-    def __init__(self, resource: ResourceSpec, services) -> None:
+    def __init__(self, resource: ResourceSpec, services: Services) -> None:
         self.resource = resource
         self.services = services
-        self.model = resource.model
+        self.model: Any = resource.model  # a model class of the application
         self.access = services.access
 
     # -- hooks: override in a subclass ----------------------------------------------
@@ -72,7 +78,8 @@ class BasicCRUD:
         pass
 
     @classmethod
-    def before_purge(cls, services, record: Any, after_commit: list) -> None:
+    def before_purge(cls, services: Services, record: Any,
+                     after_commit: list[Callable[[], Any]]) -> None:
         """A trashed record is about to be deleted for good (a purge, or the worker's
         retention, which has no controllers: hence a class method): append to
         ``after_commit`` what must go with it once that is committed (e.g. bytes kept
@@ -113,7 +120,7 @@ class BasicCRUD:
             ids = {i for i in ids if (target, i) not in ctx.related}
             if not ids:
                 continue
-            other = self.services.resources[target].model
+            other: Any = self.services.resources[target].model  # references have one
             for i in ids:
                 ctx.related[(target, i)] = None  # unreadable or gone: shown as null
             # one id (a record just written or read): a plain comparison compiles and
@@ -131,13 +138,13 @@ class BasicCRUD:
             for row in rows:
                 if limited:
                     allowed = self.access.read_fields(ctx.principal, target,
-                                                      dict(zip(inputs, row[2:])))
+                                                      dict(zip(inputs, row[2:], strict=True)))
                     if allowed is not None and fieldname not in allowed:
                         continue
                 ctx.related[(target, row[0])] = row[1]
 
     # -- helpers --------------------------------------------------------------------
-    def visible(self, ctx: RequestContext, action: str) -> list:
+    def visible(self, ctx: RequestContext, action: str) -> list[ColumnElement[bool]]:
         """The WHERE clauses selecting the rows ``find`` may show: live ones the
         evaluator lets the caller ``action``. A resource whose rows are about other
         records (the audit trail) narrows them further."""
@@ -243,7 +250,7 @@ class BasicCRUD:
                              "embed: name at least one", errors={"embed": "unknown embed"})
         return names
 
-    def embed(self, ctx: RequestContext, records: list[Any], bodies: list[dict],
+    def embed(self, ctx: RequestContext, records: list[Any], bodies: list[dict[str, Any]],
               names: tuple[str, ...]) -> None:
         """Fill each embed of ``bodies`` (the serialized ``records``): one query per embed
         whatever the page size, each embedded record under its own resource's read filter
@@ -263,12 +270,12 @@ class BasicCRUD:
                         model.id.in_(ids), q.active_only(model), readable)).scalars())
                     target.prefetch(ctx, rows)
                     found = {row.id: target.serialize(ctx, row) for row in rows}
-                for record, body in zip(records, bodies):
+                for record, body in zip(records, bodies, strict=True):
                     if self._shows(ctx, record, name):
                         body[name] = found.get(getattr(record, emb.via))
                 continue
             parents = sorted({r.id for r in records})
-            children: dict[Any, list] = {i: [] for i in parents}
+            children: dict[Any, list[dict[str, Any]]] = {i: [] for i in parents}
             if parents:
                 via = getattr(model, emb.via)
                 sort = q.parse_sort(emb.sort, target.resource.fields)
@@ -283,11 +290,12 @@ class BasicCRUD:
                 target.prefetch(ctx, rows)
                 for row in rows:
                     children[getattr(row, emb.via)].append(target.serialize(ctx, row))
-            for record, body in zip(records, bodies):
+            for record, body in zip(records, bodies, strict=True):
                 if self._shows(ctx, record, name):
                     body[name] = children.get(record.id, [])
 
-    def _check_selection(self, ctx: RequestContext, record: Any, fields, embeds) -> None:
+    def _check_selection(self, ctx: RequestContext, record: Any,
+                         fields: tuple[str, ...] | None, embeds: tuple[str, ...]) -> None:
         """``fields=`` and ``embed=`` of one record name only what the caller may read of
         it (field rules): anything else is unknown, as on a find (400)."""
         allowed = self.access.read_fields(ctx.principal, self.resource.name, record)
@@ -343,11 +351,11 @@ class BasicCRUD:
             stmt = stmt.with_for_update(of=self.model) if joined else stmt.with_for_update()
         row = ctx.db.execute(stmt).first()
         record = row[0] if row is not None else None
-        if record is None or not self.access.allows(ctx.principal, "r", self.resource.name,
-                                                    record):
+        if row is None or record is None or \
+                not self.access.allows(ctx.principal, "r", self.resource.name, record):
             raise NotFound(N_("%(resource)s %(id)s not found", resource=self.resource.name,
                               id=id_[:40]))
-        for (via, target, _, _), value in zip(joined, row[1:]):
+        for (via, target, _, _), value in zip(joined, row[1:], strict=True):
             if getattr(record, via) is not None:
                 ctx.related[(target, getattr(record, via))] = value
         return record
@@ -430,7 +438,8 @@ class BasicCRUD:
         self.before_restore(ctx, record)
         return self.check_create(ctx, values)
 
-    def _roles_changed(self, ctx: RequestContext, records: list[Any], *extra_uids) -> None:
+    def _roles_changed(self, ctx: RequestContext, records: list[Any],
+                       *extra_uids: str | None) -> None:
         self.services.roles.changed(ctx, self.resource.name, records, extra_uids)
 
     def _check_references(self, ctx: RequestContext, data: dict[str, Any]) -> None:
@@ -523,10 +532,11 @@ class BasicCRUD:
                 if self.access.allows(ctx.principal, "r", target.name, row):
                     ctx.memo[("readable", target.name, row.id)] = True
 
-    def _strip_read_only(self, body: dict[str, Any], current: dict[str, Any] | None) -> dict:
+    def _strip_read_only(self, body: dict[str, Any],
+                         current: dict[str, Any] | None) -> dict[str, Any]:
         """Drop read-only fields that are unchanged; reject any attempt to change them."""
         data = dict(body)
-        errors = {}
+        errors: dict[str, str] = {}
         for name in self.resource.read_only:
             if name not in data:
                 continue
@@ -664,7 +674,8 @@ class BasicCRUD:
                              errors={"id": f"give 1 to {limit} comma-separated ids"})
         return ids
 
-    def _write_many(self, ctx: RequestContext, records: list[Any], write) -> None:
+    def _write_many(self, ctx: RequestContext, records: list[Any],
+                    write: Callable[[Any], Any]) -> None:
         """Apply ``write`` to each record as a single request would, all or none: a
         refusal names the record (``errors: {"<id>": ...}``). ``If-Match`` may list the
         ETags the caller read: each record's current one must be among them."""
@@ -822,8 +833,8 @@ class BasicCRUD:
             func_name, _, name = term.partition(":")
             column = fields.get(name) if name in readable else None
             kind = q.column_kind(column) if column is not None else None
-            ok = func_name in ("sum", "min", "max") and kind in ("integer", "number") or \
-                func_name in ("min", "max") and kind == "datetime"
+            ok = (func_name in ("sum", "min", "max") and kind in ("integer", "number")) or \
+                (func_name in ("min", "max") and kind == "datetime")
             if not ok:
                 raise BadRequest(f"aggregate: {term[:64]!r} is not sum, min or max of a "
                                  "numeric field", errors={"aggregate": f"bad term {term[:64]!r}"})
@@ -845,9 +856,10 @@ class BasicCRUD:
         rows = ctx.db.execute(stmt).all()
         out = []
         for row in rows[:limit]:
-            group = {n: _json_value(v) for n, v in zip(names, row)}
+            # the row holds the count and the aggregates after the group's values
+            group = {n: _json_value(v) for n, v in zip(names, row, strict=False)}
             group["count"] = row[len(names)]
-            for (label, _), value in zip(aggregates, row[len(names) + 1:]):
+            for (label, _), value in zip(aggregates, row[len(names) + 1:], strict=True):
                 group[label] = _json_value(float(value) if isinstance(value, Decimal)
                                            else value)
             out.append(group)
@@ -870,7 +882,8 @@ class BasicCRUD:
             mode = cursor_mode
         return mode or self.resource.count_mode
 
-    def count_rows(self, ctx: RequestContext, where: list, mode: str) -> int | None:
+    def count_rows(self, ctx: RequestContext, where: list[ColumnElement[bool]],
+                   mode: str) -> int | None:
         """The number of rows ``where`` selects, as the count mode asks: ``none`` skips
         the query; ``estimated`` takes PostgreSQL's planner estimate when it is at least
         setting ``count_estimate_threshold`` (exact below, and on other backends)."""

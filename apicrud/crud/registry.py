@@ -159,7 +159,8 @@ def _file_ref(res: ResourceSpec, prop: str,
 
 
 def _bind_model(res: ResourceSpec) -> None:
-    mapper = sa_inspect(res.model)
+    model: Any = res.model  # bound only for a resource with a model
+    mapper = sa_inspect(model)
     columns = {c.key: c for c in mapper.column_attrs}
     res.columns = tuple(columns)
     props = res.schema.get("properties") or {}
@@ -199,7 +200,7 @@ def _bind_model(res: ResourceSpec) -> None:
             computed.add(prop)
         else:
             res.problems.append(f"resource {res.name}: schema property {prop!r} is not a field "
-                                f"of model {res.model.__name__}")
+                                f"of model {model.__name__}")
         if pschema.get("readOnly") or prop in COMPUTED or prop in res.related or \
                 prop in res.embeds or prop in res.files:
             read_only.add(prop)
