@@ -26,6 +26,7 @@ from apicrud.auth.sessions import SessionManager
 from apicrud.config import load_settings
 from apicrud.db.engine import Database
 from apicrud.errors import MethodNotAllowed, NotFound, PayloadTooLarge, Problem, StartupError
+from apicrud.i18n import N_
 from apicrud.redis_client import OutageLog, RedisProvider
 from apicrud.request_path import (
     DEFAULT_STAGES,
@@ -36,7 +37,6 @@ from apicrud.request_path import (
 )
 from apicrud.services import Services, load_declarations
 from apicrud.spec.operations import Operation, flask_rule
-from apicrud.i18n import N_
 
 log = logging.getLogger("apicrud")
 

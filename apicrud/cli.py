@@ -493,7 +493,8 @@ def add_resource(ctx: click.Context, name: str, fields: tuple[str, ...],
                  plural: str | None) -> None:
     """Add resource NAME: its path and schema YAML, its entries in the spec, its model,
     its policy (admins all, owners their own) and a migration creating its table."""
-    from apicrud.project import ProjectError, add_resource as generate
+    from apicrud.project import ProjectError
+    from apicrud.project import add_resource as generate
 
     root = ctx.find_root().obj.get("root") or os.environ.get("APICRUD_ROOT") or os.getcwd()
     try:

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import redis
 from sqlalchemy import text
@@ -38,7 +39,7 @@ def run_checks(checks: dict[str, Callable[[], None]], timeout: float) -> dict[st
         try:
             check()
             outcome = "ok"
-        except Exception as exc:  # any failure of a dependency means "down" here
+        except Exception as exc:  # noqa: BLE001  any failure of a dependency means "down" here
             outcome = f"down: {type(exc).__name__}"
         with lock:
             results[name] = outcome

@@ -34,7 +34,7 @@ SOURCE_LANGUAGE = "en"
 class Msg(str):
     """An English text that remembers its message id and parameters for translation."""
 
-    __slots__ = ("msgid", "params", "plural", "n")
+    __slots__ = ("msgid", "n", "params", "plural")
     msgid: str
     params: dict[str, Any]
     plural: str | None

@@ -27,8 +27,9 @@ the documented order.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from apicrud.auth.principal import ANONYMOUS, Principal
 from apicrud.errors import Forbidden, Unauthorized

@@ -505,7 +505,7 @@ def next_revision(versions: Path) -> tuple[str, str | None]:
         script = ScriptDirectory(str(versions.parent))
         heads = script.get_heads()
         ids = [r.revision for r in script.walk_revisions()]
-    except Exception as exc:  # a revision file that does not load
+    except Exception as exc:  # noqa: BLE001  a revision file that does not load
         raise ProjectError(f"{versions}: the migrations do not load ({exc})") from None
     if len(heads) > 1:
         raise ProjectError(f"{versions}: several heads ({', '.join(heads)}); merge them "

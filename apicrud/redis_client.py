@@ -233,7 +233,7 @@ class RedisProvider:
         """Return True if the server answers PING; never raises."""
         try:
             return bool(self.client.ping())
-        except Exception:
+        except Exception:  # noqa: BLE001  never raises
             return False
 
     def close(self) -> None:

@@ -320,7 +320,7 @@ def dispatch(services: Any, op: Any, path_args: dict[str, str],
         for stage in pipeline.stages:
             stage(call)
         response = render(call.reply)  # type: ignore[arg-type]
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001  any failure becomes a problem reply
         response = _fail(call, pipeline.problems.problem_for(exc, call))
     principal = call.principal
     if call.ctx is not None:

@@ -14,11 +14,11 @@ from gunicorn.app.base import BaseApplication
 
 from apicrud.auth.accounts import count_accounts, create_account
 from apicrud.db import migrate
+from apicrud.db.schema import schema_problems
+from apicrud.errors import StartupError
 from apicrud.mutex import Mutex
 from apicrud.redis_client import RedisProvider
-from apicrud.db.schema import schema_problems
 from apicrud.services import backend_problems, load_declarations, open_offline
-from apicrud.errors import StartupError
 
 log = logging.getLogger("apicrud.server")
 

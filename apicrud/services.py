@@ -10,19 +10,20 @@ import importlib
 import inspect
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
-from apicrud.access.decide import AccessControl
 from apicrud.access.conditions import resolve_policy
+from apicrud.access.decide import AccessControl
 from apicrud.access.fields import check_field_rules
 from apicrud.access.policy import Policy, PolicyError, load_policy
 from apicrud.access.roles import MembershipRoles
 from apicrud.access.scope import Scopes
 from apicrud.auth.schemes import credential_methods, serve_cookie_name
 from apicrud.crud.controller import BasicCRUD
-from apicrud.db import query as q
 from apicrud.crud.registry import ResourceSpec, build_resources, check_related, import_object
+from apicrud.db import query as q
 from apicrud.errors import StartupError
 from apicrud.pipeline import Pipeline
 from apicrud.spec.loader import SpecError, load_spec_with_sources
@@ -36,8 +37,8 @@ if TYPE_CHECKING:  # pragma: no cover - the components' types, for the slots bel
     from apicrud.auth.external.ldap import LdapDirectory
     from apicrud.auth.totp import SecondFactor
     from apicrud.files.storage import Storage
-    from apicrud.metrics.prometheus import Exposition
     from apicrud.metrics.grants import Grants
+    from apicrud.metrics.prometheus import Exposition
     from apicrud.metrics.usage import Metrics
     from apicrud.ratelimit.middleware import RateLimit
     from apicrud.registry import ServiceRegistry
@@ -144,7 +145,7 @@ def load_declarations(settings) -> Declarations:
             for path, f in sources.items()})
     except SpecError as exc:
         raise StartupError([str(exc)]) from None
-    except Exception as exc:  # a schema the validator refuses
+    except Exception as exc:  # noqa: BLE001  a schema the validator refuses
         raise StartupError([f"{spec_file}: {exc}"]) from None
     serve_cookie_name(spec, settings.cookie_name)
     problems += document_problems(spec)

@@ -2,9 +2,9 @@
 
 The only reader of trashed rows. A caller sees and purges exactly the trashed records
 they may delete (``d``) and could read were they live (``r``), decided by the same
-evaluator as BasicCRUD, in SQL for the list. Restoring needs that and more: it passes every check a create of the record would
-pass now (the resource controller's ``check_restore``). Ids are
-``<resource>-<record id>``.
+evaluator as BasicCRUD, in SQL for the list. Restoring needs that and more: it passes
+every check a create of the record would pass now (the resource controller's
+``check_restore``). Ids are ``<resource>-<record id>``.
 """
 
 from __future__ import annotations

@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
             for k, t in enumerate(targets):
                 t.token = t.login()
                 states.append(probe.OpState(own=ds.own_messages[k::2]))
-            for t, st in zip(targets, states):  # warm up: caches, compiled statements
+            for t, st in zip(targets, states, strict=True):  # warm up: caches, compiled statements
                 for op in OPERATIONS:
                     for _ in range(20):
                         probe.run_op(t, op, ds, st)
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
             for op in OPERATIONS:
                 runs: dict[str, list[tuple[int, float]]] = {t.name: [] for t in targets}
                 for _ in range(args.n):
-                    for t, st in zip(targets, states):
+                    for t, st in zip(targets, states, strict=True):
                         runs[t.name].append(probe.run_op(t, op, ds, st))
                 (q_off, ms_off), (q_on, ms_on) = (
                     (statistics.mean(q for q, _ in runs[t.name]),

@@ -356,7 +356,7 @@ def create_app(db_url: str | None = None, redis_url: str | None = None,
                 items = [{k: item[k] for k in fields} for item in items]
             if embed:
                 lists = embedded_lists(db, uid, levels, {m.list_id for m in rows[:limit]})
-                for item, m in zip(items, rows):
+                for item, m in zip(items, rows, strict=False):  # rows: one more than a page
                     item["list"] = lists.get(m.list_id)
             body: dict[str, Any] = {"items": items}
             headers = {}

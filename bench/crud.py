@@ -49,9 +49,22 @@ sys.path.insert(0, str(BENCH_DIR))
 
 import dataset  # noqa: E402
 import probe  # noqa: E402
-from serving_stack import (CpuMeter, Interrupted, Processes, Run, free_port,  # noqa: E402
-                           http, log_issues, log_tail, machine_info, parse_wrk,
-                           run_wrk, start_redis, tree_cpu_and_rss, wait_ready)
+from serving_stack import (  # noqa: E402
+    CpuMeter,
+    Interrupted,
+    Processes,
+    Run,
+    free_port,
+    http,
+    log_issues,
+    log_tail,
+    machine_info,
+    parse_wrk,
+    run_wrk,
+    start_redis,
+    tree_cpu_and_rss,
+    wait_ready,
+)
 
 SERVERS = ("apicrud", "baseline")
 PG_DEFAULT = "postgresql+psycopg://postgres@127.0.0.1:5432/apicrud_bench"
@@ -415,7 +428,7 @@ def goals(result: dict[str, Any], rows: list[dict[str, Any]]) -> list[tuple[str,
 
 
 def write_report(prefix: Path, args, info: dict[str, Any], results: list[dict]) -> None:
-    doc = {"machine": info, "settings": {k: v for k, v in vars(args).items()},
+    doc = {"machine": info, "settings": dict(vars(args)),
            "results": results}
     for r in results:
         r["summary"] = summarize(r, args.operations)
@@ -575,7 +588,7 @@ def main(argv: list[str] | None = None) -> int:
                         import sqlite3
 
                         info["sqlite"] = sqlite3.sqlite_version
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001  report the failure, keep the logs
                 print(f"benchmark failed: {exc}", file=sys.stderr)
                 for p in Path(tmp).glob("*/*.log"):
                     print(f"--- {p}\n{log_tail(p)}", file=sys.stderr)

@@ -31,7 +31,7 @@ class Scale:
     messages: int
 
     @classmethod
-    def named(cls, name: str) -> "Scale":
+    def named(cls, name: str) -> Scale:
         return {"full": cls(1000, 50, 100_000), "tiny": cls(40, 10, 2_000)}[name]
 
 
@@ -55,7 +55,7 @@ class Dataset:
                 "bench_user_lists": {lv: sum(1 for v in self.my_lists.values() if v == lv)
                                      for lv in LEVELS},
                 "bench_user_readable_messages": self.readable_count,
-                "privacy_mix_percent": dict(zip(PRIVACY, PRIVACY_WEIGHTS))}
+                "privacy_mix_percent": dict(zip(PRIVACY, PRIVACY_WEIGHTS, strict=True))}
 
 
 def username(n: int) -> str:

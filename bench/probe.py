@@ -59,7 +59,7 @@ FIND_PATHS = {
 BULK_SIZE = 1000
 
 
-def bulk_body(ds: "dataset.Dataset", n: int = BULK_SIZE) -> list[dict[str, str]]:
+def bulk_body(ds: dataset.Dataset, n: int = BULK_SIZE) -> list[dict[str, str]]:
     """The body of one bulk create: ``n`` messages spread over the postable lists."""
     lists = ds.postable_lists
     return [{"list_id": lists[i % len(lists)], "subject": f"bulk {i}",
@@ -237,7 +237,7 @@ def count_queries(targets: list[Target], ds: dataset.Dataset, states: list[OpSta
     for op in OPERATIONS:
         runs: dict[str, list[tuple[int, float]]] = {t.name: [] for t in targets}
         for _ in range(n):
-            for t, st in zip(targets, states):
+            for t, st in zip(targets, states, strict=True):
                 runs[t.name].append(run_op(t, op, ds, st))
         for name, rs in runs.items():
             out[name][op] = {"queries": round(statistics.mean(q for q, _ in rs), 2),
@@ -290,7 +290,7 @@ def check_same_answers(a: Target, b: Target, ds: dataset.Dataset, sa: OpState,
         if da[key]["items"] != db[key]["items"]:
             problems.append(f"{key}: the two apps return different items")
     if da["gets"] != db["gets"]:
-        diff = next((x, y) for x, y in zip(da["gets"], db["gets"]) if x != y)
+        diff = next((x, y) for x, y in zip(da["gets"], db["gets"], strict=False) if x != y)
         keys = sorted(k for k in set(diff[0]) | set(diff[1]) if diff[0].get(k) != diff[1].get(k))
         problems.append("get: the two apps return different records, e.g. "
                         + ", ".join(f"{k}: {diff[0].get(k)!r} / {diff[1].get(k)!r}"
@@ -313,7 +313,7 @@ def _first_difference(x: Any, y: Any, where: str = "") -> str:
                 return _first_difference(x.get(k, "<absent>"), y.get(k, "<absent>"),
                                          f"{where}.{k}")
     if isinstance(x, list) and isinstance(y, list) and len(x) == len(y):
-        for i, (u, v) in enumerate(zip(x, y)):
+        for i, (u, v) in enumerate(zip(x, y, strict=True)):
             if u != v:
                 return _first_difference(u, v, f"{where}[{i}]")
     return f"{where or 'document'}: {str(x)[:200]!r} / {str(y)[:200]!r}"
@@ -365,7 +365,7 @@ def probe(args, ds: dataset.Dataset, targets: list[Target]) -> int:
     if args.profile:
         from pyinstrument import Profiler
 
-        t, st = next((t, s) for t, s in zip(targets, states) if t.name == args.app)
+        t, st = next((t, s) for t, s in zip(targets, states, strict=True) if t.name == args.app)
         for _ in range(20):
             run_op(t, args.profile, ds, st)
         with Profiler(interval=0.0002) as prof:

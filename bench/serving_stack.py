@@ -397,7 +397,7 @@ class Processes:
 
     def start(self, cmd: list[str], *, env: dict[str, str] | None = None,
               log_path: Path | None = None, cwd: Path | None = None) -> subprocess.Popen:
-        out = open(log_path, "ab") if log_path else subprocess.DEVNULL
+        out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115  closed below
         try:
             proc = subprocess.Popen(self.wrap(cmd), env=env, cwd=cwd, stdout=out,
                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -427,7 +427,7 @@ class Processes:
         for proc in reversed(list(self.procs)):
             try:
                 self.stop(proc)
-            except Exception as exc:  # keep going: the others must be stopped too
+            except Exception as exc:  # noqa: BLE001  keep going: the others must be stopped too
                 print(f"warning: could not stop pid {proc.pid}: {exc}", file=sys.stderr)
 
 
@@ -832,7 +832,7 @@ def parse_wrk(out: str) -> dict[str, Any]:
         "p50_ms": _ms(pct["50"]), "p90_ms": _ms(pct["90"]), "p99_ms": _ms(pct["99"]),
         "non_2xx": int(non2xx.group(1)) if non2xx else 0,
         "socket_errors": dict(zip(("connect", "read", "write", "timeout"),
-                                  map(int, sock.groups()))) if sock else {},
+                                  map(int, sock.groups()), strict=True)) if sock else {},
     }
 
 
@@ -916,7 +916,7 @@ def machine_info() -> dict[str, Any]:
     except OSError:
         pass
     return {
-        "date_utc": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date_utc": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "command": command_line(),
         "nproc": os.cpu_count(), "cpu_model": cpu, "memory": mem,
         "kernel": platform.release(), "python": platform.python_version(),
@@ -1161,7 +1161,7 @@ def start_servers(servers: list[Server], args, procs: Processes, op_paths, page:
             if s.ready_after_s is None:
                 s.ready_after_s = round(t, 1)
             check_responses(s, token, op_paths, page)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001  a stack that fails to start is reported
             s.error = f"start-up: {exc}"
             s.log_issues = log_tail(s.log_path).splitlines()
             print(f"[{s.key}] FAILED: {s.error}", file=sys.stderr, flush=True)

@@ -14,9 +14,9 @@ from sqlalchemy.orm import Mapped, mapped_column
 from apicrud.audit import AuditMixin
 from apicrud.auth.external.models import IdentityLinkMixin
 from apicrud.auth.models import AccountMixin, ApiKeyMixin, PersonMixin
-from apicrud.webhooks.model import WebhookDeliveryMixin, WebhookMixin
 from apicrud.db.base import Base, RecordMixin, Timestamp
 from apicrud.files.models import FileMixin
+from apicrud.webhooks.model import WebhookDeliveryMixin, WebhookMixin
 
 PRIVACY = ("public", "invitee", "member", "manager", "secret")
 

@@ -50,7 +50,7 @@ def index_html(dist: str, base_url: str, react_admin_url: str) -> str | None:
     return page[:head] + "    " + tags + page[head:] if head >= 0 else tags + page
 
 
-def add_admin_ui(app: Flask, services: "Services", dist: str = DIST) -> None:
+def add_admin_ui(app: Flask, services: Services, dist: str = DIST) -> None:
     """Mount the admin UI on ``app`` when setting ``admin_ui`` is on."""
     settings = services.settings
     if not settings.admin_ui:

@@ -47,7 +47,7 @@ def purge_audit_expired(db: Any, model: Any, retention_days: int,
 class AuditPurger:
     """One run of the task; opens the database in the worker process on first use."""
 
-    def __init__(self, settings: "Settings") -> None:
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._db = None
         self._model = None
@@ -72,7 +72,7 @@ class AuditPurger:
             self._db = None
 
 
-def register(app: "Celery", settings: "Settings"):
+def register(app: Celery, settings: Settings):
     """Register the task on a worker's Celery ``app`` and schedule it (unless off)."""
     purger = AuditPurger(settings)
 
@@ -85,7 +85,7 @@ def register(app: "Celery", settings: "Settings"):
     return purge_audit
 
 
-def schedule(app: "Celery", settings: "Settings") -> None:
+def schedule(app: Celery, settings: Settings) -> None:
     """Add the purge to ``app``'s beat schedule (unless retention is off)."""
     if settings.audit_retention_days <= 0:
         return

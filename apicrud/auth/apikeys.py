@@ -41,7 +41,7 @@ import json
 import logging
 import re
 import secrets
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
@@ -207,7 +207,7 @@ def _parse_time(value: Any, field: str) -> datetime | None:
     try:
         parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
         if parsed.tzinfo is not None:
-            parsed = parsed.astimezone(timezone.utc).replace(tzinfo=None)
+            parsed = parsed.astimezone(UTC).replace(tzinfo=None)
     except (ValueError, OverflowError):  # OverflowError: beyond year 1..9999 in UTC
         raise BadRequest(f"{field}: not an ISO 8601 date-time between years 1 and 9999",
                          errors={field: "not an ISO 8601 date-time between years 1 and "

@@ -25,15 +25,15 @@ import time
 
 from sqlalchemy import select, update
 
+from apicrud import redis_keys
+from apicrud.access.explain import can_i
 from apicrud.auth.cutoff import PERSON_LIVE
 from apicrud.auth.passwords import hash_password, needs_rehash, verify_password
 from apicrud.auth.totp import check_second_factor, mfa_required
 from apicrud.context import Reply, RequestContext
 from apicrud.crypto import token_hash
 from apicrud.db.base import utcnow
-from apicrud.access.explain import can_i
 from apicrud.errors import BadRequest, Forbidden, TooManyRequests, Unauthorized
-from apicrud import redis_keys
 from apicrud.i18n import N_
 
 log = logging.getLogger("apicrud.auth")

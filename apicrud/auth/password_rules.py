@@ -10,6 +10,7 @@ digits or a keyboard row.
 
 from __future__ import annotations
 
+import itertools
 import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
@@ -41,8 +42,8 @@ def _is_run(text: str) -> bool:
         return False
     for run in _RUNS:
         for seq in (run, run[::-1]):
-            follows = dict(zip(seq, seq[1:]))
-            if all(follows.get(a) == b for a, b in zip(text, text[1:])):
+            follows = dict(itertools.pairwise(seq))
+            if all(follows.get(a) == b for a, b in itertools.pairwise(text)):
                 return True
     return False
 

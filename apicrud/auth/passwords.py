@@ -68,7 +68,7 @@ def verify_password(hash: str | None, pw: str) -> bool:  # noqa: A002 - public A
         # Unusable stored hash: behave like an unknown user.
         _burn(pw)
         return False
-    except Exception:
+    except Exception:  # noqa: BLE001  a hasher error of any kind: deny
         return False
 
 
@@ -79,5 +79,5 @@ def needs_rehash(hash: str) -> bool:  # noqa: A002 - public API name
     """
     try:
         return hasher.check_needs_rehash(hash)
-    except Exception:
+    except Exception:  # noqa: BLE001  an unreadable hash is replaced
         return True

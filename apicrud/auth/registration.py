@@ -48,6 +48,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
+from apicrud import redis_keys
 from apicrud.auth.account_settings import AccountSettings
 from apicrud.auth.accounts import (
     ACCOUNT_STATES,
@@ -63,11 +64,9 @@ from apicrud.auth.tokens import OneTimeTokens
 from apicrud.context import Reply, RequestContext
 from apicrud.crud.controller import BasicCRUD
 from apicrud.db.base import new_id, utcnow
-from apicrud.errors import BadRequest, Conflict, Forbidden, Unauthorized, \
-    ValidationProblem
+from apicrud.errors import BadRequest, Conflict, Forbidden, Unauthorized, ValidationProblem
 from apicrud.i18n import N_, language_of, translate, translations
 from apicrud.messaging.render import duration_text
-from apicrud import redis_keys
 
 __all__ = ["AccountController", "CONFIRM", "RESET"]
 

@@ -26,8 +26,8 @@ import secrets
 import time
 from typing import Any
 
-from apicrud.crypto import AESEncrypt, DecryptError, token_hash
 from apicrud import redis_keys
+from apicrud.crypto import AESEncrypt, DecryptError, token_hash
 
 __all__ = ["SessionManager"]
 

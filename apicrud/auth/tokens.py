@@ -17,8 +17,8 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from apicrud.crypto import token_hash
 from apicrud import redis_keys
+from apicrud.crypto import token_hash
 
 __all__ = ["OneTimeTokens"]
 

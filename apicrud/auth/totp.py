@@ -41,11 +41,17 @@ import time
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from apicrud import redis_keys
 from apicrud.context import Reply, RequestContext
 from apicrud.crypto import AESEncryptBin, DecryptError
-from apicrud.errors import Conflict, Forbidden, Problem, TooManyRequests, Unauthorized, \
-    ValidationProblem
-from apicrud import redis_keys
+from apicrud.errors import (
+    Conflict,
+    Forbidden,
+    Problem,
+    TooManyRequests,
+    Unauthorized,
+    ValidationProblem,
+)
 
 __all__ = ["hotp", "totp", "match", "TotpController", "check_second_factor",
            "mfa_required", "new_secret"]

@@ -363,7 +363,7 @@ class Settings(Mapping[str, Any]):
     constructor trusts its arguments.
     """
 
-    __slots__ = ("_root", "_version", "_decls", "_values")
+    __slots__ = ("_decls", "_root", "_values", "_version")
 
     def __init__(self, root: Path, schema_version: int,
                  declarations: Mapping[str, Mapping[str, Any]], values: Mapping[str, Any]) -> None:
@@ -440,7 +440,7 @@ class Settings(Mapping[str, Any]):
                     if k not in self._decls]
         values = {**self._values, **{k: v for k, v in changes.items() if k in self._decls}}
         return _finish(self._root, self._version, self._decls, values,
-                       {k: "replace()" for k in changes}, problems, warn=False)
+                       dict.fromkeys(changes, "replace()"), problems, warn=False)
 
     @property
     def sqlalchemy_url(self) -> str:

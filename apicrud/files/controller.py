@@ -22,8 +22,9 @@ import hashlib
 import hmac
 import logging
 import time
-from datetime import datetime, timezone
-from typing import Any, Iterator
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import func, select
 
@@ -467,7 +468,7 @@ class FileController(BasicCRUD):
 
 
 def _iso(seconds: int) -> str:
-    return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 __all__ = ["FileController", "storage_for", "STORAGE_GRANT"]

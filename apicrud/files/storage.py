@@ -11,9 +11,10 @@ import hashlib
 import os
 import secrets
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 CHUNK = 64 * 1024
 

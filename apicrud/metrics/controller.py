@@ -9,7 +9,7 @@ grants; an administrator sees every stored value, or one user's with ``{"uid": .
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from apicrud.context import Reply, RequestContext
@@ -26,7 +26,7 @@ MAX_UIDS = 100
 def _iso(epoch: int | None) -> str | None:
     if epoch is None:
         return None
-    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _like(pattern: str) -> re.Pattern:
@@ -153,7 +153,7 @@ def _timestamp(value: Any, field: str) -> datetime | None:
         raise ValidationProblem({field: "is not a date-time"}) from None
     if when.tzinfo is not None:
         try:
-            when = when.astimezone(timezone.utc).replace(tzinfo=None)
+            when = when.astimezone(UTC).replace(tzinfo=None)
         except OverflowError:
             raise ValidationProblem({field: "is out of range"}) from None
     return when

@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime, timezone
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import func, select, update
 
@@ -135,7 +136,7 @@ class Grants:
                 if n is None:
                     log.warning("grant %s of %s has a value that is not a number", name, uid)
                     continue
-                ends = expires.replace(tzinfo=timezone.utc).timestamp() if expires else None
+                ends = expires.replace(tzinfo=UTC).timestamp() if expires else None
                 if ends is not None and ends <= time.time():
                     continue
                 out[name] = (n, ends)
@@ -149,7 +150,7 @@ class Grants:
 def _when(seconds: int | None) -> str:
     if seconds is None:
         return ""
-    at = datetime.fromtimestamp(time.time() + seconds, timezone.utc)
+    at = datetime.fromtimestamp(time.time() + seconds, UTC)
     return f"; it resets at {at.strftime('%Y-%m-%dT%H:%M:%SZ')}"
 
 

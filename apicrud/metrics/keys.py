@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import Any, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
 from apicrud import redis_keys
 
 PREFIX = redis_keys.prefix("metric")
@@ -80,7 +82,7 @@ def period_end(period: str, now: float | None = None) -> int | None:
     """Epoch second at which the calendar period (UTC) holding ``now`` ends."""
     if period == "indefinite":
         return None
-    t = datetime.fromtimestamp(time.time() if now is None else now, timezone.utc)
+    t = datetime.fromtimestamp(time.time() if now is None else now, UTC)
     if period == "hour":
         end = t.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
     elif period == "day":

@@ -29,8 +29,9 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 from apicrud.metrics.keys import (
     NOTIFIED,
@@ -225,7 +226,7 @@ class Metrics:
             for name, labels in series:
                 pipe.sadd(SERIES + name, labels)
             pipe.execute()
-        except Exception as exc:  # Redis away: keep the numbers for the next attempt
+        except Exception as exc:  # noqa: BLE001  Redis away: keep the numbers for the next attempt
             with self._lock:
                 for k, amount in counters.items():
                     self._counters[k] = self._counters.get(k, 0) + amount
@@ -349,7 +350,7 @@ class Metrics:
         for m in members:
             pipe.hgetall(f"{PREFIX}{name}:{m}")
         out = []
-        for m, fields in zip(members, pipe.execute()):
+        for m, fields in zip(members, pipe.execute(), strict=True):
             if fields:
                 out.append((parse_labels(m), {k.decode(): _number(v)
                                               for k, v in fields.items()}))

@@ -24,10 +24,11 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import redis
+
 from apicrud import redis_keys
 
 __all__ = ["Decision", "WindowLimiter"]

@@ -44,7 +44,8 @@ import ipaddress
 import logging
 import threading
 import time
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import redis.exceptions
 

@@ -30,8 +30,8 @@ from typing import Any
 
 import redis
 
-from apicrud.crypto import AESEncrypt, DecryptError
 from apicrud import redis_keys
+from apicrud.crypto import AESEncrypt, DecryptError
 
 log = logging.getLogger("apicrud.registry")
 
@@ -171,7 +171,7 @@ class ServiceRegistry:
         if service_name is not None:
             keys = [k for k in keys if k.startswith(f"{KEY_PREFIX}{service_name}:")]
         instances, gone = [], []
-        for key, blob in zip(keys, self.client.mget(keys) if keys else []):
+        for key, blob in zip(keys, self.client.mget(keys) if keys else [], strict=True):
             if blob is None:
                 gone.append(key)
                 continue
@@ -203,7 +203,7 @@ class ServiceRegistry:
             found = {}
         if not found:
             own = self.instance.public_url.rstrip("/") + self.instance.base_url
-            found = {r: own for r in self.instance.endpoints}
+            found = dict.fromkeys(self.instance.endpoints, own)
         return found
 
 

@@ -21,10 +21,11 @@ import copy
 import functools
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from types import MappingProxyType
-from typing import Any, Callable
+from typing import Any
 
 import jsonschema_rs
 from jsonschema import Draft202012Validator, FormatChecker
@@ -55,7 +56,7 @@ def parse_datetime(value: str) -> tuple[datetime | None, str | None]:
         return None, "not an ISO 8601 date-time"
     if parsed.tzinfo is not None:
         try:
-            parsed = parsed.astimezone(timezone.utc).replace(tzinfo=None)
+            parsed = parsed.astimezone(UTC).replace(tzinfo=None)
         except OverflowError:  # 9999-12-31T23:59:59-12:00 is in year 10000 in UTC
             return None, DATETIME_RANGE
     if not DATETIME_MIN <= parsed <= DATETIME_MAX:
@@ -339,7 +340,7 @@ class Operation:
                 continue
             values[p.name] = value
         known = {p.name for p in self.params if p.location == "query"}
-        unknown = [k for k in query.keys() if k not in known]
+        unknown = [k for k in query if k not in known]
         if unknown and not self.extensions.get("x-extra-query"):
             for k in unknown:
                 errors[k[:64]] = N_("unknown query parameter")
@@ -445,7 +446,7 @@ def compile_operations(spec: dict[str, Any],
                 body_schema = (body.get("content", {}).get("application/json") or {}).get("schema")
                 multipart = (body.get("content", {}).get("multipart/form-data") or {}) \
                     .get("schema")
-            security = op["security"] if "security" in op else global_security
+            security = op.get("security", global_security)
             accepts_array = False
             branches = body_schema.get("oneOf") if isinstance(body_schema, dict) else None
             if isinstance(branches, list) and len(branches) == 2:

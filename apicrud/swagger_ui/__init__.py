@@ -60,7 +60,7 @@ def _digest(path: str) -> str | None:
 
 def files(vendor: str = VENDOR) -> dict[str, str]:
     """Each file the page may load -> the folder it is served from."""
-    return {**{name: vendor for name in VENDORED}, **{name: HERE for name in OWN}}
+    return {**dict.fromkeys(VENDORED, vendor), **dict.fromkeys(OWN, HERE)}
 
 
 def versions(folders: dict[str, str]) -> dict[str, str | None]:
@@ -94,7 +94,7 @@ def index_html(base: str, title: str, version: dict[str, str | None]) -> str:
 """
 
 
-def add_docs(app: Flask, services: "Services", vendor: str = VENDOR) -> None:
+def add_docs(app: Flask, services: Services, vendor: str = VENDOR) -> None:
     """Serve the OpenAPI document at ``{base}/openapi.json`` and the UI at ``{base}/ui/``
     (swagger-ui's files from ``vendor``)."""
     base = services.base_url

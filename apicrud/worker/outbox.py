@@ -63,7 +63,7 @@ class Outbox:
         try:
             self.celery.send_task(TASK_SEND, args=[envelope],
                                   queue=self.settings.worker_queue)
-        except Exception as exc:  # kombu raises OperationalError and socket errors alike
+        except Exception as exc:  # noqa: BLE001  kombu raises OperationalError and socket errors alike
             log.error("mail %s (%s) could not be queued: %s", ident, template,
                       type(exc).__name__)
             raise ServiceUnavailable(N_("the message queue is unavailable")) from None

@@ -28,7 +28,7 @@ class Purger:
     """What one run of the purge task does. Opens the database on first use (in the
     worker process, after it forked) and keeps it for later runs."""
 
-    def __init__(self, settings: "Settings") -> None:
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._services = None
 
@@ -59,7 +59,7 @@ class Purger:
             self._services = None
 
 
-def schedule(app: "Celery", settings: "Settings") -> None:
+def schedule(app: Celery, settings: Settings) -> None:
     """Add the purge to ``app``'s beat schedule (unless retention is off)."""
     if settings.trash_retention_days <= 0:
         return
@@ -71,7 +71,7 @@ def schedule(app: "Celery", settings: "Settings") -> None:
     }
 
 
-def register(app: "Celery", settings: "Settings"):
+def register(app: Celery, settings: Settings):
     """Register the purge task on a worker's Celery ``app`` and schedule it; return it."""
     purger = Purger(settings)
 

@@ -21,11 +21,11 @@ from typing import Any
 
 import redis
 
+from apicrud import redis_keys
 from apicrud.messaging.envelope import EnvelopeError, Sealer
 from apicrud.messaging.send import MailError, SmtpConfig, build_message, send_message
 from apicrud.redis_client import CLIENT_OPTIONS
 from apicrud.worker.names import TASK_SEND
-from apicrud import redis_keys
 
 __all__ = ["DeadLetters", "Deliverer", "register", "requeue_dead_letters", "retry_delay",
            "mask_address"]

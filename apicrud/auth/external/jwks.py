@@ -20,7 +20,8 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, KeySet, OKPKey, RSAKey
@@ -144,9 +145,9 @@ class KeySource:
         with self._lock:
             if self.jwks_url is not None:
                 now = self._clock()
-                if self._keys is None or now - self._loaded >= self.ttl:
-                    if self._keys is None or now - self._fetched >= self.refetch_interval:
-                        self._refresh()
+                if (self._keys is None or now - self._loaded >= self.ttl) and \
+                        (self._keys is None or now - self._fetched >= self.refetch_interval):
+                    self._refresh()
             key = self._find(kid)
             if key is None and self.jwks_url is not None and \
                     self._clock() - self._fetched >= self.refetch_interval:

@@ -30,11 +30,11 @@ from __future__ import annotations
 
 import logging
 import ssl
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
-from apicrud.auth.external.provision import account_for_identity, require_link_model, \
-    session_reply
+from apicrud.auth.external.provision import account_for_identity, require_link_model, session_reply
 from apicrud.context import Reply, RequestContext
 from apicrud.errors import NotFound, ServiceUnavailable, StartupError, Unauthorized
 
@@ -88,8 +88,12 @@ class LdapDirectory:
         :raises DirectoryDown: unreachable, TLS failure, timeout
         """
         from ldap3 import Connection
-        from ldap3.core.exceptions import LDAPException, LDAPInvalidCredentialsResult, \
-            LDAPSocketOpenError, LDAPStartTLSError
+        from ldap3.core.exceptions import (
+            LDAPException,
+            LDAPInvalidCredentialsResult,
+            LDAPSocketOpenError,
+            LDAPStartTLSError,
+        )
 
         conn = Connection(self._server(), user=user, password=password,
                           receive_timeout=self.timeout, raise_exceptions=True,

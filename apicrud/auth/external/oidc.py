@@ -45,9 +45,11 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
+from apicrud import redis_keys
 from apicrud.auth.external.bearer import (
     SIGNING_ALGORITHMS,
     check_claims,
@@ -62,9 +64,7 @@ from apicrud.auth.external.provision import (
 )
 from apicrud.context import Reply, RequestContext
 from apicrud.crypto import AESEncrypt, DecryptError, constant_time_equals, token_hash
-from apicrud.errors import BadRequest, NotFound, ServiceUnavailable, StartupError, \
-    Unauthorized
-from apicrud import redis_keys
+from apicrud.errors import BadRequest, NotFound, ServiceUnavailable, StartupError, Unauthorized
 
 __all__ = ["Provider", "OidcController", "parse_providers", "init_app"]
 
