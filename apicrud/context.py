@@ -121,12 +121,12 @@ class RequestContext:
                 audit = self.services.audit
                 if audit is not None:
                     audit.flush(self, self.db)
-                self._db.commit()
+                self.db.commit()
                 committed = True
             else:
-                self._db.rollback()
+                self.db.rollback()
         finally:
-            self._db.close()
+            self.db.close()
             self._db = None
             conditions.SESSION.set(None)
             if not committed:

@@ -13,7 +13,7 @@ language and says which in ``Content-Language``.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, TypeVar
 
 from apicrud.i18n import N_, SOURCE_LANGUAGE, translate, translations
 
@@ -153,6 +153,17 @@ class ServiceUnavailable(Problem):
     def __init__(self, detail: str | None = None, **kw: Any) -> None:
         kw.setdefault("headers", {"Retry-After": "5"})
         super().__init__(detail, **kw)
+
+
+_T = TypeVar("_T")
+
+
+def required(value: _T | None, what: str) -> _T:
+    """``value``, which the configuration guarantees (a component create_app always
+    installs, a field the resource always declares): RuntimeError naming ``what`` if not."""
+    if value is None:
+        raise RuntimeError(f"{what} is missing")
+    return value
 
 
 class ApicrudError(Exception):

@@ -391,7 +391,7 @@ class Project:
     versions: Path
 
     @classmethod
-    def at(cls, root: Path, settings=None) -> Project:
+    def at(cls, root: Path | str, settings=None) -> Project:
         from apicrud.config import ConfigError, load_settings
 
         root = Path(root).resolve()
@@ -523,7 +523,7 @@ def _write(path: Path, text: str, written: list[Path]) -> None:
     written.append(path)
 
 
-def add_resource(root: Path, name: str, field_specs, plural: str | None = None,
+def add_resource(root: Path | str, name: str, field_specs, plural: str | None = None,
                  migration: bool = True, settings=None) -> list[Path]:
     """Add resource ``name`` to the project at ``root``; return the files written."""
     check_name(name)
@@ -618,7 +618,7 @@ def _entries(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.name not in IGNORED_ENTRIES)
 
 
-def init_project(target: Path, force: bool = False) -> list[Path]:
+def init_project(target: Path | str, force: bool = False) -> list[Path]:
     """Write a new project into ``target``; return the files written."""
     target = Path(target).resolve()
     if target.exists() and not target.is_dir():

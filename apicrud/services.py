@@ -24,7 +24,7 @@ from apicrud.auth.schemes import credential_methods, serve_cookie_name
 from apicrud.crud.controller import BasicCRUD
 from apicrud.crud.registry import ResourceSpec, build_resources, check_related, import_object
 from apicrud.db import query as q
-from apicrud.errors import StartupError
+from apicrud.errors import StartupError, required
 from apicrud.pipeline import Pipeline
 from apicrud.spec.loader import SpecError, load_spec_with_sources
 from apicrud.spec.operations import Operation, compile_operations
@@ -110,7 +110,8 @@ def open_offline(settings, *, declarations: bool = False, redis: bool = False,
             raise StartupError(decl.problems)
     models = decl.models if decl is not None else \
         importlib.import_module(settings.models_module)
-    db = Database(settings.sqlalchemy_url, **({"pool_size": pool_size} if pool_size else {}))
+    options: dict[str, Any] = {"pool_size": pool_size} if pool_size else {}
+    db = Database(settings.sqlalchemy_url, **options)
     provider = RedisProvider(settings.redis_url, settings.path("data_dir")) if redis else None
     return Offline(settings, models, db, decl, provider)
 
@@ -375,13 +376,14 @@ class Services:
         self.base_url = settings.base_url.rstrip("/")
         self.cursor_signer = q.cursor_signer(settings.secret_key,
                                              settings.secret_key_fallbacks)
+        policy = required(decl.policy, "the policy (rbac.yaml)")  # declarations have one
         self.access = AccessControl(
-            decl.policy,
+            policy,
             owners={n: r.owner for n, r in decl.resources.items()},
             privacy={n: r.privacy for n, r in decl.resources.items()},
             columns={n: set(r.columns) for n, r in decl.resources.items()},
             resources=decl.resources)
-        self.roles = MembershipRoles(decl.policy, decl.resources, db, redis.client,
+        self.roles = MembershipRoles(policy, decl.resources, db, redis.client,
                                      ttl=settings.roles_cache_ttl)
         self.pipeline = Pipeline()
         self.closers: list = []  # components register what to stop on close()

@@ -247,7 +247,9 @@ def purge_expired(services, retention_days: int, now: datetime | None = None) ->
             model = res.model
             stale = func.coalesce(model.modified, model.created) < cutoff
             hook = getattr(_controller_class(services, res), "before_purge", None)
-            if hook is not None and hook.__func__ is not BasicCRUD.before_purge.__func__:
+            if hook is not None and \
+                    getattr(hook, "__func__", None) is not \
+                    getattr(BasicCRUD.before_purge, "__func__", None):
                 for record in session.execute(select(model).where(
                         model.status == TRASHED, stale)).scalars():
                     hook(services, record, after_commit)

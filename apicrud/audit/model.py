@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING, ClassVar
 
 from sqlalchemy import Index, String, Text
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column
@@ -14,6 +15,9 @@ RULE_LENGTH = 255
 
 
 class AuditMixin:
+    if TYPE_CHECKING:  # set by the application's model class
+        __tablename__: ClassVar[str]
+
     """One write, as recorded in the same transaction: who, when, from where, what, the
     changed fields (old and new values; secrets only marked ``changed``) and the rule
     that allowed it. Rows are only ever inserted: the mapper refuses updates and

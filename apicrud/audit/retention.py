@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from celery import Celery
 
     from apicrud.config.loader import Settings
+    from apicrud.db.engine import Database
 
 __all__ = ["TASK_PURGE_AUDIT", "purge_audit_expired", "register", "schedule"]
 
@@ -49,8 +50,8 @@ class AuditPurger:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._db = None
-        self._model = None
+        self._db: Database | None = None
+        self._model: Any = None
 
     def run(self) -> int:
         days = self.settings.audit_retention_days

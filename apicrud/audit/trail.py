@@ -66,10 +66,10 @@ class AuditTrail:
 
     def __init__(self, services) -> None:
         self.services = services
-        self.model = getattr(services.models, "Audit", None) \
+        self.model: Any = getattr(services.models, "Audit", None) \
             if services.settings.audit_enabled else None
         self.enabled = self.model is not None
-        self.table = self.model.__table__ if self.enabled else None
+        self.table: Any = self.model.__table__ if self.model is not None else None
         #: called with (ctx, session, rows) after a request's entries are inserted, in
         #: its transaction (webhooks turn them into deliveries there)
         self.listeners: list = []
@@ -250,7 +250,7 @@ def install(services) -> AuditTrail:
 _GUARDED: set[type] = set()
 
 
-def guard_append_only(model: type) -> None:
+def guard_append_only(model: Any) -> None:
     """The application never changes or deletes an entry through the ORM."""
     if model in _GUARDED:
         return

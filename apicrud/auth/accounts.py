@@ -51,7 +51,7 @@ def address_holder(db_session, person_model, email: str) -> Any:
 
 def create_account(db_session, models, *, username: str, email: str, name: str | None = None,
                    password: str | None = None, is_admin: bool = False,
-                   id_prefix: str = "x-") -> tuple[object, str]:
+                   id_prefix: str = "x-") -> tuple[Any, str]:
     """Create an active account and its person; return (account, password).
 
     A random password is generated when none is given.

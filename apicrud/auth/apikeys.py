@@ -51,7 +51,7 @@ from apicrud.auth.schemes import API_KEY_HEADER
 from apicrud.context import RequestContext
 from apicrud.crud.controller import BasicCRUD
 from apicrud.db.base import utcnow
-from apicrud.errors import BadRequest, Forbidden, StartupError, Unauthorized
+from apicrud.errors import BadRequest, Forbidden, StartupError, Unauthorized, required
 
 __all__ = ["ApiKeyController", "ScopeController", "KeyHasher", "operation_scopes",
            "init_app", "HEADER"]
@@ -123,7 +123,8 @@ def authenticate_key(services, hasher: KeyHasher, raw: str,
                    account_model.status == "active",
                    person_model.status == "active")).first()
         key, account = (row[0], row[1]) if row else (None, None)
-        if not hasher.verify(key.hash if key else None, raw.strip()) or key is None:
+        if not hasher.verify(key.hash if key else None, raw.strip()) or key is None or \
+                account is None:  # (account is None only when key is)
             raise Unauthorized(_INVALID)
         now = utcnow()
         if key.expires is not None and key.expires <= now:
@@ -242,13 +243,13 @@ class ApiKeyController(BasicCRUD):
             raise BadRequest("expires: must be in the future",
                              errors={"expires": "must be in the future"})
         data["expires"] = expires
-        prefix, apikey, digest = self.services.apikey_hasher.issue()
+        prefix, apikey, digest = required(self.services.apikey_hasher, "apikey_hasher").issue()
         data.update(prefix=prefix, hash=digest)
-        ctx.issued_apikey = apikey  # shown once, by after_create
+        ctx.memo[("issued_apikey",)] = apikey  # shown once, by after_create
         return data
 
     def after_create(self, ctx: RequestContext, record: Any, reply: dict[str, Any]) -> None:
-        reply["apikey"] = ctx.issued_apikey
+        reply["apikey"] = ctx.memo[("issued_apikey",)]
         log.info("api key created", extra={"event": "apikey_created", "uid": record.uid,
                                            "prefix": record.prefix})
 

@@ -130,7 +130,8 @@ class AuthController:
             person_model, person_model.id == account_model.uid).where(
             account_model.name == username, *live)).scalar_one_or_none()
         # verify against a dummy hash when the user is unknown: same answer, similar time
-        if not verify_password(account.password if account else None, password):
+        if not verify_password(account.password if account else None, password) or \
+                account is None:  # (verify_password refuses None: never reached)
             log.info("login failed", extra={"event": "login_failed"})
             self._audit_failure(ctx, account)
             raise Unauthorized(N_("invalid username or password"))  # the attempt stays counted

@@ -73,7 +73,7 @@ class PasswordRules:
         """Every rule ``password`` breaks, in words meant for the user (empty: fine)."""
         if not isinstance(password, str):
             return [N_("must be text")]
-        out = []
+        out: list[str] = []
         length = len(password)
         if length < self.min_length:
             out.append(N_("must have at least %(count)s characters", count=self.min_length))

@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -64,9 +64,19 @@ from apicrud.auth.tokens import OneTimeTokens
 from apicrud.context import Reply, RequestContext
 from apicrud.crud.controller import BasicCRUD
 from apicrud.db.base import new_id, utcnow
-from apicrud.errors import BadRequest, Conflict, Forbidden, Unauthorized, ValidationProblem
+from apicrud.errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    Unauthorized,
+    ValidationProblem,
+    required,
+)
 from apicrud.i18n import N_, language_of, translate, translations
 from apicrud.messaging.render import duration_text
+
+if TYPE_CHECKING:
+    from apicrud.worker.outbox import Outbox
 
 __all__ = ["AccountController", "CONFIRM", "RESET"]
 
@@ -83,6 +93,11 @@ def _bad_token() -> ValidationProblem:
 
 class AccountController(BasicCRUD):
     """The ``account`` resource: BasicCRUD reads plus registration and password reset."""
+
+    @property
+    def outbox(self) -> Outbox:
+        """The mail queue (apicrud.worker.outbox, which create_app always installs)."""
+        return required(self.services.outbox, "outbox")
 
     def __init__(self, resource, services) -> None:
         super().__init__(resource, services)
@@ -104,10 +119,10 @@ class AccountController(BasicCRUD):
     def _send_token(self, ctx: RequestContext, account: Any, person: Any, purpose: str,
                     language: str | None = None) -> None:
         token = self.tokens.issue(purpose, account.id)
-        self.services.outbox.send(person.identity, purpose, token=token,
-                                  username=account.name, name=person.name,
-                                  language=language or self._language_of(ctx, account.id),
-                                  **self._mail_context())
+        self.outbox.send(person.identity, purpose, token=token,
+                         username=account.name, name=person.name,
+                         language=language or self._language_of(ctx, account.id),
+                         **self._mail_context())
 
     def _language_of(self, ctx: RequestContext, account_id: str | None) -> str:
         """The language of mails to an account's owner: their ``settings.locale`` when a
@@ -189,11 +204,11 @@ class AccountController(BasicCRUD):
         if by_admin or self.settings.account_policy == "open":
             self._send_token(ctx, account, person, CONFIRM, ctx.language)
         else:
-            self.services.outbox.send(self.settings.admin_email, "account_request",
-                                      username=username, name=name, email=email,
-                                      account_id=account.id,
-                                      language=self._language_of(ctx, None),
-                                      **self._mail_context())
+            self.outbox.send(self.settings.admin_email, "account_request",
+                             username=username, name=name, email=email,
+                             account_id=account.id,
+                             language=self._language_of(ctx, None),
+                             **self._mail_context())
         log.info("account registered", extra={"event": "account_registered",
                                                "account_id": account.id,
                                                "by_admin": by_admin})
@@ -213,16 +228,16 @@ class AccountController(BasicCRUD):
                     self.settings.account_policy == "open":
                 self._send_token(ctx, account, holder, CONFIRM)
             else:
-                self.services.outbox.send(
+                self.outbox.send(
                     holder.identity, "account_exists", name=holder.name,
                     username=account.name if account is not None else "",
                     status=account.status if account is not None else "",
                     language=self._language_of(ctx, account.id if account is not None else None),
                     **self._mail_context())
         else:  # to the address the caller gave: in the caller's language
-            self.services.outbox.send(email, "username_taken", name=name,
-                                      username=username, language=ctx.language,
-                                      **self._mail_context())
+            self.outbox.send(email, "username_taken", name=name,
+                             username=username, language=ctx.language,
+                             **self._mail_context())
         log.info("registration refused quietly", extra={"event": "account_not_registered"})
         prefix = self.settings.id_prefix
         lookalike = self.model(id=new_id(prefix), name=username, uid=new_id(prefix),
@@ -274,16 +289,16 @@ class AccountController(BasicCRUD):
             holder_account = ctx.db.execute(select(self.model.id).where(
                 self.model.uid == holder.id, self.model.status.in_(NAME_HOLDING))
                 .limit(1)).scalar_one_or_none()
-            self.services.outbox.send(holder.identity, "identity_taken", name=holder.name,
-                                      language=self._language_of(ctx, holder_account),
-                                      **self._mail_context())
+            self.outbox.send(holder.identity, "identity_taken", name=holder.name,
+                             language=self._language_of(ctx, holder_account),
+                             **self._mail_context())
         else:
             token = self.tokens.issue(IDENTITY, person.id)
             self.services.redis.client.set(self._identity_key(person.id), address,
                                            ex=self.settings.token_ttl)
-            self.services.outbox.send(address, "identity_confirm", token=token,
-                                      name=person.name, language=ctx.language,
-                                      **self._mail_context())
+            self.outbox.send(address, "identity_confirm", token=token,
+                             name=person.name, language=ctx.language,
+                             **self._mail_context())
         log.info("address change requested", extra={"event": "identity_change_requested",
                                                     "uid": person.id})
 
@@ -300,7 +315,7 @@ class AccountController(BasicCRUD):
         if self.tokens.consume(IDENTITY, token) != person_id:
             raise _bad_token()
         address = raw.decode() if isinstance(raw, bytes) else str(raw)
-        self.services.redis.client.delete(self._identity_key(person_id))
+        self.services.redis.client.delete(self._identity_key(person.id))
         person.identity = address
         try:
             ctx.db.flush()
@@ -360,8 +375,8 @@ class AccountController(BasicCRUD):
             log.info("password reset requested", extra={"event": "reset_requested",
                                                         "uid": account.uid})
         else:  # the same rendering and publishing, for nobody
-            self.services.outbox.send(None, RESET, token=secrets.token_urlsafe(32),
-                                      username="", name="", **self._mail_context())
+            self.outbox.send(None, RESET, token=secrets.token_urlsafe(32),
+                             username="", name="", **self._mail_context())
         return Reply({"message": translate(RESET_ANSWER, translations(ctx.language))}, 202)
 
     def set_password(self, ctx: RequestContext) -> Reply:

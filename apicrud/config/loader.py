@@ -16,7 +16,7 @@ import math
 import os
 import re
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -191,7 +191,8 @@ def _read_yaml(path: Path, what: str) -> dict[str, Any]:
 def _load_schema(app_schema: Path | None) -> tuple[int, dict[str, dict[str, Any]]]:
     """Merge the framework schema with the app's; return (version, declarations)."""
     problems: list[str] = []
-    version, decls = None, {}
+    version: int | None = None
+    decls: dict[str, dict[str, Any]] = {}
     for path in [FRAMEWORK_SCHEMA] + ([app_schema] if app_schema else []):
         doc = _read_yaml(path, "settings schema")
         problems += [f"{path}: unknown top-level key {k!r}" for k in doc
@@ -220,8 +221,9 @@ def _load_schema(app_schema: Path | None) -> tuple[int, dict[str, dict[str, Any]
 
 
 # Parsers signal a bad value by ValueError (json.JSONDecodeError is one) or KeyError.
-PARSERS = {"string": str, "integer": lambda t: int(t.strip(), 10), "number": float,
-           "boolean": lambda t: BOOLS[t.strip().lower()], "list": json.loads, "object": json.loads}
+PARSERS: dict[str, Callable[[str], Any]] = {
+    "string": str, "integer": lambda t: int(t.strip(), 10), "number": float,
+    "boolean": lambda t: BOOLS[t.strip().lower()], "list": json.loads, "object": json.loads}
 EXPECTED = {"string": "a string", "integer": "a valid integer", "number": "a valid number",
             "boolean": "one of 1/0/true/false/yes/no/on/off (any case)",
             "list": "a JSON list or comma-separated values", "object": "a JSON object"}
@@ -285,7 +287,8 @@ def _finish(root: Path, version: int, decls: Mapping[str, Mapping[str, Any]],
         src = f" (from {sources[key]})" if key in sources else ""
         problems += [f"{key}: {_show(value, secret)} {rule}{src}"
                      for rule in _violations(decls[key], value)]
-    pd, pm = values.get("per_page_default"), values.get("per_page_max")
+    pd: Any = values.get("per_page_default")
+    pm: Any = values.get("per_page_max")
     if _is_type(pd, "integer") and _is_type(pm, "integer") and pd > pm:
         problems.append(f"per_page_default: {pd} is above per_page_max {pm}")
     for key, decl in decls.items():

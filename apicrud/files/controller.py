@@ -39,6 +39,7 @@ from apicrud.errors import (
     PayloadTooLarge,
     UnsupportedMediaType,
     ValidationProblem,
+    required,
 )
 from apicrud.files import sniff
 from apicrud.files.models import PENDING, READY
@@ -91,7 +92,7 @@ class FileController(BasicCRUD):
         return self.field_types is None or sniff.allowed(ctype, self.field_types)
 
     def _owner(self, ctx: RequestContext, data: dict[str, Any]) -> str | None:
-        return data.get(self.resource.owner) or ctx.principal.uid
+        return data.get(required(self.resource.owner, "files owner")) or ctx.principal.uid
 
     def check_create(self, ctx: RequestContext, data: dict[str, Any],
                      quotas: bool = True) -> str:
@@ -113,7 +114,7 @@ class FileController(BasicCRUD):
         if limit is None:
             return
         size = int(data.get("size") or 0)
-        owner = getattr(self.model, self.resource.owner)
+        owner = getattr(self.model, required(self.resource.owner, "files owner"))
         used = ctx.db.execute(select(func.coalesce(func.sum(self.model.size), 0)).where(
             owner == uid, q.active_only(self.model))).scalar_one()
         if int(used) + size > limit:
@@ -129,10 +130,10 @@ class FileController(BasicCRUD):
         grants = self.services.grants
         p = ctx.principal
         name = grants.record_grant(self.resource.name) if grants is not None else None
-        if name and not p.is_admin:
+        if name and grants is not None and not p.is_admin:  # (name implies grants)
             uid = self._owner(ctx, data)
             limit = grants.get(uid, name)
-            owner = getattr(self.model, self.resource.owner)
+            owner = getattr(self.model, required(self.resource.owner, "files owner"))
             held = ctx.db.execute(select(func.count()).select_from(self.model).where(
                 owner == uid, q.active_only(self.model))).scalar_one()
             if limit is not None and held >= limit:

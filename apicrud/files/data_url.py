@@ -125,6 +125,7 @@ class DataUrlUpload:
 def _part(name: str, value: Any) -> DataUrlPart | None:
     if value is None:
         return None
+    src: Any
     if isinstance(value, str):
         src, title = value, ""
     elif isinstance(value, dict):

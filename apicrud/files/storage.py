@@ -11,7 +11,7 @@ import hashlib
 import os
 import secrets
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,7 +67,7 @@ class Storage:
     def writer(self, key: str) -> Writer:
         raise NotImplementedError
 
-    def read(self, key: str, chunk: int = CHUNK) -> Iterator[bytes]:
+    def read(self, key: str, chunk: int = CHUNK) -> Generator[bytes, None, None]:
         """The object's bytes in chunks (never all at once)."""
         raise NotImplementedError
 
@@ -148,7 +148,7 @@ class LocalStorage(Storage):
     def writer(self, key: str) -> Writer:
         return _LocalWriter(self.path(key), self.tmp)
 
-    def read(self, key: str, chunk: int = CHUNK) -> Iterator[bytes]:
+    def read(self, key: str, chunk: int = CHUNK) -> Generator[bytes, None, None]:
         with open(self.path(key), "rb") as fh:
             while True:
                 block = fh.read(chunk)
@@ -243,7 +243,7 @@ class S3Storage(Storage):
     def writer(self, key: str) -> Writer:
         return _S3Writer(self, key, self.PART_SIZE)
 
-    def read(self, key: str, chunk: int = CHUNK) -> Iterator[bytes]:
+    def read(self, key: str, chunk: int = CHUNK) -> Generator[bytes, None, None]:
         from botocore.exceptions import ClientError
 
         try:

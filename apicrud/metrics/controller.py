@@ -15,7 +15,7 @@ from typing import Any
 from apicrud.context import Reply, RequestContext
 from apicrud.crud.controller import BasicCRUD
 from apicrud.db import query as q
-from apicrud.errors import BadRequest, Forbidden, ValidationProblem
+from apicrud.errors import BadRequest, Forbidden, ValidationProblem, required
 from apicrud.metrics.grants import NUMBER_RULE, number
 
 FIELDS = ("id", "name", "scope", "style", "period", "uid", "value", "limit", "remaining",
@@ -163,7 +163,7 @@ class GrantController(BasicCRUD):
     """Per-user grant overrides: known names, numeric values; caches dropped on change."""
 
     def _normalize(self, values: dict[str, Any]) -> dict[str, Any]:
-        grants = self.services.grants
+        grants = required(self.services.grants, "grants")
         if "name" in values and values["name"] not in grants.defaults:
             known = ", ".join(sorted(grants.defaults))
             raise ValidationProblem({"name": f"no such grant (known: {known})"[:200]})
@@ -177,7 +177,7 @@ class GrantController(BasicCRUD):
         return values
 
     def _changed(self, ctx: RequestContext, *uids: str | None) -> None:
-        self.services.grants.cache.drop_around_commit(ctx, *uids)
+        required(self.services.grants, "grants").cache.drop_around_commit(ctx, *uids)
 
     def before_create(self, ctx: RequestContext, data: dict[str, Any]) -> dict[str, Any]:
         data = self._normalize(data)

@@ -166,17 +166,19 @@ class ServiceRegistry:
             instances disagree on a resource's URL, the longest-running one wins
         :raises redis.exceptions.RedisError: Redis is unreachable
         """
-        keys = [k.decode() if isinstance(k, bytes) else k
-                for k in self.client.zrange(INDEX_KEY, 0, -1)]
+        keys: list[str] = [k.decode() if isinstance(k, bytes) else str(k)
+                           for k in self.client.zrange(INDEX_KEY, 0, -1)]
         if service_name is not None:
             keys = [k for k in keys if k.startswith(f"{KEY_PREFIX}{service_name}:")]
-        instances, gone = [], []
+        instances: list[dict[str, Any]] = []
+        gone: list[str] = []
         for key, blob in zip(keys, self.client.mget(keys) if keys else [], strict=True):
             if blob is None:
                 gone.append(key)
                 continue
             try:
-                info = json.loads(self._aes.decrypt(blob))
+                info = json.loads(self._aes.decrypt(
+                    blob if isinstance(blob, bytes) else blob.encode()))
             except (DecryptError, ValueError):
                 # another deployment (another secret) sharing this Redis: not ours to read
                 continue

@@ -46,10 +46,10 @@ class WebhookController(BasicCRUD):
     def _check_events(self, events: Any) -> str:
         verbs = set(EVENT_VERBS.values())
         names = list(dict.fromkeys(events or []))
-        bad = [n for n in names if not isinstance(n, str) or not EVENT_RE.match(n) or
-               EVENT_RE.match(n).group(1) not in self.services.resources or
-               self.services.resources[EVENT_RE.match(n).group(1)].model is None or
-               EVENT_RE.match(n).group(2) not in verbs]
+        bad = [n for n in names if not isinstance(n, str) or not (m := EVENT_RE.match(n)) or
+               m.group(1) not in self.services.resources or
+               self.services.resources[m.group(1)].model is None or
+               m.group(2) not in verbs]
         if not names or bad or len(names) > MAX_EVENTS:
             text = f"unknown event {str(bad[0])[:64]!r}" if bad else \
                 f"name 1 to {MAX_EVENTS} events"
@@ -73,11 +73,11 @@ class WebhookController(BasicCRUD):
         data["filter"] = self._check_filter(data.get("filter"))
         secret = "whsec_" + secrets.token_urlsafe(32)
         data["secret"] = sealer(self.services.settings).encrypt(secret)
-        ctx.issued_webhook_secret = secret
+        ctx.memo[("issued_webhook_secret",)] = secret
         return data
 
     def after_create(self, ctx: RequestContext, record: Any, reply: dict[str, Any]) -> None:
-        reply["secret"] = ctx.issued_webhook_secret  # shown this once
+        reply["secret"] = ctx.memo[("issued_webhook_secret",)]  # shown this once
 
     def create(self, ctx: RequestContext) -> Reply:
         reply = super().create(ctx)

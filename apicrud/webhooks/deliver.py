@@ -145,6 +145,8 @@ class WebhookDeliverer:
                 return self._finish(db, delivery, "dead", "secret unreadable (secret_key "
                                     "changed?)")
             stamp = str(int(time.time()))
+            status: int | None
+            error: str | None
             body = json.dumps({"id": delivery.id, "event": delivery.event,
                                "event_id": delivery.event_id, "timestamp": int(stamp),
                                "record": record}, separators=(",", ":"), default=str

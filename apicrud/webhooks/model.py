@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING, ClassVar
 
 from sqlalchemy import ForeignKey, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column
@@ -27,6 +28,9 @@ class WebhookMixin:
 
 
 class WebhookDeliveryMixin:
+    if TYPE_CHECKING:  # set by the application's model class
+        __tablename__: ClassVar[str]
+
     """One event for one webhook: written with the write, then sent by the worker.
     ``status``: pending, retrying, delivered, skipped (not readable by the owner at
     delivery time, or filtered out), dead (every attempt failed)."""

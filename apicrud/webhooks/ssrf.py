@@ -64,7 +64,7 @@ def resolve(url: str, allowed_hosts: frozenset[str] | set[str] | tuple = ()) -> 
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError):
         raise UnsafeTarget(f"host {host[:64]!r} does not resolve") from None
-    addresses = list(dict.fromkeys(info[4][0] for info in infos))
+    addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
     if not addresses:
         raise UnsafeTarget(f"host {host[:64]!r} does not resolve")
     if host not in {h.lower() for h in allowed_hosts}:

@@ -142,7 +142,7 @@ def parse_issuers(config: Mapping[str, Any]) -> dict[str, Issuer]:
             continue
         if problems:
             continue
-        out[name] = Issuer(name, source, audiences, leeway, algorithms,
+        out[name] = Issuer(name, source, audiences or (), leeway, algorithms or (),
                            claims["uid_claim"], claims["username_claim"],
                            claims["admin_claim"], str(entry.get("admin_value", "admin")),
                            scope_claim)
@@ -263,7 +263,7 @@ def principal_for(services, issuer: Issuer, claims: Mapping[str, Any]) -> Princi
     :raises Unauthorized: the claim is missing or names no live account
     """
     claim = issuer.uid_claim or issuer.username_claim
-    value = claims.get(claim)
+    value = claims.get(claim) if claim else None
     if not isinstance(value, str) or not value or len(value) > 255:
         raise _unauthorized(f"token lacks the claim {claim}")
     models = services.models

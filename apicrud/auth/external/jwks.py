@@ -26,6 +26,8 @@ from typing import Any
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, KeySet, OKPKey, RSAKey
 
+from apicrud.errors import required
+
 __all__ = ["KeySource", "KeysUnavailable", "UnknownKey", "fetch_json", "parse_jwks"]
 
 log = logging.getLogger("apicrud.auth")
@@ -77,7 +79,7 @@ def parse_jwks(document: Any, where: str) -> KeySet:
     for i, item in enumerate(document["keys"]):
         if not isinstance(item, dict):
             raise ValueError(f"{where}: key {i} is not an object")
-        kind = PUBLIC_KEY_TYPES.get(item.get("kty"))
+        kind: Any = PUBLIC_KEY_TYPES.get(str(item.get("kty")))
         if kind is None:
             raise ValueError(f"{where}: key {i}: only RSA, EC and OKP public keys are "
                              f"accepted, not kty {item.get('kty')!r}")
@@ -127,7 +129,8 @@ class KeySource:
         self._fetched = now
         self.fetches += 1
         try:
-            self._keys = parse_jwks(fetch_json(self.jwks_url, self.timeout), self.jwks_url)
+            url = required(self.jwks_url, "jwks_url")  # refreshed only with one
+            self._keys = parse_jwks(fetch_json(url, self.timeout), url)
             self._loaded = now
         except (KeysUnavailable, ValueError) as exc:
             log.warning("cannot fetch the keys of issuer %s: %s", self.name, exc)

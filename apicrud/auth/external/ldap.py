@@ -36,7 +36,7 @@ from typing import Any
 
 from apicrud.auth.external.provision import account_for_identity, require_link_model, session_reply
 from apicrud.context import Reply, RequestContext
-from apicrud.errors import NotFound, ServiceUnavailable, StartupError, Unauthorized
+from apicrud.errors import NotFound, ServiceUnavailable, StartupError, Unauthorized, required
 
 __all__ = ["LdapDirectory", "parse_ldap", "ldap_login", "init_app"]
 
@@ -140,7 +140,8 @@ class LdapDirectory:
                 if finder is None:
                     raise DirectoryDown("the service account cannot bind")
                 try:
-                    query = self.search_filter.format(username=escape_filter_chars(username))
+                    query = required(self.search_filter, "ldap search_filter").format(
+                        username=escape_filter_chars(username))
                     finder.search(self.search_base, query, SUBTREE,
                                   attributes=self._attributes(), size_limit=2)
                     found = list(finder.entries)
@@ -205,7 +206,7 @@ def parse_ldap(config: Mapping[str, Any], bind_password: str) -> LdapDirectory |
     if problems:
         raise StartupError(problems)
     fields = {k: config[k] for k in _KEYS if k in config and k != "url"}
-    return LdapDirectory(url=url, bind_password=bind_password or None, **fields)
+    return LdapDirectory(url=str(url), bind_password=bind_password or None, **fields)
 
 
 def ldap_login(controller, ctx: RequestContext) -> Reply:

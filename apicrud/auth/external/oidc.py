@@ -195,7 +195,7 @@ def parse_providers(config: Mapping[str, Any], secrets_: Mapping[str, Any]) -> d
         if problems:
             continue
         out[name] = Provider(
-            name, issuer, client_id, secret, scopes,
+            name, str(issuer), str(client_id), str(secret), scopes,
             str(entry.get("username_claim", "preferred_username")),
             str(entry.get("label", name)), int(entry.get("leeway", 0)),
             float(entry.get("timeout", 5)), float(entry.get("discovery_ttl", 3600)),
@@ -415,7 +415,7 @@ class OidcController:
             raise Unauthorized("the provider answered no ID token", slug="oidc-refused")
         return tokens
 
-    def _verify_id_token(self, provider: Provider, token: str, nonce: str) -> dict[str, Any]:
+    def _verify_id_token(self, provider: Provider, token: Any, nonce: str) -> dict[str, Any]:
         header, _ = read_unverified(token)
         claims = check_signature(token, header, provider.keys, provider.token_algorithms())
         check_claims(claims, provider.issuer, [provider.client_id], provider.leeway,
