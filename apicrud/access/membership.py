@@ -34,12 +34,17 @@ class MembershipController(BasicCRUD):
         self.membership = ms
         self.levels = policy.privacy_levels[1:-1]  # invitee, member, manager
 
-    def _parent(self, ctx, parent_id: Any) -> Any:
+    def _parent(self, ctx, parent_id: Any, action: str = "c") -> Any:
+        """The live record a membership names, if the caller may read it. Else: for a
+        new membership a 404 naming the field (as if it did not exist); for a change or
+        removal of a membership the caller reads (e.g. their own), a 403."""
         res = self.services.resources[self.membership.resource]
         record = ctx.db.execute(select(res.model).where(
             res.model.id == parent_id, q.active_only(res.model))).scalar_one_or_none()
         attr = self.membership.attr
         if record is None or not self.access.allows(ctx.principal, "r", res.name, record):
+            if action != "c":
+                raise Forbidden(f"not allowed to change this {self.resource.name}")
             raise NotFound(f"{attr}: not found", errors={attr: "not found"})
         return record
 
@@ -73,7 +78,7 @@ class MembershipController(BasicCRUD):
             return decision.reason  # rbac.yaml grants it on the members resource (admin)
         attr, level_attr = self.membership.attr, self.membership.level_attr
         get = record.get if isinstance(record, dict) else lambda k: getattr(record, k, None)
-        parent = self._parent(ctx, get(attr))
+        parent = self._parent(ctx, get(attr), action)
         level = get(level_attr) or "member"
         name = self.membership.resource
         if self._holds(ctx, "h", parent):
@@ -121,6 +126,6 @@ class MembershipController(BasicCRUD):
     def authorize_manager(self, ctx, record) -> None:
         if self.access.allows(ctx.principal, "u", self.resource.name, record):
             return
-        parent = self._parent(ctx, getattr(record, self.membership.attr))
+        parent = self._parent(ctx, getattr(record, self.membership.attr), "u")
         if not self._holds(ctx, "h", parent):
             raise Forbidden(f"only a manager may change this {self.resource.name}")
