@@ -43,7 +43,6 @@ class Matrix:
         self.url, self.users, self.uids = service.url, users, service.uids
         self.ref = CascadeReference(os.path.join(PROJECT, "rbac.yaml"))
         self.world = CascadeWorld()
-        owner = users["alice"]
         self.tree = {}
         for res, body in (("org", {"name": "matrix"}), ("project", {"name": "p"}),
                           ("job", {"name": "j"}), ("file", {"name": "f"}),
