@@ -1,4 +1,5 @@
-"""Filter, sort and keyset-cursor builders for ``find``; the soft-delete filter lives here.
+"""Filter, sort and keyset-cursor builders for ``find`` (the soft-delete filter and the
+status names are :mod:`apicrud.db.repository`'s).
 
 The cursor is opaque to clients: URL-safe JSON carrying the sort, the filter and the
 last row's sort key, signed by itsdangerous (with key rotation: see
@@ -14,32 +15,17 @@ import math
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (Boolean, DateTime, Float, Integer, Numeric, String, and_, case, func,
                         or_, true)
 
+from apicrud.db import repository
 from apicrud.errors import BadRequest
 
-class Status(StrEnum):
-    """A record's life: live, or in the trashcan (the column's value for that,
-    ``disabled``, is older than the trashcan)."""
-
-    ACTIVE = "active"
-    TRASHED = "disabled"
-
-
-TRASHED = Status.TRASHED
-
-
-def active_only(model):
-    """The soft-delete condition: trashed records are invisible to everything but Trashcan.
-
-    "Not trashed" rather than "active": other states (an account ``pending``
-    confirmation) are live records too.
-    """
-    return model.status != TRASHED
+# The soft-delete condition and the status names are the repository's; the old names
+# stay importable from here.
+Status, TRASHED, active_only = repository.Status, repository.TRASHED, repository.live
 
 
 #: Sort keys one ``sort`` may name (``subject:desc,created:asc``), before the id that
