@@ -18,7 +18,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (Boolean, DateTime, Float, Integer, Numeric, String, and_, case, func,
-                        or_, true)
+                        literal, or_, true)
 
 from apicrud.db import repository
 from apicrud.errors import BadRequest
@@ -362,9 +362,12 @@ def order_by(sort: Sort, fields: dict[str, Any], id_column) -> list:
 def _cursor_key(column, value: Any) -> Any:
     """The sort key a (signed, server-made) cursor carries, as a bind value again.
 
-    No client-input limits apply: the key is whatever the database held."""
-    if value is None or isinstance(value, bool):
+    No client-input limits apply: the key is whatever the database held. A boolean is
+    bound as a value (SQLAlchemy compares Python's True and False with = and IS only)."""
+    if value is None:
         return value
+    if isinstance(value, bool):
+        return literal(value, column.type)
     kind = column_kind(column)
     try:
         if kind == "datetime":
