@@ -69,10 +69,9 @@ class ReadThrough:
                 value = None  # unreadable: load it again
             else:
                 if self.epochs:  # [epoch, value]: good in that epoch only
-                    fresh = isinstance(value, list) and len(value) == 2 and value[0] == epoch
-                    value = value[1] if fresh else None
-                    if fresh and (valid is None or valid(value)):
-                        return value
+                    if isinstance(value, list) and len(value) == 2 and value[0] == epoch \
+                            and (valid is None or valid(value[1])):
+                        return value[1]
                 elif valid is None or valid(value):
                     return value
         value = load()
