@@ -18,13 +18,17 @@ from sqlalchemy.exc import IntegrityError
 
 from apicrud.access import fields as fieldrules
 from apicrud.context import Reply, RequestContext
-from apicrud.crud.controller import TRASHED, BasicCRUD, _json_value
+from apicrud.crud import paging
+from apicrud.crud.controller import BasicCRUD, _json_value
 from apicrud.db import query as q
 from apicrud.db.base import new_id, utcnow
+from apicrud.db.repository import Repository, Status, trashed
 from apicrud.errors import BadRequest, Conflict, NotFound
 
 log = logging.getLogger("apicrud.trashcan")
 LABEL_FIELDS = ("name", "subject", "info", "title")
+#: the most records one purge names
+PURGE_MAX = 100
 
 
 class Trashcan:
@@ -48,7 +52,7 @@ class Trashcan:
         res, record_id = self._split(trash_id)
         model = res.model
         record = ctx.db.execute(select(model).where(
-            model.id == record_id, model.status == TRASHED)).scalar_one_or_none()
+            model.id == record_id, trashed(model))).scalar_one_or_none()
         if record is None or not self._may_see(ctx, res, record):
             raise NotFound(f"trashcan {trash_id[:60]} not found")
         return res, record
@@ -103,7 +107,7 @@ class Trashcan:
                 func.coalesce(self._label(res, p), model.id).label("label"),
                 owner.label("uid"),
                 func.coalesce(model.modified, model.created).label("deleted"),
-            ).where(model.status == TRASHED, self.access.where(p, name, model, "d"),
+            ).where(trashed(model), self.access.where(p, name, model, "d"),
                     self.access.where(p, name, model, "r")))
         return union_all(*selects).subquery("trash") if selects else None
 
@@ -129,15 +133,12 @@ class Trashcan:
         count = ctx.db.execute(select(func.count()).select_from(trash).where(*where)) \
             .scalar_one()
         sort = q.parse_sort(params.get("sort") or "deleted:desc", fields, max_keys=1)
-        limit = params.get("limit") or settings.per_page_default
-        if not 1 <= limit <= settings.per_page_max:
-            raise BadRequest(f"limit: must be 1 to {settings.per_page_max}",
-                             errors={"limit": f"must be 1 to {settings.per_page_max}"})
+        limit = paging.page_size(params.get("limit"), settings)
         column = fields[sort.field]
         order = [column.desc() if sort.descending else column.asc(), trash.c.id.asc()]
         rows = ctx.db.execute(select(trash).where(*where).order_by(*order)
                               .limit(limit).offset(params.get("offset") or 0)).mappings()
-        items = [{**dict(r), "deleted": _json_value(r["deleted"]), "status": TRASHED}
+        items = [{**dict(r), "deleted": _json_value(r["deleted"]), "status": Status.TRASHED}
                  for r in rows]
         return Reply({"items": items, "count": count}, 200, {"X-Total-Count": str(count)})
 
@@ -150,7 +151,7 @@ class Trashcan:
         return Reply(body, 200)
 
     def restore(self, ctx: RequestContext) -> Reply:
-        if (ctx.body or {}).get("status") != q.Status.ACTIVE:
+        if (ctx.body or {}).get("status") != Status.ACTIVE:
             raise BadRequest("status: only 'active' (restore) is accepted",
                              errors={"status": "must be active"})
         res, record = self._load(ctx, ctx.params["id"])
@@ -161,7 +162,7 @@ class Trashcan:
         controller = self.services.controllers[res.name]
         self._check_references_live(ctx, res, values)
         ctx.audit_intent(record, "restore", controller.check_restore(ctx, record, values))
-        record.status = q.Status.ACTIVE
+        record.status = Status.ACTIVE
         record.live = True
         try:
             ctx.db.flush()
@@ -182,20 +183,14 @@ class Trashcan:
             target = self.services.resource_for_table(table)
             if value is None or target is None or target.model is None:
                 continue
-            model = target.model
-            alive = ctx.db.execute(select(model.id).where(
-                model.id == value, q.active_only(model))).first()
-            if alive is None:
+            if Repository(target.model).get_live(ctx.db, value, "id") is None:
                 raise Conflict(f"{attr}: the {target.name} it belongs to is in the trashcan or "
                                "gone; restore that first", errors={attr: "not available"})
 
     def purge(self, ctx: RequestContext) -> Reply:
-        ids = [i for i in str(ctx.params["id"]).split(",") if i]
-        if not ids or len(ids) > 100:
-            raise BadRequest("id: give 1 to 100 comma-separated ids",
-                             errors={"id": "give 1 to 100 comma-separated ids"})
+        ids = paging.id_list(ctx.params["id"], PURGE_MAX)
         out = []
-        for trash_id in dict.fromkeys(ids):
+        for trash_id in ids:
             res, record = self._load(ctx, trash_id)
             out.append((res, record, self._entry(res, record, ctx.principal)))
         for res, record, _ in out:
@@ -249,11 +244,11 @@ def purge_expired(services, retention_days: int, now: datetime | None = None) ->
             hook = getattr(_controller_class(services, res), "before_purge", None)
             if hook is not None and hook.__func__ is not BasicCRUD.before_purge.__func__:
                 for record in session.execute(select(model).where(
-                        model.status == TRASHED, stale)).scalars():
+                        trashed(model), stale)).scalars():
                     hook(services, record, after_commit)
             if audit is not None:
                 ids = list(session.execute(select(model.id).where(
-                    model.status == TRASHED, stale)).scalars())
+                    trashed(model), stale)).scalars())
                 if ids:
                     session.execute(insert(audit.__table__), [{
                         "id": new_id(prefix),
@@ -261,7 +256,7 @@ def purge_expired(services, retention_days: int, now: datetime | None = None) ->
                         "action": "purge", "auth_method": "worker",
                         "rule": f"setting trash_retention_days: {retention_days}"}
                         for id_ in ids])
-            result = session.execute(delete(model).where(model.status == TRASHED, stale))
+            result = session.execute(delete(model).where(trashed(model), stale))
             if result.rowcount:
                 log.info("retention purged %d %s records", result.rowcount, res.name,
                          extra={"event": "purge_retention"})

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from apicrud.access.decide import READ_ACTIONS
 from apicrud.access.policy import ACTIONS
 from apicrud.context import RequestContext
-from apicrud.db.query import active_only
+from apicrud.db.repository import live
 from apicrud.errors import Problem
 
 
@@ -92,7 +92,7 @@ def _can_i(services, session, principal, action, resource, id_, spec, controller
             return Answer(False, f"no policy of {resource!r} lets you list")
         return Answer(False, f"action {action!r} needs a record id")
     visible = getattr(controller, "visible", None)  # what its find would show
-    where = visible(ctx, "r") if visible is not None else [active_only(spec.model)]
+    where = visible(ctx, "r") if visible is not None else [live(spec.model)]
     record = session.execute(select(spec.model).where(
         spec.model.id == id_, *where)).scalar_one_or_none()
     if record is None or not access.allows(principal, "r", resource, record):

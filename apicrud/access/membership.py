@@ -15,10 +15,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
-
 from apicrud.crud.controller import BasicCRUD
-from apicrud.db import query as q
+from apicrud.db.repository import Repository
 from apicrud.errors import Forbidden, NotFound
 
 
@@ -39,8 +37,7 @@ class MembershipController(BasicCRUD):
         new membership a 404 naming the field (as if it did not exist); for a change or
         removal of a membership the caller reads (e.g. their own), a 403."""
         res = self.services.resources[self.membership.resource]
-        record = ctx.db.execute(select(res.model).where(
-            res.model.id == parent_id, q.active_only(res.model))).scalar_one_or_none()
+        record = Repository(res.model).get_live(ctx.db, parent_id)
         attr = self.membership.attr
         if record is None or not self.access.allows(ctx.principal, "r", res.name, record):
             if action != "c":
@@ -60,8 +57,8 @@ class MembershipController(BasicCRUD):
         super()._check_references(ctx, rest)
         if uid is not None:
             person = self.services.resource_for_table(self.resource.references.get("uid", ""))
-            if person is not None and ctx.db.execute(select(person.model.id).where(
-                    person.model.id == uid, q.active_only(person.model))).first() is None:
+            if person is not None and \
+                    Repository(person.model).get_live(ctx.db, uid, "id") is None:
                 raise NotFound("uid: not found", errors={"uid": "not found"})
 
     def check_owner(self, ctx, values: dict[str, Any], action: str,

@@ -24,7 +24,7 @@ from sqlalchemy import and_, false, or_, select
 
 from apicrud.context import Reply, RequestContext
 from apicrud.crud.controller import BasicCRUD, _json_value
-from apicrud.db import query as q
+from apicrud.db.repository import live
 from apicrud.errors import NotFound
 
 NOT_FILTERABLE = ("changes",)  # values of fields: not to be probed by filters
@@ -56,9 +56,8 @@ class AuditController(BasicCRUD):
         model = res.model
         readable = self.access.where(p, name, model, "r")
         if "status" in res.columns:
-            live = or_(q.active_only(model),
-                       self.access.where(p, name, model, "d"))
-            return select(model.id).where(readable, live)
+            shown = or_(live(model), self.access.where(p, name, model, "d"))
+            return select(model.id).where(readable, shown)
         return select(model.id).where(readable)
 
     def visible(self, ctx: RequestContext, action: str) -> list:

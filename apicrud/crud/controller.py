@@ -21,10 +21,12 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from apicrud.access import fields as fieldrules
 from apicrud.context import Reply, RequestContext
+from apicrud.crud import paging
 from apicrud.crud.registry import ResourceSpec
 from apicrud.db import query as q
 from apicrud.db.base import new_id
 from apicrud.db.integrity import integrity_problem
+from apicrud.db.repository import Repository, Status, live
 from apicrud.errors import (
     BadRequest,
     Conflict,
@@ -38,7 +40,7 @@ from apicrud.errors import (
 from apicrud.i18n import N_
 
 log = logging.getLogger("apicrud.crud")
-TRASHED = q.TRASHED
+TRASHED = Status.TRASHED
 
 
 def _json_value(value: Any) -> Any:
@@ -55,6 +57,8 @@ class BasicCRUD:
         self.services = services
         self.model = resource.model
         self.access = services.access
+        #: the model's live records, as the evaluator lets callers see them
+        self.records = Repository(self.model, resource.name, self.access)
 
     # -- hooks: override in a subclass ----------------------------------------------
     def before_create(self, ctx: RequestContext, data: dict[str, Any]) -> dict[str, Any]:
@@ -126,7 +130,7 @@ class BasicCRUD:
             inputs = self.access.record_columns(target) if limited else ()
             rows = ctx.db.execute(select(other.id, getattr(other, fieldname),
                                          *(getattr(other, c) for c in inputs)).where(
-                match, q.active_only(other),
+                match, live(other),
                 self.access.where(ctx.principal, target, other, "r")))
             for row in rows:
                 if limited:
@@ -141,8 +145,7 @@ class BasicCRUD:
         """The WHERE clauses selecting the rows ``find`` may show: live ones the
         evaluator lets the caller ``action``. A resource whose rows are about other
         records (the audit trail) narrows them further."""
-        return [q.active_only(self.model),
-                self.access.where(ctx.principal, self.resource.name, self.model, action)]
+        return self.records.visible(ctx.principal, action)
 
     def etag(self, record: Any, fields: tuple[str, ...] | None = None,
              view: dict[str, Any] | None = None) -> str:
@@ -260,7 +263,7 @@ class BasicCRUD:
                 found = {}
                 if ids:
                     rows = list(ctx.db.execute(select(model).where(
-                        model.id.in_(ids), q.active_only(model), readable)).scalars())
+                        model.id.in_(ids), live(model), readable)).scalars())
                     target.prefetch(ctx, rows)
                     found = {row.id: target.serialize(ctx, row) for row in rows}
                 for record, body in zip(records, bodies):
@@ -276,7 +279,7 @@ class BasicCRUD:
                     partition_by=via, order_by=q.order_by(sort, target.resource.fields,
                                                           model.id)).label("rank")
                 ranked = select(model.id.label("eid"), rank).where(
-                    via.in_(parents), q.active_only(model), readable).subquery()
+                    via.in_(parents), live(model), readable).subquery()
                 rows = list(ctx.db.execute(
                     select(model).join(ranked, ranked.c.eid == model.id)
                     .where(ranked.c.rank <= emb.limit).order_by(via, ranked.c.rank)).scalars())
@@ -334,10 +337,10 @@ class BasicCRUD:
         joined = [] if lock and dialect in ("mysql", "mariadb") else [
             a for a in self._related_aliases() if not self.access.has_field_rules(a[1])]
         stmt = select(self.model, *(getattr(a, f) for _, _, a, f in joined)).where(
-            self.model.id == id_, q.active_only(self.model))
+            self.model.id == id_, self.records.live())
         for via, target, alias, _ in joined:
             stmt = stmt.outerjoin(alias, and_(
-                alias.id == getattr(self.model, via), q.active_only(alias),
+                alias.id == getattr(self.model, via), live(alias),
                 self.access.where(ctx.principal, target, alias, "r")))
         if lock:
             stmt = stmt.with_for_update(of=self.model) if joined else stmt.with_for_update()
@@ -451,10 +454,8 @@ class BasicCRUD:
                 ctx.memo[seen] = True
                 continue  # the caller's own record (their person): it exists while they do
             # only the columns the evaluator reads: a row, not a whole ORM object
-            model = target.model
-            record = ctx.db.execute(select(*(getattr(model, c) for c in
-                                             self.access.record_columns(target.name)))
-                                    .where(model.id == value, q.active_only(model))).first()
+            record = Repository(target.model).get_live(
+                ctx.db, value, *self.access.record_columns(target.name))
             if record is None or not self.access.allows(ctx.principal, "r", target.name,
                                                         record):
                 raise NotFound(N_("%(field)s: %(resource)s %(id)s not found", field=attr,
@@ -475,11 +476,9 @@ class BasicCRUD:
         if target is None or target.model is None or \
                 "content_type" not in target.columns:
             raise NotFound(f"{attr}: no such file", errors={attr: "file not found"})
-        model = target.model
         columns = {*self.access.record_columns(target.name), "content_type",
                    *(("state",) if "state" in target.columns else ())}
-        record = ctx.db.execute(select(*(getattr(model, c) for c in sorted(columns)))
-                                .where(model.id == str(value), q.active_only(model))).first()
+        record = Repository(target.model).get_live(ctx.db, str(value), *sorted(columns))
         if record is None or not self.access.allows(ctx.principal, "r", target.name, record):
             raise NotFound(f"{attr}: {target.name} {str(value)[:40]} not found",
                            errors={attr: f"{target.name} not found"})
@@ -519,7 +518,7 @@ class BasicCRUD:
             model = target.model
             columns = self.access.record_columns(target.name)
             for row in ctx.db.execute(select(*(getattr(model, c) for c in columns))
-                                      .where(model.id.in_(values), q.active_only(model))):
+                                      .where(model.id.in_(values), live(model))):
                 if self.access.allows(ctx.principal, "r", target.name, row):
                     ctx.memo[("readable", target.name, row.id)] = True
 
@@ -657,12 +656,7 @@ class BasicCRUD:
     patch = update
 
     def _ids(self, ctx: RequestContext) -> list[str]:
-        ids = list(dict.fromkeys(i for i in str(ctx.params["id"]).split(",") if i))
-        if not ids or len(ids) > self.services.settings.bulk_max:
-            limit = self.services.settings.bulk_max
-            raise BadRequest(f"id: give 1 to {limit} comma-separated ids",
-                             errors={"id": f"give 1 to {limit} comma-separated ids"})
-        return ids
+        return paging.id_list(ctx.params["id"], self.services.settings.bulk_max)
 
     def _write_many(self, ctx: RequestContext, records: list[Any], write) -> None:
         """Apply ``write`` to each record as a single request would, all or none: a
@@ -735,8 +729,7 @@ class BasicCRUD:
         columns, search = self.filter_columns(ctx)
         clauses = q.build_filter(q.parse_filter(p["filter"]), columns, search)
         stmt = select(self.model).where(
-            q.active_only(self.model),
-            self.access.where(ctx.principal, self.resource.name, self.model, "r"),
+            *self.records.visible(ctx.principal, "r"),
             *clauses).order_by(self.model.id).limit(most + 1)
         if ctx.services.db.dialect != "sqlite":
             stmt = stmt.with_for_update()
@@ -828,16 +821,10 @@ class BasicCRUD:
                 raise BadRequest(f"aggregate: {term[:64]!r} is not sum, min or max of a "
                                  "numeric field", errors={"aggregate": f"bad term {term[:64]!r}"})
             aggregates.append((f"{func_name}_{name}", getattr(func, func_name)(column)))
-        limit = p.get("limit") or self.services.settings.per_page_max
-        if not 1 <= limit <= self.services.settings.per_page_max:
-            raise BadRequest(N_("limit: must be 1 to %(most)s",
-                                most=self.services.settings.per_page_max),
-                             errors={"limit": N_("must be 1 to %(most)s",
-                                                 most=self.services.settings.per_page_max)})
+        settings = self.services.settings
+        limit = paging.page_size(p.get("limit"), settings, default=settings.per_page_max)
         clauses = q.build_filter(q.parse_filter(p.get("filter")), fields, search)
-        where = [q.active_only(self.model),
-                 self.access.where(ctx.principal, self.resource.name, self.model, "l"),
-                 *clauses]
+        where = [*self.records.visible(ctx.principal, "l"), *clauses]
         keys = [fields[n] for n in names]
         stmt = select(*keys, func.count().label("count"),
                       *(expr.label(label) for label, expr in aggregates)) \
@@ -880,8 +867,7 @@ class BasicCRUD:
             guess = q.planner_rows(ctx.db, select(self.model.id).where(*where))
             if guess is not None and guess >= self.services.settings.count_estimate_threshold:
                 return Estimate(guess)
-        return ctx.db.execute(select(func.count()).select_from(self.model)
-                              .where(*where)).scalar_one()
+        return self.records.count(ctx.db, where)
 
     def find_records(self, ctx: RequestContext) -> tuple[list[Any], int | None, str | None]:
         """Filtered, sorted, RBAC-limited page: (records, count or None, cursor_next)."""
@@ -895,44 +881,30 @@ class BasicCRUD:
         last = None
         state = None
         if p.get("cursor_next"):
-            state = q.decode_cursor(self.services.cursor_signer, p["cursor_next"])
-            if state.get("r") != self.resource.name:
-                raise BadRequest("cursor_next: belongs to another resource",
-                                 errors={"cursor_next": "belongs to another resource"})
-            if ("filter" in p and q.parse_filter(p["filter"]) != state["f"]) or \
-                    ("sort" in p and sort.text() != state["s"]):
-                raise BadRequest("cursor_next: filter or sort differ from the first page",
-                                 errors={"cursor_next": "filter or sort differ"})
-            if offset:
-                raise BadRequest("offset: cannot be combined with cursor_next",
-                                 errors={"offset": "cannot be combined with cursor_next"})
+            state = paging.resume(
+                self.services.cursor_signer, p["cursor_next"], self.resource.name, offset,
+                same_query=lambda s: ("filter" not in p or q.parse_filter(p["filter"]) == s["f"])
+                and ("sort" not in p or sort.text() == s["s"]))
             filters = state["f"]
             sort = q.parse_sort(state["s"], fields)
             last = (state["k"], state["i"])
             if limit is None and isinstance(state.get("l"), int):
                 limit = state["l"]  # a cursor alone continues with the first page's size
-        limit = limit or settings.per_page_default
-        if not 1 <= limit <= settings.per_page_max:
-            raise BadRequest(f"limit: must be 1 to {settings.per_page_max}",
-                             errors={"limit": f"must be 1 to {settings.per_page_max}"})
+        limit = paging.page_size(limit, settings)
         clauses = q.build_filter(filters, fields, search)  # validates first
         where = [*self.visible(ctx, "l"), *clauses]
         mode = self.count_mode(ctx, state.get("c") if state else None)
         count = self.count_rows(ctx, where, mode)
-        stmt = select(self.model).where(*where)
-        if last is not None:
-            stmt = stmt.where(q.after_clause(sort, fields, self.model.id, *last))
-        stmt = stmt.order_by(*q.order_by(sort, fields, self.model.id)).limit(limit + 1)
-        if offset:
-            stmt = stmt.offset(offset)
-        rows = list(ctx.db.execute(stmt).scalars())
+        after = [] if last is None else [q.after_clause(sort, fields, self.model.id, *last)]
+        rows = self.records.page(ctx.db, [*where, *after],
+                                 q.order_by(sort, fields, self.model.id), limit + 1, offset)
         cursor = None
         if len(rows) > limit:
             rows = rows[:limit]
             tail = rows[-1]
-            cursor = q.encode_cursor(self.services.cursor_signer, {
-                "r": self.resource.name, "s": sort.text(), "f": filters,
-                "k": q.sort_key(tail, sort), "i": tail.id, "l": limit, "c": mode})
+            cursor = paging.next_cursor(self.services.cursor_signer, self.resource.name, sort,
+                                        filters, q.sort_key(tail, sort), tail.id, limit,
+                                        c=mode)
         return rows, count, cursor
 
 

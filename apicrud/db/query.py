@@ -1,4 +1,5 @@
-"""Filter, sort and keyset-cursor builders for ``find``; the soft-delete filter lives here.
+"""Filter, sort and keyset-cursor builders for ``find`` (the soft-delete filter and the
+status names are :mod:`apicrud.db.repository`'s).
 
 The cursor is opaque to clients: URL-safe JSON carrying the sort, the filter and the
 last row's sort key, signed by itsdangerous (with key rotation: see
@@ -14,32 +15,17 @@ import math
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (Boolean, DateTime, Float, Integer, Numeric, String, and_, case, func,
-                        or_, true)
+                        literal, or_, true)
 
+from apicrud.db import repository
 from apicrud.errors import BadRequest
 
-class Status(StrEnum):
-    """A record's life: live, or in the trashcan (the column's value for that,
-    ``disabled``, is older than the trashcan)."""
-
-    ACTIVE = "active"
-    TRASHED = "disabled"
-
-
-TRASHED = Status.TRASHED
-
-
-def active_only(model):
-    """The soft-delete condition: trashed records are invisible to everything but Trashcan.
-
-    "Not trashed" rather than "active": other states (an account ``pending``
-    confirmation) are live records too.
-    """
-    return model.status != TRASHED
+# The soft-delete condition and the status names are the repository's; the old names
+# stay importable from here.
+Status, TRASHED, active_only = repository.Status, repository.TRASHED, repository.live
 
 
 #: Sort keys one ``sort`` may name (``subject:desc,created:asc``), before the id that
@@ -376,9 +362,12 @@ def order_by(sort: Sort, fields: dict[str, Any], id_column) -> list:
 def _cursor_key(column, value: Any) -> Any:
     """The sort key a (signed, server-made) cursor carries, as a bind value again.
 
-    No client-input limits apply: the key is whatever the database held."""
-    if value is None or isinstance(value, bool):
+    No client-input limits apply: the key is whatever the database held. A boolean is
+    bound as a value (SQLAlchemy compares Python's True and False with = and IS only)."""
+    if value is None:
         return value
+    if isinstance(value, bool):
+        return literal(value, column.type)
     kind = column_kind(column)
     try:
         if kind == "datetime":

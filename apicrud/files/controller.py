@@ -29,7 +29,6 @@ from sqlalchemy import func, select
 
 from apicrud.context import Reply, RequestContext
 from apicrud.crud.controller import BasicCRUD
-from apicrud.db import query as q
 from apicrud.db.base import new_id
 from apicrud.errors import (
     Conflict,
@@ -114,7 +113,7 @@ class FileController(BasicCRUD):
         size = int(data.get("size") or 0)
         owner = getattr(self.model, self.resource.owner)
         used = ctx.db.execute(select(func.coalesce(func.sum(self.model.size), 0)).where(
-            owner == uid, q.active_only(self.model))).scalar_one()
+            owner == uid, self.records.live())).scalar_one()
         if int(used) + size > limit:
             raise Forbidden(f"grant {STORAGE_GRANT} exceeded: {int(used)} of {limit} bytes "
                             f"used, this file needs {size}", slug="grant-exceeded",
@@ -132,8 +131,7 @@ class FileController(BasicCRUD):
             uid = self._owner(ctx, data)
             limit = grants.get(uid, name)
             owner = getattr(self.model, self.resource.owner)
-            held = ctx.db.execute(select(func.count()).select_from(self.model).where(
-                owner == uid, q.active_only(self.model))).scalar_one()
+            held = self.records.count(ctx.db, [owner == uid, self.records.live()])
             if limit is not None and held >= limit:
                 raise Forbidden(f"grant {name} exceeded: at most {limit} "
                                 f"{self.resource.name} records (held: {held})",
@@ -442,9 +440,7 @@ class FileController(BasicCRUD):
         now = int(time.time())
         if not now <= expires <= now + ttl:
             raise refused
-        record = ctx.db.execute(select(self.model).where(
-            self.model.id == str(ctx.params["id"]),
-            q.active_only(self.model))).scalar_one_or_none()
+        record = self.records.get_live(ctx.db, str(ctx.params["id"]))
         key = record.storage_key if record is not None else "-"
         expected = self._signature(str(ctx.params["id"]), key, method, expires)
         if not hmac.compare_digest(expected, str(given)) or record is None:

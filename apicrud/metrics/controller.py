@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from apicrud.context import Reply, RequestContext
+from apicrud.crud import paging
 from apicrud.crud.controller import BasicCRUD
 from apicrud.db import query as q
 from apicrud.errors import BadRequest, Forbidden, ValidationProblem
@@ -110,19 +111,11 @@ class MetricController:
         limit = params.get("limit")
         offset = params.get("offset") or 0
         if params.get("cursor_next"):
-            state = q.decode_cursor(self.services.cursor_signer, params["cursor_next"])
-            if state.get("r") != "metric":
-                raise BadRequest("cursor_next: belongs to another resource",
-                                 errors={"cursor_next": "belongs to another resource"})
-            if offset:
-                raise BadRequest("offset: cannot be combined with cursor_next",
-                                 errors={"offset": "cannot be combined with cursor_next"})
+            state = paging.resume(self.services.cursor_signer, params["cursor_next"],
+                                  "metric", offset)
             filters, sort = state["f"], q.parse_sort(state["s"], dict.fromkeys(FIELDS))
             offset, limit = int(state["k"]), limit or state.get("l")
-        limit = limit or settings.per_page_default
-        if not 1 <= limit <= settings.per_page_max:
-            raise BadRequest(f"limit: must be 1 to {settings.per_page_max}",
-                             errors={"limit": f"must be 1 to {settings.per_page_max}"})
+        limit = paging.page_size(limit, settings)
         for name in filters:
             if name not in FIELDS:
                 raise BadRequest(f"filter: unknown field {name[:64]!r}",
@@ -138,9 +131,8 @@ class MetricController:
         page = items[offset:offset + limit]
         body: dict[str, Any] = {"items": page, "count": len(items)}
         if offset + limit < len(items):
-            body["cursor_next"] = q.encode_cursor(self.services.cursor_signer, {
-                "r": "metric", "s": sort.text(), "f": filters, "k": offset + limit, "i": "",
-                "l": limit})
+            body["cursor_next"] = paging.next_cursor(self.services.cursor_signer, "metric",
+                                                     sort, filters, offset + limit, "", limit)
         return Reply(body, 200, {"X-Total-Count": str(len(items))})
 
 

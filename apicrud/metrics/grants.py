@@ -27,7 +27,7 @@ from typing import Any, Callable, Mapping
 from sqlalchemy import func, select, update
 
 from apicrud.cache import ReadThrough
-from apicrud.db.query import active_only
+from apicrud.db.repository import live
 from apicrud.errors import Forbidden, TooManyRequests
 
 log = logging.getLogger("apicrud.metrics")
@@ -129,7 +129,7 @@ class Grants:
             return out
         with self.db.session() as session:
             rows = session.execute(select(model.name, model.value, model.expires).where(
-                model.uid == uid, active_only(model)))
+                model.uid == uid, live(model)))
             for name, value, expires in rows:
                 n = number(value)
                 if n is None:
@@ -194,7 +194,7 @@ class GrantChecks:
             owner_col = getattr(model, res.owner)
             self._lock_owner(ctx, res, uid)
             stmt = select(func.count()).select_from(model).where(owner_col == uid,
-                                                                 active_only(model))
+                                                                 live(model))
             if ctx.services.db.dialect in ("mysql", "mariadb"):
                 # InnoDB's plain reads see the snapshot of the transaction's first read,
                 # maybe older than the create we waited for; a locking read sees the

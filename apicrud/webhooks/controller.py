@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import select
 
 from apicrud.context import Reply, RequestContext
+from apicrud.crud import paging
 from apicrud.crud.controller import BasicCRUD, _json_value
 from apicrud.crypto import AESEncrypt
 from apicrud.errors import BadRequest
@@ -108,10 +109,7 @@ class WebhookController(BasicCRUD):
         default setting per_page_default); ``status`` narrows it (e.g. ``dead``)."""
         hook = self._load(ctx, ctx.params["id"])
         settings = self.services.settings
-        limit = ctx.params.get("limit") or settings.per_page_default
-        if not 1 <= limit <= settings.per_page_max:
-            raise BadRequest(f"limit: must be 1 to {settings.per_page_max}",
-                             errors={"limit": f"must be 1 to {settings.per_page_max}"})
+        limit = paging.page_size(ctx.params.get("limit"), settings)
         model = self.services.models.WebhookDelivery
         stmt = select(model).where(model.webhook_id == hook.id)
         if ctx.params.get("status"):
