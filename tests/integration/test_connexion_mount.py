@@ -1,0 +1,51 @@
+"""What only the connexion mount has (apicrud.connexion_mount): connexion's Swagger UI and
+document list apicrud's operations in OpenAPI 3.0, and a mount is refused where it could
+not work. The answers themselves are tests/integration/test_engines.py's."""
+
+from __future__ import annotations
+
+import pytest
+import requests
+
+from connexion_engine import serve_connexion
+
+
+@pytest.fixture(scope="module")
+def mounted(server):
+    with serve_connexion(server.settings) as srv:
+        yield srv
+
+
+def test_connexion_serves_the_document_in_30_with_apicrud_operations(mounted):
+    doc = requests.get(mounted.url + "/openapi.json", timeout=30).json()
+    assert doc["openapi"].startswith("3.0")
+    assert "x-apicrud-resources" not in doc
+    ops = {op["operationId"] for item in doc["paths"].values() for op in item.values()
+           if isinstance(op, dict) and "operationId" in op}
+    assert {"list.find", "list.create", "list.get", "message.find", "auth.login"} <= ops
+    modified = doc["components"]["schemas"]["List"]["properties"]["modified"]
+    assert modified["nullable"] is True and modified["type"] == "string"
+    # connexion's document names the mount as its server
+    assert doc["servers"][0]["url"].endswith(mounted.settings.base_url)
+
+
+def test_connexion_swagger_ui_is_served_for_the_mount(mounted):
+    page = requests.get(mounted.url + "/ui/", timeout=30)
+    assert page.status_code == 200 and "swagger-ui" in page.text
+    assert "openapi.json" in page.text
+
+
+def test_a_mount_is_refused_on_a_started_app_and_twice_at_one_base(mounted):
+    import connexion
+
+    from apicrud.connexion_mount import add_apicrud_api
+
+    with pytest.raises(RuntimeError):  # its middleware stack is built
+        add_apicrud_api(mounted.cx_app, mounted.settings)
+    fresh = connexion.FlaskApp(__name__)
+    app = add_apicrud_api(fresh, mounted.settings, migrate=False)
+    try:
+        with pytest.raises(ValueError, match="mounted at /api/v1 already"):
+            add_apicrud_api(fresh, mounted.settings, migrate=False)
+    finally:
+        app.extensions["apicrud"].close()
