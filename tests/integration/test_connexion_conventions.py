@@ -60,6 +60,12 @@ stats:
     security: [{petauth: []}]
     responses:
       "200": {description: counts}
+teapot:
+  get:
+    operationId: handlers.pets.teapot
+    security: [{petauth: []}]
+    responses:
+      "418": {description: a teapot}
 """
 
 HANDLERS = {
@@ -77,6 +83,13 @@ HANDLERS = {
             pet_id = str(len(PETS) + 1)
             PETS[pet_id] = {"id": pet_id, "name": pet["name"], "owner": user}
             return PETS[pet_id], 201, {"Location": f"/api/v1/pets/{pet_id}"}
+
+
+        def teapot():
+            import connexion
+
+            raise connexion.ProblemException(status=418, title="I'm a teapot",
+                                             detail="short and stout")
 
 
         def get_pet(pet_id):
@@ -129,7 +142,8 @@ def _write_project(project) -> None:
     spec["x-apicrud-resolver"] = {"resty": "handlers"}
     spec["paths"].update({"/pets": {"$ref": "pets.path.yaml#/collection"},
                           "/pets/{pet_id}": {"$ref": "pets.path.yaml#/item"},
-                          "/stats": {"$ref": "pets.path.yaml#/stats"}})
+                          "/stats": {"$ref": "pets.path.yaml#/stats"},
+                          "/teapot": {"$ref": "pets.path.yaml#/teapot"}})
     spec["components"]["securitySchemes"].update({
         "petauth": {"type": "http", "scheme": "bearer",
                     "x-bearerInfoFunc": "handlers.auth.token_info"},
@@ -283,3 +297,8 @@ def test_apicrud_credentials_are_not_the_handlers_and_its_resources_still_work(b
     note = requests.post(base + "/note", json={"title": "beside the pets"}, headers=session,
                          timeout=30)
     assert note.status_code == 201, note.text
+
+
+def test_a_connexion_problem_exception_keeps_its_status_in_apicrud_s_format(base):
+    body = problem(requests.get(base + "/teapot", headers=ADA, timeout=30), 418)
+    assert body["title"] == "I'm a teapot" and body["detail"] == "short and stout"

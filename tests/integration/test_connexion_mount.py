@@ -49,3 +49,23 @@ def test_a_mount_is_refused_on_a_started_app_and_twice_at_one_base(mounted):
             add_apicrud_api(fresh, mounted.settings, migrate=False)
     finally:
         app.extensions["apicrud"].close()
+
+
+def test_an_async_app_mounts_apicrud_too(server):
+    import connexion
+
+    from apicrud.connexion_mount import add_apicrud_api
+    from connexion_engine import UvicornThread
+
+    cx_app = connexion.AsyncApp(__name__)
+    app = add_apicrud_api(cx_app, server.settings.replace(instance_id="cx-async"),
+                          migrate=False)
+    runner = UvicornThread(cx_app).start()
+    try:
+        url = f"http://127.0.0.1:{runner.port}{server.settings.base_url}"
+        resp = requests.get(url + "/list", timeout=30)
+        assert resp.status_code == 401 and resp.json()["message"] == resp.json()["detail"]
+        assert requests.get(url + "/health", timeout=30).json()["status"] == "ok"
+    finally:
+        runner.stop()
+        app.extensions["apicrud"].close()
