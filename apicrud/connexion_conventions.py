@@ -130,7 +130,7 @@ def bind(op: Any, spec: dict[str, Any]) -> str | None:
     if not callable(function):
         return f"resolves to {name}, which is not callable"
     op.resource, op.action = "", name.rpartition(".")[2]
-    op.handler = ConnexionHandler(function, op)
+    op.handler = ConnexionHandler(function, op, name)
     return None
 
 
@@ -146,8 +146,9 @@ def sanitized(name: str) -> str:
 class ConnexionHandler:
     """The operation's handler: ``handler(ctx) -> Reply`` around a connexion function."""
 
-    def __init__(self, function: Callable, op: Any) -> None:
+    def __init__(self, function: Callable, op: Any, name: str = "") -> None:
         self.function = function
+        self.name = name  # the dotted name it was resolved from
         target = inspect.unwrap(function)
         params = inspect.signature(target).parameters.values()
         self.takes_all = any(p.kind is p.VAR_KEYWORD for p in params)
@@ -296,23 +297,30 @@ class InfoFuncAuthentication:
         pipeline = call.services.pipeline
         for name in listed:
             scheme, fn_name, function = self.schemes[name]
-            credential = _credential(request, scheme)
+            try:
+                credential = _credential(request, scheme)
+            except Unauthorized as exc:  # a malformed one
+                _refuse(pipeline, request, op, exc)
             if credential is None:
                 continue
             for guard in pipeline.credential_guards:
                 guard(request, op)
             info = function(*credential, **_extras(function, op.security, name, request))
             if not isinstance(info, dict):
-                problem = Unauthorized(N_("the credentials are not valid"))
-                for hook in pipeline.credential_failures:
-                    hook(request, op, problem)
-                raise problem
+                _refuse(pipeline, request, op, Unauthorized(N_("the credentials are not valid")))
             g.apicrud_token_info = info
             uid = info.get("sub", info.get("uid"))
             call.principal = Principal(uid=str(uid) if uid is not None else f"info:{name}",
                                        method=f"info:{fn_name}")
             return
         self.fallback(call)
+
+
+def _refuse(pipeline: Any, request: Any, op: Any, problem: Unauthorized) -> None:
+    """Report a failed credential to the hooks (rate limits), then refuse it."""
+    for hook in pipeline.credential_failures:
+        hook(request, op, problem)
+    raise problem
 
 
 def _extras(function: Callable, security: list, name: str, request: Any) -> dict[str, Any]:

@@ -19,7 +19,7 @@ than after it: the router answers a known path with a method the spec lacks (405
 every CORS preflight ``OPTIONS``) in its own words, before any later middleware runs.
 A path another connexion API owns (a base path inside the mount's) stays connexion's.
 
-The resolver (:class:`ApicrudResolver`) maps every operationId of the mounted spec to a
+The resolver (:func:`apicrud_resolver`) maps every operationId of the mounted spec to a
 view that hands the request to the same apicrud application: the operations resolve in
 connexion's terms (its route table, ``connexion routes``-style listings), and answer alike
 should connexion's own stack ever call the view.
@@ -42,7 +42,7 @@ from apicrud.spec.downgrade import to_openapi_30
 
 log = logging.getLogger("apicrud")
 
-__all__ = ["add_apicrud_api", "ApicrudMiddleware", "ApicrudResolver", "connexion_document"]
+__all__ = ["add_apicrud_api", "ApicrudMiddleware", "apicrud_resolver", "connexion_document"]
 
 
 def connexion_document(services: Any) -> dict[str, Any]:
@@ -56,18 +56,17 @@ def connexion_document(services: Any) -> dict[str, Any]:
     return doc
 
 
-class ApicrudResolver:
+def apicrud_resolver(wsgi_app: Any):
     """A connexion ``Resolver`` for an apicrud spec: every operationId resolves to a view
-    that hands the request to apicrud's application (see the module docstring)."""
+    that hands the request to apicrud's application (see the module docstring). Made
+    on call: connexion is an optional dependency."""
+    from connexion.resolver import Resolver
 
-    def __new__(cls, wsgi_app: Any):
-        from connexion.resolver import Resolver
+    class ApicrudResolver(Resolver):
+        def resolve_function_from_operation_id(self, operation_id: str):
+            return _view(wsgi_app, operation_id)
 
-        class _Resolver(Resolver):
-            def resolve_function_from_operation_id(self, operation_id: str):
-                return _view(wsgi_app, operation_id)
-
-        return _Resolver()
+    return ApicrudResolver()
 
 
 class _Deferred:
@@ -186,6 +185,6 @@ def add_apicrud_api(cx_app: Any, project: Any = None, *, base_path: str | None =
     document = connexion_document(services)
     options = {"swagger_ui_options": swagger_ui_options} if swagger_ui_options else {}
     cx_app.add_api(document, base_path=base, name=f"apicrud{base}",
-                   resolver=ApicrudResolver(app), security_map=_SECURITY_MAP, **options)
+                   resolver=apicrud_resolver(app), security_map=_SECURITY_MAP, **options)
     mounts.append((base, WSGIMiddleware(app)))
     return app

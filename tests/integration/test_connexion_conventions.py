@@ -105,7 +105,8 @@ HANDLERS = {
             return {"pets": len(PETS), "scope": kwargs["token_info"].get("scope")}
         ''',
     "handlers/auth.py": '''
-        TOKENS = {"ada-token": {"sub": "ada", "scope": "pets.write"}}
+        TOKENS = {"ada-token": {"sub": "ada", "scope": "pets.write"},
+                  "cy-token": {"sub": "cy", "scope": "pets.read"}}
 
 
         def token_info(token, required_scopes):
@@ -254,6 +255,12 @@ def test_basic_info_func_and_scopes(base):
     assert made.status_code == 201 and made.json()["owner"] == "bea"
     problem(requests.post(base + "/pets", json={"name": "tom"},
                           headers=basic("bea", "wrong"), timeout=30), 401)
+    problem(requests.post(base + "/pets", json={"name": "tom"},
+                          headers={"Authorization": "Basic !!notbase64"}, timeout=30), 401)
+    # required_scopes: petauth with [pets.write] for a create; cy's token reads only
+    cy = {"Authorization": "Bearer cy-token"}
+    assert requests.get(base + "/pets", headers=cy, timeout=30).status_code == 200
+    problem(requests.post(base + "/pets", json={"name": "tom"}, headers=cy, timeout=30), 401)
 
 
 def test_apicrud_validates_the_handlers_input(base):
