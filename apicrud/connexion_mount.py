@@ -1,11 +1,12 @@
 """apicrud's resources inside a connexion 3 application (the ``apicrud[connexion]`` extra).
 
 :func:`add_apicrud_api` builds apicrud's WSGI application (:func:`apicrud.app.create_app`)
-and registers its spec with connexion's own ``add_api``, so connexion routes the
-operations, lists them in its Swagger UI and serves the document, while each request it
-routes to them is answered by apicrud's staged request path (authentication, schemes,
-RBAC, validation, problem documents, headers: one copy of each, apicrud's). The user's
-other APIs keep connexion's stock behaviour.
+and registers its spec with connexion's own ``add_api``, so connexion knows the
+operations (its router and resolver hold them), lists them in its Swagger UI and serves
+the document, while every request under the mount's base path is answered by apicrud's
+staged request path (authentication, schemes, RBAC, validation, problem documents,
+headers: one copy of each, apicrud's). The user's other APIs keep connexion's stock
+behaviour.
 
 How a request goes: connexion's ``SwaggerUIMiddleware`` serves ``{base}/ui/`` and
 ``{base}/openapi.json`` (its own UI, listing apicrud's operations, with the 3.0 document);
@@ -21,8 +22,7 @@ A path another connexion API owns (a base path inside the mount's) stays connexi
 
 The resolver (:func:`apicrud_resolver`) maps every operationId of the mounted spec to a
 view that hands the request to the same apicrud application: the operations resolve in
-connexion's terms (its route table, ``connexion routes``-style listings), and answer alike
-should connexion's own stack ever call the view.
+connexion's terms, and answer alike should connexion's own stack ever call the view.
 
 connexion 3.3 refuses OpenAPI 3.1 (spec-first/connexion#1396): the document connexion
 gets is converted to 3.0 by :func:`apicrud.spec.downgrade.to_openapi_30`; apicrud keeps
