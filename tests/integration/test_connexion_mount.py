@@ -69,3 +69,18 @@ def test_an_async_app_mounts_apicrud_too(server):
     finally:
         runner.stop()
         app.extensions["apicrud"].close()
+
+
+def test_the_resolved_views_answer_as_apicrud_too(mounted):
+    """What connexion's resolver holds for each operationId: a view handing the request
+    to apicrud's application (the middleware answers before connexion would call it)."""
+    import flask
+
+    from apicrud.connexion_mount import apicrud_resolver
+
+    view = apicrud_resolver(mounted.app).resolve_function_from_operation_id("list.find")
+    assert view.__name__ == "apicrud_list_find"
+    with flask.Flask("outer").test_request_context(mounted.settings.base_url + "/list"):
+        resp = view()
+    assert resp.status_code == 401 and resp.headers["X-Content-Type-Options"] == "nosniff"
+    assert resp.get_json()["message"] == "Authentication required"
