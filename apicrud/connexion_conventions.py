@@ -59,10 +59,14 @@ ROUTER_KEY = "x-openapi-router-controller"
 
 # -- which operations, which function --------------------------------------------------
 def _path_item(spec: dict[str, Any], path: str) -> dict[str, Any]:
+    """The path item's own keys (a bundled one has them inline; a ``$ref`` into the
+    document is followed, without inlining what it holds)."""
     from apicrud.spec.loader import dereference
 
     item = (spec.get("paths") or {}).get(path) or {}
-    return dereference(item, spec) if isinstance(item, dict) else {}
+    if isinstance(item, dict) and isinstance(item.get("$ref"), str):
+        item = dereference({"$ref": item["$ref"]}, spec)
+    return item if isinstance(item, dict) else {}
 
 
 def applies(op: Any, spec: dict[str, Any], resources: dict[str, Any]) -> bool:
