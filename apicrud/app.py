@@ -45,6 +45,9 @@ log = logging.getLogger("apicrud")
 #: credential), then guards (rate limits need the principal; scopes need the
 #: operation), then observers (metrics count every response, errors included).
 COMPONENTS = (
+    # connexion's x-bearerInfoFunc & co. (when the spec names them): checked before the
+    # authenticators below, for the operations listing those schemes
+    "apicrud.connexion_conventions",
     "apicrud.auth.apikeys",  # X-API-KEY (first authenticator); guard: API-key scopes
     "apicrud.auth.external.bearer",  # Bearer JWTs of trusted issuers (jwt_issuers)
     "apicrud.auth.handlers",  # Bearer, Basic and cookie sessions
