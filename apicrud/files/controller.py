@@ -22,7 +22,6 @@ import hashlib
 import hmac
 import logging
 import time
-from datetime import datetime, timezone
 from typing import Any, Iterator
 
 from sqlalchemy import func, select
@@ -30,7 +29,7 @@ from sqlalchemy import func, select
 from apicrud.context import Reply, RequestContext
 from apicrud.crud.controller import BasicCRUD
 from apicrud.db import query as q
-from apicrud.db.base import new_id
+from apicrud.db.base import iso_utc, new_id
 from apicrud.errors import (
     Conflict,
     Forbidden,
@@ -258,7 +257,7 @@ class FileController(BasicCRUD):
         upload = self.storage.presign_put(key, "application/octet-stream", ttl) or {
             "url": self._signed_path(record, "put", expires), "method": "PUT",
             "headers": {"Content-Type": "application/octet-stream"}}
-        upload["expires"] = _iso(expires)
+        upload["expires"] = iso_utc(expires)
         return Reply({"file": {"id": record.id, **self.serialize(ctx, record)},
                       "upload": upload}, 201, {"Location": self._path(record)})
 
@@ -413,7 +412,7 @@ class FileController(BasicCRUD):
         url = self.storage.presign_get(record.storage_key, record.name,
                                        sniff.served_type(record.content_type), ttl) or \
             self._signed_path(record, "get", expires)
-        return Reply({"url": url, "expires": _iso(expires)}, 200)
+        return Reply({"url": url, "expires": iso_utc(expires)}, 200)
 
     def signed_download(self, ctx: RequestContext) -> Reply:
         """``GET /file/{id}/signed``: the bytes, for a URL from :meth:`url`."""
@@ -464,10 +463,6 @@ class FileController(BasicCRUD):
                 storage.delete(key)
 
         after_commit.append(drop)
-
-
-def _iso(seconds: int) -> str:
-    return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 __all__ = ["FileController", "storage_for", "STORAGE_GRANT"]
