@@ -50,6 +50,7 @@ from apicrud.auth.principal import ANONYMOUS, Principal
 from apicrud.auth.schemes import API_KEY_HEADER
 from apicrud.context import RequestContext
 from apicrud.crud.controller import BasicCRUD
+from apicrud.crypto import derive_key
 from apicrud.db.base import naive_utc, utcnow
 from apicrud.errors import BadRequest, Forbidden, StartupError, Unauthorized
 
@@ -72,7 +73,7 @@ class KeyHasher:
     """Issues keys and checks them against stored hashes."""
 
     def __init__(self, secret_key: str) -> None:
-        self._key = hmac.new(secret_key.encode(), b"apicrud apikey", hashlib.sha256).digest()
+        self._key = derive_key(secret_key, b"apicrud apikey")
 
     def digest(self, apikey: str) -> str:
         return f"{HASH_SCHEME}:" + hmac.new(self._key, apikey.encode(), hashlib.sha256) \

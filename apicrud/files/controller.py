@@ -28,6 +28,7 @@ from sqlalchemy import func, select
 
 from apicrud.context import Reply, RequestContext
 from apicrud.crud.controller import BasicCRUD
+from apicrud.crypto import derive_key
 from apicrud.db import query as q
 from apicrud.db.base import iso_utc, new_id
 from apicrud.errors import (
@@ -68,8 +69,7 @@ class FileController(BasicCRUD):
             types = [t.strip() for t in str(spec["contentMediaType"]).split(",")]
         self.field_types: tuple[str, ...] | None = tuple(types) if types else None
         self.field_max: int | None = spec.get("x-max-bytes")
-        self.url_key = hmac.new(services.settings.secret_key.encode(),
-                                b"apicrud file urls", hashlib.sha256).digest()
+        self.url_key = derive_key(services.settings.secret_key, b"apicrud file urls")
 
     @property
     def storage(self) -> Storage:
