@@ -129,7 +129,7 @@ def build_resources(spec: dict[str, Any], models_module: str) -> dict[str, Resou
                 except SpecError as exc:
                     res.problems.append(f"resource {name}: schema {schema_name!r}: {exc}")
         if res.model is not None and res.schema:
-            _bind_model(res)
+            bind_model(res)
         out[name] = res
     return out
 
@@ -158,7 +158,7 @@ def _file_ref(res: ResourceSpec, prop: str,
     return target, content_types(pschema)
 
 
-def _bind_model(res: ResourceSpec) -> None:
+def bind_model(res: ResourceSpec) -> None:
     mapper = sa_inspect(res.model)
     columns = {c.key: c for c in mapper.column_attrs}
     res.columns = tuple(columns)

@@ -195,7 +195,7 @@ class FileController(BasicCRUD):
         record.id = new_id(self.services.settings.id_prefix)
         ctx.db.add(record)
         self._flush(ctx)
-        self._roles_changed(ctx, [record])
+        self.roles_changed(ctx, [record])
         return record
 
     def create(self, ctx: RequestContext) -> Reply:
