@@ -10,8 +10,7 @@ import shutil
 
 import pytest
 import yaml
-from conftest import Api, make_user, serve_app
-from test_crud import assert_problem
+from helpers import Api, assert_problem, make_user, serve_app
 from test_files import PNG
 
 
