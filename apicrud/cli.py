@@ -120,14 +120,14 @@ def _database_problems(settings) -> tuple[list[str], str | None]:
 @click.pass_context
 def routes(ctx: click.Context) -> None:
     """Print every URL, method, controller and whether it is public."""
-    from apicrud.services import _controller_class
+    from apicrud.services import controller_class
 
     settings, decl = _declarations(ctx)
     base = settings.base_url.rstrip("/")
     rows = []
     for op in sorted(decl.operations, key=lambda o: (o.path, o.method)):
         res = decl.resources.get(op.resource)
-        cls = _controller_class(res, []) if res else None
+        cls = controller_class(res, []) if res else None
         target = f"{cls.__name__}.{op.action}" if cls else "(unresolved)"
         rows.append((op.method.upper(), base + op.path, target,
                      "public" if op.public else "secured"))

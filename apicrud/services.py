@@ -219,7 +219,7 @@ def _check_operations(decl: Declarations, spec_file: str = "the spec") -> None:
                                  f"(expected <resource>.<method> of x-apicrud-resources){at}")
             continue
         routed.add(resource)
-        cls = _controller_class(res, decl.problems)
+        cls = controller_class(res, decl.problems)
         if cls is None:
             continue
         if not callable(getattr(cls, action, None)) or action.startswith("_"):
@@ -317,7 +317,9 @@ def backend_problems(settings) -> list[str]:
     return problems
 
 
-def _controller_class(res: ResourceSpec, problems: list[str]):
+def controller_class(res: ResourceSpec, problems: list[str]):
+    """The class of the controller a resource names (BasicCRUD when none), or None with
+    the reason added to ``problems``."""
     if not res.controller_path:
         return BasicCRUD
     try:
@@ -403,7 +405,7 @@ class Services:
         self._by_table = {r.table: r for r in decl.resources.values() if r.table}
         self.controllers: dict[str, Any] = {}
         for name, res in decl.resources.items():
-            cls = _controller_class(res, [])
+            cls = controller_class(res, [])
             self.controllers[name] = cls(res, self)
         for op in decl.operations:
             if op.resource:  # else a connexion handler, bound already (connexion_conventions)

@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from apicrud.access import fields as fieldrules
 from apicrud.context import Reply, RequestContext
 from apicrud.crud import paging
-from apicrud.crud.controller import BasicCRUD, _json_value
+from apicrud.crud.controller import BasicCRUD, json_value
 from apicrud.db import query as q
 from apicrud.db.base import new_id, utcnow
 from apicrud.db.repository import Repository, Status, trashed
@@ -89,7 +89,7 @@ class Trashcan:
         return {"id": f"{res.name}-{record.id}", "resource": res.name,
                 "record_id": record.id, "label": label,
                 "uid": getattr(record, res.owner, None) if owner else None,
-                "deleted": _json_value(record.modified or record.created),
+                "deleted": json_value(record.modified or record.created),
                 "status": record.status}
 
     def _union(self, ctx: RequestContext, kinds: list[str]):
@@ -138,7 +138,7 @@ class Trashcan:
         order = [column.desc() if sort.descending else column.asc(), trash.c.id.asc()]
         rows = ctx.db.execute(select(trash).where(*where).order_by(*order)
                               .limit(limit).offset(params.get("offset") or 0)).mappings()
-        items = [{**dict(r), "deleted": _json_value(r["deleted"]), "status": Status.TRASHED}
+        items = [{**dict(r), "deleted": json_value(r["deleted"]), "status": Status.TRASHED}
                  for r in rows]
         return Reply({"items": items, "count": count}, 200, {"X-Total-Count": str(count)})
 
@@ -146,7 +146,7 @@ class Trashcan:
         res, record = self._load(ctx, ctx.params["id"])
         body = self._entry(res, record, ctx.principal)
         body["record"] = fieldrules.limit(
-            {n: _json_value(getattr(record, n)) for n in res.exposed},
+            {n: json_value(getattr(record, n)) for n in res.exposed},
             self.access.read_fields(ctx.principal, res.name, record))
         return Reply(body, 200)
 
@@ -170,7 +170,7 @@ class Trashcan:
             ctx.db.rollback()
             raise Conflict(f"{res.name} {record.id} conflicts with a live record; rename "
                            "or remove that one first") from None
-        controller._roles_changed(ctx, [record])
+        controller.roles_changed(ctx, [record])
         log.info("restored %s %s", res.name, record.id,
                  extra={"event": "restore", "uid": ctx.principal.uid})
         return Reply(self._entry(res, record, ctx.principal), 200)

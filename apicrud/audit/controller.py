@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy import and_, false, or_, select
 
 from apicrud.context import Reply, RequestContext
-from apicrud.crud.controller import BasicCRUD, _json_value
+from apicrud.crud.controller import BasicCRUD, json_value
 from apicrud.db.repository import live
 from apicrud.errors import NotFound
 
@@ -75,7 +75,7 @@ class AuditController(BasicCRUD):
 
     # -- shown fields -------------------------------------------------------------------
     def serialize(self, ctx: RequestContext, record: Any) -> dict[str, Any]:
-        out = {name: _json_value(getattr(record, name)) for name in self.resource.exposed}
+        out = {name: json_value(getattr(record, name)) for name in self.resource.exposed}
         changes = json.loads(record.changes) if record.changes else None
         p = ctx.principal
         everything = self.access.allows_every(p, "r", record.resource)

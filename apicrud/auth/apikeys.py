@@ -41,7 +41,7 @@ import json
 import logging
 import re
 import secrets
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
@@ -50,7 +50,8 @@ from apicrud.auth.principal import ANONYMOUS, Principal
 from apicrud.auth.schemes import API_KEY_HEADER
 from apicrud.context import RequestContext
 from apicrud.crud.controller import BasicCRUD
-from apicrud.db.base import utcnow
+from apicrud.crypto import derive_key
+from apicrud.db.base import naive_utc, utcnow
 from apicrud.errors import BadRequest, Forbidden, StartupError, Unauthorized
 
 __all__ = ["ApiKeyController", "ScopeController", "KeyHasher", "operation_scopes",
@@ -72,7 +73,7 @@ class KeyHasher:
     """Issues keys and checks them against stored hashes."""
 
     def __init__(self, secret_key: str) -> None:
-        self._key = hmac.new(secret_key.encode(), b"apicrud apikey", hashlib.sha256).digest()
+        self._key = derive_key(secret_key, b"apicrud apikey")
 
     def digest(self, apikey: str) -> str:
         return f"{HASH_SCHEME}:" + hmac.new(self._key, apikey.encode(), hashlib.sha256) \
@@ -205,9 +206,7 @@ def _parse_time(value: Any, field: str) -> datetime | None:
     if value is None:
         return None
     try:
-        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-        if parsed.tzinfo is not None:
-            parsed = parsed.astimezone(timezone.utc).replace(tzinfo=None)
+        parsed = naive_utc(str(value))
     except (ValueError, OverflowError):  # OverflowError: beyond year 1..9999 in UTC
         raise BadRequest(f"{field}: not an ISO 8601 date-time between years 1 and 9999",
                          errors={field: "not an ISO 8601 date-time between years 1 and "

@@ -42,7 +42,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from apicrud.context import Reply, RequestContext
-from apicrud.crypto import AESEncryptBin, DecryptError
+from apicrud.crypto import AESEncryptBin, DecryptError, derive_key
 from apicrud.errors import Conflict, Forbidden, Problem, TooManyRequests, Unauthorized, \
     ValidationProblem
 from apicrud import redis_keys
@@ -147,8 +147,7 @@ class SecondFactor:
         self.redis = services.redis.client
         secret = services.settings.secret_key
         self.cipher = AESEncryptBin(secret, context="totp")
-        self._mac_key = hmac.new(secret.encode(), b"apicrud totp backup codes",
-                                    hashlib.sha256).digest()
+        self._mac_key = derive_key(secret, b"apicrud totp backup codes")
         self._attempt = self.redis.register_script(_ATTEMPT_LUA)
         self._release = self.redis.register_script(_RELEASE_LUA)
 

@@ -20,6 +20,7 @@ from sqlalchemy.orm import aliased
 from sqlalchemy.orm.exc import StaleDataError
 
 from apicrud.access import fields as fieldrules
+from apicrud.access.policy import VERBS
 from apicrud.context import Reply, RequestContext
 from apicrud.crud import paging
 from apicrud.crud.registry import ResourceSpec
@@ -43,7 +44,8 @@ log = logging.getLogger("apicrud.crud")
 TRASHED = Status.TRASHED
 
 
-def _json_value(value: Any) -> Any:
+def json_value(value: Any) -> Any:
+    """A column value as JSON shows it (date-times in UTC with microseconds and ``Z``)."""
     if isinstance(value, datetime):
         return value.isoformat(timespec="microseconds") + "Z"
     return value
@@ -88,7 +90,7 @@ class BasicCRUD:
 
     def serialize(self, ctx: RequestContext, record: Any) -> dict[str, Any]:
         """The record as the caller may see it: exposed fields, ``rbac``, related values."""
-        out = {name: _json_value(getattr(record, name)) for name in self.resource.exposed}
+        out = {name: json_value(getattr(record, name)) for name in self.resource.exposed}
         if "rbac" in self.resource.computed:
             out["rbac"] = self.record_actions(ctx, record)
         allowed = self.access.read_fields(ctx.principal, self.resource.name, record)
@@ -96,7 +98,7 @@ class BasicCRUD:
             self.prefetch(ctx, [record])
             for prop, (via, target, _) in self.resource.related.items():
                 if allowed is None or prop in allowed:
-                    out[prop] = _json_value(ctx.related.get((target, getattr(record, via))))
+                    out[prop] = json_value(ctx.related.get((target, getattr(record, via))))
         return fieldrules.limit(out, allowed)
 
     def record_actions(self, ctx: RequestContext, record: Any) -> str:
@@ -433,7 +435,8 @@ class BasicCRUD:
         self.before_restore(ctx, record)
         return self.check_create(ctx, values)
 
-    def _roles_changed(self, ctx: RequestContext, records: list[Any], *extra_uids) -> None:
+    def roles_changed(self, ctx: RequestContext, records: list[Any], *extra_uids) -> None:
+        """Drop the cached roles these records (and ``extra_uids``) give or take away."""
         self.services.roles.changed(ctx, self.resource.name, records, extra_uids)
 
     def _check_references(self, ctx: RequestContext, data: dict[str, Any]) -> None:
@@ -590,7 +593,7 @@ class BasicCRUD:
         ctx.audit_intent(record, "create", reason)
         if not batch:
             self._flush(ctx)
-            self._roles_changed(ctx, [record])
+            self.roles_changed(ctx, [record])
         return record
 
     def create_many(self, ctx: RequestContext) -> Reply:
@@ -609,7 +612,7 @@ class BasicCRUD:
         # one flush for the batch (grants counted the batch's earlier records through
         # ctx.memo); a unique or foreign-key conflict refuses the whole batch
         self._flush(ctx)
-        self._roles_changed(ctx, records)
+        self.roles_changed(ctx, records)
         self.prefetch(ctx, records)
         bodies = []
         for record in records:
@@ -649,7 +652,7 @@ class BasicCRUD:
         self.check_precondition(ctx, [record])
         old_owner = self._change(ctx, record, ctx.body or {})
         self._flush(ctx)
-        self._roles_changed(ctx, [record], old_owner)
+        self.roles_changed(ctx, [record], old_owner)
         body = self.serialize(ctx, record)
         return Reply(body, 200, {"ETag": self.tag(ctx, record, body=body)})
 
@@ -670,12 +673,12 @@ class BasicCRUD:
             except Problem as exc:
                 raise _at(exc, record.id) from None
         self._flush(ctx)
-        self._roles_changed(ctx, records, *(o for o in old_owners if o))
+        self.roles_changed(ctx, records, *(o for o in old_owners if o))
 
     def _change(self, ctx: RequestContext, record: Any, body: dict[str, Any]) -> Any:
         """Every check and change of an update of ``record``; returns its old owner."""
         ctx.audit_intent(record, "update", self.authorize(ctx, "u", record))
-        current = {n: _json_value(getattr(record, n)) for n in self.resource.exposed}
+        current = {n: json_value(getattr(record, n)) for n in self.resource.exposed}
         changes = self._strip_read_only(body, current)
         writable = self.access.write_fields(ctx.principal, "u", self.resource.name, record)
         if writable is not None:
@@ -717,17 +720,17 @@ class BasicCRUD:
         """The records a bulk write by ``filter`` touches: the live ones the caller may
         read that match it, locked, refused (400) when more than ``max_affected`` (at
         most setting ``bulk_max``) would be touched."""
-        p = ctx.params
-        if p.get("filter") is None:
+        params = ctx.params
+        if params.get("filter") is None:
             raise BadRequest("filter: a bulk write needs one ({} for every record you may "
                              "read)", errors={"filter": "is required"})
         limit = self.services.settings.bulk_max
-        most = p.get("max_affected") or limit
+        most = params.get("max_affected") or limit
         if not 1 <= most <= limit:
             raise BadRequest(f"max_affected: must be 1 to {limit} (setting bulk_max)",
                              errors={"max_affected": f"must be 1 to {limit}"})
         columns, search = self.filter_columns(ctx)
-        clauses = q.build_filter(q.parse_filter(p["filter"]), columns, search)
+        clauses = q.build_filter(q.parse_filter(params["filter"]), columns, search)
         stmt = select(self.model).where(
             *self.records.visible(ctx.principal, "r"),
             *clauses).order_by(self.model.id).limit(most + 1)
@@ -768,7 +771,7 @@ class BasicCRUD:
             self.check_precondition(ctx, records)
             self._trash(ctx, records[0])
             self._flush(ctx)
-            self._roles_changed(ctx, records)
+            self.roles_changed(ctx, records)
         else:
             self._write_many(ctx, records, lambda r: self._trash(ctx, r))
         body = [{"id": r.id, **self.serialize(ctx, r)} for r in records]
@@ -832,10 +835,10 @@ class BasicCRUD:
         rows = ctx.db.execute(stmt).all()
         out = []
         for row in rows[:limit]:
-            group = {n: _json_value(v) for n, v in zip(names, row)}
+            group = {n: json_value(v) for n, v in zip(names, row)}
             group["count"] = row[len(names)]
             for (label, _), value in zip(aggregates, row[len(names) + 1:]):
-                group[label] = _json_value(float(value) if isinstance(value, Decimal)
+                group[label] = json_value(float(value) if isinstance(value, Decimal)
                                            else value)
             out.append(group)
         body: dict[str, Any] = {"groups": out, "count": sum(g["count"] for g in out)}
@@ -914,11 +917,6 @@ MAX_GROUP_KEYS = 3
 
 class Estimate(int):
     """A count that is the query planner's estimate, not an exact number."""
-
-
-VERBS = {"c": N_("create"), "r": N_("read"), "u": N_("update"), "d": N_("delete"),
-         "l": N_("list"), "g": N_("act as a member of"), "h": N_("manage"),
-         "i": N_("invite to"), "j": N_("join")}
 
 
 def _at(problem: Problem, where: str) -> Problem:

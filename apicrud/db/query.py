@@ -21,6 +21,7 @@ from sqlalchemy import (Boolean, DateTime, Float, Integer, Numeric, String, and_
                         literal, or_, true)
 
 from apicrud.db import repository
+from apicrud.db.base import naive_utc
 from apicrud.errors import BadRequest
 
 # The soft-delete condition and the status names are the repository's; the old names
@@ -115,9 +116,7 @@ def coerce_value(column, value: Any, where: str) -> Any:
         _check_text(value, where)
     if kind == "datetime":
         try:
-            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-            if parsed.tzinfo is not None:  # stored as naive UTC
-                parsed = (parsed - parsed.utcoffset()).replace(tzinfo=None)
+            parsed = naive_utc(value)  # stored as naive UTC
         except (ValueError, OverflowError):  # bad text, or out of range once made UTC
             raise BadRequest(f"{where}: not an ISO 8601 date-time",
                              errors={where: "not an ISO 8601 date-time"}) from None

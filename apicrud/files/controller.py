@@ -22,14 +22,14 @@ import hashlib
 import hmac
 import logging
 import time
-from datetime import datetime, timezone
 from typing import Any, Iterator
 
 from sqlalchemy import func, select
 
 from apicrud.context import Reply, RequestContext
 from apicrud.crud.controller import BasicCRUD
-from apicrud.db.base import new_id
+from apicrud.crypto import derive_key
+from apicrud.db.base import iso_utc, new_id
 from apicrud.errors import (
     Conflict,
     Forbidden,
@@ -68,8 +68,7 @@ class FileController(BasicCRUD):
             types = [t.strip() for t in str(spec["contentMediaType"]).split(",")]
         self.field_types: tuple[str, ...] | None = tuple(types) if types else None
         self.field_max: int | None = spec.get("x-max-bytes")
-        self.url_key = hmac.new(services.settings.secret_key.encode(),
-                                b"apicrud file urls", hashlib.sha256).digest()
+        self.url_key = derive_key(services.settings.secret_key, b"apicrud file urls")
 
     @property
     def storage(self) -> Storage:
@@ -194,7 +193,7 @@ class FileController(BasicCRUD):
         record.id = new_id(self.services.settings.id_prefix)
         ctx.db.add(record)
         self._flush(ctx)
-        self._roles_changed(ctx, [record])
+        self.roles_changed(ctx, [record])
         return record
 
     def create(self, ctx: RequestContext) -> Reply:
@@ -256,7 +255,7 @@ class FileController(BasicCRUD):
         upload = self.storage.presign_put(key, "application/octet-stream", ttl) or {
             "url": self._signed_path(record, "put", expires), "method": "PUT",
             "headers": {"Content-Type": "application/octet-stream"}}
-        upload["expires"] = _iso(expires)
+        upload["expires"] = iso_utc(expires)
         return Reply({"file": {"id": record.id, **self.serialize(ctx, record)},
                       "upload": upload}, 201, {"Location": self._path(record)})
 
@@ -411,7 +410,7 @@ class FileController(BasicCRUD):
         url = self.storage.presign_get(record.storage_key, record.name,
                                        sniff.served_type(record.content_type), ttl) or \
             self._signed_path(record, "get", expires)
-        return Reply({"url": url, "expires": _iso(expires)}, 200)
+        return Reply({"url": url, "expires": iso_utc(expires)}, 200)
 
     def signed_download(self, ctx: RequestContext) -> Reply:
         """``GET /file/{id}/signed``: the bytes, for a URL from :meth:`url`."""
@@ -460,10 +459,6 @@ class FileController(BasicCRUD):
                 storage.delete(key)
 
         after_commit.append(drop)
-
-
-def _iso(seconds: int) -> str:
-    return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 __all__ = ["FileController", "storage_for", "STORAGE_GRANT"]

@@ -9,25 +9,20 @@ grants; an administrator sees every stored value, or one user's with ``{"uid": .
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 from apicrud.context import Reply, RequestContext
 from apicrud.crud import paging
 from apicrud.crud.controller import BasicCRUD
 from apicrud.db import query as q
+from apicrud.db.base import iso_utc, naive_utc
 from apicrud.errors import BadRequest, Forbidden, ValidationProblem
 from apicrud.metrics.grants import NUMBER_RULE, number
 
 FIELDS = ("id", "name", "scope", "style", "period", "uid", "value", "limit", "remaining",
           "expires", "description")
 MAX_UIDS = 100
-
-
-def _iso(epoch: int | None) -> str | None:
-    if epoch is None:
-        return None
-    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _like(pattern: str) -> re.Pattern:
@@ -75,7 +70,7 @@ class MetricController:
         item = {"id": f"{sample.name}:{labels}" if labels else sample.name,
                 "name": d.name, "scope": d.scope, "style": d.style, "period": d.period,
                 "uid": uid, "labels": sample.labels, "value": sample.value,
-                "limit": None, "remaining": None, "expires": _iso(sample.expires),
+                "limit": None, "remaining": None, "expires": None if sample.expires is None else iso_utc(sample.expires),
                 "description": d.description}
         if d.style == "grant" and uid:
             if uid not in grants_of:
@@ -140,15 +135,11 @@ def _timestamp(value: Any, field: str) -> datetime | None:
     if value is None or isinstance(value, datetime):
         return value
     try:
-        when = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        return naive_utc(str(value))
     except ValueError:
         raise ValidationProblem({field: "is not a date-time"}) from None
-    if when.tzinfo is not None:
-        try:
-            when = when.astimezone(timezone.utc).replace(tzinfo=None)
-        except OverflowError:
-            raise ValidationProblem({field: "is out of range"}) from None
-    return when
+    except OverflowError:
+        raise ValidationProblem({field: "is out of range"}) from None
 
 
 class GrantController(BasicCRUD):

@@ -22,7 +22,7 @@ import functools
 import math
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from types import MappingProxyType
 from typing import Any, Callable
 
@@ -30,6 +30,7 @@ import jsonschema_rs
 from jsonschema import Draft202012Validator, FormatChecker
 from sqlalchemy import BigInteger, DateTime, Float, Integer, Numeric, SmallInteger, String
 
+from apicrud.db.base import naive_utc
 from apicrud.errors import ValidationProblem
 from apicrud.i18n import N_, N_as
 from apicrud.spec.loader import dereference
@@ -49,15 +50,11 @@ def parse_datetime(value: str) -> tuple[datetime | None, str | None]:
     if not isinstance(value, str) or len(value) > 64:
         return None, "not an ISO 8601 date-time"
     try:
-        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00")
-                                        .replace("z", "+00:00"))
+        parsed = naive_utc(value.strip().replace("z", "+00:00"))
     except ValueError:
         return None, "not an ISO 8601 date-time"
-    if parsed.tzinfo is not None:
-        try:
-            parsed = parsed.astimezone(timezone.utc).replace(tzinfo=None)
-        except OverflowError:  # 9999-12-31T23:59:59-12:00 is in year 10000 in UTC
-            return None, DATETIME_RANGE
+    except OverflowError:  # 9999-12-31T23:59:59-12:00 is in year 10000 in UTC
+        return None, DATETIME_RANGE
     if not DATETIME_MIN <= parsed <= DATETIME_MAX:
         return None, DATETIME_RANGE
     return parsed, None
@@ -138,13 +135,14 @@ class Param:
         return _coerce_scalar(raw[0], self.schema, self.name)
 
 
-def _types(schema: dict[str, Any]) -> list[str]:
-    t = schema.get("type", "string")
+def schema_types(schema: dict[str, Any], untyped: str | list[str] = "string") -> list[str]:
+    """The JSON Schema types ``schema`` allows, as a list; ``untyped`` when it names none."""
+    t = schema.get("type", untyped)
     return t if isinstance(t, list) else [t]
 
 
 def _coerce_scalar(value: str, schema: dict[str, Any], name: str) -> Any:
-    types = _types(schema)
+    types = schema_types(schema)
     try:
         if "integer" in types:
             return int(value)
@@ -436,7 +434,7 @@ def compile_operations(spec: dict[str, Any],
             compiled = []
             for (name, loc), p in params.items():
                 schema = p.get("schema", {"type": "string"})
-                many = "array" in _types(schema) and loc == "query"
+                many = "array" in schema_types(schema) and loc == "query"
                 compiled.append(Param(name, loc, bool(p.get("required", loc == "path")),
                                       schema, _validator(schema), many))
             body = op.get("requestBody")
@@ -450,7 +448,7 @@ def compile_operations(spec: dict[str, Any],
             branches = body_schema.get("oneOf") if isinstance(body_schema, dict) else None
             if isinstance(branches, list) and len(branches) == 2:
                 arrays = [b for b in branches if isinstance(b, dict) and
-                          "array" in _types(b) and isinstance(b.get("items"), dict)]
+                          "array" in schema_types(b) and isinstance(b.get("items"), dict)]
                 if len(arrays) == 1:
                     # one object or an array of them: validate objects (and each item)
                     # against the object schema, whose messages name the field

@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from apicrud.context import Reply, RequestContext
 from apicrud.crud import paging
-from apicrud.crud.controller import BasicCRUD, _json_value
+from apicrud.crud.controller import BasicCRUD, json_value
 from apicrud.crypto import AESEncrypt
 from apicrud.errors import BadRequest
 from apicrud.webhooks import EVENT_VERBS
@@ -116,7 +116,7 @@ class WebhookController(BasicCRUD):
             stmt = stmt.where(model.status == ctx.params["status"])
         rows = ctx.db.execute(stmt.order_by(model.created.desc(), model.id)
                               .limit(limit)).scalars()
-        items = [{name: _json_value(getattr(row, name)) for name in DELIVERY_FIELDS}
+        items = [{name: json_value(getattr(row, name)) for name in DELIVERY_FIELDS}
                  for row in rows]
         return Reply({"items": items}, 200)
 

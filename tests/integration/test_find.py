@@ -16,7 +16,7 @@ import random
 from datetime import datetime, timedelta
 
 import pytest
-from conftest import make_user
+from helpers import make_user
 from sqlalchemy import select, update
 
 from apicrud.db.base import new_id

@@ -9,8 +9,7 @@ import shutil
 import pytest
 import requests
 
-from conftest import ROOT, make_user, serve_app
-from test_crud import assert_problem
+from helpers import ROOT, assert_problem, make_user, serve_app
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ from sqlalchemy import select, update
 
 from apicrud.auth.account_settings import AccountSettings
 from mailhelp import token_of
-from test_crud import assert_problem
+from helpers import assert_problem
 from test_registration import identity, mail_server, smtp  # noqa: F401 (fixtures)
 
 

@@ -214,12 +214,11 @@ def ldap_login(controller, ctx: RequestContext) -> Reply:
         raise NotFound("LDAP login is not enabled")
     body = ctx.body
     username, password = body["username"], body["password"]
-    keys = controller._lockout_keys(ctx, username)
-    controller._reserve(keys)
+    keys = controller.reserve(ctx, username)
     try:
         entry = directory.authenticate(username, password)
     except DirectoryDown as exc:
-        controller._release(keys=keys, args=["0"])  # not the caller's failure
+        controller.release(keys, succeeded=False)  # not the caller's failure
         log.warning("ldap directory unavailable: %s", exc)
         raise ServiceUnavailable("the directory cannot be reached") from None
     if entry is None:
@@ -236,11 +235,11 @@ def ldap_login(controller, ctx: RequestContext) -> Reply:
             "event": "ldap_admin_sync", "uid": account.uid, "admin": entry["admin"]})
     if account.totp_enabled:
         if not body.get("otp"):
-            controller._release(keys=keys, args=["0"])
+            controller.release(keys, succeeded=False)
             raise mfa_required()
         if not check_second_factor(services, account, body["otp"]):
             raise mfa_required("invalid or already used one-time code")
-    controller._release(keys=keys, args=["1"])
+    controller.release(keys, succeeded=True)
     return session_reply(services, ctx, account, method="ldap")
 
 
