@@ -13,7 +13,7 @@ import socket
 import threading
 import time
 
-from conftest import Server
+from helpers import Server
 
 
 class UvicornThread:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 import requests
 
-from conftest import Api, make_user
+from helpers import Api, make_user
 from connexion_engine import serve_connexion
 
 PROBLEM = "application/problem+json"
