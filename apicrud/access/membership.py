@@ -20,6 +20,7 @@ from sqlalchemy import select
 from apicrud.crud.controller import BasicCRUD
 from apicrud.db import query as q
 from apicrud.errors import Forbidden, NotFound
+from apicrud.i18n import N_
 
 
 class MembershipController(BasicCRUD):
@@ -40,7 +41,7 @@ class MembershipController(BasicCRUD):
             res.model.id == parent_id, q.active_only(res.model))).scalar_one_or_none()
         attr = self.membership.attr
         if record is None or not self.access.allows(ctx.principal, "r", res.name, record):
-            raise NotFound(f"{attr}: not found", errors={attr: "not found"})
+            raise NotFound(N_("%(field)s: not found", field=attr), errors={attr: N_("not found")})
         return record
 
     def _holds(self, ctx, action: str, parent: Any) -> bool:
@@ -57,7 +58,7 @@ class MembershipController(BasicCRUD):
             person = self.services.resource_for_table(self.resource.references.get("uid", ""))
             if person is not None and ctx.db.execute(select(person.model.id).where(
                     person.model.id == uid, q.active_only(person.model))).first() is None:
-                raise NotFound("uid: not found", errors={"uid": "not found"})
+                raise NotFound(N_("uid: not found"), errors={"uid": N_("not found")})
 
     def check_owner(self, ctx, values: dict[str, Any], action: str,
                     moved: bool = False) -> None:
@@ -88,9 +89,10 @@ class MembershipController(BasicCRUD):
             # accepting an invitation; the level itself is checked in before_update
             return f"membership rules: you may join (j) this {name}"
         if action == "c":  # a list you may not add to is, for this field, no list at all
-            raise NotFound(f"{attr}: not found", errors={attr: "not found"})
-        raise Forbidden(f"not allowed to {'add' if action == 'c' else 'change'} this "
-                        f"{self.resource.name}")
+            raise NotFound(N_("%(field)s: not found", field=attr), errors={attr: N_("not found")})
+        raise Forbidden(N_("not allowed to add this %(resource)s", resource=self.resource.name)
+                        if action == "c" else
+                        N_("not allowed to change this %(resource)s", resource=self.resource.name))
 
     def record_actions(self, ctx, record) -> str:
         held = set(super().record_actions(ctx, record))
@@ -109,8 +111,9 @@ class MembershipController(BasicCRUD):
         if moved and not self.access.allows_every(ctx.principal, "u", self.resource.name):
             # a membership does not move to another list or person; add a new one
             field = sorted(moved)[0]
-            raise Forbidden(f"{field}: a {self.resource.name} does not move; add a new one",
-                            errors={field: "cannot be changed"})
+            raise Forbidden(N_("%(field)s: a %(resource)s does not move; add a new one",
+                               field=field, resource=self.resource.name),
+                            errors={field: N_("cannot be changed")})
         if changes.keys() - {self.membership.level_attr}:
             self.authorize_manager(ctx, record)
         level = changes.get(self.membership.level_attr)
@@ -123,4 +126,5 @@ class MembershipController(BasicCRUD):
             return
         parent = self._parent(ctx, getattr(record, self.membership.attr))
         if not self._holds(ctx, "h", parent):
-            raise Forbidden(f"only a manager may change this {self.resource.name}")
+            raise Forbidden(N_("only a manager may change this %(resource)s",
+                               resource=self.resource.name))

@@ -16,6 +16,7 @@ from apicrud.context import Reply, RequestContext
 from apicrud.crud.controller import BasicCRUD
 from apicrud.db import query as q
 from apicrud.errors import BadRequest, Forbidden, ValidationProblem
+from apicrud.i18n import N_
 from apicrud.metrics.grants import NUMBER_RULE, number
 
 FIELDS = ("id", "name", "scope", "style", "period", "uid", "value", "limit", "remaining",
@@ -63,7 +64,7 @@ class MetricController:
         """Prometheus exposition: administrators, and their API keys scoped ``metrics``."""
         p = ctx.principal
         if not p.is_admin or (p.scopes is not None and "metrics" not in p.scopes):
-            raise Forbidden("metrics are for administrators (API keys need scope metrics)")
+            raise Forbidden(N_("metrics are for administrators (API keys need scope metrics)"))
         body, content_type = self.services.prometheus.render(ctx.headers.get("Accept"))
         return Reply(body, 200, {"Content-Type": content_type, "Cache-Control": "no-store"})
 
@@ -97,8 +98,8 @@ class MetricController:
         if isinstance(uids, list) and uids and all(isinstance(u, str) and u != "*" and
                                                    "%" not in u for u in uids):
             if len(uids) > MAX_UIDS:
-                raise BadRequest(f"filter: at most {MAX_UIDS} uids",
-                                 errors={"filter": f"at most {MAX_UIDS} uids"})
+                raise BadRequest(N_("filter: at most %(count)s uids", count=MAX_UIDS),
+                                 errors={"filter": N_("at most %(count)s uids", count=MAX_UIDS)})
             return [s for u in dict.fromkeys(uids) for s in metrics.for_user(u)]
         return metrics.scan()
 
@@ -112,21 +113,23 @@ class MetricController:
         if params.get("cursor_next"):
             state = q.decode_cursor(self.services.cursor_signer, params["cursor_next"])
             if state.get("r") != "metric":
-                raise BadRequest("cursor_next: belongs to another resource",
-                                 errors={"cursor_next": "belongs to another resource"})
+                raise BadRequest(N_("cursor_next: belongs to another resource"),
+                                 errors={"cursor_next": N_("belongs to another resource")})
             if offset:
-                raise BadRequest("offset: cannot be combined with cursor_next",
-                                 errors={"offset": "cannot be combined with cursor_next"})
+                raise BadRequest(N_("offset: cannot be combined with cursor_next"),
+                                 errors={"offset": N_("cannot be combined with cursor_next")})
             filters, sort = state["f"], q.parse_sort(state["s"], dict.fromkeys(FIELDS))
             offset, limit = int(state["k"]), limit or state.get("l")
         limit = limit or settings.per_page_default
         if not 1 <= limit <= settings.per_page_max:
-            raise BadRequest(f"limit: must be 1 to {settings.per_page_max}",
-                             errors={"limit": f"must be 1 to {settings.per_page_max}"})
+            raise BadRequest(N_("limit: must be 1 to %(most)s", most=settings.per_page_max),
+                             errors={"limit": N_("must be 1 to %(most)s",
+                                                 most=settings.per_page_max)})
         for name in filters:
             if name not in FIELDS:
-                raise BadRequest(f"filter: unknown field {name[:64]!r}",
-                                 errors={"filter": f"unknown field {name[:64]!r}"})
+                raise BadRequest(N_("filter: unknown field %(name)s", name=repr(name[:64])),
+                                 errors={"filter": N_("unknown field %(name)s",
+                                                      name=repr(name[:64]))})
         grants_of: dict[str, dict] = {}
         items = [self._item(s, grants_of) for s in self._samples(ctx, filters)
                  if s.name in self.services.metrics.definitions]
@@ -150,12 +153,12 @@ def _timestamp(value: Any, field: str) -> datetime | None:
     try:
         when = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
     except ValueError:
-        raise ValidationProblem({field: "is not a date-time"}) from None
+        raise ValidationProblem({field: N_("is not a date-time")}) from None
     if when.tzinfo is not None:
         try:
             when = when.astimezone(timezone.utc).replace(tzinfo=None)
         except OverflowError:
-            raise ValidationProblem({field: "is out of range"}) from None
+            raise ValidationProblem({field: N_("is out of range")}) from None
     return when
 
 

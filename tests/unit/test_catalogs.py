@@ -8,6 +8,7 @@ says): `make messages` puts all three right.
 
 from __future__ import annotations
 
+import ast
 import gettext
 import io
 import re
@@ -145,3 +146,93 @@ def test_mail_templates_render_in_each_language():
     assert renderer.render("reset", "es", **values).subject == \
         "Restablezca su contraseña de Demo"
     assert renderer.render("confirm", "xx", **values) == english  # no catalog: English
+
+
+# -- every text a client can read is marked -------------------------------------------
+def _plain_text(node) -> bool:
+    """A literal, an f-string or text built with % / + / .format: English that no
+    catalog can translate (a marked text is a call of N_, NP_ or N_as)."""
+    if isinstance(node, ast.Constant):
+        return isinstance(node.value, str)
+    if isinstance(node, ast.JoinedStr):
+        return True
+    if isinstance(node, ast.BinOp):
+        return _plain_text(node.left) or _plain_text(node.right)
+    if isinstance(node, ast.IfExp):
+        return _plain_text(node.body) or _plain_text(node.orelse)
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+        return node.func.attr == "format" and _plain_text(node.func.value)
+    return False
+
+
+def _callee(node) -> str | None:
+    func = node.func
+    return func.id if isinstance(func, ast.Name) else \
+        func.attr if isinstance(func, ast.Attribute) else None
+
+
+def unmarked_client_texts(package: Path) -> list[str]:
+    """Plain texts given to a problem (its detail, title or errors) or put into an
+    ``errors`` mapping, in the Python code under ``package``: file:line: text."""
+    trees = {p: ast.parse(p.read_text(encoding="utf-8"))
+             for p in sorted(package.rglob("*.py"))}
+    problems = {"Problem"}  # and every class derived from one, in any module
+    grew = True
+    while grew:
+        grew = False
+        for tree in trees.values():
+            for node in ast.walk(tree):
+                if isinstance(node, ast.ClassDef) and node.name not in problems and any(
+                        (b.id if isinstance(b, ast.Name) else getattr(b, "attr", None))
+                        in problems for b in node.bases):
+                    problems.add(node.name)
+                    grew = True
+    found = []
+    for path, tree in trees.items():
+        for node in ast.walk(tree):
+            texts = []
+            if isinstance(node, ast.Call) and _callee(node) in problems:
+                if node.args:
+                    first = node.args[0]
+                    texts += first.values if isinstance(first, ast.Dict) else [first]
+                for kw in node.keywords:
+                    if kw.arg in ("detail", "title"):
+                        texts.append(kw.value)
+                    elif kw.arg == "errors" and isinstance(kw.value, ast.Dict):
+                        texts += kw.value.values
+            elif isinstance(node, ast.Assign):  # errors[name] = "..."
+                texts += [node.value for t in node.targets if isinstance(t, ast.Subscript)
+                          and isinstance(t.value, ast.Name) and t.value.id == "errors"]
+            for text in texts:
+                if text is not None and _plain_text(text):
+                    found.append(f"{path.relative_to(package.parent)}:{text.lineno}: "
+                                 f"{ast.unparse(text)[:80]}")
+    return found
+
+
+def test_every_text_a_client_reads_is_marked():
+    """A problem's detail, title and errors are marked (N_, NP_, N_as) so that they
+    reach the catalogs; English stays as it is written (a marked text reads as it)."""
+    unmarked = unmarked_client_texts(ROOT / "apicrud")
+    assert not unmarked, "mark these with apicrud.i18n.N_:\n" + "\n".join(unmarked)
+
+
+def test_the_scan_finds_plain_texts(tmp_path):
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "mod.py").write_text(
+        'class Gone(NotFound):\n    pass\n'
+        'def f(x):\n'
+        '    raise Gone(f"{x} not found")\n'
+        '    raise BadRequest(N_("fine"), errors={"a": "plain"})\n'
+        '    raise Problem(title="Plain " + x, detail=N_("fine"))\n'
+        '    raise ValidationProblem({"a": N_("fine") if x else "plain"})\n'
+        '    errors[x] = "is required"\n'
+        '    raise Forbidden(N_("fine %(x)s", x=x), errors={x: N_("fine")})\n',
+        encoding="utf-8")
+    (package / "errors.py").write_text(
+        "class Problem(Exception): pass\nclass NotFound(Problem): pass\n"
+        "class BadRequest(Problem): pass\nclass Forbidden(Problem): pass\n"
+        "class ValidationProblem(BadRequest): pass\n", encoding="utf-8")
+    lines = sorted(int(f.split(":")[1]) for f in unmarked_client_texts(package))
+    assert lines == [4, 5, 6, 7, 8]

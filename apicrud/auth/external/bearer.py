@@ -46,6 +46,7 @@ from sqlalchemy import select
 from apicrud.auth.external.jwks import KeySource, KeysUnavailable, UnknownKey
 from apicrud.auth.principal import Principal
 from apicrud.errors import ServiceUnavailable, StartupError, Unauthorized
+from apicrud.i18n import N_
 
 __all__ = ["Issuer", "JwtVerifier", "parse_issuers", "looks_like_jwt", "init_app",
            "SIGNING_ALGORITHMS", "read_unverified", "check_signature", "check_claims"]
@@ -201,7 +202,7 @@ def check_signature(token: str, header: Mapping[str, Any], keys: KeySource,
         raise _unauthorized("token signed with a key the issuer does not publish "
                             "(unknown kid)") from None
     except KeysUnavailable:
-        raise ServiceUnavailable("the token issuer's keys cannot be fetched") from None
+        raise ServiceUnavailable(N_("the token issuer's keys cannot be fetched")) from None
     try:
         decoded = jwt.decode(token, key, algorithms=[alg])
     except BadSignatureError:

@@ -37,6 +37,7 @@ from apicrud.auth.external.provision import account_for_identity, require_link_m
     session_reply
 from apicrud.context import Reply, RequestContext
 from apicrud.errors import NotFound, ServiceUnavailable, StartupError, Unauthorized
+from apicrud.i18n import N_
 
 __all__ = ["LdapDirectory", "parse_ldap", "ldap_login", "init_app"]
 
@@ -211,7 +212,7 @@ def ldap_login(controller, ctx: RequestContext) -> Reply:
     services = controller.services
     directory: LdapDirectory | None = services.ldap
     if directory is None or "ldap" not in services.settings.auth_methods:
-        raise NotFound("LDAP login is not enabled")
+        raise NotFound(N_("LDAP login is not enabled"))
     body = ctx.body
     username, password = body["username"], body["password"]
     keys = controller._lockout_keys(ctx, username)
@@ -221,7 +222,7 @@ def ldap_login(controller, ctx: RequestContext) -> Reply:
     except DirectoryDown as exc:
         controller._release(keys=keys, args=["0"])  # not the caller's failure
         log.warning("ldap directory unavailable: %s", exc)
-        raise ServiceUnavailable("the directory cannot be reached") from None
+        raise ServiceUnavailable(N_("the directory cannot be reached")) from None
     if entry is None:
         log.info("login failed", extra={"event": "login_failed", "method": "ldap"})
         raise Unauthorized(_INVALID)  # the attempt stays counted
