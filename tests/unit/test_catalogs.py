@@ -236,3 +236,30 @@ def test_the_scan_finds_plain_texts(tmp_path):
         "class ValidationProblem(BadRequest): pass\n", encoding="utf-8")
     lines = sorted(int(f.split(":")[1]) for f in unmarked_client_texts(package))
     assert lines == [4, 5, 6, 7, 8]
+
+
+TEMPLATES = ROOT / "apicrud" / "messaging" / "templates"
+_TRANS = re.compile(r"{%-?\s*trans\b.*?%}.*?{%-?\s*endtrans\s*-?%}", re.S)
+_TAG = re.compile(r"{%.*?%}|{{.*?}}|{#.*?#}", re.S)
+#: what may stand outside {% trans %} blocks: the Subject header's name, a request line,
+#: a JSON body (their words are the API's, never translated) and punctuation
+_UNTRANSLATED = re.compile(r"^(Subject:|\s*(GET|POST|PATCH|PUT|DELETE) \S+|\s*\{.*\}|[\W_]*)$")
+
+
+def stray_lines(template_text: str) -> list[str]:
+    """The lines of a mail template with words outside its {% trans %} blocks."""
+    rest = _TAG.sub("", _TRANS.sub("", template_text))
+    return [line for line in rest.splitlines() if not _UNTRANSLATED.match(line.rstrip())]
+
+
+@pytest.mark.parametrize("template", sorted(p.name for p in TEMPLATES.glob("*.txt")))
+def test_mail_templates_keep_their_words_in_trans_blocks(template):
+    text = (TEMPLATES / template).read_text(encoding="utf-8")
+    assert text.startswith("Subject: {% trans %}"), "the subject is translated too"
+    assert not stray_lines(text), f"{template}: text outside {{% trans %}} blocks"
+
+
+def test_the_template_check_finds_a_stray_sentence():
+    text = "Subject: {% trans %}Hi{% endtrans %}\n\nPlain words here.\n  POST {{ u }}/x\n" \
+        '  {"a": "{{ b }}"}\n{% if x %}{% trans %}Yes.{% endtrans %}{% endif %}\n'
+    assert stray_lines(text) == ["Plain words here."]
