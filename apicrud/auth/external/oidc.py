@@ -392,8 +392,7 @@ class OidcController:
             "Accept": "application/json", "Authorization": f"Basic {basic}"})
         try:
             # the endpoint comes from the provider's checked discovery document (http(s))
-            with urllib.request.urlopen(req,
-                                        timeout=provider.timeout) as resp:  # nosec B310 # http(s) only
+            with urllib.request.urlopen(req, timeout=provider.timeout) as resp:  # nosec B310 # http(s) only
                 body = resp.read(512 * 1024)
         except urllib.error.HTTPError as exc:
             detail = ""
