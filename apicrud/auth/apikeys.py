@@ -66,7 +66,7 @@ SECRET_RE = re.compile(r"^[A-Za-z0-9_-]{32,128}$")
 SCOPE_RE = re.compile(r"^[a-z][a-z0-9_.:-]{0,31}$")
 LAST_USED_EVERY = timedelta(seconds=60)
 READ_METHODS = frozenset({"get", "head"})
-_INVALID = "invalid, expired or revoked API key"
+_INVALID = N_("invalid, expired or revoked API key")
 
 
 class KeyHasher:

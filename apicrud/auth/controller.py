@@ -144,7 +144,7 @@ class AuthController:
                 log.info("login failed: wrong one-time code",
                          extra={"event": "login_failed", "uid": account.uid})
                 self._audit_failure(ctx, account, "password; wrong one-time code")
-                raise mfa_required("invalid or already used one-time code")
+                raise mfa_required(N_("invalid or already used one-time code"))
         self._release(keys=keys, args=["1"])
         # a plain UPDATE, not the ORM's versioned one: two concurrent logins of one
         # account must not fail each other with a stale row version

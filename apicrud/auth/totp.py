@@ -245,7 +245,8 @@ class SecondFactor:
         self._release(keys=[self._failures_key(account_id)])
 
 
-def mfa_required(detail: str = "this account needs a one-time code: send otp") -> Problem:
+def mfa_required(detail: str = N_("this account needs a one-time code: send otp")
+                 ) -> Problem:
     """401 whose problem type ends in ``mfa-required`` (CONTRACT 2)."""
     return Unauthorized(detail, slug="mfa-required", title=N_("One-Time Code Required"))
 

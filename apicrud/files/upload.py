@@ -17,7 +17,7 @@ from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDeco
 from werkzeug.wsgi import get_input_stream
 
 from apicrud.errors import BadRequest, PayloadTooLarge, ValidationProblem
-from apicrud.i18n import N_
+from apicrud.i18n import N_, N_as
 
 CHUNK = 64 * 1024
 FIELD_MAX = 16 * 1024
@@ -116,7 +116,9 @@ class MultipartUpload:
         try:
             return self._event()
         except ValueError as exc:  # the decoder's word for a malformed body
-            raise BadRequest(f"malformed multipart body: {exc}"[:200],
+            english = f"malformed multipart body: {exc}"[:200]  # the decoder's own words
+            raise BadRequest(N_as(english, "malformed multipart body: %(problem)s",
+                                  problem=str(exc)[:160]),
                              errors={"body": N_("malformed multipart body")}) from None
 
     def fields_and_file(self) -> tuple[dict[str, str], FilePart | None]:

@@ -16,7 +16,7 @@ from apicrud.context import Reply, RequestContext
 from apicrud.crud.controller import BasicCRUD
 from apicrud.db import query as q
 from apicrud.errors import BadRequest, Forbidden, ValidationProblem
-from apicrud.i18n import N_
+from apicrud.i18n import N_, N_as
 from apicrud.metrics.grants import NUMBER_RULE, number
 
 FIELDS = ("id", "name", "scope", "style", "period", "uid", "value", "limit", "remaining",
@@ -169,7 +169,9 @@ class GrantController(BasicCRUD):
         grants = self.services.grants
         if "name" in values and values["name"] not in grants.defaults:
             known = ", ".join(sorted(grants.defaults))
-            raise ValidationProblem({"name": f"no such grant (known: {known})"[:200]})
+            english = f"no such grant (known: {known})"[:200]
+            raise ValidationProblem({"name": N_as(english, "no such grant (known: %(names)s)",
+                                                  names=known)})
         if "value" in values:
             n = number(values["value"])
             if n is None:

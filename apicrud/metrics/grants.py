@@ -36,7 +36,7 @@ log = logging.getLogger("apicrud.metrics")
 #: the largest grant value: a SQL BIGINT and a Redis counter hold it, its text fits the
 #: grant row's value column, and a limit above it means "unlimited" anyway
 MAX_GRANT = 2 ** 63 - 1
-NUMBER_RULE = f"must be a number from 0 to {MAX_GRANT}"
+NUMBER_RULE = N_("must be a number from 0 to %(most)s", most=MAX_GRANT)
 
 
 def number(value: Any) -> int | float | None:

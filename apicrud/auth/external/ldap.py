@@ -46,7 +46,7 @@ log = logging.getLogger("apicrud.auth")
 _KEYS = {"url", "start_tls", "ca_file", "timeout", "bind_dn_template", "search_base",
          "search_filter", "bind_dn", "username_attribute", "email_attribute",
          "name_attribute", "id_attribute", "admin_group", "trust_email"}
-_INVALID = "invalid username or password"
+_INVALID = N_("invalid username or password")
 
 
 class DirectoryDown(Exception):
@@ -240,7 +240,7 @@ def ldap_login(controller, ctx: RequestContext) -> Reply:
             controller._release(keys=keys, args=["0"])
             raise mfa_required()
         if not check_second_factor(services, account, body["otp"]):
-            raise mfa_required("invalid or already used one-time code")
+            raise mfa_required(N_("invalid or already used one-time code"))
     controller._release(keys=keys, args=["1"])
     return session_reply(services, ctx, account, method="ldap")
 
