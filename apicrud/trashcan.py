@@ -24,6 +24,7 @@ from apicrud.db import query as q
 from apicrud.db.base import new_id, utcnow
 from apicrud.db.repository import Repository, Status, trashed
 from apicrud.errors import BadRequest, Conflict, NotFound
+from apicrud.i18n import N_
 
 log = logging.getLogger("apicrud.trashcan")
 LABEL_FIELDS = ("name", "subject", "info", "title")
@@ -45,7 +46,7 @@ class Trashcan:
         name, sep, record_id = trash_id.partition("-")
         res = self.kinds.get(name)
         if not sep or res is None or not record_id:
-            raise NotFound(f"trashcan {trash_id[:60]} not found")
+            raise NotFound(N_("trashcan %(id)s not found", id=trash_id[:60]))
         return res, record_id
 
     def _load(self, ctx: RequestContext, trash_id: str) -> tuple[Any, Any]:
@@ -54,7 +55,7 @@ class Trashcan:
         record = ctx.db.execute(select(model).where(
             model.id == record_id, trashed(model))).scalar_one_or_none()
         if record is None or not self._may_see(ctx, res, record):
-            raise NotFound(f"trashcan {trash_id[:60]} not found")
+            raise NotFound(N_("trashcan %(id)s not found", id=trash_id[:60]))
         return res, record
 
     def _may_see(self, ctx: RequestContext, res, record: Any) -> bool:
@@ -118,8 +119,9 @@ class Trashcan:
         filters = q.parse_filter(params.get("filter"))
         unknown = set(filters) - {"resource", "uid"}
         if unknown:
-            raise BadRequest(f"filter: unknown field {sorted(unknown)[0]!r}",
-                             errors={"filter": f"unknown field {sorted(unknown)[0]!r}"})
+            raise BadRequest(N_("filter: unknown field %(name)s", name=repr(sorted(unknown)[0])),
+                             errors={"filter": N_("unknown field %(name)s",
+                                                  name=repr(sorted(unknown)[0]))})
         kinds = sorted(self.kinds)
         wanted = filters.get("resource")
         if wanted is not None:
@@ -152,8 +154,8 @@ class Trashcan:
 
     def restore(self, ctx: RequestContext) -> Reply:
         if (ctx.body or {}).get("status") != Status.ACTIVE:
-            raise BadRequest("status: only 'active' (restore) is accepted",
-                             errors={"status": "must be active"})
+            raise BadRequest(N_("status: only 'active' (restore) is accepted"),
+                             errors={"status": N_("must be active")})
         res, record = self._load(ctx, ctx.params["id"])
         values = {n: getattr(record, n) for n in res.columns}
         # the record comes back into the world as if created again, now: what it points
@@ -168,8 +170,8 @@ class Trashcan:
             ctx.db.flush()
         except IntegrityError:
             ctx.db.rollback()
-            raise Conflict(f"{res.name} {record.id} conflicts with a live record; rename "
-                           "or remove that one first") from None
+            raise Conflict(N_("%(resource)s %(id)s conflicts with a live record; rename or remove "
+                              "that one first", resource=res.name, id=record.id)) from None
         controller.roles_changed(ctx, [record])
         log.info("restored %s %s", res.name, record.id,
                  extra={"event": "restore", "uid": ctx.principal.uid})
@@ -184,8 +186,9 @@ class Trashcan:
             if value is None or target is None or target.model is None:
                 continue
             if Repository(target.model).get_live(ctx.db, value, "id") is None:
-                raise Conflict(f"{attr}: the {target.name} it belongs to is in the trashcan or "
-                               "gone; restore that first", errors={attr: "not available"})
+                raise Conflict(N_("%(field)s: the %(resource)s it belongs to is in the trashcan or "
+                                  "gone; restore that first", field=attr, resource=target.name),
+                               errors={attr: N_("not available")})
 
     def purge(self, ctx: RequestContext) -> Reply:
         ids = paging.id_list(ctx.params["id"], PURGE_MAX)
@@ -204,7 +207,7 @@ class Trashcan:
             ctx.db.flush()
         except IntegrityError:
             ctx.db.rollback()
-            raise Conflict("a record to purge is still referenced") from None
+            raise Conflict(N_("a record to purge is still referenced")) from None
         for res, record, _ in out:
             log.info("purged %s %s", res.name, record.id,
                      extra={"event": "purge", "uid": ctx.principal.uid})

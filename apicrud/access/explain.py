@@ -15,6 +15,7 @@ from apicrud.access.policy import ACTIONS
 from apicrud.context import RequestContext
 from apicrud.db.repository import live
 from apicrud.errors import Problem
+from apicrud.i18n import N_
 
 
 @dataclass(frozen=True)
@@ -45,14 +46,14 @@ def can_i(services, session, principal, action: str, resource: str,
     filtered, sorted and searched on (read on every record the caller may list).
     """
     if action not in ACTIONS or len(action) != 1:
-        raise ValueError(f"action must be one letter of {ACTIONS}")
+        raise ValueError(N_("action must be one letter of %(actions)s", actions=ACTIONS))
     spec = services.resources.get(resource)
     controller = services.controllers.get(resource)
     if spec is None or spec.model is None or controller is None:
         raise KeyError(resource)
     if field is not None:
         if action not in "crul":
-            raise ValueError("a field is read (r, l) or written (c, u)")
+            raise ValueError(N_("a field is read (r, l) or written (c, u)"))
         known = set(spec.exposed) | set(spec.computed) | set(spec.related) | set(spec.embeds)
         if field not in known:
             raise LookupError(field)

@@ -18,6 +18,7 @@ from typing import Any
 from apicrud.crud.controller import BasicCRUD
 from apicrud.db.repository import Repository
 from apicrud.errors import Forbidden, NotFound
+from apicrud.i18n import N_
 
 
 class MembershipController(BasicCRUD):
@@ -41,8 +42,9 @@ class MembershipController(BasicCRUD):
         attr = self.membership.attr
         if record is None or not self.access.allows(ctx.principal, "r", res.name, record):
             if action != "c":
-                raise Forbidden(f"not allowed to change this {self.resource.name}")
-            raise NotFound(f"{attr}: not found", errors={attr: "not found"})
+                raise Forbidden(N_("not allowed to change this %(resource)s",
+                                   resource=self.resource.name))
+            raise NotFound(N_("%(field)s: not found", field=attr), errors={attr: N_("not found")})
         return record
 
     def _holds(self, ctx, action: str, parent: Any) -> bool:
@@ -59,7 +61,7 @@ class MembershipController(BasicCRUD):
             person = self.services.resource_for_table(self.resource.references.get("uid", ""))
             if person is not None and \
                     Repository(person.model).get_live(ctx.db, uid, "id") is None:
-                raise NotFound("uid: not found", errors={"uid": "not found"})
+                raise NotFound(N_("uid: not found"), errors={"uid": N_("not found")})
 
     def check_owner(self, ctx, values: dict[str, Any], action: str,
                     moved: bool = False) -> None:
@@ -90,9 +92,10 @@ class MembershipController(BasicCRUD):
             # accepting an invitation; the level itself is checked in before_update
             return f"membership rules: you may join (j) this {name}"
         if action == "c":  # a list you may not add to is, for this field, no list at all
-            raise NotFound(f"{attr}: not found", errors={attr: "not found"})
-        raise Forbidden(f"not allowed to {'add' if action == 'c' else 'change'} this "
-                        f"{self.resource.name}")
+            raise NotFound(N_("%(field)s: not found", field=attr), errors={attr: N_("not found")})
+        raise Forbidden(N_("not allowed to add this %(resource)s", resource=self.resource.name)
+                        if action == "c" else
+                        N_("not allowed to change this %(resource)s", resource=self.resource.name))
 
     def record_actions(self, ctx, record) -> str:
         held = set(super().record_actions(ctx, record))
@@ -111,8 +114,9 @@ class MembershipController(BasicCRUD):
         if moved and not self.access.allows_every(ctx.principal, "u", self.resource.name):
             # a membership does not move to another list or person; add a new one
             field = sorted(moved)[0]
-            raise Forbidden(f"{field}: a {self.resource.name} does not move; add a new one",
-                            errors={field: "cannot be changed"})
+            raise Forbidden(N_("%(field)s: a %(resource)s does not move; add a new one",
+                               field=field, resource=self.resource.name),
+                            errors={field: N_("cannot be changed")})
         if changes.keys() - {self.membership.level_attr}:
             self.authorize_manager(ctx, record)
         level = changes.get(self.membership.level_attr)
@@ -125,4 +129,5 @@ class MembershipController(BasicCRUD):
             return
         parent = self._parent(ctx, getattr(record, self.membership.attr), "u")
         if not self._holds(ctx, "h", parent):
-            raise Forbidden(f"only a manager may change this {self.resource.name}")
+            raise Forbidden(N_("only a manager may change this %(resource)s",
+                               resource=self.resource.name))

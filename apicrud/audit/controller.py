@@ -26,6 +26,7 @@ from apicrud.context import Reply, RequestContext
 from apicrud.crud.controller import BasicCRUD, json_value
 from apicrud.db.repository import live
 from apicrud.errors import NotFound
+from apicrud.i18n import N_
 
 NOT_FILTERABLE = ("changes",)  # values of fields: not to be probed by filters
 
@@ -100,7 +101,7 @@ class AuditController(BasicCRUD):
         entry = ctx.db.execute(select(self.model).where(
             self.model.id == ctx.params["id"], *self.visible(ctx, "r"))).scalar_one_or_none()
         if entry is None:
-            raise NotFound(f"audit {ctx.params['id'][:40]} not found")
+            raise NotFound(N_("audit %(id)s not found", id=ctx.params['id'][:40]))
         body = self.serialize(ctx, entry)
         if fields:
             body = {k: body[k] for k in fields if k in body}
@@ -113,13 +114,15 @@ class AuditController(BasicCRUD):
         name, record_id = ctx.params["resource"], ctx.params["id"]
         res = self._kinds().get(name)
         if res is None:
-            raise NotFound(f"{name[:32]}: no such resource", errors={"resource": "not found"})
+            raise NotFound(N_("%(resource)s: no such resource", resource=name[:32]),
+                           errors={"resource": N_("not found")})
         p = ctx.principal
         if not self.access.allows_every(p, "r", name):
             found = ctx.db.execute(self._readable_ids(ctx, name, res)
                                    .where(res.model.id == record_id)).first()
             if found is None:
-                raise NotFound(f"{name} {record_id[:40]} not found")
+                raise NotFound(N_("%(resource)s %(id)s not found", resource=name,
+                                  id=record_id[:40]))
         ctx.params["filter"] = json.dumps({"resource": name, "record_id": record_id})
         return self.find(ctx)
 

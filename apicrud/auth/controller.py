@@ -34,7 +34,7 @@ from apicrud.db.base import utcnow
 from apicrud.access.explain import can_i
 from apicrud.errors import BadRequest, Forbidden, TooManyRequests, Unauthorized
 from apicrud import redis_keys
-from apicrud.i18n import N_
+from apicrud.i18n import N_, text_of
 
 log = logging.getLogger("apicrud.auth")
 LOGIN_STATES = ("active", "pending")
@@ -151,7 +151,7 @@ class AuthController:
                 log.info("login failed: wrong one-time code",
                          extra={"event": "login_failed", "uid": account.uid})
                 self._audit_failure(ctx, account, "password; wrong one-time code")
-                raise mfa_required("invalid or already used one-time code")
+                raise mfa_required(N_("invalid or already used one-time code"))
         self.release(keys, succeeded=True)
         # a plain UPDATE, not the ORM's versioned one: two concurrent logins of one
         # account must not fail each other with a stale row version
@@ -240,7 +240,8 @@ class AuthController:
             raise BadRequest(N_("resource: no such resource"),
                              errors={"resource": N_("no such resource")}) from None
         except ValueError as exc:
-            raise BadRequest(f"action: {exc}", errors={"action": str(exc)}) from None
+            raise BadRequest(N_("action: %(problem)s", problem=text_of(exc)),
+                             errors={"action": text_of(exc)}) from None
         except LookupError:
             raise BadRequest(N_("field: unknown field"), errors={"field": N_("unknown field")}) \
                 from None

@@ -209,10 +209,11 @@ class BasicCRUD:
         unknown = [n for n in names if n not in readable]
         if unknown or not names:
             bad = unknown[0][:64] if unknown else ""
-            raise BadRequest(f"fields: unknown field {bad!r}" if unknown else
-                             "fields: name at least one field",
-                             errors={"fields": f"unknown field {bad!r}" if unknown
-                                     else "name at least one field"})
+            if unknown:
+                raise BadRequest(N_("fields: unknown field %(name)s", name=repr(bad)),
+                                 errors={"fields": N_("unknown field %(name)s", name=repr(bad))})
+            raise BadRequest(N_("fields: name at least one field"),
+                             errors={"fields": N_("name at least one field")})
         return tuple(dict.fromkeys(["id", *names]))
 
     def readable_fields(self, ctx: RequestContext) -> frozenset[str]:
@@ -244,8 +245,8 @@ class BasicCRUD:
                    (allowed is not None and n not in allowed)]
         if unknown or not names:
             bad = unknown[0][:64] if unknown else ""
-            raise BadRequest(f"embed: no embeddable {bad!r}" if unknown else
-                             "embed: name at least one", errors={"embed": "unknown embed"})
+            raise BadRequest(N_("embed: no embeddable %(name)s", name=repr(bad)) if unknown else
+                             N_("embed: name at least one"), errors={"embed": N_("unknown embed")})
         return names
 
     def embed(self, ctx: RequestContext, records: list[Any], bodies: list[dict],
@@ -478,23 +479,27 @@ class BasicCRUD:
             self.services.resource_for_table(self.resource.references.get(attr, ""))
         if target is None or target.model is None or \
                 "content_type" not in target.columns:
-            raise NotFound(f"{attr}: no such file", errors={attr: "file not found"})
+            raise NotFound(N_("%(field)s: no such file", field=attr),
+                           errors={attr: N_("file not found")})
         columns = {*self.access.record_columns(target.name), "content_type",
                    *(("state",) if "state" in target.columns else ())}
         record = Repository(target.model).get_live(ctx.db, str(value), *sorted(columns))
         if record is None or not self.access.allows(ctx.principal, "r", target.name, record):
-            raise NotFound(f"{attr}: {target.name} {str(value)[:40]} not found",
-                           errors={attr: f"{target.name} not found"})
+            raise NotFound(N_("%(field)s: %(resource)s %(id)s not found", field=attr,
+                              resource=target.name, id=str(value)[:40]),
+                           errors={attr: N_("%(resource)s not found", resource=target.name)})
         if getattr(record, "state", "ready") != "ready":
-            raise Conflict(f"{attr}: the file's upload is not confirmed",
-                           errors={attr: "the file's upload is not confirmed"})
+            raise Conflict(N_("%(field)s: the file's upload is not confirmed", field=attr),
+                           errors={attr: N_("the file's upload is not confirmed")})
         ctype = str(record.content_type or "").lower()
         if types is not None and not any(
                 t == ctype or t == "*/*" or (t.endswith("/*") and ctype.startswith(t[:-1]))
                 for t in types):
             raise UnsupportedMediaType(
-                f"{attr}: {ctype} files are not accepted here (allowed: {', '.join(types)})",
-                errors={attr: f"{ctype} is not accepted (allowed: {', '.join(types)})"})
+                N_("%(field)s: %(ctype)s files are not accepted here (allowed: %(types)s)",
+                   field=attr, ctype=ctype, types=", ".join(types)),
+                errors={attr: N_("%(ctype)s is not accepted (allowed: %(types)s)", ctype=ctype,
+                                 types=", ".join(types))})
 
     def _check_scope(self, ctx: RequestContext, values: dict[str, Any]) -> None:
         """Same-scope rules (rbac.yaml ``same_scope``): a payload id naming a record of
@@ -505,8 +510,9 @@ class BasicCRUD:
         found = scopes.mismatch(ctx.db, self.resource.name, values)
         if found is not None:
             attr, target = found
-            raise NotFound(f"{attr}: {target} {str(values.get(attr))[:40]} not found",
-                           errors={attr: f"{target} not found"})
+            raise NotFound(N_("%(field)s: %(resource)s %(id)s not found", field=attr,
+                              resource=target, id=str(values.get(attr))[:40]),
+                           errors={attr: N_("%(resource)s not found", resource=target)})
 
     def _prefetch_references(self, ctx: RequestContext, items: list[Any]) -> None:
         """Read the records a batch's payload ids name, one query per reference field,
@@ -624,8 +630,9 @@ class BasicCRUD:
     def _check_batch(self, size: int, field: str) -> None:
         limit = self.services.settings.bulk_max
         if not 1 <= size <= limit:
-            raise BadRequest(f"{field}: a batch holds 1 to {limit} records (setting bulk_max)",
-                             errors={field: f"1 to {limit} records"})
+            raise BadRequest(N_("%(field)s: a batch holds 1 to %(limit)s records (setting "
+                                "bulk_max)", field=field, limit=limit),
+                             errors={field: N_("1 to %(limit)s records", limit=limit)})
 
     def get(self, ctx: RequestContext) -> Reply:
         fields = self.selected_fields(ctx)
@@ -722,13 +729,14 @@ class BasicCRUD:
         most setting ``bulk_max``) would be touched."""
         params = ctx.params
         if params.get("filter") is None:
-            raise BadRequest("filter: a bulk write needs one ({} for every record you may "
-                             "read)", errors={"filter": "is required"})
+            raise BadRequest(N_("filter: a bulk write needs one ({} for every record you may "
+                                "read)"), errors={"filter": N_("is required")})
         limit = self.services.settings.bulk_max
         most = params.get("max_affected") or limit
         if not 1 <= most <= limit:
-            raise BadRequest(f"max_affected: must be 1 to {limit} (setting bulk_max)",
-                             errors={"max_affected": f"must be 1 to {limit}"})
+            raise BadRequest(N_("max_affected: must be 1 to %(most)s (setting bulk_max)",
+                                most=limit),
+                             errors={"max_affected": N_("must be 1 to %(most)s", most=limit)})
         columns, search = self.filter_columns(ctx)
         clauses = q.build_filter(q.parse_filter(params["filter"]), columns, search)
         stmt = select(self.model).where(
@@ -738,8 +746,9 @@ class BasicCRUD:
             stmt = stmt.with_for_update()
         records = list(ctx.db.execute(stmt).scalars())
         if len(records) > most:
-            raise BadRequest(f"max_affected: the filter matches more than {most} records; "
-                             "nothing was written", errors={"max_affected": f"more than {most}"})
+            raise BadRequest(N_("max_affected: the filter matches more than %(most)s records; "
+                                "nothing was written", most=most),
+                             errors={"max_affected": N_("more than %(most)s", most=most)})
         return records
 
     def update_many(self, ctx: RequestContext) -> Reply:
@@ -807,12 +816,15 @@ class BasicCRUD:
         readable = frozenset(fields)
         names = [n.strip() for n in str(p.get("group_by") or "").split(",") if n.strip()]
         if not names or len(names) > MAX_GROUP_KEYS or len(set(names)) != len(names):
-            raise BadRequest(f"group_by: name 1 to {MAX_GROUP_KEYS} distinct fields",
-                             errors={"group_by": f"name 1 to {MAX_GROUP_KEYS} distinct fields"})
+            raise BadRequest(N_("group_by: name 1 to %(count)s distinct fields",
+                                count=MAX_GROUP_KEYS),
+                             errors={"group_by": N_("name 1 to %(count)s distinct fields",
+                                                    count=MAX_GROUP_KEYS)})
         for name in names:
             if name not in fields or name not in readable:
-                raise BadRequest(f"group_by: unknown field {name[:64]!r}",
-                                 errors={"group_by": f"unknown field {name[:64]!r}"})
+                raise BadRequest(N_("group_by: unknown field %(name)s", name=repr(name[:64])),
+                                 errors={"group_by": N_("unknown field %(name)s",
+                                                        name=repr(name[:64]))})
         aggregates = []
         for term in [t.strip() for t in str(p.get("aggregate") or "").split(",") if t.strip()]:
             func_name, _, name = term.partition(":")
@@ -821,8 +833,10 @@ class BasicCRUD:
             ok = func_name in ("sum", "min", "max") and kind in ("integer", "number") or \
                 func_name in ("min", "max") and kind == "datetime"
             if not ok:
-                raise BadRequest(f"aggregate: {term[:64]!r} is not sum, min or max of a "
-                                 "numeric field", errors={"aggregate": f"bad term {term[:64]!r}"})
+                raise BadRequest(N_("aggregate: %(term)s is not sum, min or max of a numeric field",
+                                    term=repr(term[:64])),
+                                 errors={"aggregate": N_("bad term %(term)s",
+                                                         term=repr(term[:64]))})
             aggregates.append((f"{func_name}_{name}", getattr(func, func_name)(column)))
         settings = self.services.settings
         limit = paging.page_size(p.get("limit"), settings, default=settings.per_page_max)

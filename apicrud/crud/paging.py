@@ -39,14 +39,14 @@ def resume(signer: Any, token: str, resource: str, offset: int = 0,
     with an ``offset``."""
     state = q.decode_cursor(signer, token)
     if state.get("r") != resource:
-        raise BadRequest("cursor_next: belongs to another resource",
-                         errors={"cursor_next": "belongs to another resource"})
+        raise BadRequest(N_("cursor_next: belongs to another resource"),
+                         errors={"cursor_next": N_("belongs to another resource")})
     if same_query is not None and not same_query(state):
-        raise BadRequest("cursor_next: filter or sort differ from the first page",
-                         errors={"cursor_next": "filter or sort differ"})
+        raise BadRequest(N_("cursor_next: filter or sort differ from the first page"),
+                         errors={"cursor_next": N_("filter or sort differ")})
     if offset:
-        raise BadRequest("offset: cannot be combined with cursor_next",
-                         errors={"offset": "cannot be combined with cursor_next"})
+        raise BadRequest(N_("offset: cannot be combined with cursor_next"),
+                         errors={"offset": N_("cannot be combined with cursor_next")})
     return state
 
 
@@ -62,6 +62,8 @@ def id_list(raw: Any, most: int, field: str = "id") -> list[str]:
     there are 1 to ``most`` of them."""
     ids = list(dict.fromkeys(i for i in str(raw).split(",") if i))
     if not ids or len(ids) > most:
-        raise BadRequest(f"{field}: give 1 to {most} comma-separated ids",
-                         errors={field: f"give 1 to {most} comma-separated ids"})
+        raise BadRequest(N_("%(field)s: give 1 to %(limit)s comma-separated ids",
+                            field=field, limit=most),
+                         errors={field: N_("give 1 to %(limit)s comma-separated ids",
+                                           limit=most)})
     return ids

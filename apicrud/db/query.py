@@ -23,6 +23,7 @@ from sqlalchemy import (Boolean, DateTime, Float, Integer, Numeric, String, and_
 from apicrud.db import repository
 from apicrud.db.base import naive_utc
 from apicrud.errors import BadRequest
+from apicrud.i18n import N_
 
 # The soft-delete condition and the status names are the repository's; the old names
 # stay importable from here.
@@ -59,21 +60,21 @@ def parse_sort(value: str | None, fields: dict[str, Any],
         return Sort()
     parts = value.split(",")
     if len(parts) > max_keys:
-        raise BadRequest(f"sort: at most {max_keys} field(s)",
-                         errors={"sort": f"at most {max_keys} field(s)"})
+        raise BadRequest(N_("sort: at most %(count)s field(s)", count=max_keys),
+                         errors={"sort": N_("at most %(count)s field(s)", count=max_keys)})
     keys: list[tuple[str, bool]] = []
     for part in parts:
         name, _, direction = part.strip().partition(":")
         direction = direction.lower() or "asc"
         if name not in fields:
-            raise BadRequest(f"sort: unknown field {name[:64]!r}",
-                             errors={"sort": "unknown field"})
+            raise BadRequest(N_("sort: unknown field %(name)s", name=repr(name[:64])),
+                             errors={"sort": N_("unknown field")})
         if direction not in ("asc", "desc"):
-            raise BadRequest("sort: direction must be asc or desc",
-                             errors={"sort": "direction must be asc or desc"})
+            raise BadRequest(N_("sort: direction must be asc or desc"),
+                             errors={"sort": N_("direction must be asc or desc")})
         if any(name == f for f, _ in keys):
-            raise BadRequest(f"sort: {name[:64]!r} named twice",
-                             errors={"sort": "field named twice"})
+            raise BadRequest(N_("sort: %(name)s named twice", name=repr(name[:64])),
+                             errors={"sort": N_("field named twice")})
         keys.append((name, direction == "desc"))
         if name == "id":  # unique: later keys could never decide anything
             break
@@ -107,19 +108,22 @@ def coerce_value(column, value: Any, where: str) -> Any:
         "datetime": lambda v: isinstance(v, str),
     }[kind]
     if not ok(value):
-        raise BadRequest(f"{where}: expected a {kind}", errors={where: f"expected a {kind}"})
+        raise BadRequest(N_("%(field)s: expected a %(kind)s", field=where, kind=kind),
+                         errors={where: N_("expected a %(kind)s", kind=kind)})
     if kind == "integer" and not _INT_MIN <= value <= _INT_MAX:
-        raise BadRequest(f"{where}: out of range", errors={where: "out of range"})
+        raise BadRequest(N_("%(field)s: out of range", field=where),
+                         errors={where: N_("out of range")})
     if kind == "number" and not math.isfinite(value):
-        raise BadRequest(f"{where}: not a finite number", errors={where: "not a finite number"})
+        raise BadRequest(N_("%(field)s: not a finite number", field=where),
+                         errors={where: N_("not a finite number")})
     if isinstance(value, str):
         _check_text(value, where)
     if kind == "datetime":
         try:
             parsed = naive_utc(value)  # stored as naive UTC
         except (ValueError, OverflowError):  # bad text, or out of range once made UTC
-            raise BadRequest(f"{where}: not an ISO 8601 date-time",
-                             errors={where: "not an ISO 8601 date-time"}) from None
+            raise BadRequest(N_("%(field)s: not an ISO 8601 date-time", field=where),
+                             errors={where: N_("not an ISO 8601 date-time")}) from None
         return parsed
     return value
 
@@ -130,15 +134,16 @@ _INT_MIN, _INT_MAX = -(2 ** 63), 2 ** 63 - 1
 def _check_text(value: str, where: str) -> None:
     """Strings every backend can compare: bounded, valid UTF-8, no NUL (PostgreSQL)."""
     if len(value) > 1024:
-        raise BadRequest(f"{where}: value too long", errors={where: "value too long"})
+        raise BadRequest(N_("%(field)s: value too long", field=where),
+                         errors={where: N_("value too long")})
     if "\x00" in value:
-        raise BadRequest(f"{where}: contains a NUL character",
-                         errors={where: "contains a NUL character"})
+        raise BadRequest(N_("%(field)s: contains a NUL character", field=where),
+                         errors={where: N_("contains a NUL character")})
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:  # lone surrogates, e.g. "\ud800" in the JSON
-        raise BadRequest(f"{where}: not valid Unicode text",
-                         errors={where: "not valid Unicode text"}) from None
+        raise BadRequest(N_("%(field)s: not valid Unicode text", field=where),
+                         errors={where: N_("not valid Unicode text")}) from None
 
 
 def _like_pattern(value: str) -> str:
@@ -152,10 +157,11 @@ def parse_filter(text: str | None) -> dict[str, Any]:
     try:
         data = json.loads(text)
     except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
-        raise BadRequest("filter: not valid JSON", errors={"filter": "not valid JSON"}) from None
+        raise BadRequest(N_("filter: not valid JSON"),
+                         errors={"filter": N_("not valid JSON")}) from None
     if not isinstance(data, dict):
-        raise BadRequest("filter: must be a JSON object",
-                         errors={"filter": "must be a JSON object"})
+        raise BadRequest(N_("filter: must be a JSON object"),
+                         errors={"filter": N_("must be a JSON object")})
     return data
 
 
@@ -175,10 +181,12 @@ def _operator_clause(name: str, value: Any, fields: dict[str, Any], where: str):
     if column is None or (op not in OPERATORS and op != "like"):
         return None
     if isinstance(value, (dict, list)) or value is None:
-        raise BadRequest(f"{where}: needs a single value", errors={where: "needs a single value"})
+        raise BadRequest(N_("%(field)s: needs a single value", field=where),
+                         errors={where: N_("needs a single value")})
     if op == "like":
         if not isinstance(value, str) or column_kind(column) != "string":
-            raise BadRequest(f"{where}: needs text", errors={where: "needs text"})
+            raise BadRequest(N_("%(field)s: needs text", field=where),
+                             errors={where: N_("needs text")})
         _check_text(value, where)
         # json-server's _like is a substring match
         return column.ilike("%" + _like_pattern(value.replace("%", "")) + "%", escape="\\")
@@ -188,7 +196,7 @@ def _operator_clause(name: str, value: Any, fields: dict[str, Any], where: str):
 def search_clause(text: Any, columns: list[Any]):
     """``q``: every word must appear (case-insensitively) in one of the text columns."""
     if not isinstance(text, str):
-        raise BadRequest("filter.q: needs text", errors={"filter.q": "needs text"})
+        raise BadRequest(N_("filter.q: needs text"), errors={"filter.q": N_("needs text")})
     _check_text(text, "filter.q")
     words = [w for w in text.split() if w.strip("%")][:10]
     if not columns or not words:
@@ -215,12 +223,13 @@ def build_filter(filters: dict[str, Any], fields: dict[str, Any],
 
 def _group(name: str, value: Any, fields, search, depth: int, where: str, budget):
     if depth >= MAX_FILTER_DEPTH:
-        raise BadRequest(f"{where}: groups nest at most {MAX_FILTER_DEPTH} deep",
-                         errors={where: "nested too deep"})
+        raise BadRequest(N_("%(field)s: groups nest at most %(count)s deep", field=where,
+                            count=MAX_FILTER_DEPTH),
+                         errors={where: N_("nested too deep")})
     if not isinstance(value, list) or not value or \
             not all(isinstance(v, dict) for v in value):
-        raise BadRequest(f"{where}: needs a non-empty list of filter objects",
-                         errors={where: "needs a non-empty list of filter objects"})
+        raise BadRequest(N_("%(field)s: needs a non-empty list of filter objects", field=where),
+                         errors={where: N_("needs a non-empty list of filter objects")})
     parts = []
     for i, item in enumerate(value):
         clauses = _build_filter(item, fields, search, depth + 1, f"{where}[{i}]", budget)
@@ -234,8 +243,9 @@ def _build_filter(filters: dict[str, Any], fields: dict[str, Any], search: tuple
     for name, value in filters.items():
         budget[0] -= 1
         if budget[0] < 0:
-            raise BadRequest(f"filter: at most {MAX_FILTER_TERMS} conditions",
-                             errors={"filter": f"at most {MAX_FILTER_TERMS} conditions"})
+            raise BadRequest(N_("filter: at most %(count)s conditions", count=MAX_FILTER_TERMS),
+                             errors={"filter": N_("at most %(count)s conditions",
+                                                  count=MAX_FILTER_TERMS)})
         column = fields.get(name)
         where = f"{prefix}.{name}"[:80]
         if column is None and name in ("or", "and"):
@@ -249,8 +259,9 @@ def _build_filter(filters: dict[str, Any], fields: dict[str, Any], search: tuple
         if column is None:
             clause = _operator_clause(name, value, fields, where)
             if clause is None:
-                raise BadRequest(f"filter: unknown field {name[:64]!r}",
-                                 errors={"filter": f"unknown field {name[:64]!r}"})
+                raise BadRequest(N_("filter: unknown field %(name)s", name=repr(name[:64])),
+                                 errors={"filter": N_("unknown field %(name)s",
+                                                      name=repr(name[:64]))})
             clauses.append(clause)
             continue
         if value is None:
@@ -259,7 +270,8 @@ def _build_filter(filters: dict[str, Any], fields: dict[str, Any], search: tuple
             clauses.append(column.is_not(None))
         elif isinstance(value, list):
             if len(value) > 1000:
-                raise BadRequest(f"{where}: at most 1000 values", errors={where: "too many"})
+                raise BadRequest(N_("%(field)s: at most 1000 values", field=where),
+                                 errors={where: N_("too many")})
             if not value:
                 clauses.append(column.in_([]))
                 continue
@@ -272,7 +284,8 @@ def _build_filter(filters: dict[str, Any], fields: dict[str, Any], search: tuple
             _check_text(value, where)
             clauses.append(column.ilike(_like_pattern(value), escape="\\"))
         elif isinstance(value, (dict, list)):
-            raise BadRequest(f"{where}: unsupported value", errors={where: "unsupported value"})
+            raise BadRequest(N_("%(field)s: unsupported value", field=where),
+                             errors={where: N_("unsupported value")})
         else:
             clauses.append(column == coerce_value(column, value, where))
     return clauses
@@ -313,8 +326,8 @@ def encode_cursor(signer: Any, state: dict[str, Any]) -> str:
 def decode_cursor(signer: Any, token: str) -> dict[str, Any]:
     from itsdangerous import BadData
 
-    bad = BadRequest("cursor_next: invalid or expired cursor",
-                     errors={"cursor_next": "invalid cursor"})
+    bad = BadRequest(N_("cursor_next: invalid or expired cursor"),
+                     errors={"cursor_next": N_("invalid cursor")})
     try:
         state = signer.loads(token)
     except (BadData, ValueError, TypeError, UnicodeError):
@@ -374,8 +387,8 @@ def _cursor_key(column, value: Any) -> Any:
         if kind == "number" and isinstance(value, str):
             return Decimal(value)
     except (ValueError, TypeError, ArithmeticError):
-        raise BadRequest("cursor_next: invalid cursor",
-                         errors={"cursor_next": "invalid cursor"}) from None
+        raise BadRequest(N_("cursor_next: invalid cursor"),
+                         errors={"cursor_next": N_("invalid cursor")}) from None
     return value
 
 
@@ -390,7 +403,8 @@ def after_clause(sort: Sort, fields: dict[str, Any], id_column, last_keys: Any,
     on (with nulls last: nothing comes after a null within its key but other nulls)."""
     if not isinstance(last_keys, list) or len(last_keys) != len(
             [k for k in sort.keys if k[0] != "id"]):
-        raise BadRequest("cursor_next: invalid cursor", errors={"cursor_next": "invalid cursor"})
+        raise BadRequest(N_("cursor_next: invalid cursor"),
+                         errors={"cursor_next": N_("invalid cursor")})
     terms = []
     equal: list = []  # the earlier keys equal the last row's
     values = iter(last_keys)

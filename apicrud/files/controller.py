@@ -43,6 +43,7 @@ from apicrud.files.models import PENDING, READY
 from apicrud.files.pictures import PICTURE_TYPES, TASK_PICTURE
 from apicrud.files.storage import Storage, Writer, new_key, storage_for
 from apicrud.files.upload import FORM_OVERHEAD, coerce_fields
+from apicrud.i18n import N_
 from apicrud.spec.operations import column_problem, validation_errors
 
 log = logging.getLogger("apicrud.files")
@@ -114,8 +115,9 @@ class FileController(BasicCRUD):
         used = ctx.db.execute(select(func.coalesce(func.sum(self.model.size), 0)).where(
             owner == uid, self.records.live())).scalar_one()
         if int(used) + size > limit:
-            raise Forbidden(f"grant {STORAGE_GRANT} exceeded: {int(used)} of {limit} bytes "
-                            f"used, this file needs {size}", slug="grant-exceeded",
+            raise Forbidden(N_("grant %(grant)s exceeded: %(used)s of %(limit)s bytes used, this "
+                               "file needs %(size)s", grant=STORAGE_GRANT, used=int(used),
+                               limit=limit, size=size), slug="grant-exceeded",
                             grant=STORAGE_GRANT, limit=limit)
 
     def precheck(self, ctx: RequestContext, data: dict[str, Any]) -> None:
@@ -132,8 +134,9 @@ class FileController(BasicCRUD):
             owner = getattr(self.model, self.resource.owner)
             held = self.records.count(ctx.db, [owner == uid, self.records.live()])
             if limit is not None and held >= limit:
-                raise Forbidden(f"grant {name} exceeded: at most {limit} "
-                                f"{self.resource.name} records (held: {held})",
+                raise Forbidden(N_("grant %(grant)s exceeded: at most %(limit)s %(resource)s "
+                                   "records (held: %(held)s)", grant=name, limit=limit,
+                                   resource=self.resource.name, held=held),
                                 slug="grant-exceeded", grant=name, limit=limit)
         ctx.db.rollback()  # no transaction stays open while the bytes arrive
 
@@ -163,8 +166,10 @@ class FileController(BasicCRUD):
         for chunk in chunks:
             writer.write(chunk)
             if writer.size > limit:
-                raise PayloadTooLarge(f"{self.field}: larger than {limit} bytes",
-                                      errors={self.field: f"larger than {limit} bytes"})
+                raise PayloadTooLarge(N_("%(field)s: larger than %(limit)s bytes", field=self.field,
+                                         limit=limit),
+                                      errors={self.field: N_("larger than %(limit)s bytes",
+                                                             limit=limit)})
             if ctype is None and writer.size >= sniff.SNIFF_BYTES:
                 ctype = self._check_type(writer.head)
         return ctype or self._check_type(writer.head)
@@ -172,8 +177,10 @@ class FileController(BasicCRUD):
     def _check_type(self, head: bytes) -> str:
         ctype = sniff.detect(head)
         if not self.type_allowed(ctype):
-            raise UnsupportedMediaType(f"{self.field}: {ctype} files are not accepted",
-                                       errors={self.field: f"{ctype} is not accepted"})
+            raise UnsupportedMediaType(N_("%(field)s: %(ctype)s files are not accepted",
+                                          field=self.field, ctype=ctype),
+                                       errors={self.field: N_("%(ctype)s is not accepted",
+                                                              ctype=ctype)})
         return ctype
 
     def _values(self, ctx: RequestContext, given: dict[str, Any]) -> dict[str, Any]:
@@ -202,19 +209,21 @@ class FileController(BasicCRUD):
         JSON body with the file as a data URL too (:mod:`apicrud.files.data_url`)."""
         upload = ctx.upload
         if upload is None:
-            raise UnsupportedMediaType("send multipart/form-data (or use a direct upload)")
+            raise UnsupportedMediaType(N_("send multipart/form-data (or use a direct upload)"))
         fields, part = upload.fields_and_file()
         if part is None or part.name != self.field:
-            raise ValidationProblem({self.field: "is required (a file part)"
-                                     if part is None else f"the file part must be named "
-                                     f"{self.field!r}"})
+            raise ValidationProblem({self.field: N_("is required (a file part)")
+                                     if part is None else N_("the file part must be named %(name)s",
+                                                             name=repr(self.field))})
         data = self._values(ctx, self._form_values(ctx, fields, upload.typed))
         data["name"] = sniff.safe_name(data.get("name") or part.filename)
         limit = self.max_bytes
         if (upload.declared is not None and upload.declared > limit + FORM_OVERHEAD) or \
                 (part.size is not None and part.size > limit):
-            raise PayloadTooLarge(f"{self.field}: larger than {limit} bytes",
-                                  errors={self.field: f"larger than {limit} bytes"})
+            raise PayloadTooLarge(N_("%(field)s: larger than %(limit)s bytes", field=self.field,
+                                     limit=limit),
+                                  errors={self.field: N_("larger than %(limit)s bytes",
+                                                         limit=limit)})
         least = part.size if part.size is not None else min(upload.least_remaining(), limit)
         self.precheck(ctx, {**data, "size": least})
         key = new_key()
@@ -243,8 +252,8 @@ class FileController(BasicCRUD):
         size, digest = body.pop("size"), body.pop("sha256", None)
         limit = self.max_bytes
         if size > limit:
-            raise PayloadTooLarge(f"size: larger than {limit} bytes",
-                                  errors={"size": f"larger than {limit} bytes"})
+            raise PayloadTooLarge(N_("size: larger than %(limit)s bytes", limit=limit),
+                                  errors={"size": N_("larger than %(limit)s bytes", limit=limit)})
         data = self._values(ctx, body)
         key = new_key()
         meta = {"size": size, "sha256": digest, "content_type": "application/octet-stream",
@@ -266,25 +275,30 @@ class FileController(BasicCRUD):
         record = self._load(ctx, ctx.params["id"], for_update=True)
         self.authorize(ctx, "u", record)
         if record.state != PENDING:
-            raise Conflict(f"{self.resource.name} {record.id} is not waiting for an upload")
+            raise Conflict(N_("%(resource)s %(id)s is not waiting for an upload",
+                              resource=self.resource.name, id=record.id))
         info = self.storage.info(record.storage_key)
         if info is None:
-            raise Conflict("nothing was uploaded for this file",
-                           errors={self.field: "not uploaded"})
+            raise Conflict(N_("nothing was uploaded for this file"),
+                           errors={self.field: N_("not uploaded")})
         wrong = None
         if info.size != record.size:
-            wrong = f"{info.size} bytes stored, {record.size} declared"
+            wrong = N_("%(stored)s bytes stored, %(size)s declared", stored=info.size,
+                       size=record.size)
         elif record.sha256 and not hmac.compare_digest(info.sha256, record.sha256):
-            wrong = "sha256 differs from the one declared"
+            wrong = N_("sha256 differs from the one declared")
         if wrong:
             self._drop_after_commit(ctx, record.storage_key)
-            raise Conflict(f"{self.field}: the stored file does not match: {wrong}",
+            raise Conflict(N_("%(field)s: the stored file does not match: %(wrong)s",
+                              field=self.field, wrong=wrong),
                            errors={self.field: wrong})
         ctype = sniff.detect(info.head)
         if not self.type_allowed(ctype):
             self._drop_after_commit(ctx, record.storage_key)
-            raise UnsupportedMediaType(f"{self.field}: {ctype} files are not accepted",
-                                       errors={self.field: f"{ctype} is not accepted"})
+            raise UnsupportedMediaType(N_("%(field)s: %(ctype)s files are not accepted",
+                                          field=self.field, ctype=ctype),
+                                       errors={self.field: N_("%(ctype)s is not accepted",
+                                                              ctype=ctype)})
         record.content_type, record.sha256, record.state = ctype, info.sha256, READY
         self._flush(ctx)
         self._after_stored(ctx, record)
@@ -306,14 +320,15 @@ class FileController(BasicCRUD):
         most the declared size, through the URL ``create_direct`` signed."""
         record = self._signed_record(ctx, "put")
         if record.state != PENDING:
-            raise Conflict("this file is not waiting for an upload")
+            raise Conflict(N_("this file is not waiting for an upload"))
         upload = ctx.upload
         writer = self.storage.writer(record.storage_key)
         try:
             for chunk in upload.chunks():
                 writer.write(chunk)
                 if writer.size > record.size:
-                    raise PayloadTooLarge(f"more than the {record.size} bytes declared")
+                    raise PayloadTooLarge(N_("more than the %(size)s bytes declared",
+                                             size=record.size))
             writer.commit()
         except BaseException:
             writer.abort()
@@ -359,7 +374,7 @@ class FileController(BasicCRUD):
             first = next(chunks, b"")
         except FileNotFoundError:
             log.error("stored bytes of a file are missing", extra={"event": "file_missing"})
-            raise NotFound("the file's content is missing") from None
+            raise NotFound(N_("the file's content is missing")) from None
 
         def body() -> Iterator[bytes]:
             try:
@@ -380,7 +395,8 @@ class FileController(BasicCRUD):
     def _ready(self, ctx: RequestContext) -> Any:
         record = self._load(ctx, ctx.params["id"])
         if record.state != READY:
-            raise Conflict(f"{self.resource.name} {record.id}: the upload is not confirmed")
+            raise Conflict(N_("%(resource)s %(id)s: the upload is not confirmed",
+                              resource=self.resource.name, id=record.id))
         return record
 
     def download(self, ctx: RequestContext) -> Reply:
@@ -393,7 +409,7 @@ class FileController(BasicCRUD):
         """``GET /file/{id}/thumbnail``: the picture's thumbnail (JPEG), once made."""
         record = self._ready(ctx)
         if not record.thumbnail_key:
-            raise NotFound("no thumbnail (yet)")
+            raise NotFound(N_("no thumbnail (yet)"))
         stem = record.name.rsplit(".", 1)[0] or "thumbnail"
         return self._stream(record.thumbnail_key, f"{stem}.thumbnail.jpg", "image/jpeg", None)
 
@@ -416,7 +432,7 @@ class FileController(BasicCRUD):
         """``GET /file/{id}/signed``: the bytes, for a URL from :meth:`url`."""
         record = self._signed_record(ctx, "get")
         if record.state != READY:
-            raise Forbidden("this link is invalid or has expired")
+            raise Forbidden(N_("this link is invalid or has expired"))
         return self._stream(record.storage_key, record.name, record.content_type,
                             record.size, record.sha256)
 
@@ -432,7 +448,7 @@ class FileController(BasicCRUD):
     def _signed_record(self, ctx: RequestContext, method: str) -> Any:
         """The live record a signed URL names; 403 for any bad, stale or foreign
         signature, whether the record exists or not (no existence leak)."""
-        refused = Forbidden("this link is invalid or has expired")
+        refused = Forbidden(N_("this link is invalid or has expired"))
         expires, given = ctx.params["expires"], ctx.params["signature"]
         settings = self.services.settings
         ttl = settings.file_download_ttl if method == "get" else settings.file_url_ttl

@@ -18,6 +18,7 @@ from apicrud.crud.controller import BasicCRUD
 from apicrud.db import query as q
 from apicrud.db.base import iso_utc, naive_utc
 from apicrud.errors import BadRequest, Forbidden, ValidationProblem
+from apicrud.i18n import N_, N_as
 from apicrud.metrics.grants import NUMBER_RULE, number
 
 FIELDS = ("id", "name", "scope", "style", "period", "uid", "value", "limit", "remaining",
@@ -59,7 +60,7 @@ class MetricController:
         """Prometheus exposition: administrators, and their API keys scoped ``metrics``."""
         p = ctx.principal
         if not p.is_admin or (p.scopes is not None and "metrics" not in p.scopes):
-            raise Forbidden("metrics are for administrators (API keys need scope metrics)")
+            raise Forbidden(N_("metrics are for administrators (API keys need scope metrics)"))
         body, content_type = self.services.prometheus.render(ctx.headers.get("Accept"))
         return Reply(body, 200, {"Content-Type": content_type, "Cache-Control": "no-store"})
 
@@ -93,8 +94,8 @@ class MetricController:
         if isinstance(uids, list) and uids and all(isinstance(u, str) and u != "*" and
                                                    "%" not in u for u in uids):
             if len(uids) > MAX_UIDS:
-                raise BadRequest(f"filter: at most {MAX_UIDS} uids",
-                                 errors={"filter": f"at most {MAX_UIDS} uids"})
+                raise BadRequest(N_("filter: at most %(count)s uids", count=MAX_UIDS),
+                                 errors={"filter": N_("at most %(count)s uids", count=MAX_UIDS)})
             return [s for u in dict.fromkeys(uids) for s in metrics.for_user(u)]
         return metrics.scan()
 
@@ -113,8 +114,9 @@ class MetricController:
         limit = paging.page_size(limit, settings)
         for name in filters:
             if name not in FIELDS:
-                raise BadRequest(f"filter: unknown field {name[:64]!r}",
-                                 errors={"filter": f"unknown field {name[:64]!r}"})
+                raise BadRequest(N_("filter: unknown field %(name)s", name=repr(name[:64])),
+                                 errors={"filter": N_("unknown field %(name)s",
+                                                      name=repr(name[:64]))})
         grants_of: dict[str, dict] = {}
         items = [self._item(s, grants_of) for s in self._samples(ctx, filters)
                  if s.name in self.services.metrics.definitions]
@@ -137,9 +139,9 @@ def _timestamp(value: Any, field: str) -> datetime | None:
     try:
         return naive_utc(str(value))
     except ValueError:
-        raise ValidationProblem({field: "is not a date-time"}) from None
+        raise ValidationProblem({field: N_("is not a date-time")}) from None
     except OverflowError:
-        raise ValidationProblem({field: "is out of range"}) from None
+        raise ValidationProblem({field: N_("is out of range")}) from None
 
 
 class GrantController(BasicCRUD):
@@ -149,7 +151,9 @@ class GrantController(BasicCRUD):
         grants = self.services.grants
         if "name" in values and values["name"] not in grants.defaults:
             known = ", ".join(sorted(grants.defaults))
-            raise ValidationProblem({"name": f"no such grant (known: {known})"[:200]})
+            english = f"no such grant (known: {known})"[:200]
+            raise ValidationProblem({"name": N_as(english, "no such grant (known: %(names)s)",
+                                                  names=known)})
         if "value" in values:
             n = number(values["value"])
             if n is None:

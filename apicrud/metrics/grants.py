@@ -29,13 +29,14 @@ from sqlalchemy import func, select, update
 from apicrud.cache import ReadThrough
 from apicrud.db.repository import live
 from apicrud.errors import Forbidden, TooManyRequests
+from apicrud.i18n import N_
 
 log = logging.getLogger("apicrud.metrics")
 
 #: the largest grant value: a SQL BIGINT and a Redis counter hold it, its text fits the
 #: grant row's value column, and a limit above it means "unlimited" anyway
 MAX_GRANT = 2 ** 63 - 1
-NUMBER_RULE = f"must be a number from 0 to {MAX_GRANT}"
+NUMBER_RULE = N_("must be a number from 0 to %(most)s", most=MAX_GRANT)
 
 
 def number(value: Any) -> int | float | None:
@@ -146,11 +147,11 @@ class Grants:
         self.cache.drop(*uids)
 
 
-def _when(seconds: int | None) -> str:
+def _when(seconds: int | None) -> str | None:
     if seconds is None:
-        return ""
+        return None
     at = datetime.fromtimestamp(time.time() + seconds, timezone.utc)
-    return f"; it resets at {at.strftime('%Y-%m-%dT%H:%M:%SZ')}"
+    return at.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class GrantChecks:
@@ -203,8 +204,9 @@ class GrantChecks:
             held = ctx.db.execute(stmt).scalar_one()
         if held >= limit:
             self._count_refusal(name)
-            raise Forbidden(f"grant {name} exceeded: at most {limit} {res.name} records "
-                            f"(held: {held})", slug="grant-exceeded", grant=name, limit=limit)
+            raise Forbidden(N_("grant %(grant)s exceeded: at most %(limit)s %(resource)s records "
+                               "(held: %(held)s)", grant=name, limit=limit, resource=res.name,
+                               held=held), slug="grant-exceeded", grant=name, limit=limit)
         ctx.memo[key] = held + 1
 
     def _lock_owner(self, ctx, res, uid: str) -> None:
@@ -233,8 +235,12 @@ class GrantChecks:
             self._count_refusal(d.name)
             headers = {"Retry-After": str(max(used.reset_in or 0, 1))} \
                 if used.reset_in is not None else {}
+            at = _when(used.reset_in)
             raise TooManyRequests(
-                f"grant {d.name} used up: {limit} per {d.period}{_when(used.reset_in)}",
+                N_("grant %(grant)s used up: %(limit)s per %(period)s", grant=d.name,
+                   limit=limit, period=d.period) if at is None else
+                N_("grant %(grant)s used up: %(limit)s per %(period)s; it resets at %(time)s",
+                   grant=d.name, limit=limit, period=d.period, time=at),
                 slug="grant-exceeded", headers=headers, grant=d.name, limit=limit)
         # the unit is given back if the request's transaction is not committed
         ctx.on_rollback.append(lambda: self._refund(d.name, uid, 1))

@@ -41,14 +41,14 @@ _FORMATS = FormatChecker()
 #: the date-times every backend stores (naive UTC): MariaDB's DATETIME range
 DATETIME_MIN = datetime(1000, 1, 1)
 DATETIME_MAX = datetime(9999, 12, 31, 23, 59, 59, 999999)
-DATETIME_RANGE = "out of range (1000-01-01T00:00:00Z to 9999-12-31T23:59:59Z)"
+DATETIME_RANGE = N_("out of range (1000-01-01T00:00:00Z to 9999-12-31T23:59:59Z)")
 
 
 def parse_datetime(value: str) -> tuple[datetime | None, str | None]:
     """(naive UTC datetime, None), or (None, why not) for text that is not a date-time
     every backend can store. Text without an offset is taken as UTC."""
     if not isinstance(value, str) or len(value) > 64:
-        return None, "not an ISO 8601 date-time"
+        return None, N_("not an ISO 8601 date-time")
     try:
         parsed = naive_utc(value.strip().replace("z", "+00:00"))
     except ValueError:
@@ -76,21 +76,21 @@ def column_problem(column: Any, value: Any) -> str | None:
     if kind is None:
         return None
     if isinstance(value, float) and not math.isfinite(value):
-        return "not a finite number"
+        return N_("not a finite number")
     if isinstance(kind, Integer) and isinstance(value, int) and not isinstance(value, bool):
         bits = next(b for t, b in _INT_RANGES if isinstance(kind, t))
         if not -(2 ** (bits - 1)) <= value < 2 ** (bits - 1):
-            return f"out of range (a {bits}-bit integer)"
+            return N_("out of range (a %(bits)s-bit integer)", bits=bits)
     elif isinstance(kind, (Float, Numeric)) and isinstance(value, (int, float)) \
             and not isinstance(value, bool):
         if abs(value) > 1.7976931348623157e308:
-            return "out of range"
+            return N_("out of range")
     elif isinstance(kind, String) and kind.length:
         if isinstance(value, str) and len(value) > kind.length and not _references(column):
-            return f"longer than {kind.length} characters"
+            return N_("longer than %(count)s characters", count=kind.length)
         if isinstance(value, (int, float)) and not isinstance(value, bool) and \
                 len(str(value)) > kind.length:
-            return "out of range"
+            return N_("out of range")
     elif isinstance(kind, DateTime) and isinstance(value, str):
         return parse_datetime(value)[1]
     return None
@@ -322,7 +322,7 @@ class Operation:
                 continue
             if not raw:
                 if p.required:
-                    errors[p.name] = "is required"
+                    errors[p.name] = N_("is required")
                 elif "default" in p.schema:
                     values[p.name] = p.schema["default"]
                 continue

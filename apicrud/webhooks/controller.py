@@ -21,6 +21,7 @@ from apicrud.crud import paging
 from apicrud.crud.controller import BasicCRUD, json_value
 from apicrud.crypto import AESEncrypt
 from apicrud.errors import BadRequest
+from apicrud.i18n import N_, text_of
 from apicrud.webhooks import EVENT_VERBS
 from apicrud.webhooks.ssrf import UnsafeTarget, resolve
 
@@ -41,7 +42,8 @@ class WebhookController(BasicCRUD):
         try:
             resolve(str(url), frozenset(self.services.settings.webhook_allowed_hosts))
         except UnsafeTarget as exc:
-            raise BadRequest(f"url: {exc}", errors={"url": str(exc)}) from None
+            raise BadRequest(N_("url: %(problem)s", problem=text_of(exc)),
+                             errors={"url": text_of(exc)}) from None
         return str(url)
 
     def _check_events(self, events: Any) -> str:
@@ -52,9 +54,10 @@ class WebhookController(BasicCRUD):
                self.services.resources[EVENT_RE.match(n).group(1)].model is None or
                EVENT_RE.match(n).group(2) not in verbs]
         if not names or bad or len(names) > MAX_EVENTS:
-            text = f"unknown event {str(bad[0])[:64]!r}" if bad else \
-                f"name 1 to {MAX_EVENTS} events"
-            raise BadRequest(f"events: {text} (<resource>.<{'|'.join(sorted(verbs))}>)",
+            text = N_("unknown event %(name)s", name=repr(str(bad[0])[:64])) if bad else \
+                N_("name 1 to %(count)s events", count=MAX_EVENTS)
+            raise BadRequest(N_("events: %(problem)s (<resource>.<%(verbs)s>)", problem=text,
+                                verbs='|'.join(sorted(verbs))),
                              errors={"events": text})
         return json.dumps(names)
 
@@ -64,8 +67,8 @@ class WebhookController(BasicCRUD):
             return None
         if not isinstance(value, dict) or not all(
                 isinstance(v, (str, int, float, bool)) or v is None for v in value.values()):
-            raise BadRequest("filter: an object of field -> value (string, number, "
-                             "boolean or null)", errors={"filter": "must map fields to values"})
+            raise BadRequest(N_("filter: an object of field -> value (string, number, boolean or "
+                                "null)"), errors={"filter": N_("must map fields to values")})
         return json.dumps(value, sort_keys=True)
 
     def before_create(self, ctx: RequestContext, data: dict[str, Any]) -> dict[str, Any]:
