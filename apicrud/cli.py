@@ -20,6 +20,12 @@ from apicrud.config import load_settings
 from apicrud.errors import ApicrudError
 
 
+class _BadRequest(click.ClickException):
+    """A bad request of the generators: one line, exit status 2 (as a usage error)."""
+
+    exit_code = 2
+
+
 class Commands(click.Group):
     """Reports the one error base, :class:`ApicrudError`, as ``Error: <message>`` and
     its exit status (2 for a bad request of the generators, else 1)."""
@@ -28,9 +34,9 @@ class Commands(click.Group):
         try:
             return super().invoke(ctx)
         except ApicrudError as exc:
-            error = click.ClickException(str(exc))
-            error.exit_code = getattr(exc, "exit_code", 1)
-            raise error from None
+            refused = _BadRequest if getattr(exc, "exit_code", 1) == 2 else \
+                click.ClickException
+            raise refused(str(exc)) from None
 
 
 def _settings(ctx: click.Context, **changes):

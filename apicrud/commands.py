@@ -212,6 +212,7 @@ def add_account(settings: Any, username: str, email: str, *, name: str | None = 
         with offline.db.session() as session, session.begin():
             if only_first and count_accounts(session, offline.models):
                 return None
+            account: Any
             account, made = create_account(
                 session, offline.models, username=username.strip(), email=email,
                 name=name, password=password, is_admin=admin,

@@ -51,7 +51,7 @@ def test_add_account_keeps_the_name_as_written_unique_in_any_case(settings):
     alice = commands.account_add(settings, "Alice", "alice@example.com",
                                  password="alice-Secret-9f3b", admin=True)
     assert (alice.username, alice.admin, alice.password) == ("Alice", True, None)
-    name, hashed, is_admin = _stored(settings, "Alice")
+    _, hashed, is_admin = _stored(settings, "Alice")
     assert is_admin and verify_password(hashed, "alice-Secret-9f3b")
     for taken in ("alice", "ALICE", " Alice "):
         with pytest.raises(AccountError, match="already exists"):
