@@ -7,7 +7,10 @@ nothing and knows nothing of click. What stops a command is an
 module that refused: settings, spec, policy, project, account, start-up) whose message
 says what is wrong and what to do. :mod:`apicrud.cli` parses the arguments, calls one
 function, prints its answer and turns that one error base into a message and an exit
-status; tests and scripts call these functions directly.
+status; tests and scripts call these functions directly. The long-running commands
+have functions of their own modules, taking settings the same way: ``serve`` is
+:func:`apicrud.server.run`, ``worker``, ``beat`` and ``dead-letters`` are in
+:mod:`apicrud.worker.main`, ``init`` and ``add resource`` in :mod:`apicrud.project`.
 
 Work outside HTTP opens its database and Redis through one builder,
 :func:`apicrud.services.open_offline`, as the worker's scheduled tasks and the server's
