@@ -224,6 +224,17 @@ def test_check_accepts_the_connexion_paths(project):
     assert done.stdout.startswith("ok")
 
 
+def test_routes_names_the_connexion_handlers(project):
+    folder, env = project
+    done = _run("routes", cwd=folder, env=env)
+    assert done.returncode == 0, done.stderr
+    rows = [line.split() for line in done.stdout.splitlines()]
+    pets = {(r[0], r[1].rsplit("/api/v1", 1)[-1]): r[2] for r in rows if "/pets" in r[1]}
+    assert pets[("GET", "/pets/{pet_id}")] == "handlers.pets.get_pet", done.stdout
+    assert pets[("POST", "/pets")] == "handlers.pets.post", done.stdout
+    assert "(unresolved)" not in done.stdout, done.stdout
+
+
 def test_check_names_a_handler_that_does_not_resolve(project, tmp_path):
     folder, env = project
     broken = folder.parent / "broken"
