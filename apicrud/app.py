@@ -1,13 +1,29 @@
-"""create_app(): settings -> declarations -> services -> a WSGI application.
+"""create_app(): settings -> services -> a WSGI application of Blueprints.
+
+Flask's application-factory shape: :func:`start_services` checks the declarations,
+opens the database and Redis and installs the components (:data:`COMPONENTS`, in
+order); :func:`create_app` then registers one Blueprint per surface and the headers
+every response gets:
+
+- ``api`` (:mod:`apicrud.api`): the spec's operations at setting ``base_url``;
+- ``react_admin`` (:mod:`apicrud.api`, dialects in :mod:`apicrud.react_admin`): the same
+  operations at setting ``react_admin_url``, unless it is empty;
+- ``docs`` (:mod:`apicrud.swagger_ui`): ``{base_url}/openapi.json`` and the Swagger UI;
+- ``admin_ui`` (:mod:`apicrud.admin_ui`): the admin UI at ``/admin/`` (setting
+  ``admin_ui``);
+- :mod:`apicrud.headers`: CORS (``Vary: Origin`` on every response when it is on) and
+  ``X-Content-Type-Options: nosniff``, as hooks of the application, so no surface and no
+  error escapes them.
 
 Routes come from the spec (a Werkzeug map built at start-up); each routed request runs
 the stages of :mod:`apicrud.request_path` (authentication, the operation's security
 schemes, roles, guards, parameters, body, the controller, commit), and every error is
-rendered as problem+json through its problem map.
+rendered as problem+json through its problem map; a URL or method no view answers gets
+its problem document from the handlers here.
 
-Every response says ``X-Content-Type-Options: nosniff``; one to a signed-in caller, or
-one setting a cookie (``POST /auth``), says ``Cache-Control: no-store``. ``HEAD`` runs
-the ``GET`` operation of its path and sends no body.
+A response to a signed-in caller, or one setting a cookie (``POST /auth``), says
+``Cache-Control: no-store``. ``HEAD`` runs the ``GET`` operation of its path and sends
+no body.
 
 Why not connexion's ASGI stack: measured on this machine it serves about half the
 requests of plain Flask handlers (see README, "Serving stack"); this path keeps the
@@ -20,8 +36,9 @@ import importlib
 import logging
 from typing import Any
 
-from flask import Flask, Response, request
+from flask import Flask, request
 
+from apicrud import admin_ui, api, headers, swagger_ui
 from apicrud.auth.sessions import SessionManager
 from apicrud.config import load_settings
 from apicrud.db.engine import Database
@@ -32,11 +49,9 @@ from apicrud.request_path import (
     DEFAULT_STAGES,
     MAX_BODY,
     default_problems,
-    dispatch,
     problem_response,
 )
 from apicrud.services import Services, load_declarations
-from apicrud.spec.operations import Operation, flask_rule
 
 log = logging.getLogger("apicrud")
 
@@ -45,6 +60,9 @@ log = logging.getLogger("apicrud")
 #: credential), then guards (rate limits need the principal; scopes need the
 #: operation), then observers (metrics count every response, errors included).
 COMPONENTS = (
+    # connexion's x-bearerInfoFunc & co. (when the spec names them): checked before the
+    # authenticators below, for the operations listing those schemes
+    "apicrud.connexion_conventions",
     "apicrud.auth.apikeys",  # X-API-KEY (first authenticator); guard: API-key scopes
     "apicrud.auth.external.bearer",  # Bearer JWTs of trusted issuers (jwt_issuers)
     "apicrud.auth.handlers",  # Bearer, Basic and cookie sessions
@@ -62,7 +80,7 @@ COMPONENTS = (
 
 def create_app(root: str | None = None, *, settings=None, migrate: bool | None = None,
                **overrides: Any) -> Flask:
-    """Build the WSGI application.
+    """Build the WSGI application: the services, then one Blueprint per surface.
 
     :param root: project root holding ``service_config.yaml``, ``openapi/``, ``rbac.yaml``
     :param settings: an already loaded Settings (else loaded from root, env and overrides)
@@ -71,6 +89,31 @@ def create_app(root: str | None = None, *, settings=None, migrate: bool | None =
     """
     if settings is None:
         settings = load_settings(root=root, **overrides)
+    services = start_services(settings, migrate)
+
+    app = Flask("apicrud", static_folder=None)
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
+    app.extensions["apicrud"] = services
+    app.register_blueprint(api.blueprint(services))  # the spec's operations at base_url
+    react_admin = api.react_admin_blueprint(services)  # the same at react_admin_url
+    if react_admin is not None:
+        app.register_blueprint(react_admin)
+    app.register_blueprint(swagger_ui.blueprint(services))  # /openapi.json, /ui/
+    admin = admin_ui.blueprint(services)  # /admin/ (setting admin_ui)
+    if admin is not None:
+        app.register_blueprint(admin)
+    headers.init_app(app, services.settings.cors_origins)  # CORS, nosniff: every response
+    _add_error_handlers(app)
+    return app
+
+
+def start_services(settings, migrate: bool | None = None) -> Services:
+    """The live services of one process: declarations checked, database and Redis open
+    (migrated first when asked), the request path's stages and problem map set, and every
+    component of :data:`COMPONENTS` installed, in order.
+
+    :raises StartupError: the declarations are inconsistent (lists every problem)
+    """
     decl = load_declarations(settings)
     if decl.problems:
         raise StartupError(decl.problems)
@@ -100,20 +143,11 @@ def create_app(root: str | None = None, *, settings=None, migrate: bool | None =
     warm_up()  # the timing-equalising dummy hash, before the first login
     for name in COMPONENTS:
         importlib.import_module(name).init_app(services)
+    return services
 
-    app = Flask("apicrud", static_folder=None)
-    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
-    app.extensions["apicrud"] = services
-    _add_routes(app, services)
-    from apicrud.swagger_ui import add_docs  # /openapi.json and the Swagger UI at /ui/
 
-    add_docs(app, services)
-    from apicrud.admin_ui import add_admin_ui  # /admin/ (setting admin_ui)
-
-    add_admin_ui(app, services)
-
-    _add_cors(app, services)
-    _add_security_headers(app)
+def _add_error_handlers(app: Flask) -> None:
+    """Problem documents for what no view answers: unknown URLs, methods, big bodies."""
 
     @app.errorhandler(404)
     def _not_found(_exc):
@@ -134,8 +168,6 @@ def create_app(root: str | None = None, *, settings=None, migrate: bool | None =
     def _internal(_exc):
         return problem_response(Problem(N_("internal error")))
 
-    return app
-
 
 #: operations whose JSON body is written to the resource's columns as given
 _WRITES = ("create", "update", "patch")
@@ -149,70 +181,3 @@ def _bind_columns(services: Services) -> None:
         if op.action in _WRITES and op.body_schema and res is not None and \
                 res.model is not None:
             op.bind_columns(res.fields)
-
-
-def _add_routes(app: Flask, services: Services) -> None:
-    by_path: dict[str, dict[str, Operation]] = {}
-    for op in services.decl.operations:
-        by_path.setdefault(op.path, {})[op.method.upper()] = op
-    bases = [(services.base_url, False)]
-    ra_url = services.settings.react_admin_url.rstrip("/")
-    if ra_url:
-        bases.append((ra_url, True))
-    for base, react_admin in bases:
-        for path, ops in by_path.items():
-            def view(_ops=ops, _ra=react_admin, **path_args):
-                method = request.method
-                op = _ops.get("GET" if method == "HEAD" and method not in _ops else method)
-                if op is None:  # a method Werkzeug routed but the spec lacks
-                    return problem_response(MethodNotAllowed(
-                        N_("%(method)s is not allowed here", method=request.method),
-                        headers={"Allow": ", ".join(sorted(_ops))}))
-                return dispatch(services, op, path_args, _ra)
-
-            app.add_url_rule(base + flask_rule(path), endpoint=("ra:" if react_admin else "")
-                             + path, view_func=view, methods=list(ops))
-
-
-CORS_REQUEST_HEADERS = "Authorization, Content-Type, Range, If-Match, X-API-KEY, " \
-    "X-CSRF-Token, X-Request-ID"
-CORS_EXPOSED_HEADERS = "Content-Range, X-Total-Count, ETag, Location, X-Request-ID, " \
-    "Retry-After, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset, RateLimit-Policy"
-
-
-def _add_cors(app: Flask, services: Services) -> None:
-    """CORS for the configured origins (setting cors_origins; "*" allows any origin,
-    without credentials)."""
-    origins = set(services.settings.cors_origins)
-    if not origins:
-        return
-
-    @app.after_request
-    def _cors(response: Response) -> Response:
-        # every answer depends on Origin (allowed or not): caches must key on it
-        response.vary.add("Origin")
-        origin = request.headers.get("Origin")
-        if not origin or (origin not in origins and "*" not in origins):
-            return response
-        if origin in origins:
-            response.headers["Access-Control-Allow-Origin"] = origin
-            response.headers["Access-Control-Allow-Credentials"] = "true"
-        else:
-            response.headers["Access-Control-Allow-Origin"] = "*"
-        response.headers["Access-Control-Expose-Headers"] = CORS_EXPOSED_HEADERS
-        if request.method == "OPTIONS":
-            response.headers["Access-Control-Allow-Methods"] = \
-                "GET, POST, PUT, PATCH, DELETE, OPTIONS"
-            response.headers["Access-Control-Allow-Headers"] = CORS_REQUEST_HEADERS
-            response.headers["Access-Control-Max-Age"] = "600"
-        return response
-
-
-def _add_security_headers(app: Flask) -> None:
-    """``X-Content-Type-Options: nosniff`` on every response: a browser must never run a
-    JSON answer (or anything else served here) as another content type."""
-
-    @app.after_request
-    def _nosniff(response: Response) -> Response:
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        return response

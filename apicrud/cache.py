@@ -7,6 +7,12 @@ made of calls :meth:`~ReadThrough.drop_around_commit`: the copy is dropped at on
 again once the transaction commits, so a read that ran between the two (seeing the old
 rows) cannot leave its stale copy behind. Used for membership roles, grants and account
 settings.
+
+A cache made with ``epochs=True`` can also be dropped for every id at once: each copy
+records the epoch (one counter, ``apicrud:<family>:epoch``) it was read in, and
+:meth:`~ReadThrough.new_epoch_around_commit` starts a new one, so every copy is stale
+from then on (membership roles with cascades: a change high in a chain changes what
+everyone below it holds). The epoch comes in the same round trip as the copy.
 """
 
 from __future__ import annotations
@@ -25,13 +31,17 @@ class ReadThrough:
         may be replaced while the service runs)
     :param family: the key family (``"grants"`` -> ``apicrud:grants:<id>``)
     :param ttl: seconds a copy is kept, unless :meth:`get` is told a shorter one
+    :param epochs: copies are good for the epoch they were read in only (see
+        :meth:`new_epoch_around_commit`)
     """
 
-    def __init__(self, client: Any, family: str, ttl: int) -> None:
+    def __init__(self, client: Any, family: str, ttl: int, *, epochs: bool = False) -> None:
         self._client: Callable[[], Any] = client if callable(client) and \
             not hasattr(client, "get") else (lambda: client)
         self.prefix = redis_keys.prefix(family)
         self.ttl = ttl
+        self.epochs = epochs
+        self.epoch_key = self.prefix + "epoch"
 
     def key(self, ident: str) -> str:
         return self.prefix + ident
@@ -46,17 +56,26 @@ class ReadThrough:
             loaded again: a copy written by an older version, say)
         """
         client = self._client()
-        raw = client.get(self.key(ident))
+        epoch = None
+        if self.epochs:
+            current, raw = client.mget(self.epoch_key, self.key(ident))
+            epoch = int(current or 0)
+        else:
+            raw = client.get(self.key(ident))
         if raw is not None:
             try:
                 value = json.loads(raw)
             except ValueError:
                 value = None  # unreadable: load it again
             else:
-                if valid is None or valid(value):
+                if self.epochs:  # [epoch, value]: good in that epoch only
+                    if isinstance(value, list) and len(value) == 2 and value[0] == epoch \
+                            and (valid is None or valid(value[1])):
+                        return value[1]
+                elif valid is None or valid(value):
                     return value
         value = load()
-        client.set(self.key(ident), json.dumps(value),
+        client.set(self.key(ident), json.dumps([epoch, value] if self.epochs else value),
                    ex=max(1, ttl(value) if ttl is not None else self.ttl))
         return value
 
@@ -69,3 +88,10 @@ class ReadThrough:
         """Drop the copies now and again after ``ctx``'s transaction commits."""
         self.drop(*idents)
         ctx.after_commit.append(lambda: self.drop(*idents))
+
+    def new_epoch_around_commit(self, ctx: Any) -> None:
+        """Make every copy stale (``epochs=True``): a new epoch now, and again after
+        ``ctx``'s transaction commits."""
+        client = self._client
+        client().incr(self.epoch_key)
+        ctx.after_commit.append(lambda: client().incr(self.epoch_key))

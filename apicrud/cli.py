@@ -1,28 +1,42 @@
-"""The ``apicrud`` command: init, add, serve, db, account, check, routes."""
+"""The ``apicrud`` command: init, add, serve, db, account, rbac, check, routes, worker.
+
+Argument parsing and printing only: each command loads the settings, calls one function
+of :mod:`apicrud.commands` (or of the worker, :mod:`apicrud.worker.main`) and prints
+what it returns. Every :class:`~apicrud.errors.ApicrudError` a command lets through is
+one message and an exit status (``exit_code`` of the error, else 1), without a traceback;
+anything else is a bug and keeps its traceback.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import sys
 
 import click
 
+from apicrud import commands
 from apicrud.config import load_settings
-from apicrud.errors import ApicrudError, StartupError
+from apicrud.errors import ApicrudError
+
+
+class _BadRequest(click.ClickException):
+    """A bad request of the generators: one line, exit status 2 (as a usage error)."""
+
+    exit_code = 2
 
 
 class Commands(click.Group):
-    """Every apicrud error a command lets through (settings, spec, policy, project,
-    account, start-up) is reported as one message and exit status 1, without a
-    traceback; anything else is a bug and keeps its traceback."""
+    """Reports the one error base, :class:`ApicrudError`, as ``Error: <message>`` and
+    its exit status (2 for a bad request of the generators, else 1)."""
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except ApicrudError as exc:
-            raise click.ClickException(str(exc)) from None
+            refused = _BadRequest if getattr(exc, "exit_code", 1) == 2 else \
+                click.ClickException
+            raise refused(str(exc)) from None
 
 
 def _settings(ctx: click.Context, **changes):
@@ -51,86 +65,27 @@ def main(ctx: click.Context, root: str | None, config: str | None) -> None:
 
 # -- check and routes -------------------------------------------------------------
 
-def _require_project(settings) -> None:
-    """Refuse, saying what to do, in a folder that holds no project."""
-    spec = settings.path("openapi_dir") / settings.openapi_file
-    if not spec.is_file():
-        where = os.path.relpath(spec, settings.root)
-        raise click.ClickException(
-            f"no apicrud project in {settings.root} (no {where}): run `apicrud init .` to "
-            "create one here, or pass --root / set APICRUD_ROOT to a project's folder")
-
-
-def _require_migrations(settings) -> None:
-    """Refuse, saying what to do, where the project has no migrations folder."""
-    if not (settings.root / "migrations").is_dir():
-        raise click.ClickException(
-            f"no migrations folder in {settings.root}: not an apicrud project? run "
-            "`apicrud init .` to create one here, or pass --root / set APICRUD_ROOT")
-
-
-def _declarations(ctx):
-    from apicrud.services import load_declarations
-
-    settings = _settings(ctx)
-    _require_project(settings)
-    return settings, load_declarations(settings)
-
-
 @main.command()
 @click.pass_context
 def check(ctx: click.Context) -> None:
     """Check spec, models, rbac.yaml, the database's schema and Redis; list every problem
     (exit 1 if any)."""
-    settings, decl = _declarations(ctx)
-    problems, note = list(decl.problems), None
-    if not problems:  # the models are sound: compare them with the database
-        found, note = _database_problems(settings)
-        problems += found
-    if problems:
-        click.echo(f"{len(problems)} problem(s):", err=True)
-        for problem in problems:
+    report = commands.check(_settings(ctx))
+    if report.problems:
+        click.echo(f"{len(report.problems)} problem(s):", err=True)
+        for problem in report.problems:
             click.echo(f"  - {problem}", err=True)
         sys.exit(1)
-    click.echo(f"ok: {len(decl.operations)} operations, {len(decl.resources)} resources")
-    if note:
-        click.echo(note)
-
-
-def _database_problems(settings) -> tuple[list[str], str | None]:
-    """(problems, a note): can the database and Redis be reached, and has the database
-    every table and column of the models? With migrations pending and
-    db_migrate_at_start, the comparison waits for the start (which migrates first)."""
-    from apicrud.db.schema import pending, schema_problems
-    from apicrud.services import backend_problems
-
-    problems = backend_problems(settings)
-    if problems:
-        return problems, None
-    behind = pending(settings)
-    if behind and settings.db_migrate_at_start:
-        current, head = behind
-        return [], (f"database: at revision {current or 'none'}, head {head}; the "
-                    "migrations are applied at start (db_migrate_at_start), and the "
-                    "schema is compared with the models then")
-    return schema_problems(settings), None
+    click.echo(f"ok: {report.operations} operations, {report.resources} resources")
+    if report.note:
+        click.echo(report.note)
 
 
 @main.command()
 @click.pass_context
 def routes(ctx: click.Context) -> None:
     """Print every URL, method, controller and whether it is public."""
-    from apicrud.services import _controller_class
-
-    settings, decl = _declarations(ctx)
-    base = settings.base_url.rstrip("/")
-    rows = []
-    for op in sorted(decl.operations, key=lambda o: (o.path, o.method)):
-        res = decl.resources.get(op.resource)
-        cls = _controller_class(res, []) if res else None
-        target = f"{cls.__name__}.{op.action}" if cls else "(unresolved)"
-        rows.append((op.method.upper(), base + op.path, target,
-                     "public" if op.public else "secured"))
+    rows = [(r.method, r.url, r.target, r.access) for r in commands.routes(_settings(ctx))]
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     for r in rows:
         click.echo(f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]}")
@@ -143,28 +98,12 @@ def db() -> None:
     """Database migrations (alembic, URL from settings)."""
 
 
-def _db_settings(ctx: click.Context):
-    """Settings whose database can be reached (else one line naming database_url)."""
-    from apicrud.db.schema import database_problem
-
-    settings = _settings(ctx.find_root())
-    _require_migrations(settings)
-    problem = database_problem(settings)
-    if problem:
-        raise click.ClickException(problem)
-    return settings
-
-
 @db.command()
 @click.argument("revision", default="head")
 @click.pass_context
 def upgrade(ctx: click.Context, revision: str) -> None:
     """Upgrade the database to REVISION (default head)."""
-    from apicrud.db import migrate
-
-    settings = _db_settings(ctx)
-    migrate.upgrade(settings, revision)
-    click.echo(f"at revision {migrate.current(settings)}")
+    click.echo(f"at revision {commands.db_upgrade(_settings(ctx.find_root()), revision)}")
 
 
 @db.command()
@@ -172,21 +111,15 @@ def upgrade(ctx: click.Context, revision: str) -> None:
 @click.pass_context
 def downgrade(ctx: click.Context, revision: str) -> None:
     """Downgrade the database to REVISION (default: one step)."""
-    from apicrud.db import migrate
-
-    settings = _db_settings(ctx)
-    migrate.downgrade(settings, revision)
-    click.echo(f"at revision {migrate.current(settings)}")
+    click.echo(f"at revision {commands.db_downgrade(_settings(ctx.find_root()), revision)}")
 
 
 @db.command()
 @click.pass_context
 def current(ctx: click.Context) -> None:
     """Print the database's revision and the head."""
-    from apicrud.db import migrate
-
-    settings = _db_settings(ctx)
-    click.echo(f"current: {migrate.current(settings)}  head: {migrate.head(settings)}")
+    at, head = commands.db_current(_settings(ctx.find_root()))
+    click.echo(f"current: {at}  head: {head}")
 
 
 @db.command()
@@ -195,9 +128,7 @@ def current(ctx: click.Context) -> None:
 @click.pass_context
 def revision(ctx: click.Context, message: str, empty: bool) -> None:
     """Create a revision in migrations/versions (review it before committing)."""
-    from apicrud.db import migrate
-
-    migrate.revision(_db_settings(ctx), message, autogenerate=not empty)
+    commands.db_revision(_settings(ctx.find_root()), message, autogenerate=not empty)
 
 
 # -- accounts ---------------------------------------------------------------------
@@ -218,60 +149,11 @@ def account() -> None:
 def account_add(ctx: click.Context, username: str, email: str, name: str | None,
                 password: str | None, admin: bool) -> None:
     """Create an active account and its person, ready to log in."""
-    from apicrud.auth.accounts import create_account
-    from apicrud.db import migrate
-    from apicrud.services import open_offline
-
-    settings = _settings(ctx.find_root())
-    _require_migrations(settings)
-    migrate.upgrade(settings)
-    offline = open_offline(settings)
-    try:
-        with offline.db.session() as session, session.begin():
-            acct, pw = create_account(session, offline.models, username=username,
-                                      email=email, name=name, password=password,
-                                      is_admin=admin, id_prefix=settings.id_prefix)
-    finally:
-        offline.close()
-    click.echo(f"created account {username} (uid {acct.uid}{', admin' if admin else ''})")
-    if not password:
-        click.echo(f"password: {pw}")
-
-
-@contextlib.contextmanager
-def _account_store(ctx: click.Context):
-    """(settings, models, a database session in a transaction) with the identity
-    component's cut-off installed: suspending here ends sessions (Redis) and API keys."""
-    from apicrud.auth import cutoff
-    from apicrud.auth.sessions import SessionManager
-    from apicrud.db import migrate
-    from apicrud.services import open_offline
-
-    settings = _settings(ctx.find_root())
-    _require_migrations(settings)
-    migrate.upgrade(settings)
-    offline = open_offline(settings, redis=True)
-    try:
-        sessions = SessionManager(offline.redis.client, settings.secret_key,
-                                  ttl=settings.session_ttl)
-        cutoff.install(offline.db, offline.models, sessions)
-        with offline.db.session() as session, session.begin():
-            yield settings, offline.models, session, sessions
-    finally:
-        offline.close()
-
-
-def _named_account(session, models, username: str):
-    from sqlalchemy import select
-
-    from apicrud.db.query import TRASHED
-
-    model = models.Account
-    account = session.execute(select(model).where(
-        model.name == username, model.status != TRASHED)).scalar_one_or_none()
-    if account is None:
-        raise click.ClickException(f"no account {username!r}")
-    return account
+    new = commands.account_add(_settings(ctx.find_root()), username, email, name=name,
+                               password=password, admin=admin)
+    click.echo(f"created account {new.username} (uid {new.uid}{', admin' if admin else ''})")
+    if new.password:
+        click.echo(f"password: {new.password}")
 
 
 @account.command("disable")
@@ -279,14 +161,10 @@ def _named_account(session, models, username: str):
 @click.pass_context
 def account_disable(ctx: click.Context, username: str) -> None:
     """Suspend an account: no login; its sessions and API keys end at once."""
-    with _account_store(ctx) as (_, models, session, _sessions):
-        acct = _named_account(session, models, username)
-        if acct.status == "suspended":
-            click.echo(f"account {username} is already suspended")
-            return
-        acct.status = "suspended"
-        session.flush()
-    click.echo(f"suspended account {username}: its sessions and API keys ended")
+    if commands.disable_account(_settings(ctx.find_root()), username):
+        click.echo(f"suspended account {username}: its sessions and API keys ended")
+    else:
+        click.echo(f"account {username} is already suspended")
 
 
 @account.command("enable")
@@ -294,14 +172,9 @@ def account_disable(ctx: click.Context, username: str) -> None:
 @click.pass_context
 def account_enable(ctx: click.Context, username: str) -> None:
     """Enable a suspended account again (API keys ended by the suspension stay ended)."""
-    with _account_store(ctx) as (_, models, session, _sessions):
-        acct = _named_account(session, models, username)
-        if acct.status != "suspended":
-            click.echo(f"account {username} is {acct.status}, not suspended")
-            return
-        acct.status = "active" if acct.password else "pending"
-        status = acct.status
-    click.echo(f"account {username} is {status}")
+    enabled, status = commands.enable_account(_settings(ctx.find_root()), username)
+    click.echo(f"account {username} is {status}" if enabled else
+               f"account {username} is {status}, not suspended")
 
 
 @account.command("password")
@@ -311,28 +184,9 @@ def account_enable(ctx: click.Context, username: str) -> None:
 @click.pass_context
 def account_password(ctx: click.Context, username: str, password: str | None) -> None:
     """Set a new password (e.g. a lost one); every session of the account ends."""
-    from apicrud.auth.password_rules import PasswordRules
-    from apicrud.auth.passwords import hash_password
-    from apicrud.db.base import utcnow
-    from apicrud.errors import Problem
-
     if password is None:
         password = click.prompt("new password", hide_input=True, confirmation_prompt=True)
-    with _account_store(ctx) as (settings, models, session, sessions):
-        acct = _named_account(session, models, username)
-        person = session.get(models.Person, acct.uid)
-        try:
-            PasswordRules.from_settings(settings).check(
-                password, acct.name, person.identity if person else None)
-        except Problem as exc:
-            raise click.ClickException(f"password refused: {exc.detail}") from None
-        acct.password = hash_password(password)
-        acct.password_changed = utcnow()
-        if acct.status == "pending":
-            acct.status = "active"
-        status = acct.status
-        session.flush()
-        ended = sessions.delete_all(acct.uid)
+    status, ended = commands.set_password(_settings(ctx.find_root()), username, password)
     click.echo(f"password of {username} changed ({status}); {ended} session(s) ended")
 
 
@@ -340,12 +194,7 @@ def account_password(ctx: click.Context, username: str, password: str | None) ->
 @click.pass_context
 def account_list(ctx: click.Context) -> None:
     """Every account: name, status, admin, uid, last login."""
-    from sqlalchemy import select
-
-    with _account_store(ctx) as (_, models, session, _sessions):
-        model = models.Account
-        rows = session.execute(select(model.name, model.status, model.is_admin, model.uid,
-                                      model.last_login).order_by(model.name)).all()
+    rows = commands.list_accounts(_settings(ctx.find_root()))
     for name, status, is_admin, uid, last_login in rows:
         click.echo(f"{name:<32}  {status:<9}  {'admin' if is_admin else '-':<5}  {uid}  "
                    f"{last_login.isoformat(timespec='seconds') if last_login else '-'}")
@@ -372,50 +221,7 @@ def rbac_can_i(ctx: click.Context, action: str, target: str, username: str,
 
     Exit status 0 for yes, 1 for no (like kubectl auth can-i).
     """
-    from sqlalchemy import select
-
-    from apicrud.access.explain import can_i
-    from apicrud.auth.principal import Principal
-    from apicrud.db.engine import Database
-    from apicrud.redis_client import RedisProvider
-    from apicrud.services import Services, load_declarations
-
-    settings = _settings(ctx.find_root())
-    decl = load_declarations(settings)
-    if decl.problems:
-        raise click.ClickException(str(StartupError(decl.problems)))
-    resource, _, id_ = target.partition(":")
-    database = Database(settings.sqlalchemy_url)
-    redis = RedisProvider(settings.redis_url, settings.path("data_dir"))
-    try:
-        try:
-            services = Services(settings, decl, database, redis, sessions=None)
-        except StartupError as exc:
-            raise click.ClickException(str(exc)) from None
-        model = decl.models.Account
-        with database.session() as session:
-            account = session.execute(select(model).where(
-                model.name == username, model.status.in_(("active", "pending")))) \
-                .scalar_one_or_none()
-            if account is None:
-                raise click.ClickException(f"no account {username!r}")
-            levels, kinds, via = services.roles.load_via(account.uid)
-            principal = Principal(uid=account.uid, account_id=account.id, username=username,
-                                  is_admin=account.is_admin, status=account.status,
-                                  method="cli", memberships=levels, membership_kinds=kinds,
-                                  membership_via=via)
-            try:
-                answer = can_i(services, session, principal, action, resource, id_ or None,
-                               field=field)
-            except KeyError:
-                raise click.ClickException(f"no resource {resource!r}") from None
-            except LookupError:
-                raise click.ClickException(f"no field {field!r} in {resource}") from None
-            except ValueError as exc:
-                raise click.ClickException(str(exc)) from None
-    finally:
-        database.dispose()
-        redis.close()
+    answer = commands.can_i(_settings(ctx.find_root()), action, target, username, field)
     click.echo(f"{'yes' if answer.allowed else 'no'}: {answer.reason}")
     sys.exit(0 if answer.allowed else 1)
 
@@ -430,28 +236,14 @@ def rbac_can_i(ctx: click.Context, action: str, target: str, username: str,
 def serve(ctx: click.Context, host: str | None, port: int | None,
           workers: int | None) -> None:
     """Run the service under gunicorn (embedded Redis and SQLite unless configured)."""
-    from apicrud.logs import configure_logging
     from apicrud.server import run
 
     changes = {k: v for k, v in (("host", host), ("port", port), ("workers", workers))
                if v is not None}
-    try:
-        settings = _settings(ctx, **changes)
-        _require_project(settings)
-        configure_logging(settings)  # log_format text|json; workers inherit it at fork
-        run(settings)
-    except StartupError as exc:
-        raise click.ClickException(str(exc)) from None
+    run(_settings(ctx, **changes))
 
 
 # -- a project of your own --------------------------------------------------------
-
-class _UsageError(click.UsageError):
-    """A bad request of the generators: one line, exit status 2."""
-
-    def show(self, file=None) -> None:
-        click.echo(f"Error: {self.format_message()}", err=True)
-
 
 @main.command()
 @click.argument("directory", type=click.Path(file_okay=False), default=".")
@@ -460,12 +252,9 @@ class _UsageError(click.UsageError):
 def init(directory: str, force: bool) -> None:
     """Write a new project into DIRECTORY: spec, models, rbac.yaml, service_config.yaml,
     migrations, a test and a README, with one example resource (note)."""
-    from apicrud.project import ProjectError, init_project
+    from apicrud.project import init_project
 
-    try:
-        written = init_project(directory, force=force)
-    except ProjectError as exc:
-        raise _UsageError(str(exc)) from None
+    written = init_project(directory, force=force)  # ProjectError: exit status 2
     target = os.path.abspath(directory)
     for path in written:
         click.echo(f"  wrote {os.path.relpath(path, target)}")
@@ -493,15 +282,11 @@ def add_resource(ctx: click.Context, name: str, fields: tuple[str, ...],
                  plural: str | None) -> None:
     """Add resource NAME: its path and schema YAML, its entries in the spec, its model,
     its policy (admins all, owners their own) and a migration creating its table."""
-    from apicrud.project import ProjectError
     from apicrud.project import add_resource as generate
 
     root = ctx.find_root().obj.get("root") or os.environ.get("APICRUD_ROOT") or os.getcwd()
-    try:
-        written = generate(root, name, list(fields), plural=plural,
-                           settings=_settings(ctx.find_root()))
-    except ProjectError as exc:
-        raise _UsageError(str(exc)) from None
+    written = generate(root, name, list(fields), plural=plural,  # ProjectError: status 2
+                       settings=_settings(ctx.find_root()))
     for path in written:
         click.echo(f"  wrote {os.path.relpath(path, os.path.abspath(root))}")
     click.echo(f"added resource {name}; next: apicrud check && apicrud db upgrade")

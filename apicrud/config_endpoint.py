@@ -13,6 +13,7 @@ from typing import Any
 
 from apicrud.context import Reply, RequestContext
 from apicrud.errors import Forbidden, Unauthorized
+from apicrud.i18n import N_
 
 
 class ConfigController:
@@ -26,7 +27,7 @@ class ConfigController:
         if not principal.authenticated:
             raise Unauthorized()
         if not principal.is_admin:
-            raise Forbidden("only administrators may read the configuration")
+            raise Forbidden(N_("only administrators may read the configuration"))
         settings = self.services.settings
         return Reply({"schema_version": settings.schema_version,
                       "settings": settings.as_dict(redact=True)}, 200,

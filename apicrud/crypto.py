@@ -3,14 +3,16 @@
 :class:`AESEncrypt` (str in, bytes out) and :class:`AESEncryptBin` (bytes in,
 bytes out) use AES-256-GCM with a fresh random 96-bit nonce per message.
 
-Key derivation: the 32-byte AES key is derived from the configured secret
-with HKDF-SHA256 (no salt) and the ``info`` label::
+Key derivation: :func:`derive_key` is the one way a key is made from the
+configured secret: HKDF-SHA256 (no salt) with a label per purpose as ``info``.
+The 32-byte AES key of a *context* has the label::
 
     b"apicrud/aes-256-gcm/v1:" + context.encode("utf-8")
 
-so every *context* (e.g. ``"apicrud"`` by default, ``"session"`` for
-sessions) gets an independent key from the same secret, and ciphertext from
-one context cannot be decrypted in another.
+so every context (e.g. ``"apicrud"`` by default, ``"session"`` for sessions)
+gets an independent key from the same secret, and ciphertext from one context
+cannot be decrypted in another. The HMAC keys of API-key hashes, TOTP backup
+codes and file URLs come from labels of their own.
 
 Wire format of a message::
 
@@ -37,6 +39,7 @@ __all__ = [
     "AESEncryptBin",
     "DecryptError",
     "constant_time_equals",
+    "derive_key",
     "token_hash",
 ]
 
@@ -51,8 +54,8 @@ class DecryptError(ValueError):
     """Ciphertext is malformed, tampered with, or encrypted under another key."""
 
 
-def _derive_key(secret: str | bytes, context: str) -> bytes:
-    """Derive the 32-byte AES key for ``context`` from ``secret`` with HKDF-SHA256."""
+def derive_key(secret: str | bytes, label: bytes) -> bytes:
+    """The 32-byte key for the purpose ``label`` derived from ``secret`` (HKDF-SHA256)."""
     if isinstance(secret, str):
         secret = secret.encode("utf-8")
     if not secret:
@@ -61,7 +64,7 @@ def _derive_key(secret: str | bytes, context: str) -> bytes:
         algorithm=hashes.SHA256(),
         length=32,
         salt=None,
-        info=KEY_INFO_PREFIX + context.encode("utf-8"),
+        info=label,
     )
     return hkdf.derive(secret)
 
@@ -72,7 +75,7 @@ class AESEncryptBin:
     def __init__(self, secret: str | bytes, context: str = "apicrud") -> None:
         """Derive the key for ``context`` from ``secret`` (must be non-empty)."""
         self.context = context
-        self._aead = AESGCM(_derive_key(secret, context))
+        self._aead = AESGCM(derive_key(secret, KEY_INFO_PREFIX + context.encode("utf-8")))
 
     def encrypt(self, raw: bytes) -> bytes:
         """Encrypt ``raw``; every call uses a new random nonce."""

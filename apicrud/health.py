@@ -22,6 +22,7 @@ from sqlalchemy import text
 
 from apicrud.context import Reply, RequestContext
 from apicrud.errors import ServiceUnavailable
+from apicrud.i18n import N_
 
 HEALTH_TIMEOUT = 1.5  # seconds for all checks together; probes usually allow 2 or more
 
@@ -99,5 +100,5 @@ class HealthController:
         checks = self.checks()
         down = sorted(k for k, v in checks.items() if v != "ok")
         if down:
-            raise ServiceUnavailable("down: " + ", ".join(down), checks=checks)
+            raise ServiceUnavailable(N_("down: %(checks)s", checks=", ".join(down)), checks=checks)
         return Reply({"status": "ok", "checks": checks}, 200, {"Cache-Control": "no-store"})

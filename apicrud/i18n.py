@@ -22,9 +22,9 @@ import gettext
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Msg", "N_", "NP_", "N_as", "joined", "LOCALE_DIR", "DOMAIN", "SOURCE_LANGUAGE",
-           "available", "translations", "translate", "language_of", "negotiate",
-           "choose_locale"]
+__all__ = ["Msg", "N_", "NP_", "N_as", "joined", "text_of", "LOCALE_DIR", "DOMAIN",
+           "SOURCE_LANGUAGE", "available", "translations", "translate", "language_of",
+           "negotiate", "choose_locale"]
 
 LOCALE_DIR = Path(__file__).with_name("locale")
 DOMAIN = "apicrud"
@@ -77,6 +77,13 @@ def N_as(english: str, msgid: str, /, **params: Any) -> Msg:  # noqa: N802
 def NP_(singular: str, plural: str, n: int, /, **params: Any) -> Msg:  # noqa: N802
     """Mark a text with a plural form; ``n`` chooses the form (gettext's ngettext)."""
     return Msg(singular, params, plural, n)
+
+
+def text_of(exc: BaseException) -> str:
+    """The marked text an exception was raised with (``ValueError(N_(...))``), so that
+    it can be translated where it is shown; else the exception's ``str``."""
+    first = exc.args[0] if exc.args else None
+    return first if isinstance(first, Msg) else str(exc)
 
 
 def joined(parts: list[str], sep: str = "; ") -> str:

@@ -54,6 +54,8 @@ RESERVED_FIELDS = frozenset({
 class ProjectError(ApicrudError):
     """What the user asked for cannot be done (bad name, field, folder, project)."""
 
+    exit_code = 2  # a bad request, as a usage error is (apicrud.cli)
+
 
 # -- fields -----------------------------------------------------------------------
 

@@ -26,6 +26,7 @@ from werkzeug.datastructures import MultiDict
 
 from apicrud.context import Reply
 from apicrud.errors import BadRequest
+from apicrud.i18n import N_
 
 _RANGE_HEADER = re.compile(r"^\s*[a-z_][a-z0-9_]*=(\d{1,12})-(\d{1,12})\s*$")
 _JSON_SERVER = ("_sort", "_order", "_start", "_end", "_limit", "_page", "q")
@@ -35,22 +36,26 @@ def _json_param(args, name: str) -> Any:
     try:
         return json.loads(args[name])
     except (ValueError, RecursionError):
-        raise BadRequest(f"{name}: not valid JSON", errors={name: "not valid JSON"}) from None
+        raise BadRequest(N_("%(field)s: not valid JSON", field=name),
+                         errors={name: N_("not valid JSON")}) from None
 
 
 def _int(value: Any, name: str) -> int:
     try:
         number = int(value)
     except (TypeError, ValueError):
-        raise BadRequest(f"{name}: not an integer", errors={name: "not an integer"}) from None
+        raise BadRequest(N_("%(field)s: not an integer", field=name),
+                         errors={name: N_("not an integer")}) from None
     if not 0 <= number <= 1_000_000_000:
-        raise BadRequest(f"{name}: out of range", errors={name: "out of range"})
+        raise BadRequest(N_("%(field)s: out of range", field=name),
+                         errors={name: N_("out of range")})
     return number
 
 
 def _page(start: int, end_inclusive: int, name: str) -> dict[str, str]:
     if end_inclusive < start:
-        raise BadRequest(f"{name}: end before start", errors={name: "end before start"})
+        raise BadRequest(N_("%(field)s: end before start", field=name),
+                         errors={name: N_("end before start")})
     return {"offset": str(start), "limit": str(end_inclusive - start + 1)}
 
 
@@ -75,8 +80,8 @@ def translate_query(args: MultiDict, headers, fields: dict[str, Any]) -> MultiDi
     if "filter" in args:
         filters = _json_param(args, "filter")
         if not isinstance(filters, dict):
-            raise BadRequest("filter: must be a JSON object",
-                             errors={"filter": "must be a JSON object"})
+            raise BadRequest(N_("filter: must be a JSON object"),
+                             errors={"filter": N_("must be a JSON object")})
     if "sort" in args:  # simple-rest: ["field","ASC"]
         raw = args["sort"]
         sort = _json_param(args, "sort") if raw.startswith("[") else raw
@@ -85,17 +90,18 @@ def translate_query(args: MultiDict, headers, fields: dict[str, Any]) -> MultiDi
         elif isinstance(sort, str):
             out["sort"] = sort
         else:
-            raise BadRequest('sort: expected ["field","ASC|DESC"]', errors={"sort": "bad sort"})
+            raise BadRequest(N_('sort: expected ["field","ASC|DESC"]'),
+                             errors={"sort": N_("bad sort")})
     if "range" in args:  # simple-rest: [0,24], inclusive
         rng = _json_param(args, "range")
         if not (isinstance(rng, list) and len(rng) == 2):
-            raise BadRequest("range: expected [first,last]", errors={"range": "bad range"})
+            raise BadRequest(N_("range: expected [first,last]"), errors={"range": N_("bad range")})
         out.update(_page(_int(rng[0], "range"), _int(rng[1], "range"), "range"))
     elif headers.get("Range") and "_start" not in args:
         match = _RANGE_HEADER.match(headers["Range"])
         if not match:
-            raise BadRequest("Range: expected <resource>=<first>-<last>",
-                             errors={"Range": "bad range"})
+            raise BadRequest(N_("Range: expected <resource>=<first>-<last>"),
+                             errors={"Range": N_("bad range")})
         out.update(_page(int(match.group(1)), int(match.group(2)), "Range"))
     if "_sort" in args:  # json-server
         order = args.get("_order", "ASC").split(",")[0].lower()
@@ -109,7 +115,8 @@ def translate_query(args: MultiDict, headers, fields: dict[str, Any]) -> MultiDi
         page = _int(args.get("_page", 1), "_page")
         if size < 1 or page < 1:
             name = "_limit" if size < 1 else "_page"
-            raise BadRequest(f"{name}: must be at least 1", errors={name: "must be at least 1"})
+            raise BadRequest(N_("%(field)s: must be at least 1", field=name),
+                             errors={name: N_("must be at least 1")})
         out.update(_page((page - 1) * size, page * size - 1, "_page"))
     if "q" in args:
         filters["q"] = args["q"]

@@ -57,7 +57,7 @@ from apicrud.errors import (
 )
 from apicrud.files.data_url import is_json, open_data_url
 from apicrud.files.upload import is_multipart, open_raw, open_upload
-from apicrud.i18n import N_, SOURCE_LANGUAGE, choose_locale, language_of, negotiate
+from apicrud.i18n import N_, SOURCE_LANGUAGE, N_as, choose_locale, language_of, negotiate
 from apicrud.pipeline import RequestRecord
 from apicrud.react_admin import shape_reply, translate_query
 
@@ -416,8 +416,9 @@ def json_body(op: Any) -> tuple[bool, Any]:
     try:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-        raise BadRequest(f"malformed JSON: {exc}"[:200], errors={"body": N_("malformed JSON")}) \
-            from None
+        english = f"malformed JSON: {exc}"[:200]  # the parser's own words
+        raise BadRequest(N_as(english, "malformed JSON: %(problem)s", problem=str(exc)[:160]),
+                         errors={"body": N_("malformed JSON")}) from None
     bad = _unstorable(body)
     if bad is not None:
         raise BadRequest(N_("%(field)s: contains a NUL character or an unpaired surrogate",

@@ -1,7 +1,8 @@
 """``apicrud serve``: gunicorn in front of create_app().
 
 The master process starts the embedded Redis (when no URL is configured), applies
-migrations and creates the first admin, then forks workers that connect to the same
+migrations and creates the first admin (:func:`apicrud.commands.first_admin`, the
+function ``apicrud account add`` uses too), then forks workers that connect to the same
 Redis by URL. Sync workers by default: for this CPU-bound request path they beat an
 ASGI server with a thread bridge (README, "Serving stack").
 """
@@ -12,13 +13,13 @@ import logging
 
 from gunicorn.app.base import BaseApplication
 
-from apicrud.auth.accounts import count_accounts, create_account
+from apicrud.commands import first_admin, require_project
 from apicrud.db import migrate
 from apicrud.db.schema import schema_problems
 from apicrud.errors import StartupError
 from apicrud.mutex import Mutex
 from apicrud.redis_client import RedisProvider
-from apicrud.services import backend_problems, load_declarations, open_offline
+from apicrud.services import backend_problems, load_declarations
 
 log = logging.getLogger("apicrud.server")
 
@@ -40,25 +41,27 @@ class _Gunicorn(BaseApplication):
 
 
 def ensure_admin(settings) -> None:
-    """On first start with an empty database, create an admin and print its login once."""
-    offline = open_offline(settings)
-    try:
-        with offline.db.session() as session, session.begin():
-            if count_accounts(session, offline.models):
-                return
-            _, password = create_account(
-                session, offline.models, username=settings.admin_username,
-                email=settings.admin_email, name="Administrator",
-                password=settings.admin_password or None, is_admin=True,
-                id_prefix=settings.id_prefix)
-    finally:
-        offline.close()
-    shown = "(from setting admin_password)" if settings.admin_password else password
-    print(f"\nfirst start: created admin account\n  username: {settings.admin_username}\n"
+    """On first start with an empty database, create an admin (the same function as
+    ``apicrud account add``: :func:`apicrud.commands.add_account`) and print its login
+    once."""
+    admin = first_admin(settings)
+    if admin is None:
+        return
+    shown = admin.password or "(from setting admin_password)"
+    print(f"\nfirst start: created admin account\n  username: {admin.username}\n"
           f"  password: {shown}\n", flush=True)
 
 
 def run(settings) -> None:
+    """``apicrud serve``: check, migrate, make the first admin, serve until stopped.
+
+    :raises ApicrudError: no project at ``settings.root``, inconsistent declarations, a
+        database or Redis that cannot be reached, a schema behind the models
+    """
+    from apicrud.logs import configure_logging
+
+    require_project(settings)
+    configure_logging(settings)  # log_format text|json; workers inherit it at fork
     decl = load_declarations(settings)
     if decl.problems:
         raise StartupError(decl.problems)

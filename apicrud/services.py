@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from apicrud import connexion_conventions
 from apicrud.access.conditions import resolve_policy
 from apicrud.access.decide import AccessControl
 from apicrud.access.fields import check_field_rules
@@ -150,6 +151,7 @@ def load_declarations(settings) -> Declarations:
         raise StartupError([f"{spec_file}: {exc}"]) from None
     serve_cookie_name(spec, settings.cookie_name)
     problems += document_problems(spec)
+    problems += connexion_conventions.scheme_problems(spec)  # x-bearerInfoFunc & co.
     schemes = (spec.get("components") or {}).get("securitySchemes") or {}
     for op in operations:
         op.credential_methods, found = credential_methods(
@@ -195,6 +197,16 @@ def _check_operations(decl: Declarations, spec_file: str = "the spec") -> None:
     for op in decl.operations:
         where = f"{op.method.upper()} {op.path}"
         at = f" ({op.source})" if op.source else ""
+        if connexion_conventions.applies(op, decl.spec, decl.resources):
+            # a connexion handler (x-openapi-router-controller, a dotted function name)
+            problem = connexion_conventions.bind(op, decl.spec)
+            if problem:
+                decl.problems.append(f"{where}: operationId {op.operation_id!r} {problem}{at}")
+            if op.operation_id in seen:
+                decl.problems.append(f"{where}: duplicate operationId {op.operation_id}{at}")
+            seen.add(op.operation_id)
+            decl.problems.extend(_security_problems(op, where, at))
+            continue
         if not op.operation_id:
             decl.problems.append(f"{where}: no operationId{at}")
             continue
@@ -209,7 +221,7 @@ def _check_operations(decl: Declarations, spec_file: str = "the spec") -> None:
                                  f"(expected <resource>.<method> of x-apicrud-resources){at}")
             continue
         routed.add(resource)
-        cls = _controller_class(res, decl.problems)
+        cls = controller_class(res, decl.problems)
         if cls is None:
             continue
         if not callable(getattr(cls, action, None)) or action.startswith("_"):
@@ -220,17 +232,21 @@ def _check_operations(decl: Declarations, spec_file: str = "the spec") -> None:
                 f"{where}: operationId {op.operation_id!r} names {cls.__name__}.{action}, "
                 f"which is not an operation (a hook or helper; routable: "
                 f"{', '.join(sorted(operation_names(cls)))}){at}")
-        if not op.security and not op.public:
-            decl.problems.append(f"{where}: declares no security; add security or mark it "
-                                 f"'x-public: true'{at}")
-        if op.public and op.security and any(op.security):
-            decl.problems.append(f"{where}: is 'x-public' but declares security{at}")
+        decl.problems.extend(_security_problems(op, where, at))
     for name in decl.resources:
         if name not in routed:
             decl.problems.append(
                 f"resource {name}: declared in x-apicrud-resources of {spec_file} but no "
                 f"path routes to it (no operationId {name}.<method>); add its paths or "
                 "remove it")
+
+
+def _security_problems(op: Operation, where: str, at: str) -> list[str]:
+    if not op.security and not op.public:
+        return [f"{where}: declares no security; add security or mark it 'x-public: true'{at}"]
+    if op.public and op.security and any(op.security):
+        return [f"{where}: is 'x-public' but declares security{at}"]
+    return []
 
 
 def is_operation(cls: type, name: str) -> bool:
@@ -303,7 +319,9 @@ def backend_problems(settings) -> list[str]:
     return problems
 
 
-def _controller_class(res: ResourceSpec, problems: list[str]):
+def controller_class(res: ResourceSpec, problems: list[str]):
+    """The class of the controller a resource names (BasicCRUD when none), or None with
+    the reason added to ``problems``."""
     if not res.controller_path:
         return BasicCRUD
     try:
@@ -390,10 +408,11 @@ class Services:
         self._by_table = {r.table: r for r in decl.resources.values() if r.table}
         self.controllers: dict[str, Any] = {}
         for name, res in decl.resources.items():
-            cls = _controller_class(res, [])
+            cls = controller_class(res, [])
             self.controllers[name] = cls(res, self)
         for op in decl.operations:
-            op.handler = getattr(self.controllers[op.resource], op.action)
+            if op.resource:  # else a connexion handler, bound already (connexion_conventions)
+                op.handler = getattr(self.controllers[op.resource], op.action)
 
     def resource_for_table(self, table: str) -> ResourceSpec | None:
         return self._by_table.get(table)

@@ -18,13 +18,18 @@ from sqlalchemy.exc import IntegrityError
 
 from apicrud.access import fields as fieldrules
 from apicrud.context import Reply, RequestContext
-from apicrud.crud.controller import TRASHED, BasicCRUD, _json_value
+from apicrud.crud import paging
+from apicrud.crud.controller import BasicCRUD, json_value
 from apicrud.db import query as q
 from apicrud.db.base import new_id, utcnow
+from apicrud.db.repository import Repository, Status, trashed
 from apicrud.errors import BadRequest, Conflict, NotFound
+from apicrud.i18n import N_
 
 log = logging.getLogger("apicrud.trashcan")
 LABEL_FIELDS = ("name", "subject", "info", "title")
+#: the most records one purge names
+PURGE_MAX = 100
 
 
 class Trashcan:
@@ -41,16 +46,16 @@ class Trashcan:
         name, sep, record_id = trash_id.partition("-")
         res = self.kinds.get(name)
         if not sep or res is None or not record_id:
-            raise NotFound(f"trashcan {trash_id[:60]} not found")
+            raise NotFound(N_("trashcan %(id)s not found", id=trash_id[:60]))
         return res, record_id
 
     def _load(self, ctx: RequestContext, trash_id: str) -> tuple[Any, Any]:
         res, record_id = self._split(trash_id)
         model = res.model
         record = ctx.db.execute(select(model).where(
-            model.id == record_id, model.status == TRASHED)).scalar_one_or_none()
+            model.id == record_id, trashed(model))).scalar_one_or_none()
         if record is None or not self._may_see(ctx, res, record):
-            raise NotFound(f"trashcan {trash_id[:60]} not found")
+            raise NotFound(N_("trashcan %(id)s not found", id=trash_id[:60]))
         return res, record
 
     def _may_see(self, ctx: RequestContext, res, record: Any) -> bool:
@@ -85,7 +90,7 @@ class Trashcan:
         return {"id": f"{res.name}-{record.id}", "resource": res.name,
                 "record_id": record.id, "label": label,
                 "uid": getattr(record, res.owner, None) if owner else None,
-                "deleted": _json_value(record.modified or record.created),
+                "deleted": json_value(record.modified or record.created),
                 "status": record.status}
 
     def _union(self, ctx: RequestContext, kinds: list[str]):
@@ -103,7 +108,7 @@ class Trashcan:
                 func.coalesce(self._label(res, p), model.id).label("label"),
                 owner.label("uid"),
                 func.coalesce(model.modified, model.created).label("deleted"),
-            ).where(model.status == TRASHED, self.access.where(p, name, model, "d"),
+            ).where(trashed(model), self.access.where(p, name, model, "d"),
                     self.access.where(p, name, model, "r")))
         return union_all(*selects).subquery("trash") if selects else None
 
@@ -114,8 +119,9 @@ class Trashcan:
         filters = q.parse_filter(params.get("filter"))
         unknown = set(filters) - {"resource", "uid"}
         if unknown:
-            raise BadRequest(f"filter: unknown field {sorted(unknown)[0]!r}",
-                             errors={"filter": f"unknown field {sorted(unknown)[0]!r}"})
+            raise BadRequest(N_("filter: unknown field %(name)s", name=repr(sorted(unknown)[0])),
+                             errors={"filter": N_("unknown field %(name)s",
+                                                  name=repr(sorted(unknown)[0]))})
         kinds = sorted(self.kinds)
         wanted = filters.get("resource")
         if wanted is not None:
@@ -129,15 +135,12 @@ class Trashcan:
         count = ctx.db.execute(select(func.count()).select_from(trash).where(*where)) \
             .scalar_one()
         sort = q.parse_sort(params.get("sort") or "deleted:desc", fields, max_keys=1)
-        limit = params.get("limit") or settings.per_page_default
-        if not 1 <= limit <= settings.per_page_max:
-            raise BadRequest(f"limit: must be 1 to {settings.per_page_max}",
-                             errors={"limit": f"must be 1 to {settings.per_page_max}"})
+        limit = paging.page_size(params.get("limit"), settings)
         column = fields[sort.field]
         order = [column.desc() if sort.descending else column.asc(), trash.c.id.asc()]
         rows = ctx.db.execute(select(trash).where(*where).order_by(*order)
                               .limit(limit).offset(params.get("offset") or 0)).mappings()
-        items = [{**dict(r), "deleted": _json_value(r["deleted"]), "status": TRASHED}
+        items = [{**dict(r), "deleted": json_value(r["deleted"]), "status": Status.TRASHED}
                  for r in rows]
         return Reply({"items": items, "count": count}, 200, {"X-Total-Count": str(count)})
 
@@ -145,14 +148,14 @@ class Trashcan:
         res, record = self._load(ctx, ctx.params["id"])
         body = self._entry(res, record, ctx.principal)
         body["record"] = fieldrules.limit(
-            {n: _json_value(getattr(record, n)) for n in res.exposed},
+            {n: json_value(getattr(record, n)) for n in res.exposed},
             self.access.read_fields(ctx.principal, res.name, record))
         return Reply(body, 200)
 
     def restore(self, ctx: RequestContext) -> Reply:
-        if (ctx.body or {}).get("status") != q.Status.ACTIVE:
-            raise BadRequest("status: only 'active' (restore) is accepted",
-                             errors={"status": "must be active"})
+        if (ctx.body or {}).get("status") != Status.ACTIVE:
+            raise BadRequest(N_("status: only 'active' (restore) is accepted"),
+                             errors={"status": N_("must be active")})
         res, record = self._load(ctx, ctx.params["id"])
         values = {n: getattr(record, n) for n in res.columns}
         # the record comes back into the world as if created again, now: what it points
@@ -161,15 +164,15 @@ class Trashcan:
         controller = self.services.controllers[res.name]
         self._check_references_live(ctx, res, values)
         ctx.audit_intent(record, "restore", controller.check_restore(ctx, record, values))
-        record.status = q.Status.ACTIVE
+        record.status = Status.ACTIVE
         record.live = True
         try:
             ctx.db.flush()
         except IntegrityError:
             ctx.db.rollback()
-            raise Conflict(f"{res.name} {record.id} conflicts with a live record; rename "
-                           "or remove that one first") from None
-        controller._roles_changed(ctx, [record])
+            raise Conflict(N_("%(resource)s %(id)s conflicts with a live record; rename or remove "
+                              "that one first", resource=res.name, id=record.id)) from None
+        controller.roles_changed(ctx, [record])
         log.info("restored %s %s", res.name, record.id,
                  extra={"event": "restore", "uid": ctx.principal.uid})
         return Reply(self._entry(res, record, ctx.principal), 200)
@@ -182,20 +185,15 @@ class Trashcan:
             target = self.services.resource_for_table(table)
             if value is None or target is None or target.model is None:
                 continue
-            model = target.model
-            alive = ctx.db.execute(select(model.id).where(
-                model.id == value, q.active_only(model))).first()
-            if alive is None:
-                raise Conflict(f"{attr}: the {target.name} it belongs to is in the trashcan or "
-                               "gone; restore that first", errors={attr: "not available"})
+            if Repository(target.model).get_live(ctx.db, value, "id") is None:
+                raise Conflict(N_("%(field)s: the %(resource)s it belongs to is in the trashcan or "
+                                  "gone; restore that first", field=attr, resource=target.name),
+                               errors={attr: N_("not available")})
 
     def purge(self, ctx: RequestContext) -> Reply:
-        ids = [i for i in str(ctx.params["id"]).split(",") if i]
-        if not ids or len(ids) > 100:
-            raise BadRequest("id: give 1 to 100 comma-separated ids",
-                             errors={"id": "give 1 to 100 comma-separated ids"})
+        ids = paging.id_list(ctx.params["id"], PURGE_MAX)
         out = []
-        for trash_id in dict.fromkeys(ids):
+        for trash_id in ids:
             res, record = self._load(ctx, trash_id)
             out.append((res, record, self._entry(res, record, ctx.principal)))
         for res, record, _ in out:
@@ -209,7 +207,7 @@ class Trashcan:
             ctx.db.flush()
         except IntegrityError:
             ctx.db.rollback()
-            raise Conflict("a record to purge is still referenced") from None
+            raise Conflict(N_("a record to purge is still referenced")) from None
         for res, record, _ in out:
             log.info("purged %s %s", res.name, record.id,
                      extra={"event": "purge", "uid": ctx.principal.uid})
@@ -251,11 +249,11 @@ def purge_expired(services, retention_days: int, now: datetime | None = None) ->
                     getattr(hook, "__func__", None) is not \
                     getattr(BasicCRUD.before_purge, "__func__", None):
                 for record in session.execute(select(model).where(
-                        model.status == TRASHED, stale)).scalars():
+                        trashed(model), stale)).scalars():
                     hook(services, record, after_commit)
             if audit is not None:
                 ids = list(session.execute(select(model.id).where(
-                    model.status == TRASHED, stale)).scalars())
+                    trashed(model), stale)).scalars())
                 if ids:
                     session.execute(insert(audit.__table__), [{
                         "id": new_id(prefix),
@@ -263,7 +261,7 @@ def purge_expired(services, retention_days: int, now: datetime | None = None) ->
                         "action": "purge", "auth_method": "worker",
                         "rule": f"setting trash_retention_days: {retention_days}"}
                         for id_ in ids])
-            result = session.execute(delete(model).where(model.status == TRASHED, stale))
+            result = session.execute(delete(model).where(trashed(model), stale))
             if result.rowcount:
                 log.info("retention purged %d %s records", result.rowcount, res.name,
                          extra={"event": "purge_retention"})

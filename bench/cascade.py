@@ -5,11 +5,15 @@ beside a find of the caller's own records of the same size (no membership at all
     .venv/bin/python bench/cascade.py [--tiny] [-n 200]
 
 Seeds the example in a temporary folder (its own SQLite file and embedded Redis): one
-org with P projects of J jobs of T tasks, and a member of the org who reads every task
-through the cascade; then times ``GET /task?limit=25`` as that member and ``GET
-/note?limit=25`` as the owner of as many notes, one request at a time over loopback,
-and reports the median, p95 and SQL statements of each (the example's test server counts
-them per request). Writes bench/results/cascade.md (not with --tiny).
+org with P projects of J jobs of T tasks (the last project closed), a member of the org
+who reads every task through the cascade, and an invitee of the org who reads the tasks
+of the open projects only, and of them only ``name`` and ``job_id`` (rbac.yaml's last
+task entry: a field rule, a condition two hops up, ``job.project.state``, and the
+three-level cascade in one find); then times ``GET /task?limit=25`` as the member and as
+the invitee, and ``GET /note?limit=25`` as the owner of as many notes, one request at a
+time over loopback, and reports the median, p95 and SQL statements of each (the
+example's test server counts them per request). Writes bench/results/cascade.md (not
+with --tiny).
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ def start(data_dir: str):
     env.update(APICRUD_DATA_DIR=data_dir, PROJECTS_TEST_SUFFIX=SUFFIX, PYTHONPATH=str(ROOT),
                APICRUD_AUDIT_ENABLED="false", APICRUD_RATELIMIT_ENABLE="false")
     proc = subprocess.Popen([sys.executable, str(EXAMPLE / "tests" / "serve_counting.py"),
-                             "owner", "member"], cwd=EXAMPLE, env=env,
+                             "owner", "member", "invitee"], cwd=EXAMPLE, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     info = json.loads(proc.stdout.readline())
     return proc, info["url"], info["uids"]
@@ -75,17 +79,21 @@ def main() -> None:
     parser.add_argument("--tiny", action="store_true", help="smoke run")
     parser.add_argument("-n", type=int, default=200)
     args, _ = parser.parse_known_args()  # make bench passes crud.py's options too
-    projects, jobs, tasks = (2, 2, 8) if args.tiny else (5, 4, 25)
+    projects, jobs, tasks = (3, 2, 8) if args.tiny else (5, 4, 25)
     n = 10 if args.tiny else args.n
     with tempfile.TemporaryDirectory() as data_dir:
         proc, url, uids = start(data_dir)
         try:
             owner, member = login(url, "owner"), login(url, "member")
+            invitee = login(url, "invitee")
             org = post(owner, url, "/org", {"name": "bench"})
-            post(owner, url, "/orgmember", {"org_id": org, "uid": uids["member"],
-                                            "authorization": "member"})
+            for who in ("member", "invitee"):
+                post(owner, url, "/orgmember", {"org_id": org, "uid": uids[who],
+                                                "authorization": who})
             for p in range(projects):
-                pid = post(owner, url, "/project", {"name": f"p{p}", "org_id": org})
+                pid = post(owner, url, "/project", {
+                    "name": f"p{p}", "org_id": org,
+                    "state": "closed" if p == projects - 1 else "open"})
                 for j in range(jobs):
                     jid = post(owner, url, "/job", {"name": f"j{j}", "project_id": pid})
                     for t in range(tasks):
@@ -95,7 +103,9 @@ def main() -> None:
             rows = []
             for label, http, path in (("find of own notes (no membership)", member, "/note"),
                                       ("find of tasks through org > project > job", member,
-                                       "/task")):
+                                       "/task"),
+                                      ("the same, as an invitee: field rule + condition "
+                                       "job.project.state + cascade", invitee, "/task")):
                 timed(http, url, path, 3)  # warm the roles cache and the clause memo
                 med, p95, stmts = timed(http, url, path, n)
                 rows.append(f"| {label} | {med:.1f} | {p95:.1f} | {stmts} |")
@@ -105,7 +115,8 @@ def main() -> None:
     total = projects * jobs * tasks
     report = "\n".join([
         f"# Cascade find ({projects} projects x {jobs} jobs x {tasks} tasks = {total} "
-        f"tasks readable through one org membership; {n} sequential requests, limit 25)",
+        f"tasks readable through one org membership, {total - jobs * tasks} of them in open "
+        f"projects; {n} sequential requests, limit 25)",
         "", "| request | median ms | p95 ms | SQL statements |", "|---|---|---|---|",
         *rows, ""])
     print(report)

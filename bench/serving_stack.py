@@ -14,7 +14,10 @@ processes on 127.0.0.1:
   a. apicrud as shipped: ``apicrud serve`` (gunicorn sync workers);
   b. the same ``create_app()`` under uvicorn behind an ASGI->WSGI bridge (a2wsgi);
   c. connexion 3 ``FlaskApp`` with ``bench/connexion_spec.yaml`` and the handlers below;
-  d. a hand-written Flask + SQLAlchemy app under gunicorn sync workers (the baseline).
+  d. a hand-written Flask + SQLAlchemy app under gunicorn sync workers (the baseline);
+  e. (``--servers`` with e) apicrud mounted in a connexion 3 ``FlaskApp`` with
+     ``apicrud.connexion_mount.add_apicrud_api`` under uvicorn (needs a ``--source``
+     revision that has it).
 
 All four stay up; ``wrk`` loads one at a time, in rounds whose server order rotates, and
 each run first waits (briefly) for other processes on the machine to go quiet and then
@@ -78,6 +81,7 @@ SERVERS = {
     "b": "apicrud create_app() under uvicorn + a2wsgi",
     "c": "connexion 3 FlaskApp under uvicorn",
     "d": "plain Flask + SQLAlchemy (gunicorn sync), baseline",
+    "e": "apicrud mounted in connexion 3 FlaskApp (add_apicrud_api) under uvicorn",
 }
 OPERATIONS = {
     "get": "GET /message/{id}",
@@ -261,6 +265,21 @@ def make_apicrud_asgi():
         from uvicorn.middleware.wsgi import WSGIMiddleware
     app = create_app(root=os.environ.get(ENV_ROOT, str(ROOT)), migrate=False)
     return WSGIMiddleware(app)
+
+
+# -- e. apicrud mounted in a connexion app -------------------------------------------
+
+def make_apicrud_connexion():
+    """uvicorn --factory target: a connexion 3 FlaskApp with apicrud's resources mounted
+    (apicrud.connexion_mount): connexion's middleware in front, apicrud's request path
+    behind a2wsgi."""
+    import connexion
+
+    from apicrud.connexion_mount import add_apicrud_api
+
+    app = connexion.FlaskApp(__name__)
+    add_apicrud_api(app, os.environ.get(ENV_ROOT, str(ROOT)), migrate=False)
+    return app
 
 
 # -- d. plain Flask baseline -----------------------------------------------------------
@@ -738,9 +757,10 @@ def server_command(key: str, port: int, workers: int, common: dict[str, str]
     uvicorn = [py, "-m", "uvicorn", "--factory", "--app-dir", str(BENCH_DIR), "--host",
                "127.0.0.1", "--port", str(port), "--workers", str(workers), "--log-level",
                "warning", "--no-access-log"]
-    if key == "b":
+    if key in ("b", "e"):
         env.update(apicrud_env)
-        return uvicorn + ["serving_stack:make_apicrud_asgi"], env
+        return uvicorn + ["serving_stack:" + ("make_apicrud_asgi" if key == "b" else
+                                               "make_apicrud_connexion")], env
     env.update({ENV_DB: common["db_url"], ENV_REDIS: common["redis"], ENV_SECRET: SECRET_KEY})
     if key == "c":
         return uvicorn + ["serving_stack:make_connexion_app"], env
@@ -1099,7 +1119,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="niceness (and autogroup niceness) of every process started here, "
                          "so other work on a shared machine skews the runs less; needs root "
                          "when negative, else it is ignored (-10)")
-    ap.add_argument("--servers", default="abcd", help="which of a, b, c, d to run (abcd)")
+    ap.add_argument("--servers", default="abcd", help="which of a, b, c, d, e to run (abcd)")
     ap.add_argument("--source", default="HEAD",
                     help="apicrud to measure: a git revision, exported to the temporary folder "
                          "(HEAD), or 'worktree' for the files as they are")
@@ -1125,7 +1145,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.repeat < 1 or args.duration < 1 or args.workers < 1 or args.connections < 1:
         ap.error("--repeat, --duration, --workers and --connections must be positive")
     if set(args.servers) - set(SERVERS) or not args.servers:
-        ap.error("--servers takes letters among a, b, c, d")
+        ap.error("--servers takes letters among a, b, c, d, e")
     if not set(args.servers) & {"a", "b"}:
         ap.error("--servers needs a or b: the benchmark logs in through apicrud")
     if shutil.which("wrk") is None:

@@ -22,8 +22,19 @@ Rules:
   <level> (levels ordered as in ``privacy_levels``);
 - ``same_scope: {res: {field: scope}}``: following ids up (task -> job -> project,
   file -> project), the record the field names must reach the same scope record;
+- ``where: {path: value}`` (item 2): an entry holds on a record only where every
+  condition does; a path is a column of the record or ``a.b.col``: the record's ``a_id``
+  names an active record, whose ``b_id`` names one, whose ``col`` is compared; a value is
+  a constant, a list (any of them) or ``{{uid}}`` (the caller);
+- ``read_fields`` (item 1): the fields an entry's read shows (absent: all); the fields of
+  every entry granting ``r`` on a record add up, and ``id`` and ``rbac`` always show;
 - a create needs ``c`` on the proposed record, and each payload id must name an active
-  record the caller may read (and of the same scope, where a rule says so).
+  record the caller may read (and of the same scope, where a rule says so);
+- the rows of a ``members`` resource (item 3, and the membership module's rules): beyond
+  their own entries, who holds ``h`` (manage) on the record a row names may add rows at
+  any level, change and remove them; ``i`` (invite) adds rows at the lowest level; ``j``
+  (join) adds one's own row at ``member``. Adding a row needs the record it names to be
+  readable (not the person it is for: the callers add rows for existing accounts only).
 """
 
 from __future__ import annotations
@@ -51,13 +62,18 @@ class CascadeReference:
         self.levels = list(data["privacy_levels"])
         self.private = {e["resource"]: e for e in data.get("private_resources") or []}
         self.scopes = data.get("same_scope") or {}
-        self.entries: dict[str, list[tuple[str, str, str]]] = {}
+        self.entries: dict[str, list[tuple]] = {}
         for res, entries in data["policies"].items():
             names_l = any("l" in e["actions"] for e in entries)
             for e in entries:
                 actions = e["actions"] + ("l" if "r" in e["actions"] and not names_l else "")
+                shown = e.get("read_fields", e.get("fields"))
                 self.entries.setdefault(res, []).append(
-                    (e["principal"], e["resource"].split(":", 1)[1], actions))
+                    (e["principal"], e["resource"].split(":", 1)[1], actions,
+                     dict(e.get("where") or {}), None if shown is None else set(shown)))
+        # members resource -> (the private resource its rows name, the attribute naming it)
+        self.member_of = {e["members"]: (e["resource"], e["attr"])
+                          for e in self.private.values() if e.get("members")}
 
     def rank(self, level: str | None) -> int:
         return self.levels.index(level) if level in self.levels else -1
@@ -105,12 +121,50 @@ class CascadeReference:
         held = self.level(world, uid, kind, rid)
         return held is not None and self.rank(held) >= self.rank(need)
 
+    @staticmethod
+    def _condition(world: CascadeWorld, caller, record: dict, path: str, wanted) -> bool:
+        *hops, column = path.split(".")
+        fields = record
+        for hop in hops:
+            found = world.records.get(fields.get(hop + "_id"))
+            if found is None or found[0] != hop or not found[2]:
+                return False
+            fields = found[1]
+        options = wanted if isinstance(wanted, list) else [wanted]
+        if "{{uid}}" in options and caller[0] is None:
+            return False
+        options = [caller[0] if w == "{{uid}}" else w for w in options]
+        return fields.get(column) in options
+
+    def _granting(self, world, caller, resource: str, record: dict):
+        for principal, target, actions, where, shown in self.entries.get(resource, ()):
+            if self._holds(world, caller, principal, target, resource, record) and all(
+                    self._condition(world, caller, record, path, wanted)
+                    for path, wanted in where.items()):
+                yield actions, shown
+
     def actions(self, world: CascadeWorld, caller: tuple[str | None, bool], resource: str,
                 record: dict) -> set[str]:
         out: set[str] = set()
-        for principal, target, actions in self.entries.get(resource, ()):
-            if self._holds(world, caller, principal, target, resource, record):
-                out |= set(actions)
+        for actions, _shown in self._granting(world, caller, resource, record):
+            out |= set(actions)
+        if resource in self.member_of:
+            kind, attr = self.member_of[resource]
+            parent = world.records.get(record.get(attr))
+            if parent is not None and parent[2] and \
+                    "h" in self.actions(world, caller, kind, parent[1]):
+                out |= set("ud")
+        return out
+
+    def read_fields(self, world: CascadeWorld, caller, resource: str,
+                    record: dict) -> set[str] | None:
+        """The fields a read of ``record`` shows the caller (None: every field)."""
+        out: set[str] = {"id", "rbac"}
+        for actions, shown in self._granting(world, caller, resource, record):
+            if "r" in actions:
+                if shown is None:
+                    return None
+                out |= shown
         return out
 
     def readable(self, world: CascadeWorld, caller, rid: Any) -> bool:
@@ -135,9 +189,25 @@ class CascadeReference:
             fields, skip = world.records[rid][1], None
         return None
 
+    def may_add_member(self, world: CascadeWorld, caller, resource: str,
+                       proposed: dict) -> bool:
+        """May the caller add the row ``proposed`` of members resource ``resource``?"""
+        kind, attr = self.member_of[resource]
+        if not self.readable(world, caller, proposed.get(attr)):
+            return False
+        if "c" in self.actions(world, caller, resource, proposed):
+            return True
+        held = self.actions(world, caller, kind, world.records[proposed[attr]][1])
+        spec = self.private[kind]
+        level = proposed.get(spec.get("level_attr", "authorization")) or "member"
+        return "h" in held or (level == self.levels[1] and "i" in held) or (
+            level == "member" and proposed.get("uid") == caller[0] and "j" in held)
+
     def may_create(self, world: CascadeWorld, caller, resource: str, proposed: dict,
                    references: dict[str, str]) -> bool:
         """``references``: payload id field -> resource; all must be readable."""
+        if resource in self.member_of:
+            return self.may_add_member(world, caller, resource, proposed)
         for attr in references:
             if proposed.get(attr) is not None and \
                     not self.readable(world, caller, proposed[attr]):

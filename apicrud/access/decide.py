@@ -14,7 +14,7 @@ from typing import Any, TypeVar, cast
 from sqlalchemy import ColumnElement, and_, false, or_, true
 
 from apicrud.access import conditions
-from apicrud.access.policy import Policy, PolicyError, Rule
+from apicrud.access.policy import VERBS, Policy, PolicyError, Rule
 from apicrud.access.scope import Scopes
 from apicrud.auth.principal import Principal
 
@@ -254,7 +254,8 @@ class AccessControl:
                             f"{held!r} (or secret); rule {rule.source}")
         if self._public_allows(p, resource, record, action):
             return Decision(True, f"privacy: the {resource} record is public")
-        reason = near or (f"no policy of {resource!r} grants {action!r} to "
+        reason = near or (f"no policy of {resource!r} grants {action!r} "
+                          f"({VERBS.get(action, action)}) to "
                           f"{p.username or 'anonymous'}"
                           + ("" if record is not None else " on the collection"))
         log.debug("denied %s %s to %s: %s", action, resource, p.username or "anonymous",

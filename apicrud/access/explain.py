@@ -15,8 +15,9 @@ from sqlalchemy import select
 from apicrud.access.decide import READ_ACTIONS
 from apicrud.access.policy import ACTIONS
 from apicrud.context import RequestContext
-from apicrud.db.query import active_only
+from apicrud.db.repository import live
 from apicrud.errors import Problem
+from apicrud.i18n import N_
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -56,14 +57,14 @@ def can_i(services: Services, session: Session, principal: Principal, action: st
     filtered, sorted and searched on (read on every record the caller may list).
     """
     if action not in ACTIONS or len(action) != 1:
-        raise ValueError(f"action must be one letter of {ACTIONS}")
+        raise ValueError(N_("action must be one letter of %(actions)s", actions=ACTIONS))
     spec = services.resources.get(resource)
     controller = services.controllers.get(resource)
     if spec is None or spec.model is None or controller is None:
         raise KeyError(resource)
     if field is not None:
         if action not in "crul":
-            raise ValueError("a field is read (r, l) or written (c, u)")
+            raise ValueError(N_("a field is read (r, l) or written (c, u)"))
         known = set(spec.exposed) | set(spec.computed) | set(spec.related) | set(spec.embeds)
         if field not in known:
             raise LookupError(field)
@@ -104,7 +105,7 @@ def _can_i(services: Services, session: Session, principal: Principal, action: s
             return Answer(False, f"no policy of {resource!r} lets you list")
         return Answer(False, f"action {action!r} needs a record id")
     visible = getattr(controller, "visible", None)  # what its find would show
-    where = visible(ctx, "r") if visible is not None else [active_only(spec.model)]
+    where = visible(ctx, "r") if visible is not None else [live(spec.model)]
     model: Any = spec.model  # can_i refused a resource without one
     record = session.execute(select(model).where(
         model.id == id_, *where)).scalar_one_or_none()

@@ -16,11 +16,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
-
 from apicrud.crud.controller import BasicCRUD
-from apicrud.db import query as q
+from apicrud.db.repository import Repository
 from apicrud.errors import Forbidden, NotFound
+from apicrud.i18n import N_
 
 if TYPE_CHECKING:
     from apicrud.context import RequestContext
@@ -40,14 +39,18 @@ class MembershipController(BasicCRUD):
         self.membership = ms
         self.levels = policy.privacy_levels[1:-1]  # invitee, member, manager
 
-    def _parent(self, ctx: RequestContext, parent_id: Any) -> Any:
+    def _parent(self, ctx: RequestContext, parent_id: Any, action: str = "c") -> Any:
+        """The live record a membership names, if the caller may read it. Else: for a
+        new membership a 404 naming the field (as if it did not exist); for a change or
+        removal of a membership the caller reads (e.g. their own), a 403."""
         res = self.services.resources[self.membership.resource]
-        model: Any = res.model  # a private resource has one
-        record = ctx.db.execute(select(model).where(
-            model.id == parent_id, q.active_only(model))).scalar_one_or_none()
+        record = Repository(res.model).get_live(ctx.db, parent_id)
         attr = self.membership.attr
         if record is None or not self.access.allows(ctx.principal, "r", res.name, record):
-            raise NotFound(f"{attr}: not found", errors={attr: "not found"})
+            if action != "c":
+                raise Forbidden(N_("not allowed to change this %(resource)s",
+                                   resource=self.resource.name))
+            raise NotFound(N_("%(field)s: not found", field=attr), errors={attr: N_("not found")})
         return record
 
     def _holds(self, ctx: RequestContext, action: str, parent: Any) -> bool:
@@ -62,10 +65,9 @@ class MembershipController(BasicCRUD):
         super()._check_references(ctx, rest)
         if uid is not None:
             person = self.services.resource_for_table(self.resource.references.get("uid", ""))
-            model: Any = person.model if person is not None else None  # a table's model
-            if model is not None and ctx.db.execute(select(model.id).where(
-                    model.id == uid, q.active_only(model))).first() is None:
-                raise NotFound("uid: not found", errors={"uid": "not found"})
+            if person is not None and \
+                    Repository(person.model).get_live(ctx.db, uid, "id") is None:
+                raise NotFound(N_("uid: not found"), errors={"uid": N_("not found")})
 
     def check_owner(self, ctx: RequestContext, values: dict[str, Any], action: str,
                     moved: bool = False) -> None:
@@ -82,7 +84,7 @@ class MembershipController(BasicCRUD):
         attr, level_attr = self.membership.attr, self.membership.level_attr
         get: Callable[[str], Any] = record.get if isinstance(record, dict) else \
             lambda k: getattr(record, k, None)
-        parent = self._parent(ctx, get(attr))
+        parent = self._parent(ctx, get(attr), action)
         level = get(level_attr) or "member"
         name = self.membership.resource
         if self._holds(ctx, "h", parent):
@@ -97,9 +99,10 @@ class MembershipController(BasicCRUD):
             # accepting an invitation; the level itself is checked in before_update
             return f"membership rules: you may join (j) this {name}"
         if action == "c":  # a list you may not add to is, for this field, no list at all
-            raise NotFound(f"{attr}: not found", errors={attr: "not found"})
-        raise Forbidden(f"not allowed to {'add' if action == 'c' else 'change'} this "
-                        f"{self.resource.name}")
+            raise NotFound(N_("%(field)s: not found", field=attr), errors={attr: N_("not found")})
+        raise Forbidden(N_("not allowed to add this %(resource)s", resource=self.resource.name)
+                        if action == "c" else
+                        N_("not allowed to change this %(resource)s", resource=self.resource.name))
 
     def record_actions(self, ctx: RequestContext, record: Any) -> str:
         held = set(super().record_actions(ctx, record))
@@ -119,8 +122,9 @@ class MembershipController(BasicCRUD):
         if moved and not self.access.allows_every(ctx.principal, "u", self.resource.name):
             # a membership does not move to another list or person; add a new one
             field = sorted(moved)[0]
-            raise Forbidden(f"{field}: a {self.resource.name} does not move; add a new one",
-                            errors={field: "cannot be changed"})
+            raise Forbidden(N_("%(field)s: a %(resource)s does not move; add a new one",
+                               field=field, resource=self.resource.name),
+                            errors={field: N_("cannot be changed")})
         if changes.keys() - {self.membership.level_attr}:
             self.authorize_manager(ctx, record)
         level = changes.get(self.membership.level_attr)
@@ -131,6 +135,7 @@ class MembershipController(BasicCRUD):
     def authorize_manager(self, ctx: RequestContext, record: Any) -> None:
         if self.access.allows(ctx.principal, "u", self.resource.name, record):
             return
-        parent = self._parent(ctx, getattr(record, self.membership.attr))
+        parent = self._parent(ctx, getattr(record, self.membership.attr), "u")
         if not self._holds(ctx, "h", parent):
-            raise Forbidden(f"only a manager may change this {self.resource.name}")
+            raise Forbidden(N_("only a manager may change this %(resource)s",
+                               resource=self.resource.name))

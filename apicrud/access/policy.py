@@ -35,8 +35,13 @@ import yaml
 
 from apicrud.access.conditions import parse_where
 from apicrud.errors import ApicrudError
+from apicrud.i18n import N_
 
 ACTIONS = "crudlghij"
+#: the actions as words, for messages: a 403 says "invite to", not "i"
+VERBS = {"c": N_("create"), "r": N_("read"), "u": N_("update"), "d": N_("delete"),
+         "l": N_("list"), "g": N_("act as a member of"), "h": N_("manage"),
+         "i": N_("invite to"), "j": N_("join")}
 DEFAULT_PRIVACY = ("public", "invitee", "member", "manager", "secret")
 _MEMBER_RE = re.compile(r"^([a-z][a-z0-9_]*)-\{\{([a-z][a-z0-9_]*)\}\}-([a-z]+)$")
 _FIELD_RE = re.compile(r"^[a-z_][a-z0-9_]*$")

@@ -2,20 +2,22 @@
 
 A user holds a membership at a level through a row of the members resource (e.g.
 ``listmember``), and is manager of every membership record they own (a list's owner
-manages it). The cache is dropped on every change that could alter it, before and after
-the change commits, so a removed member loses access on their very next request.
+manages it). The cache is a :class:`~apicrud.cache.ReadThrough` (``apicrud:roles:<uid>``),
+dropped on every change that could alter it, before and after the change commits, so a
+removed member loses access on their very next request; with cascades it keeps epochs
+(``apicrud:roles:epoch``), and a change anywhere in a chain starts a new one.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import select
 
-from apicrud.db.query import active_only
+from apicrud.cache import ReadThrough
+from apicrud.db.repository import live
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -31,13 +33,10 @@ class MembershipRoles:
     """``for_uid(uid)`` -> {membership id: level}; ``uncache(uid)`` after changes."""
 
     def __init__(self, policy: Policy, resources: dict[str, Any], db: Database,
-                 redis_client: Redis,
-                 ttl: int = 300, prefix: str = "apicrud") -> None:
+                 redis_client: Redis, ttl: int = 300) -> None:
         self.policy = policy
         self.db = db
-        self.redis = redis_client
         self.ttl = ttl
-        self.prefix = prefix
         levels = policy.privacy_levels
         self.owner_level = levels[-2]  # the highest level below secret: manager
         # (membership model, owner attr, members model, attr, level attr)
@@ -67,13 +66,7 @@ class MembershipRoles:
                 raise ValueError(f"private_resources: {ms.resource} has no column "
                                  f"{parent_attr} naming its parent {ms.parent}")
             self.cascades.append((child.model, parent_attr, parent, ms.resource))
-
-    def _key(self, uid: str) -> str:
-        return f"{self.prefix}:roles:{uid}"
-
-    @property
-    def _epoch_key(self) -> str:
-        return f"{self.prefix}:roles:epoch"
+        self.cache = ReadThrough(redis_client, "roles", ttl, epochs=bool(self.cascades))
 
     def for_uid(self, uid: str) -> tuple[dict[str, str], dict[str, str]]:
         """({membership id: level}, {membership id: membership resource}), cached."""
@@ -89,20 +82,10 @@ class MembershipRoles:
         removal or a move took away, whatever level of the chain it happened at."""
         if not self.sources:
             return {}, {}, {}
-        if self.cascades:
-            raw_epoch, cached = self.redis.mget(self._epoch_key, self._key(uid))
-            epoch = int(raw_epoch or 0)
-        else:
-            epoch, cached = 0, self.redis.get(self._key(uid))
-        if cached is not None:
-            data = json.loads(cached)
-            if len(data) == 2:
-                return data[0], data[1], {}
-            if data[0] == epoch:
-                return data[1], data[2], data[3]
-        levels, kinds, via = self.load_via(uid)
-        value = [levels, kinds] if not self.cascades else [epoch, levels, kinds, via]
-        self.redis.set(self._key(uid), json.dumps(value), ex=self.ttl)
+        levels, kinds, via = self.cache.get(
+            uid, lambda: list(self.load_via(uid)),
+            valid=lambda v: isinstance(v, list) and len(v) == 3 and
+            all(isinstance(d, dict) for d in v))
         return levels, kinds, via
 
     def load(self, uid: str) -> tuple[dict[str, str], dict[str, str]]:
@@ -123,11 +106,11 @@ class MembershipRoles:
                 if members_model is not None:
                     stmt = select(getattr(members_model, attr),
                                   getattr(members_model, level_attr)) \
-                        .where(members_model.uid == uid, active_only(members_model))
+                        .where(members_model.uid == uid, live(members_model))
                     if owner_model is not None:  # memberships of trashed lists count not
                         stmt = stmt.join(owner_model, owner_model.id ==
                                          getattr(members_model, attr)) \
-                            .where(active_only(owner_model))
+                            .where(live(owner_model))
                     rows = session.execute(stmt)
                     for mid, level in rows:
                         if level in self.policy.privacy_levels[1:-1]:
@@ -136,7 +119,7 @@ class MembershipRoles:
                 if owner_model is not None and owner_attr:
                     owned = session.execute(
                         select(owner_model.id).where(getattr(owner_model, owner_attr) == uid,
-                                                     active_only(owner_model))).scalars()
+                                                     live(owner_model))).scalars()
                     for mid in owned:
                         if mid not in roles or rank(roles[mid]) < rank(self.owner_level):
                             roles[mid] = self.owner_level
@@ -148,7 +131,7 @@ class MembershipRoles:
                     continue
                 column = getattr(model, parent_attr)
                 rows = session.execute(select(model.id, column).where(
-                    column.in_(sorted(held)), active_only(model)))
+                    column.in_(sorted(held)), live(model)))
                 for mid, pid in rows:
                     level = roles[pid]
                     if mid not in roles or rank(roles[mid]) < rank(level):
@@ -158,9 +141,7 @@ class MembershipRoles:
         return roles, kinds, via
 
     def uncache(self, *uids: str | None) -> None:
-        keys = [self._key(u) for u in uids if u]
-        if keys:
-            self.redis.delete(*keys)
+        self.cache.drop(*uids)
 
     def changed(self, ctx: RequestContext, resource: str, records: list[Any],
                 extra_uids: Iterable[str | None] = ()) -> None:
@@ -172,8 +153,7 @@ class MembershipRoles:
         if self.cascades:
             # a change anywhere in a chain may change what its children grant: a new
             # epoch for everyone, now and once the transaction commits
-            self.redis.incr(self._epoch_key)
-            ctx.after_commit.append(lambda: self.redis.incr(self._epoch_key))
+            self.cache.new_epoch_around_commit(ctx)
         uids = {getattr(r, "uid", None) for r in records} | set(extra_uids)
         ms = self.policy.memberships.get(resource)
         if ms is not None and ms.members:
@@ -184,6 +164,4 @@ class MembershipRoles:
                     continue
                 uids |= set(ctx.db.execute(select(members_model.uid).where(
                     getattr(members_model, attr).in_([r.id for r in records]))).scalars())
-        uids = {u for u in uids if u}
-        self.uncache(*uids)
-        ctx.after_commit.append(lambda: self.uncache(*uids))
+        self.cache.drop_around_commit(ctx, *sorted(u for u in uids if u))

@@ -18,9 +18,7 @@ from __future__ import annotations
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
-
-from apicrud.db.query import active_only
+from apicrud.db.repository import Repository
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -93,9 +91,8 @@ class Scopes:
         for name, attr in steps:
             if value is None:
                 return None
-            model = self.resources[name].model
-            value = session.execute(select(getattr(model, attr)).where(
-                model.id == value, active_only(model))).scalar_one_or_none()
+            row = Repository(self.resources[name].model).get_live(session, value, attr)
+            value = row[0] if row is not None else None
         return value
 
     def mismatch(self, session: Session, resource: str,

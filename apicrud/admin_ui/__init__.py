@@ -5,6 +5,8 @@ serving it needs no Node. At start-up the page fetches the OpenAPI document and 
 its screens from it; this module only tells the page where the API lives, by two meta
 tags inserted into ``index.html``, and serves the files with headers fit for an admin
 page (a strict Content-Security-Policy, no framing, long caching of hashed assets).
+Its routes are one Blueprint, ``admin_ui`` (:func:`blueprint`), which ``create_app``
+registers when the setting is on.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import logging
 import os
 from typing import TYPE_CHECKING
 
-from flask import Flask, Response, redirect, send_from_directory
+from flask import Blueprint, Flask, Response, redirect, send_from_directory
 
 if TYPE_CHECKING:
     from apicrud.services import Services
@@ -52,23 +54,32 @@ def index_html(dist: str, base_url: str, react_admin_url: str) -> str | None:
 
 def add_admin_ui(app: Flask, services: Services, dist: str = DIST) -> None:
     """Mount the admin UI on ``app`` when setting ``admin_ui`` is on."""
+    bp = blueprint(services, dist)
+    if bp is not None:
+        app.register_blueprint(bp)
+
+
+def blueprint(services: Services, dist: str = DIST) -> Blueprint | None:
+    """Blueprint ``admin_ui`` at :data:`PREFIX`; None when setting ``admin_ui`` is off
+    (or the react-admin endpoints it needs are: setting ``react_admin_url`` empty)."""
     settings = services.settings
     if not settings.admin_ui:
-        return
+        return None
     ra_url = settings.react_admin_url.rstrip("/")
     if not ra_url:
         log.warning("admin_ui is on but react_admin_url is empty: the admin UI needs the "
                     "react-admin endpoints, so it is not served")
-        return
+        return None
     page = index_html(dist, services.base_url, ra_url)
     if page is None:
         log.warning("admin UI bundle missing at %s; /admin/ explains how to build it", dist)
+    bp = Blueprint("admin_ui", __name__, url_prefix=PREFIX)
 
-    @app.get(PREFIX)
+    @bp.get("")
     def _admin_redirect():
         return redirect(PREFIX + "/", 308)
 
-    @app.get(PREFIX + "/")
+    @bp.get("/")
     def _admin_index():
         if page is None:
             return Response(MISSING, 503, mimetype="text/plain")
@@ -76,7 +87,7 @@ def add_admin_ui(app: Flask, services: Services, dist: str = DIST) -> None:
         return Response(page, 200, mimetype="text/html",
                         headers={**PAGE_HEADERS, "Cache-Control": "no-cache"})
 
-    @app.get(PREFIX + "/<path:name>")
+    @bp.get("/<path:name>")
     def _admin_static(name: str):
         if name == "index.html":
             return _admin_index()
@@ -86,3 +97,5 @@ def add_admin_ui(app: Flask, services: Services, dist: str = DIST) -> None:
         if name.startswith("assets/"):  # content-hashed names never change meaning
             resp.headers["Cache-Control"] = "public, max-age=31536000, immutable"
         return resp
+
+    return bp

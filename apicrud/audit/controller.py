@@ -23,9 +23,10 @@ from typing import Any
 from sqlalchemy import and_, false, or_, select
 
 from apicrud.context import Reply, RequestContext
-from apicrud.crud.controller import BasicCRUD, _json_value
-from apicrud.db import query as q
+from apicrud.crud.controller import BasicCRUD, json_value
+from apicrud.db.repository import live
 from apicrud.errors import NotFound
+from apicrud.i18n import N_
 
 NOT_FILTERABLE = ("changes",)  # values of fields: not to be probed by filters
 
@@ -56,9 +57,8 @@ class AuditController(BasicCRUD):
         model = res.model
         readable = self.access.where(p, name, model, "r")
         if "status" in res.columns:
-            live = or_(q.active_only(model),
-                       self.access.where(p, name, model, "d"))
-            return select(model.id).where(readable, live)
+            shown = or_(live(model), self.access.where(p, name, model, "d"))
+            return select(model.id).where(readable, shown)
         return select(model.id).where(readable)
 
     def visible(self, ctx: RequestContext, action: str) -> list:
@@ -76,7 +76,7 @@ class AuditController(BasicCRUD):
 
     # -- shown fields -------------------------------------------------------------------
     def serialize(self, ctx: RequestContext, record: Any) -> dict[str, Any]:
-        out = {name: _json_value(getattr(record, name)) for name in self.resource.exposed}
+        out = {name: json_value(getattr(record, name)) for name in self.resource.exposed}
         changes = json.loads(record.changes) if record.changes else None
         p = ctx.principal
         everything = self.access.allows_every(p, "r", record.resource)
@@ -101,7 +101,7 @@ class AuditController(BasicCRUD):
         entry = ctx.db.execute(select(self.model).where(
             self.model.id == ctx.params["id"], *self.visible(ctx, "r"))).scalar_one_or_none()
         if entry is None:
-            raise NotFound(f"audit {ctx.params['id'][:40]} not found")
+            raise NotFound(N_("audit %(id)s not found", id=ctx.params['id'][:40]))
         body = self.serialize(ctx, entry)
         if fields:
             body = {k: body[k] for k in fields if k in body}
@@ -114,13 +114,15 @@ class AuditController(BasicCRUD):
         name, record_id = ctx.params["resource"], ctx.params["id"]
         res = self._kinds().get(name)
         if res is None:
-            raise NotFound(f"{name[:32]}: no such resource", errors={"resource": "not found"})
+            raise NotFound(N_("%(resource)s: no such resource", resource=name[:32]),
+                           errors={"resource": N_("not found")})
         p = ctx.principal
         if not self.access.allows_every(p, "r", name):
             found = ctx.db.execute(self._readable_ids(ctx, name, res)
                                    .where(res.model.id == record_id)).first()
             if found is None:
-                raise NotFound(f"{name} {record_id[:40]} not found")
+                raise NotFound(N_("%(resource)s %(id)s not found", resource=name,
+                                  id=record_id[:40]))
         ctx.params["filter"] = json.dumps({"resource": name, "record_id": record_id})
         return self.find(ctx)
 

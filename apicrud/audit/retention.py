@@ -21,7 +21,6 @@ if TYPE_CHECKING:
     from celery import Celery
 
     from apicrud.config.loader import Settings
-    from apicrud.db.engine import Database
 
 __all__ = ["TASK_PURGE_AUDIT", "purge_audit_expired", "register", "schedule"]
 
@@ -46,31 +45,28 @@ def purge_audit_expired(db: Any, model: Any, retention_days: int,
 
 
 class AuditPurger:
-    """One run of the task; opens the database in the worker process on first use."""
+    """One run of the task; opens the database in the worker process on first use
+    (:func:`apicrud.services.open_offline`, as the trashcan's purge does)."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._db: Database | None = None
-        self._model: Any = None
+        self._offline: Any = None
 
     def run(self) -> int:
         days = self.settings.audit_retention_days
         if days <= 0:
             return 0
-        if self._db is None:
-            import importlib
+        if self._offline is None:
+            from apicrud.services import open_offline
 
-            from apicrud.db.engine import Database
-
-            models = importlib.import_module(self.settings.models_module)
-            self._model = getattr(models, "Audit", None)
-            self._db = Database(self.settings.sqlalchemy_url, pool_size=1)
-        return purge_audit_expired(self._db, self._model, days)
+            self._offline = open_offline(self.settings, pool_size=1)
+        offline = self._offline
+        return purge_audit_expired(offline.db, getattr(offline.models, "Audit", None), days)
 
     def close(self) -> None:
-        if self._db is not None:
-            self._db.dispose()
-            self._db = None
+        if self._offline is not None:
+            self._offline.close()
+            self._offline = None
 
 
 def register(app: Celery, settings: Settings):

@@ -34,7 +34,7 @@ from sqlalchemy import event, insert, inspect
 from sqlalchemy.orm import Session
 
 from apicrud.db.base import new_id, utcnow
-from apicrud.db.query import TRASHED
+from apicrud.db.repository import TRASHED
 
 log = logging.getLogger("apicrud.audit")
 

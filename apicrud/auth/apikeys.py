@@ -41,7 +41,7 @@ import json
 import logging
 import re
 import secrets
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
@@ -50,8 +50,10 @@ from apicrud.auth.principal import ANONYMOUS, Principal
 from apicrud.auth.schemes import API_KEY_HEADER
 from apicrud.context import RequestContext
 from apicrud.crud.controller import BasicCRUD
-from apicrud.db.base import utcnow
+from apicrud.crypto import derive_key
+from apicrud.db.base import naive_utc, utcnow
 from apicrud.errors import BadRequest, Forbidden, StartupError, Unauthorized, required
+from apicrud.i18n import N_
 
 __all__ = ["ApiKeyController", "ScopeController", "KeyHasher", "operation_scopes",
            "init_app", "HEADER"]
@@ -65,14 +67,14 @@ SECRET_RE = re.compile(r"^[A-Za-z0-9_-]{32,128}$")
 SCOPE_RE = re.compile(r"^[a-z][a-z0-9_.:-]{0,31}$")
 LAST_USED_EVERY = timedelta(seconds=60)
 READ_METHODS = frozenset({"get", "head"})
-_INVALID = "invalid, expired or revoked API key"
+_INVALID = N_("invalid, expired or revoked API key")
 
 
 class KeyHasher:
     """Issues keys and checks them against stored hashes."""
 
     def __init__(self, secret_key: str) -> None:
-        self._key = hmac.new(secret_key.encode(), b"apicrud apikey", hashlib.sha256).digest()
+        self._key = derive_key(secret_key, b"apicrud apikey")
 
     def digest(self, apikey: str) -> str:
         return f"{HASH_SCHEME}:" + hmac.new(self._key, apikey.encode(), hashlib.sha256) \
@@ -191,8 +193,10 @@ def init_app(services) -> None:
                 ctx.principal = ANONYMOUS
                 return
             wanted = ", ".join(sorted(accepted))
-            what = "this token" if ctx.principal.method == "jwt" else "this API key"
-            raise Forbidden(f"{what} lacks the scope for this operation: one of {wanted}",
+            raise Forbidden(N_("this token lacks the scope for this operation: one of %(scopes)s",
+                               scopes=wanted) if ctx.principal.method == "jwt" else
+                            N_("this API key lacks the scope for this operation: one of %(scopes)s",
+                               scopes=wanted),
                             slug="insufficient-scope")
 
     services.pipeline.authenticators.insert(0, from_api_key)
@@ -206,13 +210,12 @@ def _parse_time(value: Any, field: str) -> datetime | None:
     if value is None:
         return None
     try:
-        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-        if parsed.tzinfo is not None:
-            parsed = parsed.astimezone(UTC).replace(tzinfo=None)
+        parsed = naive_utc(str(value))
     except (ValueError, OverflowError):  # OverflowError: beyond year 1..9999 in UTC
-        raise BadRequest(f"{field}: not an ISO 8601 date-time between years 1 and 9999",
-                         errors={field: "not an ISO 8601 date-time between years 1 and "
-                                        "9999"}) from None
+        raise BadRequest(N_("%(field)s: not an ISO 8601 date-time between years 1 and 9999",
+                            field=field),
+                         errors={field: N_("not an ISO 8601 date-time between years 1 and "
+                                           "9999")}) from None
     return parsed
 
 
@@ -223,8 +226,8 @@ class ApiKeyController(BasicCRUD):
         names = list(dict.fromkeys(scopes or []))
         held = ctx.principal.scopes
         if held is not None and (not names or not set(names) <= held):
-            raise Forbidden("a key may only hand on scopes it holds itself",
-                            errors={"scopes": "must be a non-empty subset of this key's"})
+            raise Forbidden(N_("a key may only hand on scopes it holds itself"),
+                            errors={"scopes": N_("must be a non-empty subset of this key's")})
         if not names:
             return None
         scope = self.services.models.Scope
@@ -232,16 +235,17 @@ class ApiKeyController(BasicCRUD):
             scope.name.in_(names), scope.status == "active")).scalars())
         missing = [n for n in names if n not in found]
         if missing:
-            text = "no such scope: " + ", ".join(missing)
-            raise BadRequest(f"scopes: {text}", errors={"scopes": text})
+            absent = ", ".join(missing)
+            raise BadRequest(N_("scopes: no such scope: %(names)s", names=absent),
+                             errors={"scopes": N_("no such scope: %(names)s", names=absent)})
         return json.dumps(names)
 
     def before_create(self, ctx: RequestContext, data: dict[str, Any]) -> dict[str, Any]:
         data["scopes"] = self._check_scopes(ctx, data.get("scopes"))
         expires = _parse_time(data.get("expires"), "expires")
         if expires is not None and expires <= utcnow():
-            raise BadRequest("expires: must be in the future",
-                             errors={"expires": "must be in the future"})
+            raise BadRequest(N_("expires: must be in the future"),
+                             errors={"expires": N_("must be in the future")})
         data["expires"] = expires
         prefix, apikey, digest = required(self.services.apikey_hasher, "apikey_hasher").issue()
         data.update(prefix=prefix, hash=digest)
@@ -271,15 +275,15 @@ class ApiKeyController(BasicCRUD):
             now = utcnow()
             if record.expires is not None and record.expires <= now:
                 # revocation is final: an ended key is never brought back
-                raise Forbidden("expires: this key has expired or was revoked; "
-                                "create a new one", slug="apikey-ended",
-                                errors={"expires": "the key has ended and stays ended"})
+                raise Forbidden(N_("expires: this key has expired or was revoked; create a new "
+                                   "one"), slug="apikey-ended",
+                                errors={"expires": N_("the key has ended and stays ended")})
             changes["expires"] = expires
         return changes
 
     def before_restore(self, ctx: RequestContext, record: Any) -> None:
         """A deleted key was revoked, and revocation is final: no restore."""
-        raise Forbidden("a revoked API key cannot be restored; create a new one",
+        raise Forbidden(N_("a revoked API key cannot be restored; create a new one"),
                         slug="apikey-ended")
 
     def before_delete(self, ctx: RequestContext, record: Any) -> None:
@@ -303,6 +307,6 @@ class ScopeController(BasicCRUD):
     def before_update(self, ctx: RequestContext, record: Any,
                       changes: dict[str, Any]) -> dict[str, Any]:
         if "name" in changes:
-            raise BadRequest("name: a scope cannot be renamed (keys refer to it by name)",
-                             errors={"name": "cannot be changed"})
+            raise BadRequest(N_("name: a scope cannot be renamed (keys refer to it by name)"),
+                             errors={"name": N_("cannot be changed")})
         return changes

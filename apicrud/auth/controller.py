@@ -34,7 +34,7 @@ from apicrud.context import Reply, RequestContext
 from apicrud.crypto import token_hash
 from apicrud.db.base import utcnow
 from apicrud.errors import BadRequest, Forbidden, TooManyRequests, Unauthorized
-from apicrud.i18n import N_
+from apicrud.i18n import N_, text_of
 
 log = logging.getLogger("apicrud.auth")
 LOGIN_STATES = ("active", "pending")
@@ -102,8 +102,10 @@ class AuthController:
                               self.trusted)
         return [f"{name}:{token_hash(addr)}", name]
 
-    def _reserve(self, keys: list[str]) -> None:
-        """Count this attempt, or 429 when its address or its account is locked out."""
+    def reserve(self, ctx: RequestContext, username: str) -> list[str]:
+        """Count this attempt, or 429 when its address or its account is locked out; the
+        counters' keys, for :meth:`release`."""
+        keys = self._lockout_keys(ctx, username)
         most = int(self.settings.login_attempts_max)
         wait = int(self._attempt(keys=keys, args=[most, most * ACCOUNT_CEILING,
                                                   int(self.settings.login_lockout_interval)]))
@@ -111,6 +113,12 @@ class AuthController:
             log.warning("login locked out", extra={"event": "login_lockout"})
             raise TooManyRequests(N_("too many failed logins; try again later"),
                                   headers={"Retry-After": str(wait)})
+        return keys
+
+    def release(self, keys: list[str], succeeded: bool) -> None:
+        """Take back the attempt :meth:`reserve` counted; a success also clears the
+        address's failures."""
+        self._release(keys=keys, args=["1" if succeeded else "0"])
 
     def login(self, ctx: RequestContext) -> Reply:
         body = ctx.body
@@ -121,8 +129,7 @@ class AuthController:
         if "password" not in self.settings.auth_methods:
             raise Forbidden(N_("password login is disabled; see GET /auth/methods"))
         username, password = body["username"], body["password"]
-        keys = self._lockout_keys(ctx, username)
-        self._reserve(keys)
+        keys = self.reserve(ctx, username)
         models = self.services.models
         account_model, person_model = models.Account, models.Person
         live = (account_model.status.in_(LOGIN_STATES), person_model.status.in_(PERSON_LIVE))
@@ -139,14 +146,14 @@ class AuthController:
             # no otp yet is the client's first step, not a failure; a wrong one counts
             # toward the lockout, or six digits could be guessed
             if not body.get("otp"):
-                self._release(keys=keys, args=["0"])
+                self.release(keys, succeeded=False)
                 raise mfa_required()
             if not check_second_factor(self.services, account, body["otp"]):
                 log.info("login failed: wrong one-time code",
                          extra={"event": "login_failed", "uid": account.uid})
                 self._audit_failure(ctx, account, "password; wrong one-time code")
-                raise mfa_required("invalid or already used one-time code")
-        self._release(keys=keys, args=["1"])
+                raise mfa_required(N_("invalid or already used one-time code"))
+        self.release(keys, succeeded=True)
         # a plain UPDATE, not the ORM's versioned one: two concurrent logins of one
         # account must not fail each other with a stale row version
         changes = {"last_login": utcnow(), "modified": account_model.modified}
@@ -226,19 +233,20 @@ class AuthController:
 
     def can_i(self, ctx: RequestContext) -> Reply:
         """Whether the caller may do an action, and the rule or privacy level that decided."""
-        p = ctx.params
+        params = ctx.params
         try:
-            answer = can_i(self.services, ctx.db, ctx.principal, p["action"], p["resource"],
-                           p.get("id"), field=p.get("field"))
+            answer = can_i(self.services, ctx.db, ctx.principal, params["action"],
+                           params["resource"], params.get("id"), field=params.get("field"))
         except KeyError:
             raise BadRequest(N_("resource: no such resource"),
                              errors={"resource": N_("no such resource")}) from None
         except ValueError as exc:
-            raise BadRequest(f"action: {exc}", errors={"action": str(exc)}) from None
+            raise BadRequest(N_("action: %(problem)s", problem=text_of(exc)),
+                             errors={"action": text_of(exc)}) from None
         except LookupError:
             raise BadRequest(N_("field: unknown field"), errors={"field": N_("unknown field")}) \
                 from None
-        out = answer.to_dict(p["action"], p["resource"], p.get("id"))
-        if p.get("field"):
-            out["field"] = p["field"]
+        out = answer.to_dict(params["action"], params["resource"], params.get("id"))
+        if params.get("field"):
+            out["field"] = params["field"]
         return Reply(out, 200)

@@ -14,6 +14,8 @@ scheme                                      methods it admits
                                             ``cookie_name`` setting)
 ``apiKey``, ``in: header``, X-API-KEY       ``apikey``
 ``openIdConnect``, ``oauth2``               ``jwt``
+any scheme with ``x-bearerInfoFunc``,       ``info:<function>`` (connexion's hooks:
+``x-basicInfoFunc`` or ``x-apikeyInfoFunc`` apicrud.connexion_conventions)
 ==========================================  ==========================================
 
 An empty alternative (``{}``) or an empty list (``security: []``) admits any credential
@@ -29,7 +31,20 @@ from typing import Any
 API_KEY_HEADER = "X-API-KEY"
 
 
+#: connexion's authenticator hooks (apicrud.connexion_conventions): a scheme naming one
+#: admits only the credentials that function accepts, method ``info:<function>``
+INFO_FUNC_KEYS = ("x-bearerInfoFunc", "x-basicInfoFunc", "x-apikeyInfoFunc")
+
+
+def info_function(scheme: dict[str, Any]) -> str | None:
+    """The dotted name of the scheme's connexion info function, if it names one."""
+    return next((scheme[k] for k in INFO_FUNC_KEYS if isinstance(scheme.get(k), str)), None)
+
+
 def scheme_methods(scheme: dict[str, Any]) -> frozenset[str]:
+    function = info_function(scheme)
+    if function:
+        return frozenset({f"info:{function}"})
     kind = str(scheme.get("type", "")).lower()
     if kind == "http":
         name = str(scheme.get("scheme", "")).lower()

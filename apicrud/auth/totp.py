@@ -43,7 +43,7 @@ from urllib.parse import quote, urlencode
 
 from apicrud import redis_keys
 from apicrud.context import Reply, RequestContext
-from apicrud.crypto import AESEncryptBin, DecryptError
+from apicrud.crypto import AESEncryptBin, DecryptError, derive_key
 from apicrud.errors import (
     Conflict,
     Forbidden,
@@ -52,6 +52,7 @@ from apicrud.errors import (
     Unauthorized,
     ValidationProblem,
 )
+from apicrud.i18n import N_
 
 __all__ = ["hotp", "totp", "match", "TotpController", "check_second_factor",
            "mfa_required", "new_secret"]
@@ -153,8 +154,7 @@ class SecondFactor:
         self.redis = services.redis.client
         secret = services.settings.secret_key
         self.cipher = AESEncryptBin(secret, context="totp")
-        self._mac_key = hmac.new(secret.encode(), b"apicrud totp backup codes",
-                                    hashlib.sha256).digest()
+        self._mac_key = derive_key(secret, b"apicrud totp backup codes")
         self._attempt = self.redis.register_script(_ATTEMPT_LUA)
         self._release = self.redis.register_script(_RELEASE_LUA)
 
@@ -243,16 +243,17 @@ class SecondFactor:
         wait = int(self._attempt(keys=[key], args=[settings.login_attempts_max,
                                                    settings.login_lockout_interval]))
         if wait:
-            raise TooManyRequests("too many wrong codes; try again later",
+            raise TooManyRequests(N_("too many wrong codes; try again later"),
                                   headers={"Retry-After": str(wait)})
 
     def passed(self, account_id: str) -> None:
         self._release(keys=[self._failures_key(account_id)])
 
 
-def mfa_required(detail: str = "this account needs a one-time code: send otp") -> Problem:
+def mfa_required(detail: str = N_("this account needs a one-time code: send otp")
+                 ) -> Problem:
     """401 whose problem type ends in ``mfa-required`` (CONTRACT 2)."""
-    return Unauthorized(detail, slug="mfa-required", title="One-Time Code Required")
+    return Unauthorized(detail, slug="mfa-required", title=N_("One-Time Code Required"))
 
 
 def check_second_factor(services, account: Any, otp: str | None) -> bool:
@@ -282,11 +283,10 @@ class TotpController:
         if not p.authenticated or not p.account_id:
             raise Unauthorized()
         if p.method == "apikey":
-            raise Forbidden("the second factor is managed with a login session, "
-                            "not an API key")
+            raise Forbidden(N_("the second factor is managed with a login session, not an API key"))
         account = ctx.db.get(self.services.models.Account, p.account_id)
         if account is None or account.status != "active":
-            raise Unauthorized("invalid or expired credentials")
+            raise Unauthorized(N_("invalid or expired credentials"))
         return account
 
     def _code(self, ctx: RequestContext, account: Any, backup_ok: bool) -> None:
@@ -296,7 +296,7 @@ class TotpController:
         ok = self.factor.check(account, code) if backup_ok else \
             self.factor.check_code(account, code)
         if not ok:  # the attempt stays counted
-            raise ValidationProblem({"code": "is not a valid current code"})
+            raise ValidationProblem({"code": N_("is not a valid current code")})
         self.factor.passed(account.id)
 
     def status(self, ctx: RequestContext) -> Reply:
@@ -309,7 +309,7 @@ class TotpController:
     def enrol(self, ctx: RequestContext) -> Reply:
         account = self._account(ctx)
         if account.totp_enabled:
-            raise Conflict("a second factor is already enabled; disable it first")
+            raise Conflict(N_("a second factor is already enabled; disable it first"))
         key = new_secret()
         account.totp_secret = self.factor.seal(key)
         account.backup_codes = None
@@ -322,9 +322,9 @@ class TotpController:
     def confirm(self, ctx: RequestContext) -> Reply:
         account = self._account(ctx)
         if account.totp_enabled:
-            raise Conflict("the second factor is already enabled")
+            raise Conflict(N_("the second factor is already enabled"))
         if not account.totp_secret:
-            raise Conflict("nothing to confirm: enrol first (POST /auth/totp)")
+            raise Conflict(N_("nothing to confirm: enrol first (POST /auth/totp)"))
         self._code(ctx, account, backup_ok=False)
         codes, hashes = self.factor.new_backup_codes(account.id)
         account.totp_enabled = True
@@ -342,7 +342,7 @@ class TotpController:
     def disable(self, ctx: RequestContext) -> Reply:
         account = self._account(ctx)
         if not account.totp_enabled and not account.totp_secret:
-            raise Conflict("no second factor is enabled")
+            raise Conflict(N_("no second factor is enabled"))
         self._code(ctx, account, backup_ok=True)
         account.totp_enabled = False
         account.totp_secret = None

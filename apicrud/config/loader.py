@@ -82,7 +82,7 @@ def _is_type(value: Any, type_name: str) -> bool:
 def _show(value: Any, secret: bool) -> str:
     if secret:
         return MASK
-    text = "null" if value is None else repr(_thaw(value))
+    text = "null" if value is None else repr(thaw(value))
     return text if len(text) <= 80 else text[:77] + "..."
 
 
@@ -255,11 +255,12 @@ def _freeze(value: Any) -> Any:
     return value
 
 
-def _thaw(value: Any) -> Any:
+def thaw(value: Any) -> Any:
+    """A frozen setting (read-only mappings, tuples) as plain dicts and lists."""
     if isinstance(value, (list, tuple)):
-        return [_thaw(v) for v in value]
+        return [thaw(v) for v in value]
     if isinstance(value, Mapping):
-        return {k: _thaw(v) for k, v in value.items()}
+        return {k: thaw(v) for k, v in value.items()}
     return value
 
 
@@ -400,7 +401,7 @@ class Settings(Mapping[str, Any]):
     def __reduce__(self) -> tuple[Any, ...]:
         # Default slot-state restoring would hit __setattr__; rebuild through __init__ instead
         # (this makes copy, deepcopy and pickle work).
-        return (Settings, (self._root, self._version, _thaw(self._decls), _thaw(self._values)))
+        return (Settings, (self._root, self._version, thaw(self._decls), thaw(self._values)))
 
     def __repr__(self) -> str:
         body = ", ".join(f"{k}={v!r}" for k, v in self.as_dict(redact=True).items())
@@ -427,7 +428,7 @@ class Settings(Mapping[str, Any]):
 
     def as_dict(self, redact: bool = True) -> dict[str, Any]:
         """Plain (mutable) copy of all values; non-empty secrets masked if ``redact``."""
-        return {k: MASK if redact and self.is_secret(k) and v not in ("", None) else _thaw(v)
+        return {k: MASK if redact and self.is_secret(k) and v not in ("", None) else thaw(v)
                 for k, v in self._values.items()}
 
     def path(self, key: str) -> Path:

@@ -21,11 +21,14 @@ from sqlalchemy.orm import aliased
 from sqlalchemy.orm.exc import StaleDataError
 
 from apicrud.access import fields as fieldrules
+from apicrud.access.policy import VERBS
 from apicrud.context import Reply, RequestContext
+from apicrud.crud import paging
 from apicrud.crud.registry import ResourceSpec
 from apicrud.db import query as q
 from apicrud.db.base import new_id
 from apicrud.db.integrity import integrity_problem
+from apicrud.db.repository import Repository, Status, live
 from apicrud.errors import (
     BadRequest,
     Conflict,
@@ -44,10 +47,11 @@ if TYPE_CHECKING:
     from apicrud.services import Services
 
 log = logging.getLogger("apicrud.crud")
-TRASHED = q.TRASHED
+TRASHED = Status.TRASHED
 
 
-def _json_value(value: Any) -> Any:
+def json_value(value: Any) -> Any:
+    """A column value as JSON shows it (date-times in UTC with microseconds and ``Z``)."""
     if isinstance(value, datetime):
         return value.isoformat(timespec="microseconds") + "Z"
     return value
@@ -61,6 +65,8 @@ class BasicCRUD:
         self.services = services
         self.model: Any = resource.model  # a model class of the application
         self.access = services.access
+        #: the model's live records, as the evaluator lets callers see them
+        self.records = Repository(self.model, resource.name, self.access)
 
     # -- hooks: override in a subclass ----------------------------------------------
     def before_create(self, ctx: RequestContext, data: dict[str, Any]) -> dict[str, Any]:
@@ -91,7 +97,7 @@ class BasicCRUD:
 
     def serialize(self, ctx: RequestContext, record: Any) -> dict[str, Any]:
         """The record as the caller may see it: exposed fields, ``rbac``, related values."""
-        out = {name: _json_value(getattr(record, name)) for name in self.resource.exposed}
+        out = {name: json_value(getattr(record, name)) for name in self.resource.exposed}
         if "rbac" in self.resource.computed:
             out["rbac"] = self.record_actions(ctx, record)
         allowed = self.access.read_fields(ctx.principal, self.resource.name, record)
@@ -99,7 +105,7 @@ class BasicCRUD:
             self.prefetch(ctx, [record])
             for prop, (via, target, _) in self.resource.related.items():
                 if allowed is None or prop in allowed:
-                    out[prop] = _json_value(ctx.related.get((target, getattr(record, via))))
+                    out[prop] = json_value(ctx.related.get((target, getattr(record, via))))
         return fieldrules.limit(out, allowed)
 
     def record_actions(self, ctx: RequestContext, record: Any) -> str:
@@ -133,7 +139,7 @@ class BasicCRUD:
             inputs = self.access.record_columns(target) if limited else ()
             rows = ctx.db.execute(select(other.id, getattr(other, fieldname),
                                          *(getattr(other, c) for c in inputs)).where(
-                match, q.active_only(other),
+                match, live(other),
                 self.access.where(ctx.principal, target, other, "r")))
             for row in rows:
                 if limited:
@@ -148,8 +154,7 @@ class BasicCRUD:
         """The WHERE clauses selecting the rows ``find`` may show: live ones the
         evaluator lets the caller ``action``. A resource whose rows are about other
         records (the audit trail) narrows them further."""
-        return [q.active_only(self.model),
-                self.access.where(ctx.principal, self.resource.name, self.model, action)]
+        return self.records.visible(ctx.principal, action)
 
     def etag(self, record: Any, fields: tuple[str, ...] | None = None,
              view: dict[str, Any] | None = None) -> str:
@@ -211,10 +216,11 @@ class BasicCRUD:
         unknown = [n for n in names if n not in readable]
         if unknown or not names:
             bad = unknown[0][:64] if unknown else ""
-            raise BadRequest(f"fields: unknown field {bad!r}" if unknown else
-                             "fields: name at least one field",
-                             errors={"fields": f"unknown field {bad!r}" if unknown
-                                     else "name at least one field"})
+            if unknown:
+                raise BadRequest(N_("fields: unknown field %(name)s", name=repr(bad)),
+                                 errors={"fields": N_("unknown field %(name)s", name=repr(bad))})
+            raise BadRequest(N_("fields: name at least one field"),
+                             errors={"fields": N_("name at least one field")})
         return tuple(dict.fromkeys(["id", *names]))
 
     def readable_fields(self, ctx: RequestContext) -> frozenset[str]:
@@ -246,8 +252,8 @@ class BasicCRUD:
                    (allowed is not None and n not in allowed)]
         if unknown or not names:
             bad = unknown[0][:64] if unknown else ""
-            raise BadRequest(f"embed: no embeddable {bad!r}" if unknown else
-                             "embed: name at least one", errors={"embed": "unknown embed"})
+            raise BadRequest(N_("embed: no embeddable %(name)s", name=repr(bad)) if unknown else
+                             N_("embed: name at least one"), errors={"embed": N_("unknown embed")})
         return names
 
     def embed(self, ctx: RequestContext, records: list[Any], bodies: list[dict[str, Any]],
@@ -267,7 +273,7 @@ class BasicCRUD:
                 found = {}
                 if ids:
                     rows = list(ctx.db.execute(select(model).where(
-                        model.id.in_(ids), q.active_only(model), readable)).scalars())
+                        model.id.in_(ids), live(model), readable)).scalars())
                     target.prefetch(ctx, rows)
                     found = {row.id: target.serialize(ctx, row) for row in rows}
                 for record, body in zip(records, bodies, strict=True):
@@ -283,7 +289,7 @@ class BasicCRUD:
                     partition_by=via, order_by=q.order_by(sort, target.resource.fields,
                                                           model.id)).label("rank")
                 ranked = select(model.id.label("eid"), rank).where(
-                    via.in_(parents), q.active_only(model), readable).subquery()
+                    via.in_(parents), live(model), readable).subquery()
                 rows = list(ctx.db.execute(
                     select(model).join(ranked, ranked.c.eid == model.id)
                     .where(ranked.c.rank <= emb.limit).order_by(via, ranked.c.rank)).scalars())
@@ -342,10 +348,10 @@ class BasicCRUD:
         joined = [] if lock and dialect in ("mysql", "mariadb") else [
             a for a in self._related_aliases() if not self.access.has_field_rules(a[1])]
         stmt = select(self.model, *(getattr(a, f) for _, _, a, f in joined)).where(
-            self.model.id == id_, q.active_only(self.model))
+            self.model.id == id_, self.records.live())
         for via, target, alias, _ in joined:
             stmt = stmt.outerjoin(alias, and_(
-                alias.id == getattr(self.model, via), q.active_only(alias),
+                alias.id == getattr(self.model, via), live(alias),
                 self.access.where(ctx.principal, target, alias, "r")))
         if lock:
             stmt = stmt.with_for_update(of=self.model) if joined else stmt.with_for_update()
@@ -438,8 +444,9 @@ class BasicCRUD:
         self.before_restore(ctx, record)
         return self.check_create(ctx, values)
 
-    def _roles_changed(self, ctx: RequestContext, records: list[Any],
-                       *extra_uids: str | None) -> None:
+    def roles_changed(self, ctx: RequestContext, records: list[Any],
+                      *extra_uids: str | None) -> None:
+        """Drop the cached roles these records (and ``extra_uids``) give or take away."""
         self.services.roles.changed(ctx, self.resource.name, records, extra_uids)
 
     def _check_references(self, ctx: RequestContext, data: dict[str, Any]) -> None:
@@ -460,10 +467,8 @@ class BasicCRUD:
                 ctx.memo[seen] = True
                 continue  # the caller's own record (their person): it exists while they do
             # only the columns the evaluator reads: a row, not a whole ORM object
-            model = target.model
-            record = ctx.db.execute(select(*(getattr(model, c) for c in
-                                             self.access.record_columns(target.name)))
-                                    .where(model.id == value, q.active_only(model))).first()
+            record = Repository(target.model).get_live(
+                ctx.db, value, *self.access.record_columns(target.name))
             if record is None or not self.access.allows(ctx.principal, "r", target.name,
                                                         record):
                 raise NotFound(N_("%(field)s: %(resource)s %(id)s not found", field=attr,
@@ -483,25 +488,27 @@ class BasicCRUD:
             self.services.resource_for_table(self.resource.references.get(attr, ""))
         if target is None or target.model is None or \
                 "content_type" not in target.columns:
-            raise NotFound(f"{attr}: no such file", errors={attr: "file not found"})
-        model = target.model
+            raise NotFound(N_("%(field)s: no such file", field=attr),
+                           errors={attr: N_("file not found")})
         columns = {*self.access.record_columns(target.name), "content_type",
                    *(("state",) if "state" in target.columns else ())}
-        record = ctx.db.execute(select(*(getattr(model, c) for c in sorted(columns)))
-                                .where(model.id == str(value), q.active_only(model))).first()
+        record = Repository(target.model).get_live(ctx.db, str(value), *sorted(columns))
         if record is None or not self.access.allows(ctx.principal, "r", target.name, record):
-            raise NotFound(f"{attr}: {target.name} {str(value)[:40]} not found",
-                           errors={attr: f"{target.name} not found"})
+            raise NotFound(N_("%(field)s: %(resource)s %(id)s not found", field=attr,
+                              resource=target.name, id=str(value)[:40]),
+                           errors={attr: N_("%(resource)s not found", resource=target.name)})
         if getattr(record, "state", "ready") != "ready":
-            raise Conflict(f"{attr}: the file's upload is not confirmed",
-                           errors={attr: "the file's upload is not confirmed"})
+            raise Conflict(N_("%(field)s: the file's upload is not confirmed", field=attr),
+                           errors={attr: N_("the file's upload is not confirmed")})
         ctype = str(record.content_type or "").lower()
         if types is not None and not any(
                 t == ctype or t == "*/*" or (t.endswith("/*") and ctype.startswith(t[:-1]))
                 for t in types):
             raise UnsupportedMediaType(
-                f"{attr}: {ctype} files are not accepted here (allowed: {', '.join(types)})",
-                errors={attr: f"{ctype} is not accepted (allowed: {', '.join(types)})"})
+                N_("%(field)s: %(ctype)s files are not accepted here (allowed: %(types)s)",
+                   field=attr, ctype=ctype, types=", ".join(types)),
+                errors={attr: N_("%(ctype)s is not accepted (allowed: %(types)s)", ctype=ctype,
+                                 types=", ".join(types))})
 
     def _check_scope(self, ctx: RequestContext, values: dict[str, Any]) -> None:
         """Same-scope rules (rbac.yaml ``same_scope``): a payload id naming a record of
@@ -512,8 +519,9 @@ class BasicCRUD:
         found = scopes.mismatch(ctx.db, self.resource.name, values)
         if found is not None:
             attr, target = found
-            raise NotFound(f"{attr}: {target} {str(values.get(attr))[:40]} not found",
-                           errors={attr: f"{target} not found"})
+            raise NotFound(N_("%(field)s: %(resource)s %(id)s not found", field=attr,
+                              resource=target, id=str(values.get(attr))[:40]),
+                           errors={attr: N_("%(resource)s not found", resource=target)})
 
     def _prefetch_references(self, ctx: RequestContext, items: list[Any]) -> None:
         """Read the records a batch's payload ids name, one query per reference field,
@@ -528,7 +536,7 @@ class BasicCRUD:
             model = target.model
             columns = self.access.record_columns(target.name)
             for row in ctx.db.execute(select(*(getattr(model, c) for c in columns))
-                                      .where(model.id.in_(values), q.active_only(model))):
+                                      .where(model.id.in_(values), live(model))):
                 if self.access.allows(ctx.principal, "r", target.name, row):
                     ctx.memo[("readable", target.name, row.id)] = True
 
@@ -601,7 +609,7 @@ class BasicCRUD:
         ctx.audit_intent(record, "create", reason)
         if not batch:
             self._flush(ctx)
-            self._roles_changed(ctx, [record])
+            self.roles_changed(ctx, [record])
         return record
 
     def create_many(self, ctx: RequestContext) -> Reply:
@@ -620,7 +628,7 @@ class BasicCRUD:
         # one flush for the batch (grants counted the batch's earlier records through
         # ctx.memo); a unique or foreign-key conflict refuses the whole batch
         self._flush(ctx)
-        self._roles_changed(ctx, records)
+        self.roles_changed(ctx, records)
         self.prefetch(ctx, records)
         bodies = []
         for record in records:
@@ -632,8 +640,9 @@ class BasicCRUD:
     def _check_batch(self, size: int, field: str) -> None:
         limit = self.services.settings.bulk_max
         if not 1 <= size <= limit:
-            raise BadRequest(f"{field}: a batch holds 1 to {limit} records (setting bulk_max)",
-                             errors={field: f"1 to {limit} records"})
+            raise BadRequest(N_("%(field)s: a batch holds 1 to %(limit)s records (setting "
+                                "bulk_max)", field=field, limit=limit),
+                             errors={field: N_("1 to %(limit)s records", limit=limit)})
 
     def get(self, ctx: RequestContext) -> Reply:
         fields = self.selected_fields(ctx)
@@ -660,19 +669,14 @@ class BasicCRUD:
         self.check_precondition(ctx, [record])
         old_owner = self._change(ctx, record, ctx.body or {})
         self._flush(ctx)
-        self._roles_changed(ctx, [record], old_owner)
+        self.roles_changed(ctx, [record], old_owner)
         body = self.serialize(ctx, record)
         return Reply(body, 200, {"ETag": self.tag(ctx, record, body=body)})
 
     patch = update
 
     def _ids(self, ctx: RequestContext) -> list[str]:
-        ids = list(dict.fromkeys(i for i in str(ctx.params["id"]).split(",") if i))
-        if not ids or len(ids) > self.services.settings.bulk_max:
-            limit = self.services.settings.bulk_max
-            raise BadRequest(f"id: give 1 to {limit} comma-separated ids",
-                             errors={"id": f"give 1 to {limit} comma-separated ids"})
-        return ids
+        return paging.id_list(ctx.params["id"], self.services.settings.bulk_max)
 
     def _write_many(self, ctx: RequestContext, records: list[Any],
                     write: Callable[[Any], Any]) -> None:
@@ -687,12 +691,12 @@ class BasicCRUD:
             except Problem as exc:
                 raise _at(exc, record.id) from None
         self._flush(ctx)
-        self._roles_changed(ctx, records, *(o for o in old_owners if o))
+        self.roles_changed(ctx, records, *(o for o in old_owners if o))
 
     def _change(self, ctx: RequestContext, record: Any, body: dict[str, Any]) -> Any:
         """Every check and change of an update of ``record``; returns its old owner."""
         ctx.audit_intent(record, "update", self.authorize(ctx, "u", record))
-        current = {n: _json_value(getattr(record, n)) for n in self.resource.exposed}
+        current = {n: json_value(getattr(record, n)) for n in self.resource.exposed}
         changes = self._strip_read_only(body, current)
         writable = self.access.write_fields(ctx.principal, "u", self.resource.name, record)
         if writable is not None:
@@ -734,27 +738,28 @@ class BasicCRUD:
         """The records a bulk write by ``filter`` touches: the live ones the caller may
         read that match it, locked, refused (400) when more than ``max_affected`` (at
         most setting ``bulk_max``) would be touched."""
-        p = ctx.params
-        if p.get("filter") is None:
-            raise BadRequest("filter: a bulk write needs one ({} for every record you may "
-                             "read)", errors={"filter": "is required"})
+        params = ctx.params
+        if params.get("filter") is None:
+            raise BadRequest(N_("filter: a bulk write needs one ({} for every record you may "
+                                "read)"), errors={"filter": N_("is required")})
         limit = self.services.settings.bulk_max
-        most = p.get("max_affected") or limit
+        most = params.get("max_affected") or limit
         if not 1 <= most <= limit:
-            raise BadRequest(f"max_affected: must be 1 to {limit} (setting bulk_max)",
-                             errors={"max_affected": f"must be 1 to {limit}"})
+            raise BadRequest(N_("max_affected: must be 1 to %(most)s (setting bulk_max)",
+                                most=limit),
+                             errors={"max_affected": N_("must be 1 to %(most)s", most=limit)})
         columns, search = self.filter_columns(ctx)
-        clauses = q.build_filter(q.parse_filter(p["filter"]), columns, search)
+        clauses = q.build_filter(q.parse_filter(params["filter"]), columns, search)
         stmt = select(self.model).where(
-            q.active_only(self.model),
-            self.access.where(ctx.principal, self.resource.name, self.model, "r"),
+            *self.records.visible(ctx.principal, "r"),
             *clauses).order_by(self.model.id).limit(most + 1)
         if ctx.services.db.dialect != "sqlite":
             stmt = stmt.with_for_update()
         records = list(ctx.db.execute(stmt).scalars())
         if len(records) > most:
-            raise BadRequest(f"max_affected: the filter matches more than {most} records; "
-                             "nothing was written", errors={"max_affected": f"more than {most}"})
+            raise BadRequest(N_("max_affected: the filter matches more than %(most)s records; "
+                                "nothing was written", most=most),
+                             errors={"max_affected": N_("more than %(most)s", most=most)})
         return records
 
     def update_many(self, ctx: RequestContext) -> Reply:
@@ -786,7 +791,7 @@ class BasicCRUD:
             self.check_precondition(ctx, records)
             self._trash(ctx, records[0])
             self._flush(ctx)
-            self._roles_changed(ctx, records)
+            self.roles_changed(ctx, records)
         else:
             self._write_many(ctx, records, lambda r: self._trash(ctx, r))
         body = [{"id": r.id, **self.serialize(ctx, r)} for r in records]
@@ -822,12 +827,15 @@ class BasicCRUD:
         readable = frozenset(fields)
         names = [n.strip() for n in str(p.get("group_by") or "").split(",") if n.strip()]
         if not names or len(names) > MAX_GROUP_KEYS or len(set(names)) != len(names):
-            raise BadRequest(f"group_by: name 1 to {MAX_GROUP_KEYS} distinct fields",
-                             errors={"group_by": f"name 1 to {MAX_GROUP_KEYS} distinct fields"})
+            raise BadRequest(N_("group_by: name 1 to %(count)s distinct fields",
+                                count=MAX_GROUP_KEYS),
+                             errors={"group_by": N_("name 1 to %(count)s distinct fields",
+                                                    count=MAX_GROUP_KEYS)})
         for name in names:
             if name not in fields or name not in readable:
-                raise BadRequest(f"group_by: unknown field {name[:64]!r}",
-                                 errors={"group_by": f"unknown field {name[:64]!r}"})
+                raise BadRequest(N_("group_by: unknown field %(name)s", name=repr(name[:64])),
+                                 errors={"group_by": N_("unknown field %(name)s",
+                                                        name=repr(name[:64]))})
         aggregates = []
         for term in [t.strip() for t in str(p.get("aggregate") or "").split(",") if t.strip()]:
             func_name, _, name = term.partition(":")
@@ -836,19 +844,15 @@ class BasicCRUD:
             ok = (func_name in ("sum", "min", "max") and kind in ("integer", "number")) or \
                 (func_name in ("min", "max") and kind == "datetime")
             if not ok:
-                raise BadRequest(f"aggregate: {term[:64]!r} is not sum, min or max of a "
-                                 "numeric field", errors={"aggregate": f"bad term {term[:64]!r}"})
+                raise BadRequest(N_("aggregate: %(term)s is not sum, min or max of a numeric field",
+                                    term=repr(term[:64])),
+                                 errors={"aggregate": N_("bad term %(term)s",
+                                                         term=repr(term[:64]))})
             aggregates.append((f"{func_name}_{name}", getattr(func, func_name)(column)))
-        limit = p.get("limit") or self.services.settings.per_page_max
-        if not 1 <= limit <= self.services.settings.per_page_max:
-            raise BadRequest(N_("limit: must be 1 to %(most)s",
-                                most=self.services.settings.per_page_max),
-                             errors={"limit": N_("must be 1 to %(most)s",
-                                                 most=self.services.settings.per_page_max)})
+        settings = self.services.settings
+        limit = paging.page_size(p.get("limit"), settings, default=settings.per_page_max)
         clauses = q.build_filter(q.parse_filter(p.get("filter")), fields, search)
-        where = [q.active_only(self.model),
-                 self.access.where(ctx.principal, self.resource.name, self.model, "l"),
-                 *clauses]
+        where = [*self.records.visible(ctx.principal, "l"), *clauses]
         keys = [fields[n] for n in names]
         stmt = select(*keys, func.count().label("count"),
                       *(expr.label(label) for label, expr in aggregates)) \
@@ -857,10 +861,10 @@ class BasicCRUD:
         out = []
         for row in rows[:limit]:
             # the row holds the count and the aggregates after the group's values
-            group = {n: _json_value(v) for n, v in zip(names, row, strict=False)}
+            group = {n: json_value(v) for n, v in zip(names, row, strict=False)}
             group["count"] = row[len(names)]
             for (label, _), value in zip(aggregates, row[len(names) + 1:], strict=True):
-                group[label] = _json_value(float(value) if isinstance(value, Decimal)
+                group[label] = json_value(float(value) if isinstance(value, Decimal)
                                            else value)
             out.append(group)
         body: dict[str, Any] = {"groups": out, "count": sum(g["count"] for g in out)}
@@ -893,8 +897,7 @@ class BasicCRUD:
             guess = q.planner_rows(ctx.db, select(self.model.id).where(*where))
             if guess is not None and guess >= self.services.settings.count_estimate_threshold:
                 return Estimate(guess)
-        return ctx.db.execute(select(func.count()).select_from(self.model)
-                              .where(*where)).scalar_one()
+        return self.records.count(ctx.db, where)
 
     def find_records(self, ctx: RequestContext) -> tuple[list[Any], int | None, str | None]:
         """Filtered, sorted, RBAC-limited page: (records, count or None, cursor_next)."""
@@ -908,44 +911,30 @@ class BasicCRUD:
         last = None
         state = None
         if p.get("cursor_next"):
-            state = q.decode_cursor(self.services.cursor_signer, p["cursor_next"])
-            if state.get("r") != self.resource.name:
-                raise BadRequest("cursor_next: belongs to another resource",
-                                 errors={"cursor_next": "belongs to another resource"})
-            if ("filter" in p and q.parse_filter(p["filter"]) != state["f"]) or \
-                    ("sort" in p and sort.text() != state["s"]):
-                raise BadRequest("cursor_next: filter or sort differ from the first page",
-                                 errors={"cursor_next": "filter or sort differ"})
-            if offset:
-                raise BadRequest("offset: cannot be combined with cursor_next",
-                                 errors={"offset": "cannot be combined with cursor_next"})
+            state = paging.resume(
+                self.services.cursor_signer, p["cursor_next"], self.resource.name, offset,
+                same_query=lambda s: ("filter" not in p or q.parse_filter(p["filter"]) == s["f"])
+                and ("sort" not in p or sort.text() == s["s"]))
             filters = state["f"]
             sort = q.parse_sort(state["s"], fields)
             last = (state["k"], state["i"])
             if limit is None and isinstance(state.get("l"), int):
                 limit = state["l"]  # a cursor alone continues with the first page's size
-        limit = limit or settings.per_page_default
-        if not 1 <= limit <= settings.per_page_max:
-            raise BadRequest(f"limit: must be 1 to {settings.per_page_max}",
-                             errors={"limit": f"must be 1 to {settings.per_page_max}"})
+        limit = paging.page_size(limit, settings)
         clauses = q.build_filter(filters, fields, search)  # validates first
         where = [*self.visible(ctx, "l"), *clauses]
         mode = self.count_mode(ctx, state.get("c") if state else None)
         count = self.count_rows(ctx, where, mode)
-        stmt = select(self.model).where(*where)
-        if last is not None:
-            stmt = stmt.where(q.after_clause(sort, fields, self.model.id, *last))
-        stmt = stmt.order_by(*q.order_by(sort, fields, self.model.id)).limit(limit + 1)
-        if offset:
-            stmt = stmt.offset(offset)
-        rows = list(ctx.db.execute(stmt).scalars())
+        after = [] if last is None else [q.after_clause(sort, fields, self.model.id, *last)]
+        rows = self.records.page(ctx.db, [*where, *after],
+                                 q.order_by(sort, fields, self.model.id), limit + 1, offset)
         cursor = None
         if len(rows) > limit:
             rows = rows[:limit]
             tail = rows[-1]
-            cursor = q.encode_cursor(self.services.cursor_signer, {
-                "r": self.resource.name, "s": sort.text(), "f": filters,
-                "k": q.sort_key(tail, sort), "i": tail.id, "l": limit, "c": mode})
+            cursor = paging.next_cursor(self.services.cursor_signer, self.resource.name, sort,
+                                        filters, q.sort_key(tail, sort), tail.id, limit,
+                                        c=mode)
         return rows, count, cursor
 
 
@@ -955,11 +944,6 @@ MAX_GROUP_KEYS = 3
 
 class Estimate(int):
     """A count that is the query planner's estimate, not an exact number."""
-
-
-VERBS = {"c": N_("create"), "r": N_("read"), "u": N_("update"), "d": N_("delete"),
-         "l": N_("list"), "g": N_("act as a member of"), "h": N_("manage"),
-         "i": N_("invite to"), "j": N_("join")}
 
 
 def _at(problem: Problem, where: str) -> Problem:

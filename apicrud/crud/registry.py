@@ -25,7 +25,7 @@ from sqlalchemy import inspect as sa_inspect
 from apicrud.db.query import parse_sort
 from apicrud.errors import BadRequest
 from apicrud.spec.loader import SpecError, dereference
-from apicrud.spec.operations import is_file_schema
+from apicrud.spec.operations import is_file_schema, schema_types
 
 COMPUTED = frozenset({"rbac"})
 
@@ -129,7 +129,7 @@ def build_resources(spec: dict[str, Any], models_module: str) -> dict[str, Resou
                 except SpecError as exc:
                     res.problems.append(f"resource {name}: schema {schema_name!r}: {exc}")
         if res.model is not None and res.schema:
-            _bind_model(res)
+            bind_model(res)
         out[name] = res
     return out
 
@@ -158,7 +158,7 @@ def _file_ref(res: ResourceSpec, prop: str,
     return target, content_types(pschema)
 
 
-def _bind_model(res: ResourceSpec) -> None:
+def bind_model(res: ResourceSpec) -> None:
     model: Any = res.model  # bound only for a resource with a model
     mapper = sa_inspect(model)
     columns = {c.key: c for c in mapper.column_attrs}
@@ -231,7 +231,7 @@ def _bind_model(res: ResourceSpec) -> None:
     else:  # free text: exposed strings that are not ids, enums or formatted values
         res.search = tuple(
             f for f in exposed
-            if "string" in _types(props[f]) and not props[f].get("enum")
+            if "string" in schema_types(props[f], untyped=[]) and not props[f].get("enum")
             and not props[f].get("format") and not props[f].get("readOnly")
             and f != "uid" and not f.endswith("_id") and f not in res.references
             and not props[f].get("$ref"))
@@ -267,7 +267,3 @@ def check_related(resources: dict[str, ResourceSpec]) -> list[str]:
                                 f"exposed by {target}'s schema")
     return problems
 
-
-def _types(schema: dict[str, Any]) -> list[str]:
-    t = schema.get("type", [])
-    return t if isinstance(t, list) else [t]

@@ -32,6 +32,21 @@ def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
+def naive_utc(text: str) -> datetime:
+    """An ISO 8601 date-time as naive UTC (text without an offset is taken as UTC), the
+    one parser of date-times the clients send. ``ValueError`` for text that is not one,
+    ``OverflowError`` when its time in UTC is beyond the years 1 to 9999."""
+    parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if parsed.tzinfo is not None:
+        parsed = parsed.astimezone(UTC).replace(tzinfo=None)
+    return parsed
+
+
+def iso_utc(epoch: float) -> str:
+    """Seconds since the epoch as an ISO 8601 UTC date-time (``2026-01-31T12:00:00Z``)."""
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def new_id(prefix: str = "x-") -> str:
     """A server-generated id: prefix plus 16 URL-safe random characters (96 bits)."""
     return prefix + secrets.token_urlsafe(12)

@@ -1,4 +1,5 @@
-"""Filter, sort and keyset-cursor builders for ``find``; the soft-delete filter lives here.
+"""Filter, sort and keyset-cursor builders for ``find`` (the soft-delete filter and the
+status names are :mod:`apicrud.db.repository`'s).
 
 The cursor is opaque to clients: URL-safe JSON carrying the sort, the filter and the
 last row's sort key, signed by itsdangerous (with key rotation: see
@@ -15,7 +16,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
@@ -28,36 +28,23 @@ from sqlalchemy import (
     and_,
     case,
     func,
+    literal,
     or_,
     true,
 )
 
+from apicrud.db import repository
+from apicrud.db.base import naive_utc
 from apicrud.errors import BadRequest
+from apicrud.i18n import N_
 
 if TYPE_CHECKING:
     from sqlalchemy import ClauseElement, ColumnElement
     from sqlalchemy.orm import Session
 
-
-class Status(StrEnum):
-    """A record's life: live, or in the trashcan (the column's value for that,
-    ``disabled``, is older than the trashcan)."""
-
-    ACTIVE = "active"
-    TRASHED = "disabled"
-
-
-TRASHED = Status.TRASHED
-
-
-def active_only(model: Any) -> ColumnElement[bool]:
-    """The soft-delete condition: trashed records are invisible to everything but Trashcan.
-
-    "Not trashed" rather than "active": other states (an account ``pending``
-    confirmation) are live records too.
-    """
-    clause: ColumnElement[bool] = model.status != TRASHED
-    return clause
+# The soft-delete condition and the status names are the repository's; the old names
+# stay importable from here.
+Status, TRASHED, active_only = repository.Status, repository.TRASHED, repository.live
 
 
 #: Sort keys one ``sort`` may name (``subject:desc,created:asc``), before the id that
@@ -90,21 +77,21 @@ def parse_sort(value: str | None, fields: dict[str, Any],
         return Sort()
     parts = value.split(",")
     if len(parts) > max_keys:
-        raise BadRequest(f"sort: at most {max_keys} field(s)",
-                         errors={"sort": f"at most {max_keys} field(s)"})
+        raise BadRequest(N_("sort: at most %(count)s field(s)", count=max_keys),
+                         errors={"sort": N_("at most %(count)s field(s)", count=max_keys)})
     keys: list[tuple[str, bool]] = []
     for part in parts:
         name, _, direction = part.strip().partition(":")
         direction = direction.lower() or "asc"
         if name not in fields:
-            raise BadRequest(f"sort: unknown field {name[:64]!r}",
-                             errors={"sort": "unknown field"})
+            raise BadRequest(N_("sort: unknown field %(name)s", name=repr(name[:64])),
+                             errors={"sort": N_("unknown field")})
         if direction not in ("asc", "desc"):
-            raise BadRequest("sort: direction must be asc or desc",
-                             errors={"sort": "direction must be asc or desc"})
+            raise BadRequest(N_("sort: direction must be asc or desc"),
+                             errors={"sort": N_("direction must be asc or desc")})
         if any(name == f for f, _ in keys):
-            raise BadRequest(f"sort: {name[:64]!r} named twice",
-                             errors={"sort": "field named twice"})
+            raise BadRequest(N_("sort: %(name)s named twice", name=repr(name[:64])),
+                             errors={"sort": N_("field named twice")})
         keys.append((name, direction == "desc"))
         if name == "id":  # unique: later keys could never decide anything
             break
@@ -138,22 +125,22 @@ def coerce_value(column: Any, value: Any, where: str) -> Any:
         "datetime": lambda v: isinstance(v, str),
     }[kind]
     if not ok(value):
-        raise BadRequest(f"{where}: expected a {kind}", errors={where: f"expected a {kind}"})
+        raise BadRequest(N_("%(field)s: expected a %(kind)s", field=where, kind=kind),
+                         errors={where: N_("expected a %(kind)s", kind=kind)})
     if kind == "integer" and not _INT_MIN <= value <= _INT_MAX:
-        raise BadRequest(f"{where}: out of range", errors={where: "out of range"})
+        raise BadRequest(N_("%(field)s: out of range", field=where),
+                         errors={where: N_("out of range")})
     if kind == "number" and not math.isfinite(value):
-        raise BadRequest(f"{where}: not a finite number", errors={where: "not a finite number"})
+        raise BadRequest(N_("%(field)s: not a finite number", field=where),
+                         errors={where: N_("not a finite number")})
     if isinstance(value, str):
         _check_text(value, where)
     if kind == "datetime":
         try:
-            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-            offset = parsed.utcoffset()
-            if offset is not None:  # stored as naive UTC
-                parsed = (parsed - offset).replace(tzinfo=None)
+            parsed = naive_utc(value)  # stored as naive UTC
         except (ValueError, OverflowError):  # bad text, or out of range once made UTC
-            raise BadRequest(f"{where}: not an ISO 8601 date-time",
-                             errors={where: "not an ISO 8601 date-time"}) from None
+            raise BadRequest(N_("%(field)s: not an ISO 8601 date-time", field=where),
+                             errors={where: N_("not an ISO 8601 date-time")}) from None
         return parsed
     return value
 
@@ -164,15 +151,16 @@ _INT_MIN, _INT_MAX = -(2 ** 63), 2 ** 63 - 1
 def _check_text(value: str, where: str) -> None:
     """Strings every backend can compare: bounded, valid UTF-8, no NUL (PostgreSQL)."""
     if len(value) > 1024:
-        raise BadRequest(f"{where}: value too long", errors={where: "value too long"})
+        raise BadRequest(N_("%(field)s: value too long", field=where),
+                         errors={where: N_("value too long")})
     if "\x00" in value:
-        raise BadRequest(f"{where}: contains a NUL character",
-                         errors={where: "contains a NUL character"})
+        raise BadRequest(N_("%(field)s: contains a NUL character", field=where),
+                         errors={where: N_("contains a NUL character")})
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:  # lone surrogates, e.g. "\ud800" in the JSON
-        raise BadRequest(f"{where}: not valid Unicode text",
-                         errors={where: "not valid Unicode text"}) from None
+        raise BadRequest(N_("%(field)s: not valid Unicode text", field=where),
+                         errors={where: N_("not valid Unicode text")}) from None
 
 
 def _like_pattern(value: str) -> str:
@@ -186,10 +174,11 @@ def parse_filter(text: str | None) -> dict[str, Any]:
     try:
         data = json.loads(text)
     except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
-        raise BadRequest("filter: not valid JSON", errors={"filter": "not valid JSON"}) from None
+        raise BadRequest(N_("filter: not valid JSON"),
+                         errors={"filter": N_("not valid JSON")}) from None
     if not isinstance(data, dict):
-        raise BadRequest("filter: must be a JSON object",
-                         errors={"filter": "must be a JSON object"})
+        raise BadRequest(N_("filter: must be a JSON object"),
+                         errors={"filter": N_("must be a JSON object")})
     return data
 
 
@@ -210,10 +199,12 @@ def _operator_clause(name: str, value: Any, fields: dict[str, Any],
     if column is None or (op not in OPERATORS and op != "like"):
         return None
     if isinstance(value, (dict, list)) or value is None:
-        raise BadRequest(f"{where}: needs a single value", errors={where: "needs a single value"})
+        raise BadRequest(N_("%(field)s: needs a single value", field=where),
+                         errors={where: N_("needs a single value")})
     if op == "like":
         if not isinstance(value, str) or column_kind(column) != "string":
-            raise BadRequest(f"{where}: needs text", errors={where: "needs text"})
+            raise BadRequest(N_("%(field)s: needs text", field=where),
+                             errors={where: N_("needs text")})
         _check_text(value, where)
         # json-server's _like is a substring match
         like: ColumnElement[bool] = column.ilike(
@@ -225,7 +216,7 @@ def _operator_clause(name: str, value: Any, fields: dict[str, Any],
 def search_clause(text: Any, columns: list[Any]) -> ColumnElement[bool] | None:
     """``q``: every word must appear (case-insensitively) in one of the text columns."""
     if not isinstance(text, str):
-        raise BadRequest("filter.q: needs text", errors={"filter.q": "needs text"})
+        raise BadRequest(N_("filter.q: needs text"), errors={"filter.q": N_("needs text")})
     _check_text(text, "filter.q")
     words = [w for w in text.split() if w.strip("%")][:10]
     if not columns or not words:
@@ -253,12 +244,13 @@ def build_filter(filters: dict[str, Any], fields: dict[str, Any],
 def _group(name: str, value: Any, fields: dict[str, Any], search: tuple[str, ...], depth: int,
            where: str, budget: list[int]) -> ColumnElement[bool]:
     if depth >= MAX_FILTER_DEPTH:
-        raise BadRequest(f"{where}: groups nest at most {MAX_FILTER_DEPTH} deep",
-                         errors={where: "nested too deep"})
+        raise BadRequest(N_("%(field)s: groups nest at most %(count)s deep", field=where,
+                            count=MAX_FILTER_DEPTH),
+                         errors={where: N_("nested too deep")})
     if not isinstance(value, list) or not value or \
             not all(isinstance(v, dict) for v in value):
-        raise BadRequest(f"{where}: needs a non-empty list of filter objects",
-                         errors={where: "needs a non-empty list of filter objects"})
+        raise BadRequest(N_("%(field)s: needs a non-empty list of filter objects", field=where),
+                         errors={where: N_("needs a non-empty list of filter objects")})
     parts = []
     for i, item in enumerate(value):
         clauses = _build_filter(item, fields, search, depth + 1, f"{where}[{i}]", budget)
@@ -272,8 +264,9 @@ def _build_filter(filters: dict[str, Any], fields: dict[str, Any], search: tuple
     for name, value in filters.items():
         budget[0] -= 1
         if budget[0] < 0:
-            raise BadRequest(f"filter: at most {MAX_FILTER_TERMS} conditions",
-                             errors={"filter": f"at most {MAX_FILTER_TERMS} conditions"})
+            raise BadRequest(N_("filter: at most %(count)s conditions", count=MAX_FILTER_TERMS),
+                             errors={"filter": N_("at most %(count)s conditions",
+                                                  count=MAX_FILTER_TERMS)})
         column = fields.get(name)
         where = f"{prefix}.{name}"[:80]
         if column is None and name in ("or", "and"):
@@ -287,8 +280,9 @@ def _build_filter(filters: dict[str, Any], fields: dict[str, Any], search: tuple
         if column is None:
             clause = _operator_clause(name, value, fields, where)
             if clause is None:
-                raise BadRequest(f"filter: unknown field {name[:64]!r}",
-                                 errors={"filter": f"unknown field {name[:64]!r}"})
+                raise BadRequest(N_("filter: unknown field %(name)s", name=repr(name[:64])),
+                                 errors={"filter": N_("unknown field %(name)s",
+                                                      name=repr(name[:64]))})
             clauses.append(clause)
             continue
         if value is None:
@@ -297,7 +291,8 @@ def _build_filter(filters: dict[str, Any], fields: dict[str, Any], search: tuple
             clauses.append(column.is_not(None))
         elif isinstance(value, list):
             if len(value) > 1000:
-                raise BadRequest(f"{where}: at most 1000 values", errors={where: "too many"})
+                raise BadRequest(N_("%(field)s: at most 1000 values", field=where),
+                                 errors={where: N_("too many")})
             if not value:
                 clauses.append(column.in_([]))
                 continue
@@ -310,7 +305,8 @@ def _build_filter(filters: dict[str, Any], fields: dict[str, Any], search: tuple
             _check_text(value, where)
             clauses.append(column.ilike(_like_pattern(value), escape="\\"))
         elif isinstance(value, (dict, list)):
-            raise BadRequest(f"{where}: unsupported value", errors={where: "unsupported value"})
+            raise BadRequest(N_("%(field)s: unsupported value", field=where),
+                             errors={where: N_("unsupported value")})
         else:
             clauses.append(column == coerce_value(column, value, where))
     return clauses
@@ -351,8 +347,8 @@ def encode_cursor(signer: Any, state: dict[str, Any]) -> str:
 def decode_cursor(signer: Any, token: str) -> dict[str, Any]:
     from itsdangerous import BadData
 
-    bad = BadRequest("cursor_next: invalid or expired cursor",
-                     errors={"cursor_next": "invalid cursor"})
+    bad = BadRequest(N_("cursor_next: invalid or expired cursor"),
+                     errors={"cursor_next": N_("invalid cursor")})
     try:
         state = signer.loads(token)
     except (BadData, ValueError, TypeError, UnicodeError):
@@ -399,9 +395,12 @@ def order_by(sort: Sort, fields: dict[str, Any], id_column: Any) -> list[Any]:
 def _cursor_key(column: Any, value: Any) -> Any:
     """The sort key a (signed, server-made) cursor carries, as a bind value again.
 
-    No client-input limits apply: the key is whatever the database held."""
-    if value is None or isinstance(value, bool):
+    No client-input limits apply: the key is whatever the database held. A boolean is
+    bound as a value (SQLAlchemy compares Python's True and False with = and IS only)."""
+    if value is None:
         return value
+    if isinstance(value, bool):
+        return literal(value, column.type)
     kind = column_kind(column)
     try:
         if kind == "datetime":
@@ -409,8 +408,8 @@ def _cursor_key(column: Any, value: Any) -> Any:
         if kind == "number" and isinstance(value, str):
             return Decimal(value)
     except (ValueError, TypeError, ArithmeticError):
-        raise BadRequest("cursor_next: invalid cursor",
-                         errors={"cursor_next": "invalid cursor"}) from None
+        raise BadRequest(N_("cursor_next: invalid cursor"),
+                         errors={"cursor_next": N_("invalid cursor")}) from None
     return value
 
 
@@ -425,7 +424,8 @@ def after_clause(sort: Sort, fields: dict[str, Any], id_column: Any, last_keys: 
     on (with nulls last: nothing comes after a null within its key but other nulls)."""
     if not isinstance(last_keys, list) or len(last_keys) != len(
             [k for k in sort.keys if k[0] != "id"]):
-        raise BadRequest("cursor_next: invalid cursor", errors={"cursor_next": "invalid cursor"})
+        raise BadRequest(N_("cursor_next: invalid cursor"),
+                         errors={"cursor_next": N_("invalid cursor")})
     terms: list[ColumnElement[bool]] = []
     equal: list[ColumnElement[bool]] = []  # the earlier keys equal the last row's
     values = iter(last_keys)

@@ -34,6 +34,7 @@ from sqlalchemy.pool import NullPool
 
 from apicrud.config import mask_url
 from apicrud.errors import Problem
+from apicrud.i18n import N_
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection, MetaData
@@ -310,8 +311,8 @@ def install_schema_errors(engine: Engine) -> None:
         log.error("schema mismatch: %s (the database is up, its schema is behind the models:"
                   " run `apicrud db upgrade`, or `apicrud db revision -m ...` first if no "
                   "migration creates it)", found)
-        raise SchemaMismatch("internal error: the database schema does not match the "
-                             "application") from context.sqlalchemy_exception
+        raise SchemaMismatch(N_("internal error: the database schema does not match the "
+                                "application")) from context.sqlalchemy_exception
 
 
 __all__ = ["SchemaMismatch", "check_at_start", "database_problem", "install_schema_errors",

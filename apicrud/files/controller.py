@@ -23,15 +23,14 @@ import hmac
 import logging
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, select
 
 from apicrud.context import Reply, RequestContext
 from apicrud.crud.controller import BasicCRUD
-from apicrud.db import query as q
-from apicrud.db.base import new_id
+from apicrud.crypto import derive_key
+from apicrud.db.base import iso_utc, new_id
 from apicrud.errors import (
     Conflict,
     Forbidden,
@@ -46,6 +45,7 @@ from apicrud.files.models import PENDING, READY
 from apicrud.files.pictures import PICTURE_TYPES, TASK_PICTURE
 from apicrud.files.storage import Storage, Writer, new_key, storage_for
 from apicrud.files.upload import FORM_OVERHEAD, coerce_fields
+from apicrud.i18n import N_
 from apicrud.spec.operations import column_problem, validation_errors
 
 log = logging.getLogger("apicrud.files")
@@ -71,8 +71,7 @@ class FileController(BasicCRUD):
             types = [t.strip() for t in str(spec["contentMediaType"]).split(",")]
         self.field_types: tuple[str, ...] | None = tuple(types) if types else None
         self.field_max: int | None = spec.get("x-max-bytes")
-        self.url_key = hmac.new(services.settings.secret_key.encode(),
-                                b"apicrud file urls", hashlib.sha256).digest()
+        self.url_key = derive_key(services.settings.secret_key, b"apicrud file urls")
 
     @property
     def storage(self) -> Storage:
@@ -116,10 +115,11 @@ class FileController(BasicCRUD):
         size = int(data.get("size") or 0)
         owner = getattr(self.model, required(self.resource.owner, "files owner"))
         used = ctx.db.execute(select(func.coalesce(func.sum(self.model.size), 0)).where(
-            owner == uid, q.active_only(self.model))).scalar_one()
+            owner == uid, self.records.live())).scalar_one()
         if int(used) + size > limit:
-            raise Forbidden(f"grant {STORAGE_GRANT} exceeded: {int(used)} of {limit} bytes "
-                            f"used, this file needs {size}", slug="grant-exceeded",
+            raise Forbidden(N_("grant %(grant)s exceeded: %(used)s of %(limit)s bytes used, this "
+                               "file needs %(size)s", grant=STORAGE_GRANT, used=int(used),
+                               limit=limit, size=size), slug="grant-exceeded",
                             grant=STORAGE_GRANT, limit=limit)
 
     def precheck(self, ctx: RequestContext, data: dict[str, Any]) -> None:
@@ -134,11 +134,11 @@ class FileController(BasicCRUD):
             uid = self._owner(ctx, data)
             limit = grants.get(uid, name)
             owner = getattr(self.model, required(self.resource.owner, "files owner"))
-            held = ctx.db.execute(select(func.count()).select_from(self.model).where(
-                owner == uid, q.active_only(self.model))).scalar_one()
+            held = self.records.count(ctx.db, [owner == uid, self.records.live()])
             if limit is not None and held >= limit:
-                raise Forbidden(f"grant {name} exceeded: at most {limit} "
-                                f"{self.resource.name} records (held: {held})",
+                raise Forbidden(N_("grant %(grant)s exceeded: at most %(limit)s %(resource)s "
+                                   "records (held: %(held)s)", grant=name, limit=limit,
+                                   resource=self.resource.name, held=held),
                                 slug="grant-exceeded", grant=name, limit=limit)
         ctx.db.rollback()  # no transaction stays open while the bytes arrive
 
@@ -168,8 +168,10 @@ class FileController(BasicCRUD):
         for chunk in chunks:
             writer.write(chunk)
             if writer.size > limit:
-                raise PayloadTooLarge(f"{self.field}: larger than {limit} bytes",
-                                      errors={self.field: f"larger than {limit} bytes"})
+                raise PayloadTooLarge(N_("%(field)s: larger than %(limit)s bytes", field=self.field,
+                                         limit=limit),
+                                      errors={self.field: N_("larger than %(limit)s bytes",
+                                                             limit=limit)})
             if ctype is None and writer.size >= sniff.SNIFF_BYTES:
                 ctype = self._check_type(writer.head)
         return ctype or self._check_type(writer.head)
@@ -177,8 +179,10 @@ class FileController(BasicCRUD):
     def _check_type(self, head: bytes) -> str:
         ctype = sniff.detect(head)
         if not self.type_allowed(ctype):
-            raise UnsupportedMediaType(f"{self.field}: {ctype} files are not accepted",
-                                       errors={self.field: f"{ctype} is not accepted"})
+            raise UnsupportedMediaType(N_("%(field)s: %(ctype)s files are not accepted",
+                                          field=self.field, ctype=ctype),
+                                       errors={self.field: N_("%(ctype)s is not accepted",
+                                                              ctype=ctype)})
         return ctype
 
     def _values(self, ctx: RequestContext, given: dict[str, Any]) -> dict[str, Any]:
@@ -198,7 +202,7 @@ class FileController(BasicCRUD):
         record.id = new_id(self.services.settings.id_prefix)
         ctx.db.add(record)
         self._flush(ctx)
-        self._roles_changed(ctx, [record])
+        self.roles_changed(ctx, [record])
         return record
 
     def create(self, ctx: RequestContext) -> Reply:
@@ -207,19 +211,21 @@ class FileController(BasicCRUD):
         JSON body with the file as a data URL too (:mod:`apicrud.files.data_url`)."""
         upload = ctx.upload
         if upload is None:
-            raise UnsupportedMediaType("send multipart/form-data (or use a direct upload)")
+            raise UnsupportedMediaType(N_("send multipart/form-data (or use a direct upload)"))
         fields, part = upload.fields_and_file()
         if part is None or part.name != self.field:
-            raise ValidationProblem({self.field: "is required (a file part)"
-                                     if part is None else f"the file part must be named "
-                                     f"{self.field!r}"})
+            raise ValidationProblem({self.field: N_("is required (a file part)")
+                                     if part is None else N_("the file part must be named %(name)s",
+                                                             name=repr(self.field))})
         data = self._values(ctx, self._form_values(ctx, fields, upload.typed))
         data["name"] = sniff.safe_name(data.get("name") or part.filename)
         limit = self.max_bytes
         if (upload.declared is not None and upload.declared > limit + FORM_OVERHEAD) or \
                 (part.size is not None and part.size > limit):
-            raise PayloadTooLarge(f"{self.field}: larger than {limit} bytes",
-                                  errors={self.field: f"larger than {limit} bytes"})
+            raise PayloadTooLarge(N_("%(field)s: larger than %(limit)s bytes", field=self.field,
+                                     limit=limit),
+                                  errors={self.field: N_("larger than %(limit)s bytes",
+                                                         limit=limit)})
         least = part.size if part.size is not None else min(upload.least_remaining(), limit)
         self.precheck(ctx, {**data, "size": least})
         key = new_key()
@@ -248,8 +254,8 @@ class FileController(BasicCRUD):
         size, digest = body.pop("size"), body.pop("sha256", None)
         limit = self.max_bytes
         if size > limit:
-            raise PayloadTooLarge(f"size: larger than {limit} bytes",
-                                  errors={"size": f"larger than {limit} bytes"})
+            raise PayloadTooLarge(N_("size: larger than %(limit)s bytes", limit=limit),
+                                  errors={"size": N_("larger than %(limit)s bytes", limit=limit)})
         data = self._values(ctx, body)
         key = new_key()
         meta = {"size": size, "sha256": digest, "content_type": "application/octet-stream",
@@ -260,7 +266,7 @@ class FileController(BasicCRUD):
         upload = self.storage.presign_put(key, "application/octet-stream", ttl) or {
             "url": self._signed_path(record, "put", expires), "method": "PUT",
             "headers": {"Content-Type": "application/octet-stream"}}
-        upload["expires"] = _iso(expires)
+        upload["expires"] = iso_utc(expires)
         return Reply({"file": {"id": record.id, **self.serialize(ctx, record)},
                       "upload": upload}, 201, {"Location": self._path(record)})
 
@@ -271,25 +277,30 @@ class FileController(BasicCRUD):
         record = self._load(ctx, ctx.params["id"], for_update=True)
         self.authorize(ctx, "u", record)
         if record.state != PENDING:
-            raise Conflict(f"{self.resource.name} {record.id} is not waiting for an upload")
+            raise Conflict(N_("%(resource)s %(id)s is not waiting for an upload",
+                              resource=self.resource.name, id=record.id))
         info = self.storage.info(record.storage_key)
         if info is None:
-            raise Conflict("nothing was uploaded for this file",
-                           errors={self.field: "not uploaded"})
+            raise Conflict(N_("nothing was uploaded for this file"),
+                           errors={self.field: N_("not uploaded")})
         wrong = None
         if info.size != record.size:
-            wrong = f"{info.size} bytes stored, {record.size} declared"
+            wrong = N_("%(stored)s bytes stored, %(size)s declared", stored=info.size,
+                       size=record.size)
         elif record.sha256 and not hmac.compare_digest(info.sha256, record.sha256):
-            wrong = "sha256 differs from the one declared"
+            wrong = N_("sha256 differs from the one declared")
         if wrong:
             self._drop_after_commit(ctx, record.storage_key)
-            raise Conflict(f"{self.field}: the stored file does not match: {wrong}",
+            raise Conflict(N_("%(field)s: the stored file does not match: %(wrong)s",
+                              field=self.field, wrong=wrong),
                            errors={self.field: wrong})
         ctype = sniff.detect(info.head)
         if not self.type_allowed(ctype):
             self._drop_after_commit(ctx, record.storage_key)
-            raise UnsupportedMediaType(f"{self.field}: {ctype} files are not accepted",
-                                       errors={self.field: f"{ctype} is not accepted"})
+            raise UnsupportedMediaType(N_("%(field)s: %(ctype)s files are not accepted",
+                                          field=self.field, ctype=ctype),
+                                       errors={self.field: N_("%(ctype)s is not accepted",
+                                                              ctype=ctype)})
         record.content_type, record.sha256, record.state = ctype, info.sha256, READY
         self._flush(ctx)
         self._after_stored(ctx, record)
@@ -311,14 +322,15 @@ class FileController(BasicCRUD):
         most the declared size, through the URL ``create_direct`` signed."""
         record = self._signed_record(ctx, "put")
         if record.state != PENDING:
-            raise Conflict("this file is not waiting for an upload")
+            raise Conflict(N_("this file is not waiting for an upload"))
         upload = ctx.upload
         writer = self.storage.writer(record.storage_key)
         try:
             for chunk in upload.chunks():
                 writer.write(chunk)
                 if writer.size > record.size:
-                    raise PayloadTooLarge(f"more than the {record.size} bytes declared")
+                    raise PayloadTooLarge(N_("more than the %(size)s bytes declared",
+                                             size=record.size))
             writer.commit()
         except BaseException:
             writer.abort()
@@ -364,7 +376,7 @@ class FileController(BasicCRUD):
             first = next(chunks, b"")
         except FileNotFoundError:
             log.error("stored bytes of a file are missing", extra={"event": "file_missing"})
-            raise NotFound("the file's content is missing") from None
+            raise NotFound(N_("the file's content is missing")) from None
 
         def body() -> Iterator[bytes]:
             try:
@@ -385,7 +397,8 @@ class FileController(BasicCRUD):
     def _ready(self, ctx: RequestContext) -> Any:
         record = self._load(ctx, ctx.params["id"])
         if record.state != READY:
-            raise Conflict(f"{self.resource.name} {record.id}: the upload is not confirmed")
+            raise Conflict(N_("%(resource)s %(id)s: the upload is not confirmed",
+                              resource=self.resource.name, id=record.id))
         return record
 
     def download(self, ctx: RequestContext) -> Reply:
@@ -398,7 +411,7 @@ class FileController(BasicCRUD):
         """``GET /file/{id}/thumbnail``: the picture's thumbnail (JPEG), once made."""
         record = self._ready(ctx)
         if not record.thumbnail_key:
-            raise NotFound("no thumbnail (yet)")
+            raise NotFound(N_("no thumbnail (yet)"))
         stem = record.name.rsplit(".", 1)[0] or "thumbnail"
         return self._stream(record.thumbnail_key, f"{stem}.thumbnail.jpg", "image/jpeg", None)
 
@@ -415,13 +428,13 @@ class FileController(BasicCRUD):
         url = self.storage.presign_get(record.storage_key, record.name,
                                        sniff.served_type(record.content_type), ttl) or \
             self._signed_path(record, "get", expires)
-        return Reply({"url": url, "expires": _iso(expires)}, 200)
+        return Reply({"url": url, "expires": iso_utc(expires)}, 200)
 
     def signed_download(self, ctx: RequestContext) -> Reply:
         """``GET /file/{id}/signed``: the bytes, for a URL from :meth:`url`."""
         record = self._signed_record(ctx, "get")
         if record.state != READY:
-            raise Forbidden("this link is invalid or has expired")
+            raise Forbidden(N_("this link is invalid or has expired"))
         return self._stream(record.storage_key, record.name, record.content_type,
                             record.size, record.sha256)
 
@@ -437,16 +450,14 @@ class FileController(BasicCRUD):
     def _signed_record(self, ctx: RequestContext, method: str) -> Any:
         """The live record a signed URL names; 403 for any bad, stale or foreign
         signature, whether the record exists or not (no existence leak)."""
-        refused = Forbidden("this link is invalid or has expired")
+        refused = Forbidden(N_("this link is invalid or has expired"))
         expires, given = ctx.params["expires"], ctx.params["signature"]
         settings = self.services.settings
         ttl = settings.file_download_ttl if method == "get" else settings.file_url_ttl
         now = int(time.time())
         if not now <= expires <= now + ttl:
             raise refused
-        record = ctx.db.execute(select(self.model).where(
-            self.model.id == str(ctx.params["id"]),
-            q.active_only(self.model))).scalar_one_or_none()
+        record = self.records.get_live(ctx.db, str(ctx.params["id"]))
         key = record.storage_key if record is not None else "-"
         expected = self._signature(str(ctx.params["id"]), key, method, expires)
         if not hmac.compare_digest(expected, str(given)) or record is None:
@@ -466,10 +477,6 @@ class FileController(BasicCRUD):
                 storage.delete(key)
 
         after_commit.append(drop)
-
-
-def _iso(seconds: int) -> str:
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 __all__ = ["FileController", "storage_for", "STORAGE_GRANT"]

@@ -29,6 +29,7 @@ from werkzeug.wsgi import get_input_stream
 
 from apicrud.errors import BadRequest, PayloadTooLarge, ValidationProblem
 from apicrud.files.upload import FORM_OVERHEAD, read_chunk
+from apicrud.i18n import N_
 
 #: base64 characters decoded at once (a multiple of 4: 192 KiB of file)
 SLICE = 256 * 1024
@@ -66,7 +67,7 @@ class DataUrlPart:
             try:
                 yield b64decode(text[start:start + SLICE], validate=True)
             except (binascii.Error, ValueError):
-                raise ValidationProblem({self.name: "is not valid base64"}) from None
+                raise ValidationProblem({self.name: N_("is not valid base64")}) from None
 
 
 class DataUrlUpload:
@@ -82,9 +83,9 @@ class DataUrlUpload:
         try:
             declared = int(length) if length else None
         except ValueError:
-            raise BadRequest("Content-Length is not a number") from None
+            raise BadRequest(N_("Content-Length is not a number")) from None
         if declared is not None and declared > limit:
-            raise PayloadTooLarge(f"request body is larger than {limit} bytes")
+            raise PayloadTooLarge(N_("request body is larger than %(limit)s bytes", limit=limit))
         stream = get_input_stream(environ, max_content_length=None)
         raw, received = bytearray(), 0
         while True:
@@ -93,16 +94,17 @@ class DataUrlUpload:
                 break
             received += len(data)
             if received > limit:
-                raise PayloadTooLarge(f"request body is larger than {limit} bytes")
+                raise PayloadTooLarge(N_("request body is larger than %(limit)s bytes",
+                                         limit=limit))
             raw += data
         try:
             body = json.loads(bytes(raw))
         except (ValueError, UnicodeDecodeError, RecursionError):
-            raise BadRequest("malformed JSON", errors={"body": "malformed JSON"}) from None
+            raise BadRequest(N_("malformed JSON"), errors={"body": N_("malformed JSON")}) from None
         del raw
         if not isinstance(body, dict):
-            raise BadRequest("the body must be a JSON object",
-                             errors={"body": "must be a JSON object"})
+            raise BadRequest(N_("the body must be a JSON object"),
+                             errors={"body": N_("must be a JSON object")})
         self.body = body
         self.file_fields = file_fields
 
@@ -131,25 +133,25 @@ def _part(name: str, value: Any) -> DataUrlPart | None:
     elif isinstance(value, dict):
         src, title = value.get("src"), value.get("title") or ""
         if not isinstance(title, str):
-            raise ValidationProblem({f"{name}.title": "must be a string"})
+            raise ValidationProblem({f"{name}.title": N_("must be a string")})
     else:
-        raise ValidationProblem({name: 'must be {"src": "data:<type>;base64,...", '
-                                       '"title": "<file name>"}'})
+        raise ValidationProblem({name: N_('must be {"src": "data:<type>;base64,...", '
+                                          '"title": "<file name>"}')})
     if not isinstance(src, str) or not src:
-        raise ValidationProblem({name: "src is required: the file as a base64 data: URL"})
+        raise ValidationProblem({name: N_("src is required: the file as a base64 data: URL")})
     if src.startswith("blob:"):
-        raise ValidationProblem({name: "src is a blob: URL, which only the browser can "
-                                       "read: send the file as a base64 data: URL or as "
-                                       "multipart/form-data"})
+        raise ValidationProblem({name: N_("src is a blob: URL, which only the browser can read: "
+                                          "send the file as a base64 data: URL or as "
+                                          "multipart/form-data")})
     header = _HEADER.match(src[:1024])
     if header is None:
-        raise ValidationProblem({name: "src is not a data: URL"})
+        raise ValidationProblem({name: N_("src is not a data: URL")})
     params = [p.strip().lower() for p in header.group(2).split(";") if p.strip()]
     if "base64" not in params:
-        raise ValidationProblem({name: "src must be a base64 data: URL (;base64,)"})
+        raise ValidationProblem({name: N_("src must be a base64 data: URL (;base64,)")})
     text = src[header.end():]
     if len(text) % 4 or not _BASE64.fullmatch(text[-4:] if text else ""):
-        raise ValidationProblem({name: "is not valid base64"})
+        raise ValidationProblem({name: N_("is not valid base64")})
     return DataUrlPart(name, title, (header.group(1) or "").lower(), text)
 
 

@@ -14,9 +14,7 @@ import logging
 import tempfile
 from typing import Any
 
-from sqlalchemy import select
-
-from apicrud.db import query as q
+from apicrud.db.repository import Repository
 from apicrud.files.models import READY
 from apicrud.files.storage import Storage, new_key, storage_for
 
@@ -105,8 +103,7 @@ def run(services, resource: str, record_id: str) -> bool:
     model = res.model
     storage = storage_for(services)
     with services.db.session() as session:
-        record = session.execute(select(model).where(
-            model.id == record_id, q.active_only(model))).scalar_one_or_none()
+        record = Repository(model).get_live(session, record_id)
         if record is None or record.state != READY or record.thumbnail_key:
             return False
         original, keep = record.storage_key, record.keep_location
@@ -115,8 +112,7 @@ def run(services, resource: str, record_id: str) -> bool:
         return False
     made = [changes[k] for k in ("thumbnail_key", "storage_key") if k in changes]
     with services.db.session() as session, session.begin():
-        record = session.execute(select(model).where(
-            model.id == record_id, q.active_only(model))).scalar_one_or_none()
+        record = Repository(model).get_live(session, record_id)
         if record is None or record.storage_key != original:  # changed meanwhile
             for key in made:
                 storage.delete(key)

@@ -18,6 +18,7 @@ from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDeco
 from werkzeug.wsgi import get_input_stream
 
 from apicrud.errors import BadRequest, PayloadTooLarge, ValidationProblem
+from apicrud.i18n import N_, N_as
 
 CHUNK = 64 * 1024
 FIELD_MAX = 16 * 1024
@@ -31,8 +32,8 @@ def read_chunk(stream) -> bytes:
     try:
         return stream.read(CHUNK)
     except (OSError, ValueError):
-        raise BadRequest("the request body is malformed or cut off",
-                         errors={"body": "malformed or cut off"}) from None
+        raise BadRequest(N_("the request body is malformed or cut off"),
+                         errors={"body": N_("malformed or cut off")}) from None
 
 
 def is_multipart(content_type: str | None) -> bool:
@@ -67,16 +68,16 @@ class MultipartUpload:
         ctype, options = parse_options_header(environ.get("CONTENT_TYPE", ""))
         boundary = options.get("boundary", "")
         if ctype.lower() != MULTIPART or not boundary or len(boundary) > 200:
-            raise BadRequest("multipart/form-data needs a boundary",
-                             errors={"body": "no multipart boundary"})
+            raise BadRequest(N_("multipart/form-data needs a boundary"),
+                             errors={"body": N_("no multipart boundary")})
         length = environ.get("CONTENT_LENGTH")
         try:
             self.declared = int(length) if length else None
         except ValueError:
-            raise BadRequest("Content-Length is not a number") from None
+            raise BadRequest(N_("Content-Length is not a number")) from None
         self.body_max = body_max
         if self.declared is not None and self.declared > body_max:
-            raise PayloadTooLarge(f"request body is larger than {body_max} bytes")
+            raise PayloadTooLarge(N_("request body is larger than %(limit)s bytes", limit=body_max))
         self.stream = get_input_stream(environ, max_content_length=None)
         self.boundary = boundary.encode("latin-1")
         self.decoder = MultipartDecoder(self.boundary, max_parts=PARTS_MAX)
@@ -99,12 +100,13 @@ class MultipartUpload:
             if not isinstance(event, NeedData):
                 return event
             if self._done:
-                raise BadRequest("multipart body ends before its closing boundary",
-                                 errors={"body": "incomplete multipart body"})
+                raise BadRequest(N_("multipart body ends before its closing boundary"),
+                                 errors={"body": N_("incomplete multipart body")})
             data = read_chunk(self.stream)
             self.received += len(data)
             if self.received > self.body_max:
-                raise PayloadTooLarge(f"request body is larger than {self.body_max} bytes")
+                raise PayloadTooLarge(N_("request body is larger than %(limit)s bytes",
+                                         limit=self.body_max))
             if not data:
                 self._done = True
                 self.decoder.receive_data(None)
@@ -115,8 +117,10 @@ class MultipartUpload:
         try:
             return self._event()
         except ValueError as exc:  # the decoder's word for a malformed body
-            raise BadRequest(f"malformed multipart body: {exc}"[:200],
-                             errors={"body": "malformed multipart body"}) from None
+            english = f"malformed multipart body: {exc}"[:200]  # the decoder's own words
+            raise BadRequest(N_as(english, "malformed multipart body: %(problem)s",
+                                  problem=str(exc)[:160]),
+                             errors={"body": N_("malformed multipart body")}) from None
 
     def fields_and_file(self) -> tuple[dict[str, str], FilePart | None]:
         """The form fields before the first file part, and that part (None: no file)."""
@@ -134,12 +138,12 @@ class MultipartUpload:
                 self._finish_field(fields, current, buffer)
                 current, buffer = event.name, bytearray()
                 if current in fields:
-                    raise ValidationProblem({current[:64]: "given more than once"})
+                    raise ValidationProblem({current[:64]: N_("given more than once")})
             elif isinstance(event, Data):
                 buffer += event.data
                 if len(buffer) > FIELD_MAX:
                     raise ValidationProblem({(current or "body")[:64]:
-                                             f"longer than {FIELD_MAX} bytes"})
+                                             N_("longer than %(limit)s bytes", limit=FIELD_MAX)})
             elif isinstance(event, Epilogue):
                 self._finish_field(fields, current, buffer)
                 return fields, None
@@ -151,9 +155,9 @@ class MultipartUpload:
         try:
             text = buffer.decode("utf-8")
         except UnicodeDecodeError:
-            raise ValidationProblem({name[:64]: "is not UTF-8 text"}) from None
+            raise ValidationProblem({name[:64]: N_("is not UTF-8 text")}) from None
         if "\x00" in text:
-            raise ValidationProblem({name[:64]: "contains a NUL character"})
+            raise ValidationProblem({name[:64]: N_("contains a NUL character")})
         fields[name] = text
 
     def _file_data(self) -> Iterator[bytes]:
@@ -162,7 +166,7 @@ class MultipartUpload:
         while True:
             event = self._next()
             if not isinstance(event, Data):
-                raise BadRequest("malformed multipart body", errors={"body": "malformed"})
+                raise BadRequest(N_("malformed multipart body"), errors={"body": N_("malformed")})
             if event.data:
                 yield event.data
             if not event.more_data:
@@ -176,9 +180,9 @@ class MultipartUpload:
             if isinstance(event, Epilogue):
                 return
             if isinstance(event, (Field, File)):
-                raise BadRequest("the file must be the last part of the form (send the "
-                                 "other fields first)", errors={event.name[:64]:
-                                                                "after the file part"})
+                raise BadRequest(N_("the file must be the last part of the form (send the other "
+                                    "fields first)"),
+                                 errors={event.name[:64]: N_("after the file part")})
 
 
 def coerce_fields(fields: dict[str, str], schema: dict[str, Any]) -> dict[str, Any]:
@@ -202,7 +206,7 @@ def coerce_fields(fields: dict[str, str], schema: dict[str, Any]) -> dict[str, A
             try:
                 out[name] = int(raw)
             except ValueError:
-                errors[name] = "is not an integer"
+                errors[name] = N_("is not an integer")
         else:
             out[name] = raw
     if errors:
@@ -219,7 +223,7 @@ def open_upload(environ: dict[str, Any], settings) -> MultipartUpload:
     from apicrud.errors import UnsupportedMediaType
 
     if not is_multipart(environ.get("CONTENT_TYPE")):
-        raise UnsupportedMediaType("send multipart/form-data")
+        raise UnsupportedMediaType(N_("send multipart/form-data"))
     return MultipartUpload(environ, settings.file_max_bytes + FORM_OVERHEAD)
 
 
@@ -231,9 +235,9 @@ class RawUpload:
         try:
             self.declared = int(length) if length else None
         except ValueError:
-            raise BadRequest("Content-Length is not a number") from None
+            raise BadRequest(N_("Content-Length is not a number")) from None
         if self.declared is not None and self.declared > body_max:
-            raise PayloadTooLarge(f"request body is larger than {body_max} bytes")
+            raise PayloadTooLarge(N_("request body is larger than %(limit)s bytes", limit=body_max))
         self.body_max = body_max
         self.stream = get_input_stream(environ, max_content_length=None)
 
@@ -246,7 +250,8 @@ class RawUpload:
                 return
             received += len(data)
             if received > self.body_max:
-                raise PayloadTooLarge(f"request body is larger than {self.body_max} bytes")
+                raise PayloadTooLarge(N_("request body is larger than %(limit)s bytes",
+                                         limit=self.body_max))
             yield data
 
 

@@ -21,6 +21,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from apicrud.config.loader import thaw
 from apicrud.errors import StartupError
 from apicrud.metrics.grants import GrantChecks, Grants, check_defaults
 from apicrud.metrics.prometheus import Exposition, RequestObserver
@@ -67,8 +68,8 @@ def _person_model(services):
 
 def init_app(services) -> None:
     settings = services.settings
-    definitions, problems = check_definitions(_thaw(settings.metrics))
-    defaults, more = check_defaults(_thaw(settings.default_grants))
+    definitions, problems = check_definitions(thaw(settings.metrics))
+    defaults, more = check_defaults(thaw(settings.default_grants))
     problems += more
     for d in definitions.values():
         if d.style == "grant" and d.name not in defaults:
@@ -96,12 +97,3 @@ def init_app(services) -> None:
     services.pipeline.create_checks.append(checks)
     services.pipeline.observers.append(RequestObserver(services.metrics))
     services.closers.append(services.metrics.close)  # flush buffered counts on shutdown
-
-
-def _thaw(value: Any) -> Any:
-    """Settings are frozen (read-only mappings, tuples); plain values for validation."""
-    if hasattr(value, "items"):
-        return {k: _thaw(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_thaw(v) for v in value]
-    return value

@@ -9,24 +9,21 @@ grants; an administrator sees every stored value, or one user's with ``{"uid": .
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from apicrud.context import Reply, RequestContext
+from apicrud.crud import paging
 from apicrud.crud.controller import BasicCRUD
 from apicrud.db import query as q
+from apicrud.db.base import iso_utc, naive_utc
 from apicrud.errors import BadRequest, Forbidden, ValidationProblem, required
+from apicrud.i18n import N_, N_as
 from apicrud.metrics.grants import NUMBER_RULE, number
 
 FIELDS = ("id", "name", "scope", "style", "period", "uid", "value", "limit", "remaining",
           "expires", "description")
 MAX_UIDS = 100
-
-
-def _iso(epoch: int | None) -> str | None:
-    if epoch is None:
-        return None
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _like(pattern: str) -> re.Pattern:
@@ -63,7 +60,7 @@ class MetricController:
         """Prometheus exposition: administrators, and their API keys scoped ``metrics``."""
         p = ctx.principal
         if not p.is_admin or (p.scopes is not None and "metrics" not in p.scopes):
-            raise Forbidden("metrics are for administrators (API keys need scope metrics)")
+            raise Forbidden(N_("metrics are for administrators (API keys need scope metrics)"))
         body, content_type = self.services.prometheus.render(ctx.headers.get("Accept"))
         return Reply(body, 200, {"Content-Type": content_type, "Cache-Control": "no-store"})
 
@@ -74,7 +71,8 @@ class MetricController:
         item = {"id": f"{sample.name}:{labels}" if labels else sample.name,
                 "name": d.name, "scope": d.scope, "style": d.style, "period": d.period,
                 "uid": uid, "labels": sample.labels, "value": sample.value,
-                "limit": None, "remaining": None, "expires": _iso(sample.expires),
+                "limit": None, "remaining": None,
+                "expires": None if sample.expires is None else iso_utc(sample.expires),
                 "description": d.description}
         if d.style == "grant" and uid:
             if uid not in grants_of:
@@ -97,8 +95,8 @@ class MetricController:
         if isinstance(uids, list) and uids and all(isinstance(u, str) and u != "*" and
                                                    "%" not in u for u in uids):
             if len(uids) > MAX_UIDS:
-                raise BadRequest(f"filter: at most {MAX_UIDS} uids",
-                                 errors={"filter": f"at most {MAX_UIDS} uids"})
+                raise BadRequest(N_("filter: at most %(count)s uids", count=MAX_UIDS),
+                                 errors={"filter": N_("at most %(count)s uids", count=MAX_UIDS)})
             return [s for u in dict.fromkeys(uids) for s in metrics.for_user(u)]
         return metrics.scan()
 
@@ -110,23 +108,16 @@ class MetricController:
         limit = params.get("limit")
         offset = params.get("offset") or 0
         if params.get("cursor_next"):
-            state = q.decode_cursor(self.services.cursor_signer, params["cursor_next"])
-            if state.get("r") != "metric":
-                raise BadRequest("cursor_next: belongs to another resource",
-                                 errors={"cursor_next": "belongs to another resource"})
-            if offset:
-                raise BadRequest("offset: cannot be combined with cursor_next",
-                                 errors={"offset": "cannot be combined with cursor_next"})
+            state = paging.resume(self.services.cursor_signer, params["cursor_next"],
+                                  "metric", offset)
             filters, sort = state["f"], q.parse_sort(state["s"], dict.fromkeys(FIELDS))
             offset, limit = int(state["k"]), limit or state.get("l")
-        limit = limit or settings.per_page_default
-        if not 1 <= limit <= settings.per_page_max:
-            raise BadRequest(f"limit: must be 1 to {settings.per_page_max}",
-                             errors={"limit": f"must be 1 to {settings.per_page_max}"})
+        limit = paging.page_size(limit, settings)
         for name in filters:
             if name not in FIELDS:
-                raise BadRequest(f"filter: unknown field {name[:64]!r}",
-                                 errors={"filter": f"unknown field {name[:64]!r}"})
+                raise BadRequest(N_("filter: unknown field %(name)s", name=repr(name[:64])),
+                                 errors={"filter": N_("unknown field %(name)s",
+                                                      name=repr(name[:64]))})
         grants_of: dict[str, dict] = {}
         items = [self._item(s, grants_of) for s in self._samples(ctx, filters)
                  if s.name in self.services.metrics.definitions]
@@ -138,9 +129,8 @@ class MetricController:
         page = items[offset:offset + limit]
         body: dict[str, Any] = {"items": page, "count": len(items)}
         if offset + limit < len(items):
-            body["cursor_next"] = q.encode_cursor(self.services.cursor_signer, {
-                "r": "metric", "s": sort.text(), "f": filters, "k": offset + limit, "i": "",
-                "l": limit})
+            body["cursor_next"] = paging.next_cursor(self.services.cursor_signer, "metric",
+                                                     sort, filters, offset + limit, "", limit)
         return Reply(body, 200, {"X-Total-Count": str(len(items))})
 
 
@@ -148,15 +138,11 @@ def _timestamp(value: Any, field: str) -> datetime | None:
     if value is None or isinstance(value, datetime):
         return value
     try:
-        when = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        return naive_utc(str(value))
     except ValueError:
-        raise ValidationProblem({field: "is not a date-time"}) from None
-    if when.tzinfo is not None:
-        try:
-            when = when.astimezone(UTC).replace(tzinfo=None)
-        except OverflowError:
-            raise ValidationProblem({field: "is out of range"}) from None
-    return when
+        raise ValidationProblem({field: N_("is not a date-time")}) from None
+    except OverflowError:
+        raise ValidationProblem({field: N_("is out of range")}) from None
 
 
 class GrantController(BasicCRUD):
@@ -166,7 +152,9 @@ class GrantController(BasicCRUD):
         grants = required(self.services.grants, "grants")
         if "name" in values and values["name"] not in grants.defaults:
             known = ", ".join(sorted(grants.defaults))
-            raise ValidationProblem({"name": f"no such grant (known: {known})"[:200]})
+            english = f"no such grant (known: {known})"[:200]
+            raise ValidationProblem({"name": N_as(english, "no such grant (known: %(names)s)",
+                                                  names=known)})
         if "value" in values:
             n = number(values["value"])
             if n is None:

@@ -28,15 +28,16 @@ from typing import Any
 from sqlalchemy import func, select, update
 
 from apicrud.cache import ReadThrough
-from apicrud.db.query import active_only
+from apicrud.db.repository import live
 from apicrud.errors import Forbidden, TooManyRequests
+from apicrud.i18n import N_
 
 log = logging.getLogger("apicrud.metrics")
 
 #: the largest grant value: a SQL BIGINT and a Redis counter hold it, its text fits the
 #: grant row's value column, and a limit above it means "unlimited" anyway
 MAX_GRANT = 2 ** 63 - 1
-NUMBER_RULE = f"must be a number from 0 to {MAX_GRANT}"
+NUMBER_RULE = N_("must be a number from 0 to %(most)s", most=MAX_GRANT)
 
 
 def number(value: Any) -> int | float | None:
@@ -130,7 +131,7 @@ class Grants:
             return out
         with self.db.session() as session:
             rows = session.execute(select(model.name, model.value, model.expires).where(
-                model.uid == uid, active_only(model)))
+                model.uid == uid, live(model)))
             for name, value, expires in rows:
                 n = number(value)
                 if n is None:
@@ -147,11 +148,11 @@ class Grants:
         self.cache.drop(*uids)
 
 
-def _when(seconds: int | None) -> str:
+def _when(seconds: int | None) -> str | None:
     if seconds is None:
-        return ""
+        return None
     at = datetime.fromtimestamp(time.time() + seconds, UTC)
-    return f"; it resets at {at.strftime('%Y-%m-%dT%H:%M:%SZ')}"
+    return at.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class GrantChecks:
@@ -195,7 +196,7 @@ class GrantChecks:
             owner_col = getattr(model, res.owner)
             self._lock_owner(ctx, res, uid)
             stmt = select(func.count()).select_from(model).where(owner_col == uid,
-                                                                 active_only(model))
+                                                                 live(model))
             if ctx.services.db.dialect in ("mysql", "mariadb"):
                 # InnoDB's plain reads see the snapshot of the transaction's first read,
                 # maybe older than the create we waited for; a locking read sees the
@@ -204,8 +205,9 @@ class GrantChecks:
             held = ctx.db.execute(stmt).scalar_one()
         if held >= limit:
             self._count_refusal(name)
-            raise Forbidden(f"grant {name} exceeded: at most {limit} {res.name} records "
-                            f"(held: {held})", slug="grant-exceeded", grant=name, limit=limit)
+            raise Forbidden(N_("grant %(grant)s exceeded: at most %(limit)s %(resource)s records "
+                               "(held: %(held)s)", grant=name, limit=limit, resource=res.name,
+                               held=held), slug="grant-exceeded", grant=name, limit=limit)
         ctx.memo[key] = held + 1
 
     def _lock_owner(self, ctx, res, uid: str) -> None:
@@ -234,8 +236,12 @@ class GrantChecks:
             self._count_refusal(d.name)
             headers = {"Retry-After": str(max(used.reset_in or 0, 1))} \
                 if used.reset_in is not None else {}
+            at = _when(used.reset_in)
             raise TooManyRequests(
-                f"grant {d.name} used up: {limit} per {d.period}{_when(used.reset_in)}",
+                N_("grant %(grant)s used up: %(limit)s per %(period)s", grant=d.name,
+                   limit=limit, period=d.period) if at is None else
+                N_("grant %(grant)s used up: %(limit)s per %(period)s; it resets at %(time)s",
+                   grant=d.name, limit=limit, period=d.period, time=at),
                 slug="grant-exceeded", headers=headers, grant=d.name, limit=limit)
         # the unit is given back if the request's transaction is not committed
         ctx.on_rollback.append(lambda: self._refund(d.name, uid, 1))

@@ -254,7 +254,7 @@ class RateLimit:
                       extra={"event": "ratelimit_unavailable",
                              "ratelimit_fail": "open" if self.fail_open else "closed"})
         if refuse and not self.fail_open:
-            raise ServiceUnavailable("rate limiting is unavailable (redis is down)")
+            raise ServiceUnavailable(N_("rate limiting is unavailable (redis is down)"))
 
 
 #: WSGI environ key: the client address is past its failed credentials (seconds to reset)

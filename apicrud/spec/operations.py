@@ -23,7 +23,7 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from types import MappingProxyType
 from typing import Any
 
@@ -31,6 +31,7 @@ import jsonschema_rs
 from jsonschema import Draft202012Validator, FormatChecker
 from sqlalchemy import BigInteger, DateTime, Float, Integer, Numeric, SmallInteger, String
 
+from apicrud.db.base import naive_utc
 from apicrud.errors import ValidationProblem
 from apicrud.i18n import N_, N_as
 from apicrud.spec.loader import dereference
@@ -41,24 +42,20 @@ _FORMATS = FormatChecker()
 #: the date-times every backend stores (naive UTC): MariaDB's DATETIME range
 DATETIME_MIN = datetime(1000, 1, 1)
 DATETIME_MAX = datetime(9999, 12, 31, 23, 59, 59, 999999)
-DATETIME_RANGE = "out of range (1000-01-01T00:00:00Z to 9999-12-31T23:59:59Z)"
+DATETIME_RANGE = N_("out of range (1000-01-01T00:00:00Z to 9999-12-31T23:59:59Z)")
 
 
 def parse_datetime(value: str) -> tuple[datetime | None, str | None]:
     """(naive UTC datetime, None), or (None, why not) for text that is not a date-time
     every backend can store. Text without an offset is taken as UTC."""
     if not isinstance(value, str) or len(value) > 64:
-        return None, "not an ISO 8601 date-time"
+        return None, N_("not an ISO 8601 date-time")
     try:
-        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00")
-                                        .replace("z", "+00:00"))
+        parsed = naive_utc(value.strip().replace("z", "+00:00"))
     except ValueError:
         return None, "not an ISO 8601 date-time"
-    if parsed.tzinfo is not None:
-        try:
-            parsed = parsed.astimezone(UTC).replace(tzinfo=None)
-        except OverflowError:  # 9999-12-31T23:59:59-12:00 is in year 10000 in UTC
-            return None, DATETIME_RANGE
+    except OverflowError:  # 9999-12-31T23:59:59-12:00 is in year 10000 in UTC
+        return None, DATETIME_RANGE
     if not DATETIME_MIN <= parsed <= DATETIME_MAX:
         return None, DATETIME_RANGE
     return parsed, None
@@ -80,21 +77,21 @@ def column_problem(column: Any, value: Any) -> str | None:
     if kind is None:
         return None
     if isinstance(value, float) and not math.isfinite(value):
-        return "not a finite number"
+        return N_("not a finite number")
     if isinstance(kind, Integer) and isinstance(value, int) and not isinstance(value, bool):
         bits = next(b for t, b in _INT_RANGES if isinstance(kind, t))
         if not -(2 ** (bits - 1)) <= value < 2 ** (bits - 1):
-            return f"out of range (a {bits}-bit integer)"
+            return N_("out of range (a %(bits)s-bit integer)", bits=bits)
     elif isinstance(kind, (Float, Numeric)) and isinstance(value, (int, float)) \
             and not isinstance(value, bool):
         if abs(value) > 1.7976931348623157e308:
-            return "out of range"
+            return N_("out of range")
     elif isinstance(kind, String) and kind.length:
         if isinstance(value, str) and len(value) > kind.length and not _references(column):
-            return f"longer than {kind.length} characters"
+            return N_("longer than %(count)s characters", count=kind.length)
         if isinstance(value, (int, float)) and not isinstance(value, bool) and \
                 len(str(value)) > kind.length:
-            return "out of range"
+            return N_("out of range")
     elif isinstance(kind, DateTime) and isinstance(value, str):
         return parse_datetime(value)[1]
     return None
@@ -139,13 +136,14 @@ class Param:
         return _coerce_scalar(raw[0], self.schema, self.name)
 
 
-def _types(schema: dict[str, Any]) -> list[str]:
-    t = schema.get("type", "string")
+def schema_types(schema: dict[str, Any], untyped: str | list[str] = "string") -> list[str]:
+    """The JSON Schema types ``schema`` allows, as a list; ``untyped`` when it names none."""
+    t = schema.get("type", untyped)
     return t if isinstance(t, list) else [t]
 
 
 def _coerce_scalar(value: str, schema: dict[str, Any], name: str) -> Any:
-    types = _types(schema)
+    types = schema_types(schema)
     try:
         if "integer" in types:
             return int(value)
@@ -325,7 +323,7 @@ class Operation:
                 continue
             if not raw:
                 if p.required:
-                    errors[p.name] = "is required"
+                    errors[p.name] = N_("is required")
                 elif "default" in p.schema:
                     values[p.name] = p.schema["default"]
                 continue
@@ -437,7 +435,7 @@ def compile_operations(spec: dict[str, Any],
             compiled = []
             for (name, loc), p in params.items():
                 schema = p.get("schema", {"type": "string"})
-                many = "array" in _types(schema) and loc == "query"
+                many = "array" in schema_types(schema) and loc == "query"
                 compiled.append(Param(name, loc, bool(p.get("required", loc == "path")),
                                       schema, _validator(schema), many))
             body = op.get("requestBody")
@@ -451,7 +449,7 @@ def compile_operations(spec: dict[str, Any],
             branches = body_schema.get("oneOf") if isinstance(body_schema, dict) else None
             if isinstance(branches, list) and len(branches) == 2:
                 arrays = [b for b in branches if isinstance(b, dict) and
-                          "array" in _types(b) and isinstance(b.get("items"), dict)]
+                          "array" in schema_types(b) and isinstance(b.get("items"), dict)]
                 if len(arrays) == 1:
                     # one object or an array of them: validate objects (and each item)
                     # against the object schema, whose messages name the field

@@ -7,6 +7,9 @@ release), so serving it needs no Node and no network. The page runs no inline sc
 carries a strict Content-Security-Policy. Static files are named in the page with a hash
 of their content (``?v=``): with the current hash they are cached for good, otherwise
 revalidated.
+
+The document and the UI are one Blueprint, ``docs`` (:func:`blueprint`), mounted at
+setting ``base_url``; ``create_app`` registers it.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import logging
 import os
 from typing import TYPE_CHECKING
 
-from flask import Flask, Response, abort, redirect, request, send_from_directory
+from flask import Blueprint, Flask, Response, abort, redirect, request, send_from_directory
 
 if TYPE_CHECKING:
     from apicrud.services import Services
@@ -95,15 +98,21 @@ def index_html(base: str, title: str, version: dict[str, str | None]) -> str:
 
 
 def add_docs(app: Flask, services: Services, vendor: str = VENDOR) -> None:
-    """Serve the OpenAPI document at ``{base}/openapi.json`` and the UI at ``{base}/ui/``
-    (swagger-ui's files from ``vendor``)."""
+    """Register the docs :func:`blueprint` on ``app``."""
+    app.register_blueprint(blueprint(services, vendor))
+
+
+def blueprint(services: Services, vendor: str = VENDOR) -> Blueprint:
+    """Blueprint ``docs``: the OpenAPI document at ``{base}/openapi.json`` and the UI at
+    ``{base}/ui/`` (swagger-ui's files from ``vendor``)."""
     base = services.base_url
+    bp = Blueprint("docs", __name__, url_prefix=base)
     document = dict(services.spec)
     document.pop("x-apicrud-resources", None)
     document["servers"] = [{"url": base}]
     spec_json = json.dumps(document)
 
-    @app.get(base + "/openapi.json")
+    @bp.get("/openapi.json")
     def _openapi():
         return Response(spec_json, 200, mimetype="application/json")
 
@@ -118,11 +127,11 @@ def add_docs(app: Flask, services: Services, vendor: str = VENDOR) -> None:
         title = str(document.get("info", {}).get("title") or "API") + " - Swagger UI"
         page = index_html(base, title, version)
 
-    @app.get(base + "/ui")
+    @bp.get("/ui")
     def _ui_redirect():
         return redirect(base + "/ui/", 308)
 
-    @app.get(base + "/ui/")
+    @bp.get("/ui/")
     def _ui():
         if page is None:
             return Response(MISSING.format(base=base), 503, mimetype="text/plain",
@@ -131,7 +140,7 @@ def add_docs(app: Flask, services: Services, vendor: str = VENDOR) -> None:
         return Response(page, 200, mimetype="text/html",
                         headers={**PAGE_HEADERS, "Cache-Control": "no-cache"})
 
-    @app.get(base + "/ui/<name>")
+    @bp.get("/ui/<name>")
     def _ui_static(name: str):
         if name == "index.html":
             return _ui()
@@ -144,3 +153,5 @@ def add_docs(app: Flask, services: Services, vendor: str = VENDOR) -> None:
         current = request.args.get("v") == version[name]
         resp.headers["Cache-Control"] = IMMUTABLE if current else "no-cache"
         return resp
+
+    return bp

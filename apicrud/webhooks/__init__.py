@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy import insert, select
 
 from apicrud.db.base import new_id, utcnow
-from apicrud.db.query import Status
+from apicrud.db.repository import Status
 
 __all__ = ["EVENT_VERBS", "Webhooks", "init_app"]
 

@@ -17,9 +17,11 @@ from typing import Any
 from sqlalchemy import select
 
 from apicrud.context import Reply, RequestContext
-from apicrud.crud.controller import BasicCRUD, _json_value
+from apicrud.crud import paging
+from apicrud.crud.controller import BasicCRUD, json_value
 from apicrud.crypto import AESEncrypt
 from apicrud.errors import BadRequest
+from apicrud.i18n import N_, text_of
 from apicrud.webhooks import EVENT_VERBS
 from apicrud.webhooks.ssrf import UnsafeTarget, resolve
 
@@ -40,7 +42,8 @@ class WebhookController(BasicCRUD):
         try:
             resolve(str(url), frozenset(self.services.settings.webhook_allowed_hosts))
         except UnsafeTarget as exc:
-            raise BadRequest(f"url: {exc}", errors={"url": str(exc)}) from None
+            raise BadRequest(N_("url: %(problem)s", problem=text_of(exc)),
+                             errors={"url": text_of(exc)}) from None
         return str(url)
 
     def _check_events(self, events: Any) -> str:
@@ -51,9 +54,10 @@ class WebhookController(BasicCRUD):
                self.services.resources[m.group(1)].model is None or
                m.group(2) not in verbs]
         if not names or bad or len(names) > MAX_EVENTS:
-            text = f"unknown event {str(bad[0])[:64]!r}" if bad else \
-                f"name 1 to {MAX_EVENTS} events"
-            raise BadRequest(f"events: {text} (<resource>.<{'|'.join(sorted(verbs))}>)",
+            text = N_("unknown event %(name)s", name=repr(str(bad[0])[:64])) if bad else \
+                N_("name 1 to %(count)s events", count=MAX_EVENTS)
+            raise BadRequest(N_("events: %(problem)s (<resource>.<%(verbs)s>)", problem=text,
+                                verbs='|'.join(sorted(verbs))),
                              errors={"events": text})
         return json.dumps(names)
 
@@ -63,8 +67,8 @@ class WebhookController(BasicCRUD):
             return None
         if not isinstance(value, dict) or not all(
                 isinstance(v, (str, int, float, bool)) or v is None for v in value.values()):
-            raise BadRequest("filter: an object of field -> value (string, number, "
-                             "boolean or null)", errors={"filter": "must map fields to values"})
+            raise BadRequest(N_("filter: an object of field -> value (string, number, boolean or "
+                                "null)"), errors={"filter": N_("must map fields to values")})
         return json.dumps(value, sort_keys=True)
 
     def before_create(self, ctx: RequestContext, data: dict[str, Any]) -> dict[str, Any]:
@@ -108,17 +112,14 @@ class WebhookController(BasicCRUD):
         default setting per_page_default); ``status`` narrows it (e.g. ``dead``)."""
         hook = self._load(ctx, ctx.params["id"])
         settings = self.services.settings
-        limit = ctx.params.get("limit") or settings.per_page_default
-        if not 1 <= limit <= settings.per_page_max:
-            raise BadRequest(f"limit: must be 1 to {settings.per_page_max}",
-                             errors={"limit": f"must be 1 to {settings.per_page_max}"})
+        limit = paging.page_size(ctx.params.get("limit"), settings)
         model = self.services.models.WebhookDelivery
         stmt = select(model).where(model.webhook_id == hook.id)
         if ctx.params.get("status"):
             stmt = stmt.where(model.status == ctx.params["status"])
         rows = ctx.db.execute(stmt.order_by(model.created.desc(), model.id)
                               .limit(limit)).scalars()
-        items = [{name: _json_value(getattr(row, name)) for name in DELIVERY_FIELDS}
+        items = [{name: json_value(getattr(row, name)) for name in DELIVERY_FIELDS}
                  for row in rows]
         return Reply({"items": items}, 200)
 

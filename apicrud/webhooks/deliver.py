@@ -33,8 +33,8 @@ from sqlalchemy import select
 from apicrud.auth.principal import Principal
 from apicrud.context import RequestContext
 from apicrud.crypto import DecryptError
-from apicrud.db import query as q
 from apicrud.db.base import utcnow
+from apicrud.db.repository import Status
 from apicrud.webhooks import TASK_DELIVER
 from apicrud.webhooks.ssrf import UnsafeTarget, post, resolve
 
@@ -105,7 +105,7 @@ class WebhookDeliverer:
             model.id == delivery.record_id)).scalar_one_or_none()
         if record is None:
             return True, None  # purged
-        if record.status == q.TRASHED:
+        if record.status == Status.TRASHED:
             return True, {"id": record.id, "status": record.status}
         if not services.access.allows(ctx.principal, "r", delivery.resource, record):
             return False, None
@@ -123,7 +123,7 @@ class WebhookDeliverer:
                 return None
             hook = db.get(models.Webhook, delivery.webhook_id)
             owner = self._owner(db, hook.uid) if hook is not None and \
-                hook.status == q.Status.ACTIVE else None
+                hook.status == Status.ACTIVE else None
             delivery.attempts += 1
             delivery.modified = utcnow()
             if owner is None:

@@ -17,6 +17,8 @@ import ssl
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from apicrud.i18n import N_
+
 __all__ = ["Target", "UnsafeTarget", "check_url", "resolve", "post"]
 
 
@@ -47,11 +49,11 @@ def parse(url: str) -> tuple[str, str, int, str]:
         parts = urlsplit(url)
         port = parts.port
     except ValueError:
-        raise UnsafeTarget("not a valid URL") from None
+        raise UnsafeTarget(N_("not a valid URL")) from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise UnsafeTarget("must be an http or https URL with a host")
+        raise UnsafeTarget(N_("must be an http or https URL with a host"))
     if parts.username or parts.password:
-        raise UnsafeTarget("must not carry credentials")
+        raise UnsafeTarget(N_("must not carry credentials"))
     port = port or (443 if parts.scheme == "https" else 80)
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     return parts.scheme, parts.hostname.lower(), port, path
@@ -63,15 +65,15 @@ def resolve(url: str, allowed_hosts: frozenset[str] | set[str] | tuple = ()) -> 
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError):
-        raise UnsafeTarget(f"host {host[:64]!r} does not resolve") from None
+        raise UnsafeTarget(N_("host %(host)s does not resolve", host=repr(host[:64]))) from None
     addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
     if not addresses:
-        raise UnsafeTarget(f"host {host[:64]!r} does not resolve")
+        raise UnsafeTarget(N_("host %(host)s does not resolve", host=repr(host[:64])))
     if host not in {h.lower() for h in allowed_hosts}:
         bad = [a for a in addresses if not _is_public(a)]
         if bad:
-            raise UnsafeTarget(f"host {host[:64]!r} resolves to a private, loopback or "
-                               "link-local address")
+            raise UnsafeTarget(N_("host %(host)s resolves to a private, loopback or link-local "
+                                  "address", host=repr(host[:64])))
     return Target(scheme, host, port, path, addresses[0])
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 
+from apicrud.config import mask_url
 from apicrud.redis_client import RedisProvider
 from apicrud.worker.celery_app import broker_url, make_celery
 from apicrud.worker.tasks import DeadLetters, requeue_dead_letters
@@ -24,7 +25,7 @@ def run_worker(settings, concurrency: int = 2, pool: str = "prefork",
     try:
         app = make_celery(settings, redis.url, worker=True)
         print(f"apicrud worker: queue {settings.worker_queue} on "
-              f"{_safe(broker_url(settings, redis.url))}", flush=True)
+              f"{mask_url(broker_url(settings, redis.url))}", flush=True)
         app.worker_main(["worker", f"--loglevel={loglevel}", f"--pool={pool}",
                          f"--concurrency={concurrency}", "-Q", settings.worker_queue,
                          "--without-gossip", "--without-mingle"])
@@ -48,15 +49,6 @@ def dead_letters(settings, requeue: bool = False) -> tuple[list[dict], int]:
         return listed, count
     finally:
         redis.close()
-
-
-def _safe(url: str) -> str:
-    """The URL without its password, for a start-up line."""
-    scheme, sep, rest = url.partition("://")
-    creds, at, host = rest.rpartition("@")
-    if not at:
-        return url
-    return f"{scheme}{sep}{creds.partition(':')[0]}:***@{host}"
 
 
 def run_beat(settings, loglevel: str = "INFO") -> None:

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import select
 
 from apicrud.crud.controller import BasicCRUD
-from apicrud.db import query as q
+from apicrud.db.repository import Repository
 from apicrud.errors import Conflict, Forbidden, NotFound
 
 
@@ -23,9 +23,9 @@ class SpeakerController(BasicCRUD):
     def check_create(self, ctx, data: dict[str, Any], quotas: bool = True) -> str:
         # every create (and restore, and can-i c) reads the event from the session; a
         # session that does not exist leaves it unset, and the reference check says so
-        session = self.services.resources["session"].model
-        event_id = ctx.db.execute(select(session.event_id).where(
-            session.id == data.get("session_id"), q.active_only(session))).scalar()
+        session = Repository(self.services.resources["session"].model)
+        row = session.get_live(ctx.db, data.get("session_id"), "event_id")
+        event_id = row[0] if row is not None else None
         data.pop("event_id", None)
         if event_id is not None:
             data["event_id"] = event_id
@@ -47,7 +47,6 @@ class SpeakerController(BasicCRUD):
 
 class EventsettingsController(BasicCRUD):
     def before_create(self, ctx, data: dict[str, Any]) -> dict[str, Any]:
-        model = self.model
-        if ctx.db.execute(select(model.id).where(q.active_only(model))).first() is not None:
+        if ctx.db.execute(select(self.model.id).where(self.records.live())).first() is not None:
             raise Conflict("eventsettings: the settings exist; update them")
         return data

@@ -62,6 +62,8 @@ class Project(RecordMixin, Base):
     __tablename__ = "project"
 
     name: Mapped[str] = mapped_column(String(255), nullable=False)
+    state: Mapped[str] = mapped_column(String(16), nullable=False, default="open",
+                                       server_default="open")
     org_id: Mapped[str] = mapped_column(ForeignKey("org.id"), nullable=False, index=True)
     uid: Mapped[str] = mapped_column(
         ForeignKey("person.id", ondelete="CASCADE"), nullable=False, index=True)

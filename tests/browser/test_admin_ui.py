@@ -20,7 +20,7 @@ import pytest
 import requests
 from playwright.sync_api import expect, sync_playwright
 
-from conftest import ROOT
+from helpers import ROOT
 from uihelp import (CHROMIUM_ARGS, VIEWPORT, PageErrors, chromium_path, login, rows, shot,
                     start_service)
 

@@ -23,7 +23,7 @@ import requests
 
 from apicrud.config import load_settings
 from apicrud.db.engine import Database
-from conftest import ROOT, Api, User, random_account, stop_process
+from helpers import ROOT, Api, User, random_account, stop_process
 
 SCREENSHOTS = os.path.join(ROOT, "artifacts", "screenshots")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",

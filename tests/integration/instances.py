@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import requests
 from werkzeug.serving import make_server
 
-from conftest import random_account
+from helpers import random_account
 
 
 @dataclass

@@ -24,7 +24,7 @@ import redis
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 
-from conftest import Server, serve_app  # noqa: F401 (serve_app: re-exported)
+from helpers import Server, serve_app  # noqa: F401 (serve_app: re-exported)
 
 SLOW_SECONDS = 1.5
 # aiosmtpd logs every line it receives at DEBUG, one-time tokens included: that is the

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import update
 
 from apicrud.auth.account_settings import AccountSettings
-from test_crud import assert_problem
+from helpers import assert_problem
 
 
 def my_settings(user) -> dict:

@@ -15,7 +15,7 @@ import requests
 from flask import Flask
 
 from apicrud.admin_ui import DIST, add_admin_ui
-from conftest import ROOT
+from helpers import ROOT
 
 UI = os.path.join(ROOT, "ui")
 UI_SOURCES = ("index.html", "package.json", "package-lock.json", "vite.config.js", "src")

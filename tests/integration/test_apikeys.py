@@ -13,8 +13,7 @@ from sqlalchemy import select
 
 from apicrud.auth.apikeys import HASH_SCHEME, operation_scopes
 from apicrud.errors import StartupError
-from conftest import Api
-from test_crud import assert_problem
+from helpers import Api, assert_problem
 
 KEY_RE = re.compile(r"^(ak[0-9a-f]{12})\.([A-Za-z0-9_-]{43})$")
 

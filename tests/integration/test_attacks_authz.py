@@ -30,8 +30,7 @@ import requests
 from sqlalchemy import func, select
 
 from apicrud.db.base import new_id
-from conftest import ROOT, make_user
-from test_crud import assert_problem
+from helpers import ROOT, assert_problem, make_user
 
 PRIVACY = ("public", "invitee", "member", "manager", "secret")
 

@@ -27,9 +27,8 @@ import requests
 from sqlalchemy import func, select
 
 from apicrud.errors import StartupError
-from conftest import make_user
+from helpers import assert_problem, make_user, new_list
 from instances import login, new_account, start_instance
-from test_crud import assert_problem, new_list
 
 
 class Clock:

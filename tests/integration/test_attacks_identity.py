@@ -28,10 +28,9 @@ import pytest
 import requests
 from sqlalchemy import func, select
 
-from conftest import Api, make_user, serve_app
+from helpers import Api, assert_problem, make_user, serve_app
 from mailhelp import token_of
 from test_apikeys import ensure_scope, key_api, new_key
-from test_crud import assert_problem
 from test_registration import mail_server, smtp  # noqa: F401 (fixtures)
 from test_totp import Authenticator
 

@@ -20,7 +20,7 @@ from sqlalchemy import select
 from apicrud.audit.retention import AuditPurger
 from apicrud.db.base import utcnow
 from apicrud.trashcan import purge_expired
-from conftest import Api, make_user
+from helpers import Api, make_user
 from mailhelp import run_worker, wait_for
 from test_totp import Authenticator
 

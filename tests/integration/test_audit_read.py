@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from conftest import make_user
+from helpers import make_user
 
 
 def _list_with_member(owner, member, **fields) -> str:

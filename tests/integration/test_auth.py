@@ -6,8 +6,7 @@ import base64
 
 import requests
 
-from conftest import Api, make_user
-from test_crud import assert_problem
+from helpers import Api, assert_problem, make_user
 
 
 def test_login_returns_token_roles_and_cookie(server, user):

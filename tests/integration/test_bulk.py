@@ -7,7 +7,7 @@ import json
 import requests
 from sqlalchemy import func, select
 
-from test_crud import assert_problem
+from helpers import assert_problem
 from test_grants import grant
 
 

@@ -451,6 +451,31 @@ def test_serve_embedded_defaults_first_admin_login_crud_clean_stop(tmp_path):
         second.kill()
 
 
+def test_first_start_admin_and_account_add_share_one_username_rule(tmp_path):
+    """The first start's admin is made as `account add` makes accounts: the name kept
+    as written (letter case too), unique whatever its case."""
+    pw = "root-Secret-4c1d"
+    server = Served(tmp_path, APICRUD_ADMIN_USERNAME="Root", APICRUD_ADMIN_PASSWORD=pw)
+    try:
+        server.wait_healthy()
+        assert re.search(r"^\s*username: Root$", server.output, re.M), server.output
+        assert "(from setting admin_password)" in server.output and pw not in server.output
+        r = login(server.url, "Root", pw)
+        assert r.status_code == 201 and "admin" in r.json()["roles"], r.text
+        assert server.stop() == 0, server.output
+    finally:
+        server.kill()
+    for name in ("root", "ROOT"):
+        dup = apicrud(tmp_path, "account", "add", name, "--email", "other@example.com",
+                      "--password", "whatever-123456")
+        assert dup.returncode == 1, output(dup)
+        assert_no_traceback(dup)
+        assert f"account {name!r} already exists" in dup.stderr, output(dup)
+    made = apicrud(tmp_path, "account", "add", "Dora", "--email", "dora@example.com",
+                   "--password", "whatever-123456")
+    assert made.returncode == 0 and "created account Dora " in made.stdout, output(made)
+
+
 # -- settings errors ------------------------------------------------------------------
 
 def test_check_port_out_of_range_refused_naming_port(tmp_path):

@@ -15,8 +15,7 @@ import requests
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from conftest import ROOT
-from test_crud import new_list
+from helpers import ROOT, new_list
 
 
 def test_concurrent_if_match_updates_have_one_winner_per_version(user):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from apicrud.config.loader import MASK
-from test_crud import assert_problem
+from helpers import assert_problem
 
 
 def test_config_lists_every_setting_for_admins(server, admin):

@@ -5,26 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
-
-PROBLEM = "application/problem+json"
-
-
-def assert_problem(resp, status: int, field: str | None = None) -> dict:
-    assert resp.status_code == status, resp.text
-    assert resp.headers["Content-Type"].startswith(PROBLEM)
-    body = resp.json()
-    assert body["status"] == status
-    assert body["title"] and body["detail"] and body["type"]
-    assert body["message"] == body["detail"]
-    if field is not None:
-        assert field in body["errors"], body
-    return body
-
-
-def new_list(api, **fields) -> dict:
-    resp = api.post("/list", json={"name": fields.pop("name", "groceries"), **fields})
-    assert resp.status_code == 201, resp.text
-    return resp.json()
+from helpers import PROBLEM, assert_problem, new_list
 
 
 # -- create ---------------------------------------------------------------------------
@@ -154,7 +135,7 @@ def test_anonymous_gets_401_with_www_authenticate(server, user):
 
 
 def test_invalid_token_gets_401(server):
-    from conftest import Api
+    from helpers import Api
 
     api = Api(server.url, token="not-a-real-token")
     assert_problem(api.get("/list"), 401)

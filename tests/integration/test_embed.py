@@ -7,8 +7,7 @@ import json
 import pytest
 from sqlalchemy import event
 
-from conftest import make_user
-from test_crud import assert_problem
+from helpers import assert_problem, make_user
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,7 @@ import shutil
 
 import pytest
 import yaml
-from conftest import Api, make_user, serve_app
-from test_crud import assert_problem
+from helpers import Api, assert_problem, make_user, serve_app
 from test_files import PNG
 
 
@@ -76,11 +75,11 @@ def test_a_file_field_takes_a_readable_file_of_an_accepted_type(fields, server):
 def test_a_file_field_declared_wrong_is_a_spec_problem(settings, extra, problem):
     import importlib
 
-    from apicrud.crud.registry import ResourceSpec, _bind_model
+    from apicrud.crud.registry import ResourceSpec, bind_model
 
     models = importlib.import_module(settings.models_module)
     res = ResourceSpec(name="message", model=models.Message, controller_path=None)
     res.schema = {"properties": {"id": {"type": "string"}, "subject": {
         "type": ["string", "null"], "contentMediaType": "image/png", **extra}}}
-    _bind_model(res)
+    bind_model(res)
     assert any(problem in p and "subject" in p for p in res.problems), res.problems

@@ -9,7 +9,7 @@ import secrets
 import pytest
 from PIL import Image
 
-from conftest import Api, make_user, serve_app
+from helpers import Api, make_user, serve_app
 from mailhelp import run_worker, wait_for
 
 GPS = 0x8825

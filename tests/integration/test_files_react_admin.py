@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import make_user, serve_app
-from test_crud import assert_problem
+from helpers import assert_problem, make_user, serve_app
 from test_files import HTML, PNG, grant
 
 ORIGIN = "http://admin.example.test"

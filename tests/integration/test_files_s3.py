@@ -12,7 +12,7 @@ import requests
 from moto.server import ThreadedMotoServer
 
 import logscan
-from conftest import Api, make_user, serve_app
+from helpers import Api, make_user, serve_app
 
 PNG = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00"
        b"\x00\x00\x1f\x15\xc4\x89\x00\x00\x00\rIDATx\x9cc\xf8\x0f\x00\x00\x01\x01\x00\x05"

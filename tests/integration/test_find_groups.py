@@ -13,8 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 from sqlalchemy import select
 
-from conftest import make_user
-from test_crud import assert_problem
+from helpers import assert_problem, make_user
 
 PRIVACY = ["public", "invitee", "member", "manager", "secret"]
 HYPO = settings(max_examples=40, deadline=None, derandomize=True,

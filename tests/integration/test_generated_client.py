@@ -22,7 +22,7 @@ import sys
 import pytest
 import requests
 
-from conftest import make_user
+from helpers import make_user
 
 PACKAGE = "apicrud_client"
 # no post hooks: the default ones run ruff over the output (a tool, and not needed to

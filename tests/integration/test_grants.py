@@ -9,8 +9,7 @@ import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from conftest import Api, make_user
-from test_crud import assert_problem, new_list
+from helpers import Api, assert_problem, make_user, new_list
 
 from apicrud.messaging.render import MessageRenderer
 from apicrud.metrics import default_notifier

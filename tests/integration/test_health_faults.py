@@ -26,7 +26,7 @@ import requests
 
 from apicrud.health import run_checks
 from instances import login, new_account, start_instance
-from test_crud import assert_problem
+from helpers import assert_problem
 
 HANG_LIMIT = 6.0  # seconds: a request while a dependency is down must answer sooner
 

@@ -9,7 +9,7 @@ from sqlalchemy import select, update
 
 from apicrud.auth.account_settings import AccountSettings
 from mailhelp import token_of
-from test_crud import assert_problem
+from helpers import assert_problem
 from test_registration import identity, mail_server, smtp  # noqa: F401 (fixtures)
 
 
@@ -119,3 +119,60 @@ def test_an_account_whose_locale_is_de_gets_a_german_confirmation(mail_server, s
     second = smtp.wait_mail(address, count=2)
     assert second["Subject"].startswith("Bestätigen Sie Ihr Konto bei")
     assert "Hallo" in second.get_content()
+
+
+# -- problems of find, the trashcan and API keys (marked texts) -----------------------
+def speaks(user, locale: str) -> None:
+    """Set the account's locale (a signed-in account's own wins over Accept-Language;
+    one without a catalog, such as it_IT, leaves the choice to the request)."""
+    own = user.api.get("/settings").json()["items"][0]
+    assert user.api.patch(f"/settings/{own['id']}", json={"locale": locale}).status_code == 200
+
+
+def test_a_bad_filter_in_find_is_answered_in_german_and_stays_english(user):
+    speaks(user, "it_IT")
+    german = user.api.get("/list", params={"filter": "{not json"},
+                          headers={"Accept-Language": "de"})
+    body = assert_problem(german, 400, "filter")
+    assert german.headers["Content-Language"] == "de"
+    assert body["title"] == "Ungültige Anfrage"
+    assert body["detail"] == "filter: kein gültiges JSON"
+    assert body["errors"] == {"filter": "kein gültiges JSON"}
+    unknown = user.api.get("/list", params={"filter": '{"colour": 1}'},
+                           headers={"Accept-Language": "de-AT"})
+    assert assert_problem(unknown, 400, "filter")["detail"] == \
+        "filter: unbekanntes Feld 'colour'"  # the parameter is filled in, not translated
+    speaks(user, "en_US")
+    english = user.api.get("/list", params={"filter": "{not json"},
+                           headers={"Accept-Language": "de"})
+    body = assert_problem(english, 400, "filter")
+    assert english.headers["Content-Language"] == "en"
+    assert (body["detail"], body["errors"]) == ("filter: not valid JSON",
+                                               {"filter": "not valid JSON"})
+
+
+def test_trashcan_and_api_key_problems_in_french(user):
+    speaks(user, "it_IT")
+    gone = user.api.get("/trashcan/list-x-notthere0000", headers={"Accept-Language": "fr"})
+    body = assert_problem(gone, 404)
+    assert body["title"] == "Introuvable"
+    assert body["detail"] == "élément de corbeille list-x-notthere0000 introuvable"
+    past = "2001-01-01T00:00:00Z"
+    old = user.api.post("/apikey", json={"name": "old", "expires": past},
+                        headers={"Accept-Language": "fr-FR"})
+    body = assert_problem(old, 400, "expires")
+    assert body["detail"] == "expires : doit être dans le futur"
+    assert body["errors"] == {"expires": "doit être dans le futur"}
+    speaks(user, "en_GB")
+    english = user.api.post("/apikey", json={"name": "old", "expires": past},
+                            headers={"Accept-Language": "fr"})
+    assert assert_problem(english, 400, "expires")["detail"] == "expires: must be in the future"
+
+
+def test_limits_in_spanish_keep_their_numbers(user, server):
+    speaks(user, "es_MX")  # the account's own choice, no header
+    limit = server.settings.per_page_max + 1
+    resp = user.api.get("/trashcan", params={"limit": limit})
+    body = assert_problem(resp, 400, "limit")
+    assert resp.headers["Content-Language"] == "es"
+    assert body["detail"] == f"limit: debe estar entre 1 y {limit - 1}"

@@ -13,7 +13,7 @@ import requests
 from sqlalchemy import select, update
 
 from apicrud.db.base import new_id, utcnow
-from conftest import make_user
+from helpers import make_user
 
 
 def add_link(server, user, provider: str = "keycloak") -> str:

@@ -159,7 +159,7 @@ def test_closed_search_then_bind_finds_the_account_by_email(sites, directory):
     refused(ldap_login(site, "dave", PW["dave"]), 403, "no account")
     services = site.services
     with services.db.session() as db, db.begin():
-        from conftest import random_account
+        from helpers import random_account
 
         _, _, uid, _ = random_account(db, services.settings, prefix="c")
         db.get(services.models.Person, uid).identity = directory.people["carol"]["mail"]

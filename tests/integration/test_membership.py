@@ -10,8 +10,7 @@ import threading
 import pytest
 from sqlalchemy import event
 
-from conftest import ROOT, make_user
-from test_crud import assert_problem
+from helpers import ROOT, assert_problem, make_user
 
 
 @pytest.fixture

@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 import uuid
 
-from conftest import Api, make_user
+from helpers import Api, assert_problem, make_user
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
 from prometheus_client.parser import text_string_to_metric_families
-from test_crud import assert_problem
 
 from apicrud.metrics.usage import PREFIX, SERIES
 

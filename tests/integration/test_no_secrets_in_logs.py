@@ -19,8 +19,7 @@ import requests
 from sqlalchemy.engine import make_url
 
 import logscan
-from conftest import Api, make_user
-from test_crud import assert_problem
+from helpers import Api, assert_problem, make_user
 from test_totp import Authenticator
 
 SETTINGS_SECRETS = ("secret_key", "admin_password", "smtp_password")

@@ -21,7 +21,7 @@ import pytest
 import requests
 import yaml
 from click.testing import CliRunner
-from conftest import ROOT, stop_process
+from helpers import ROOT, stop_process
 
 from apicrud.cli import main
 from apicrud.project import insert_entries, path_yaml

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 from sqlalchemy import func, select
 
-from conftest import make_user
+from helpers import make_user
 
 FIELDS = ["id", "list_id", "subject", "content", "privacy", "uid", "status", "created",
           "modified", "author", "rbac", "nosuchfield", "subject_ne", "created_gte", "q",

@@ -20,7 +20,7 @@ import requests
 from apicrud.ratelimit.limiter import WindowLimiter
 from apicrud.ratelimit.middleware import client_address, parse_networks
 from instances import login, new_account, start_instance
-from test_crud import assert_problem
+from helpers import assert_problem
 
 INTERVAL = 60
 

@@ -91,9 +91,8 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy import inspect as sa_inspect
 
 from apicrud.db.base import new_id
-from conftest import ROOT, Api, User, make_user, random_account
+from helpers import ROOT, Api, User, assert_problem, make_user, random_account
 from rbac_reference import ANONYMOUS, Caller, Outcome, Reference, World
-from test_crud import assert_problem
 
 PRIVACY = ("public", "invitee", "member", "manager", "secret")
 ROLES = ("anonymous", "pending", "owner", "unrelated", "invitee", "member", "manager", "admin")

@@ -13,8 +13,7 @@ from urllib.parse import urlencode
 import pytest
 import requests
 
-from conftest import serve_app
-from test_crud import assert_problem
+from helpers import assert_problem, serve_app
 
 ORIGIN = "http://admin.example.test"
 

@@ -10,7 +10,7 @@ import sys
 import time
 
 import requests
-from conftest import ROOT, stop_process
+from helpers import ROOT, stop_process
 
 
 def _free_port() -> int:

@@ -525,3 +525,29 @@ def test_read_through_loads_once_and_drops_around_commit(r: redis.Redis, prefix:
     for step in ctx.after_commit:
         step()
     assert r.exists(cache.key("a")) == 0  # ... and the commit drops that copy too
+
+
+def test_read_through_epochs_make_every_copy_stale_at_once(r: redis.Redis,
+                                                            prefix: str) -> None:
+    from types import SimpleNamespace
+
+    from apicrud.cache import ReadThrough
+
+    cache = ReadThrough(r, f"{prefix}-epochs", ttl=60, epochs=True)
+    loads = []
+
+    def load():
+        loads.append(1)
+        return len(loads)
+
+    assert (cache.get("a", load), cache.get("b", load)) == (1, 2)
+    assert (cache.get("a", load), cache.get("b", load)) == (1, 2) and len(loads) == 2
+    ctx = SimpleNamespace(after_commit=[])
+    cache.new_epoch_around_commit(ctx)
+    assert cache.get("a", load) == 3  # read between the change and its commit ...
+    for step in ctx.after_commit:
+        step()
+    assert (cache.get("a", load), cache.get("b", load)) == (4, 5)  # ... stale after it
+    assert cache.get("b", load) == 5 and r.get(cache.epoch_key) == b"2"
+    r.set(cache.key("a"), "[7, 8, 9]")  # a copy without its epoch is loaded again
+    assert cache.get("a", load) == 6

@@ -20,9 +20,8 @@ import requests
 from apicrud.auth.accounts import EMAIL_PATTERN
 from apicrud.auth.tokens import OneTimeTokens
 from apicrud.worker.outbox import Outbox
-from conftest import Api, make_user
+from helpers import Api, assert_problem, make_user
 from mailhelp import SmtpSink, run_worker, serve_app, service_log, token_of, wait_for
-from test_crud import assert_problem
 
 
 @pytest.fixture(scope="module")

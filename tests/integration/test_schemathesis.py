@@ -14,7 +14,7 @@ import subprocess
 
 import pytest
 
-from conftest import make_user
+from helpers import make_user
 
 CHECKS = ",".join(["not_a_server_error", "status_code_conformance", "content_type_conformance",
                    "response_headers_conformance", "response_schema_conformance"])

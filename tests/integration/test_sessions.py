@@ -14,8 +14,7 @@ import requests
 
 from apicrud.auth.sessions import SessionManager
 from apicrud.crypto import token_hash
-from conftest import Api, make_user, serve_app
-from test_crud import assert_problem
+from helpers import Api, assert_problem, make_user, serve_app
 
 
 @contextlib.contextmanager

@@ -246,7 +246,7 @@ def test_create_app_refuses_missing_table_after_migrating(tmp_path):
 
 
 def test_missing_column_at_request_time_is_500_schema_mismatch_not_503(tmp_path, caplog):
-    from conftest import random_account, serve_app
+    from helpers import random_account, serve_app
 
     _migrated(tmp_path)
     settings = _settings(tmp_path)

@@ -11,8 +11,7 @@ from sqlalchemy import select
 
 from apicrud.auth.totp import totp
 from apicrud.crypto import AESEncryptBin
-from conftest import Api, make_user
-from test_crud import assert_problem
+from helpers import Api, assert_problem, make_user
 
 
 class Authenticator:

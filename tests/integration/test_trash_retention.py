@@ -16,9 +16,8 @@ from celery.beat import Scheduler
 from apicrud.db.base import utcnow
 from apicrud.worker.celery_app import make_celery
 from apicrud.worker.retention import PURGE_EVERY, TASK_PURGE, Purger, schedule
-from conftest import ROOT, stop_process
+from helpers import ROOT, new_list, stop_process
 from mailhelp import run_worker, wait_for
-from test_crud import new_list
 
 
 def _settings(server, days: int):

@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 
 from apicrud.db.base import utcnow
 from apicrud.trashcan import purge_expired
-from test_crud import assert_problem, new_list
+from helpers import assert_problem, new_list
 
 
 def trash(api, path, record_id):

@@ -17,7 +17,7 @@ import pytest
 
 from apicrud.webhooks import ssrf
 from apicrud.webhooks.deliver import WebhookDeliverer
-from conftest import make_user, serve_app
+from helpers import make_user, serve_app
 from mailhelp import run_worker, wait_for
 
 

@@ -24,7 +24,7 @@ from apicrud.messaging.send import (SmtpConfig, TransientMailError, build_messag
 from apicrud.worker.celery_app import REDIS_KEY_PREFIX, TASK_SEND, make_celery
 from apicrud.worker.outbox import Outbox
 from apicrud.worker.tasks import DeadLetters, requeue_dead_letters
-from conftest import ROOT
+from helpers import ROOT
 from mailhelp import SLOW_SECONDS, SmtpSink, run_worker, service_log, wait_for
 
 BROKERS = ["redis"] + (["rabbitmq"] if os.environ.get("TEST_RABBITMQ_URL") else [])

@@ -8,6 +8,7 @@ says): `make messages` puts all three right.
 
 from __future__ import annotations
 
+import ast
 import gettext
 import io
 import re
@@ -145,3 +146,165 @@ def test_mail_templates_render_in_each_language():
     assert renderer.render("reset", "es", **values).subject == \
         "Restablezca su contraseña de Demo"
     assert renderer.render("confirm", "xx", **values) == english  # no catalog: English
+
+
+# -- every text a client can read is marked -------------------------------------------
+def _plain_text(node) -> bool:
+    """A literal, an f-string or text built with % / + / .format: English that no
+    catalog can translate (a marked text is a call of N_, NP_ or N_as)."""
+    if isinstance(node, ast.Constant):
+        return isinstance(node.value, str)
+    if isinstance(node, ast.JoinedStr):
+        return True
+    if isinstance(node, ast.BinOp):
+        return _plain_text(node.left) or _plain_text(node.right)
+    if isinstance(node, ast.IfExp):
+        return _plain_text(node.body) or _plain_text(node.orelse)
+    if isinstance(node, ast.Subscript):  # f"...{exc}"[:200]
+        return _plain_text(node.value)
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+        return node.func.attr == "format" and _plain_text(node.func.value)
+    return False
+
+
+def _callee(node) -> str | None:
+    func = node.func
+    return func.id if isinstance(func, ast.Name) else \
+        func.attr if isinstance(func, ast.Attribute) else None
+
+
+def _factories(tree, problems: set) -> dict:
+    """The functions of a module that make a problem of their first parameter
+    (``def _unauthorized(detail): return Unauthorized(detail, ...)``), by name: their
+    callers (and the parameter's default) give the problem's text."""
+    found = {}
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.args.args:
+            first = node.args.args[0].arg
+            for ret in ast.walk(node):
+                if isinstance(ret, ast.Return) and isinstance(ret.value, ast.Call) and \
+                        _callee(ret.value) in problems and ret.value.args and \
+                        isinstance(ret.value.args[0], ast.Name) and \
+                        ret.value.args[0].id == first:
+                    found[node.name] = node
+    return found
+
+
+def _given_texts(node, problems: set, factories: dict) -> list:
+    """The texts ``node`` gives a client, when it makes a problem or fills ``errors``."""
+    texts = []
+    if isinstance(node, ast.Call) and _callee(node) in factories:
+        texts += node.args[:1]
+    elif isinstance(node, ast.Call) and _callee(node) in problems:
+        if node.args:
+            first = node.args[0]
+            texts += first.values if isinstance(first, ast.Dict) else [first]
+        for kw in node.keywords:
+            if kw.arg in ("detail", "title"):
+                texts.append(kw.value)
+            elif kw.arg == "errors" and isinstance(kw.value, ast.Dict):
+                texts += kw.value.values
+    elif isinstance(node, ast.Assign):  # errors[name] = "..."
+        texts += [node.value for t in node.targets if isinstance(t, ast.Subscript)
+                  and isinstance(t.value, ast.Name) and t.value.id == "errors"]
+    elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and \
+            node.name in factories:
+        texts += node.args.defaults[:1]
+    return texts
+
+
+def unmarked_client_texts(package: Path) -> list[str]:
+    """Plain texts given to a problem (its detail, title or errors), to a function that
+    makes one of its first argument (or as that argument's default), or put into an
+    ``errors`` mapping, in the Python code under ``package``; a module constant holding
+    a plain text counts as one. Returns file:line: text."""
+    trees = {p: ast.parse(p.read_text(encoding="utf-8"))
+             for p in sorted(package.rglob("*.py"))}
+    problems = {"Problem"}  # and every class derived from one, in any module
+    grew = True
+    while grew:
+        grew = False
+        for tree in trees.values():
+            for node in ast.walk(tree):
+                if isinstance(node, ast.ClassDef) and node.name not in problems and any(
+                        (b.id if isinstance(b, ast.Name) else getattr(b, "attr", None))
+                        in problems for b in node.bases):
+                    problems.add(node.name)
+                    grew = True
+    factories = {name: node for tree in trees.values()
+                 for name, node in _factories(tree, problems).items()}
+    found = set()
+    for path, tree in trees.items():
+        constants = {t.id: node.value for node in tree.body if isinstance(node, ast.Assign)
+                     for t in node.targets if isinstance(t, ast.Name)}
+        for node in ast.walk(tree):
+            for text in _given_texts(node, problems, factories):
+                if isinstance(text, ast.Name) and text.id in constants:
+                    text = constants[text.id]
+                if _plain_text(text):
+                    found.add(f"{path.relative_to(package.parent)}:{text.lineno}: "
+                              f"{ast.unparse(text)[:80]}")
+    return sorted(found)
+
+
+def test_every_text_a_client_reads_is_marked():
+    """A problem's detail, title and errors are marked (N_, NP_, N_as) so that they
+    reach the catalogs; English stays as it is written (a marked text reads as it)."""
+    unmarked = unmarked_client_texts(ROOT / "apicrud")
+    assert not unmarked, "mark these with apicrud.i18n.N_:\n" + "\n".join(unmarked)
+
+
+def test_the_scan_finds_plain_texts(tmp_path):
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "mod.py").write_text(
+        'class Gone(NotFound):\n    pass\n'
+        'def f(x):\n'
+        '    raise Gone(f"{x} not found")\n'
+        '    raise BadRequest(N_("fine"), errors={"a": "plain"})\n'
+        '    raise Problem(title="Plain " + x, detail=N_("fine"))\n'
+        '    raise ValidationProblem({"a": N_("fine") if x else "plain"})\n'
+        '    errors[x] = "is required"\n'
+        '    raise Forbidden(N_("fine %(x)s", x=x), errors={x: N_("fine")})\n'
+        'def bad(detail="plain default"):\n'
+        '    return Forbidden(detail, slug="bad")\n'
+        'def g(x):\n'
+        '    raise bad(f"plain {x}"[:200])\n'
+        '    raise bad(N_("fine"))\n'
+        'WORDS = "plain constant"\n'
+        'def h():\n'
+        '    raise NotFound(WORDS)\n',
+        encoding="utf-8")
+    (package / "errors.py").write_text(
+        "class Problem(Exception): pass\nclass NotFound(Problem): pass\n"
+        "class BadRequest(Problem): pass\nclass Forbidden(Problem): pass\n"
+        "class ValidationProblem(BadRequest): pass\n", encoding="utf-8")
+    lines = sorted(int(f.split(":")[1]) for f in unmarked_client_texts(package))
+    assert lines == [4, 5, 6, 7, 8, 10, 13, 15]
+
+
+TEMPLATES = ROOT / "apicrud" / "messaging" / "templates"
+_TRANS = re.compile(r"{%-?\s*trans\b.*?%}.*?{%-?\s*endtrans\s*-?%}", re.S)
+_TAG = re.compile(r"{%.*?%}|{{.*?}}|{#.*?#}", re.S)
+#: what may stand outside {% trans %} blocks: the Subject header's name, a request line,
+#: a JSON body (their words are the API's, never translated) and punctuation
+_UNTRANSLATED = re.compile(r"^(Subject:|\s*(GET|POST|PATCH|PUT|DELETE) \S+|\s*\{.*\}|[\W_]*)$")
+
+
+def stray_lines(template_text: str) -> list[str]:
+    """The lines of a mail template with words outside its {% trans %} blocks."""
+    rest = _TAG.sub("", _TRANS.sub("", template_text))
+    return [line for line in rest.splitlines() if not _UNTRANSLATED.match(line.rstrip())]
+
+
+@pytest.mark.parametrize("template", sorted(p.name for p in TEMPLATES.glob("*.txt")))
+def test_mail_templates_keep_their_words_in_trans_blocks(template):
+    text = (TEMPLATES / template).read_text(encoding="utf-8")
+    assert text.startswith("Subject: {% trans %}"), "the subject is translated too"
+    assert not stray_lines(text), f"{template}: text outside {{% trans %}} blocks"
+
+
+def test_the_template_check_finds_a_stray_sentence():
+    text = "Subject: {% trans %}Hi{% endtrans %}\n\nPlain words here.\n  POST {{ u }}/x\n" \
+        '  {"a": "{{ b }}"}\n{% if x %}{% trans %}Yes.{% endtrans %}{% endif %}\n'
+    assert stray_lines(text) == ["Plain words here."]

@@ -5,12 +5,11 @@ from __future__ import annotations
 import jinja2
 import pytest
 
-from apicrud.config import load_settings
+from apicrud.config import load_settings, mask_url
 from apicrud.messaging.envelope import EnvelopeError, Sealer
 from apicrud.messaging.render import MessageRenderer, duration_text
 from apicrud.messaging.send import SmtpConfig, build_message
 from apicrud.worker.celery_app import broker_url, make_celery
-from apicrud.worker.main import _safe
 from apicrud.worker.tasks import mask_address, retry_delay
 
 CONTEXT = {"service": "svc", "api_url": "https://x.test/api/v1", "ttl_text": "1 day",
@@ -83,7 +82,7 @@ def test_broker_url_defaults_to_the_service_redis():
         "redis+socket:///tmp/x/redis.socket"
     rabbit = settings.replace(broker_url="amqp://guest:guest@127.0.0.1:5672//")
     assert broker_url(rabbit, "redis://h:6379/7").startswith("amqp://")
-    assert _safe("amqp://guest:pw@h:5672//") == "amqp://guest:***@h:5672//"
+    assert mask_url("amqp://guest:pw@h:5672//") == "amqp://guest:***@h:5672//"
 
 
 def test_celery_app_settings():

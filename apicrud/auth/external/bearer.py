@@ -47,6 +47,7 @@ from sqlalchemy import select
 from apicrud.auth.external.jwks import KeySource, KeysUnavailable, UnknownKey
 from apicrud.auth.principal import Principal
 from apicrud.errors import ServiceUnavailable, StartupError, Unauthorized
+from apicrud.i18n import N_
 
 __all__ = ["Issuer", "JwtVerifier", "parse_issuers", "looks_like_jwt", "init_app",
            "SIGNING_ALGORITHMS", "read_unverified", "check_signature", "check_claims"]
@@ -166,23 +167,23 @@ def read_unverified(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
         fetch keys from where the token says (``jku``, ``x5u``, an embedded ``jwk``)
     """
     if len(token) > MAX_TOKEN or not looks_like_jwt(token):
-        raise _unauthorized("malformed or too long token")
+        raise _unauthorized(N_("malformed or too long token"))
     parts = token.split(".")
     header = _segment_json(parts[0])
     if not isinstance(header, dict):
-        raise _unauthorized("malformed token header")
+        raise _unauthorized(N_("malformed token header"))
     alg = header.get("alg")
     if not isinstance(alg, str) or alg.lower() == "none":
-        raise _unauthorized("unsigned tokens (alg none) are not accepted")
+        raise _unauthorized(N_("unsigned tokens (alg none) are not accepted"))
     if "crit" in header or "jku" in header or "x5u" in header or "jwk" in header:
-        raise _unauthorized("token header names keys or extensions this service "
-                            "does not follow")
+        raise _unauthorized(N_("token header names keys or extensions this service "
+                               "does not follow"))
     kid = header.get("kid")
     if kid is not None and not isinstance(kid, str):
-        raise _unauthorized("malformed key id")
+        raise _unauthorized(N_("malformed key id"))
     payload = _segment_json(parts[1])
     if not isinstance(payload, dict):
-        raise _unauthorized("malformed token payload")
+        raise _unauthorized(N_("malformed token payload"))
     return header, payload
 
 
@@ -195,20 +196,20 @@ def check_signature(token: str, header: Mapping[str, Any], keys: KeySource,
     """
     alg = header["alg"]
     if alg not in algorithms or alg not in SIGNING_ALGORITHMS:
-        raise _unauthorized(f"algorithm {alg} is not accepted for this issuer")
+        raise _unauthorized(N_("algorithm %(alg)s is not accepted for this issuer", alg=alg))
     try:
         key = keys.key_for(header.get("kid"))
     except UnknownKey:
-        raise _unauthorized("token signed with a key the issuer does not publish "
-                            "(unknown kid)") from None
+        raise _unauthorized(N_("token signed with a key the issuer does not publish "
+                               "(unknown kid)")) from None
     except KeysUnavailable:
-        raise ServiceUnavailable("the token issuer's keys cannot be fetched") from None
+        raise ServiceUnavailable(N_("the token issuer's keys cannot be fetched")) from None
     try:
         decoded = jwt.decode(token, key, algorithms=[alg])
     except BadSignatureError:
-        raise _unauthorized("token signature is invalid") from None
+        raise _unauthorized(N_("token signature is invalid")) from None
     except JoseError as exc:
-        raise _unauthorized(f"token cannot be verified: {exc.error}") from None
+        raise _unauthorized(N_("token cannot be verified: %(error)s", error=exc.error)) from None
     return dict(decoded.claims)
 
 
@@ -226,13 +227,13 @@ def check_claims(claims: Mapping[str, Any], issuer: str, audiences: list[str],
     try:
         registry.validate(dict(claims))
     except ExpiredTokenError:
-        raise _unauthorized("token has expired") from None
+        raise _unauthorized(N_("token has expired")) from None
     except MissingClaimError as exc:
-        raise _unauthorized(f"token lacks the claim {exc.claim}") from None
+        raise _unauthorized(N_("token lacks the claim %(claim)s", claim=exc.claim)) from None
     except InvalidClaimError as exc:
         if exc.claim == "aud":
-            raise _unauthorized("token is not meant for this service (aud)") from None
-        raise _unauthorized(f"token claim {exc.claim} is invalid") from None
+            raise _unauthorized(N_("token is not meant for this service (aud)")) from None
+        raise _unauthorized(N_("token claim %(claim)s is invalid", claim=exc.claim)) from None
 
 
 class JwtVerifier:
@@ -251,7 +252,7 @@ class JwtVerifier:
         iss = payload.get("iss")
         issuer = self.issuers.get(iss) if isinstance(iss, str) else None
         if issuer is None:
-            raise _unauthorized("token issuer is not trusted")
+            raise _unauthorized(N_("token issuer is not trusted"))
         claims = check_signature(token, header, issuer.keys, issuer.algorithms)
         check_claims(claims, issuer.issuer, list(issuer.audiences), issuer.leeway)
         return issuer, claims
@@ -265,7 +266,7 @@ def principal_for(services, issuer: Issuer, claims: Mapping[str, Any]) -> Princi
     claim = issuer.uid_claim or issuer.username_claim
     value = claims.get(claim) if claim else None
     if not isinstance(value, str) or not value or len(value) > 255:
-        raise _unauthorized(f"token lacks the claim {claim}")
+        raise _unauthorized(N_("token lacks the claim %(claim)s", claim=claim))
     models = services.models
     account_model, person_model = models.Account, models.Person
     column = account_model.uid if issuer.uid_claim else account_model.name
@@ -275,7 +276,7 @@ def principal_for(services, issuer: Issuer, claims: Mapping[str, Any]) -> Princi
             column == value, account_model.status.in_(("active", "pending")),
             person_model.status == "active")).scalar_one_or_none()
         if account is None:
-            raise _unauthorized("no active account matches this token")
+            raise _unauthorized(N_("no active account matches this token"))
         uid, account_id, name = account.uid, account.id, account.name
         is_admin, status = bool(account.is_admin), account.status
     if issuer.admin_claim:

@@ -37,6 +37,7 @@ from typing import Any
 from apicrud.auth.external.provision import account_for_identity, require_link_model, session_reply
 from apicrud.context import Reply, RequestContext
 from apicrud.errors import NotFound, ServiceUnavailable, StartupError, Unauthorized, required
+from apicrud.i18n import N_
 
 __all__ = ["LdapDirectory", "parse_ldap", "ldap_login", "init_app"]
 
@@ -45,7 +46,7 @@ log = logging.getLogger("apicrud.auth")
 _KEYS = {"url", "start_tls", "ca_file", "timeout", "bind_dn_template", "search_base",
          "search_filter", "bind_dn", "username_attribute", "email_attribute",
          "name_attribute", "id_attribute", "admin_group", "trust_email"}
-_INVALID = "invalid username or password"
+_INVALID = N_("invalid username or password")
 
 
 class DirectoryDown(Exception):
@@ -216,17 +217,16 @@ def ldap_login(controller, ctx: RequestContext) -> Reply:
     services = controller.services
     directory: LdapDirectory | None = services.ldap
     if directory is None or "ldap" not in services.settings.auth_methods:
-        raise NotFound("LDAP login is not enabled")
+        raise NotFound(N_("LDAP login is not enabled"))
     body = ctx.body
     username, password = body["username"], body["password"]
-    keys = controller._lockout_keys(ctx, username)
-    controller._reserve(keys)
+    keys = controller.reserve(ctx, username)
     try:
         entry = directory.authenticate(username, password)
     except DirectoryDown as exc:
-        controller._release(keys=keys, args=["0"])  # not the caller's failure
+        controller.release(keys, succeeded=False)  # not the caller's failure
         log.warning("ldap directory unavailable: %s", exc)
-        raise ServiceUnavailable("the directory cannot be reached") from None
+        raise ServiceUnavailable(N_("the directory cannot be reached")) from None
     if entry is None:
         log.info("login failed", extra={"event": "login_failed", "method": "ldap"})
         raise Unauthorized(_INVALID)  # the attempt stays counted
@@ -241,11 +241,11 @@ def ldap_login(controller, ctx: RequestContext) -> Reply:
             "event": "ldap_admin_sync", "uid": account.uid, "admin": entry["admin"]})
     if account.totp_enabled:
         if not body.get("otp"):
-            controller._release(keys=keys, args=["0"])
+            controller.release(keys, succeeded=False)
             raise mfa_required()
         if not check_second_factor(services, account, body["otp"]):
-            raise mfa_required("invalid or already used one-time code")
-    controller._release(keys=keys, args=["1"])
+            raise mfa_required(N_("invalid or already used one-time code"))
+    controller.release(keys, succeeded=True)
     return session_reply(services, ctx, account, method="ldap")
 
 

@@ -20,6 +20,7 @@ from sqlalchemy import delete, func, select
 from apicrud.auth.external.provision import require_link_model
 from apicrud.context import Reply, RequestContext
 from apicrud.errors import Conflict, NotFound, Unauthorized
+from apicrud.i18n import N_
 
 __all__ = ["LinksController"]
 
@@ -52,7 +53,7 @@ class LinksController:
         wanted = ctx.params.get("account_id")
         if wanted and wanted != p.account_id:
             if not p.is_admin:  # another account's links do not exist for the caller
-                raise NotFound("no such account")
+                raise NotFound(N_("no such account"))
             return wanted
         return p.account_id
 
@@ -77,7 +78,7 @@ class LinksController:
         link = ctx.db.execute(select(model).where(
             model.id == link_id, model.status == "active")).scalar_one_or_none()
         if link is None or (link.account_id != p.account_id and not p.is_admin):
-            raise NotFound("no such link")
+            raise NotFound(N_("no such link"))
         # lock the account while its ways in are counted (two removals at once)
         account = ctx.db.execute(select(accounts).where(accounts.id == link.account_id)
                                  .with_for_update()).scalar_one_or_none()
@@ -86,9 +87,9 @@ class LinksController:
         password = account is not None and bool(account.password) and \
             "password" in self.services.settings.auth_methods
         if links <= 1 and not password:
-            raise Conflict("the last way to sign in cannot be removed; set a password "
-                             "or link another provider first",
-                           errors={"id": "the account's last way to sign in"})
+            raise Conflict(N_("the last way to sign in cannot be removed; set a password or link "
+                              "another provider first"),
+                           errors={"id": N_("the account's last way to sign in")})
         ctx.db.execute(delete(model).where(model.id == link.id))
         self.services.audit.note(ctx, "identity_link", link.id, "delete",
                                  changes={"provider": {"old": link.provider},

@@ -65,6 +65,7 @@ from apicrud.auth.external.provision import (
 from apicrud.context import Reply, RequestContext
 from apicrud.crypto import AESEncrypt, DecryptError, constant_time_equals, token_hash
 from apicrud.errors import BadRequest, NotFound, ServiceUnavailable, StartupError, Unauthorized
+from apicrud.i18n import N_
 
 __all__ = ["Provider", "OidcController", "parse_providers", "init_app"]
 
@@ -119,13 +120,13 @@ class Provider:
                 if self._meta is not None:  # keep what worked
                     log.warning("oidc discovery of %s failed: %s", self.name, exc)
                     return self._meta
-                raise ServiceUnavailable(f"the OpenID provider {self.name} cannot be "
-                                         "reached") from None
+                raise ServiceUnavailable(N_("the OpenID provider %(provider)s cannot be reached",
+                                            provider=self.name)) from None
             problem = self._check_metadata(doc)
             if problem:
                 log.error("oidc provider %s: %s", self.name, problem)
-                raise ServiceUnavailable(f"the OpenID provider {self.name} is misconfigured: "
-                                         f"{problem}")
+                raise ServiceUnavailable(N_("the OpenID provider %(provider)s is misconfigured: "
+                                            "%(problem)s", provider=self.name, problem=problem))
             if self._keys is None or self._keys.jwks_url != doc["jwks_uri"]:
                 self._keys = KeySource(self.issuer, jwks_url=doc["jwks_uri"],
                                        refetch_interval=self.jwks_refetch_interval,
@@ -148,7 +149,8 @@ class Provider:
     def keys(self) -> KeySource:
         self.metadata()  # sets _keys, or raises
         if self._keys is None:  # pragma: no cover - metadata() always sets it
-            raise ServiceUnavailable(f"the OpenID provider {self.name} has no keys")
+            raise ServiceUnavailable(N_("the OpenID provider %(provider)s has no keys",
+                                        provider=self.name))
         return self._keys
 
     def token_algorithms(self) -> tuple[str, ...]:
@@ -211,8 +213,8 @@ def _safe_return_to(value: str | None) -> str | None:
         return None
     if not value.startswith("/") or value.startswith("//") or "\\" in value or \
             any(ord(c) < 33 for c in value) or len(value) > 512:
-        raise BadRequest("return_to: must be a path on this site",
-                         errors={"return_to": "must be a path on this site"})
+        raise BadRequest(N_("return_to: must be a path on this site"),
+                         errors={"return_to": N_("must be a path on this site")})
     return value
 
 
@@ -267,7 +269,7 @@ class OidcController:
     def _provider(self, ctx: RequestContext) -> Provider:
         provider = self.providers.get(ctx.params.get("provider") or "")
         if provider is None or "oidc" not in self.settings.auth_methods:
-            raise NotFound("no such OpenID provider")
+            raise NotFound(N_("no such OpenID provider"))
         return provider
 
     def _base(self, ctx: RequestContext) -> str:
@@ -335,7 +337,7 @@ class OidcController:
         caller's account (a session is needed; keys and external tokens may not)."""
         p = ctx.principal
         if not p.authenticated or p.method not in ("bearer", "cookie", "basic"):
-            raise Unauthorized("linking a provider needs a signed-in session")
+            raise Unauthorized(N_("linking a provider needs a signed-in session"))
         provider = self._provider(ctx)
         url, cookie = self._authorization(ctx, provider, p.uid)
         return Reply({"authorization_url": url}, 200, {"Cache-Control": "no-store"},
@@ -347,18 +349,18 @@ class OidcController:
         params = ctx.params
         data = self.states.take(params.get("state") or "")
         if data is None or data.get("provider") != provider.name:
-            raise Unauthorized("unknown, expired or already used state", slug="oidc-state")
+            raise Unauthorized(N_("unknown, expired or already used state"), slug="oidc-state")
         browser = _cookie(ctx.headers, self._cookie_name())
         if not browser or not constant_time_equals(token_hash(browser), data["browser"]):
-            raise Unauthorized("this sign-in was not started by this browser",
+            raise Unauthorized(N_("this sign-in was not started by this browser"),
                                slug="oidc-state")
         if params.get("error"):
             error = re.sub(r"[^A-Za-z0-9_ .-]", "", str(params["error"]))[:64]
-            raise Unauthorized(f"the provider refused the sign-in: {error}",
+            raise Unauthorized(N_("the provider refused the sign-in: %(error)s", error=error),
                                slug="oidc-refused")
         code = params.get("code")
         if not code:
-            raise BadRequest("code: missing", errors={"code": "is required"})
+            raise BadRequest(N_("code: missing"), errors={"code": N_("is required")})
         tokens = self._exchange(provider, code, data)
         claims = self._verify_id_token(provider, tokens.get("id_token"), data["nonce"])
         username = claims.get(provider.username_claim)
@@ -401,18 +403,19 @@ class OidcController:
             detail = re.sub(r"[^A-Za-z0-9_ .-]", "", detail)[:64]
             log.info("oidc code exchange refused", extra={
                 "event": "oidc_refused", "provider": provider.name, "error": detail})
-            raise Unauthorized("the provider did not accept the authorization code"
-                               + (f" ({detail})" if detail else ""),
+            raise Unauthorized(N_("the provider did not accept the authorization code (%(error)s)",
+                                  error=detail) if detail else
+                               N_("the provider did not accept the authorization code"),
                                slug="oidc-refused") from None
         except (urllib.error.URLError, OSError):
-            raise ServiceUnavailable(f"the OpenID provider {provider.name} cannot be "
-                                     "reached") from None
+            raise ServiceUnavailable(N_("the OpenID provider %(provider)s cannot be reached",
+                                        provider=provider.name)) from None
         try:
             tokens = json.loads(body)
         except (ValueError, UnicodeDecodeError):
             tokens = None
         if not isinstance(tokens, dict) or not isinstance(tokens.get("id_token"), str):
-            raise Unauthorized("the provider answered no ID token", slug="oidc-refused")
+            raise Unauthorized(N_("the provider answered no ID token"), slug="oidc-refused")
         return tokens
 
     def _verify_id_token(self, provider: Provider, token: Any, nonce: str) -> dict[str, Any]:
@@ -422,14 +425,14 @@ class OidcController:
                      sub={"essential": True}, iat={"essential": True})
         audiences = claims["aud"] if isinstance(claims["aud"], list) else [claims["aud"]]
         if len(audiences) > 1 and claims.get("azp") != provider.client_id:
-            raise Unauthorized("ID token names other audiences and is not for this client "
-                               "(azp)", slug="invalid-token")
+            raise Unauthorized(N_("ID token names other audiences and is not for this client "
+                                  "(azp)"), slug="invalid-token")
         sent = claims.get("nonce")
         if not isinstance(sent, str) or not constant_time_equals(sent, nonce):
-            raise Unauthorized("ID token nonce does not match this sign-in",
+            raise Unauthorized(N_("ID token nonce does not match this sign-in"),
                                slug="invalid-token")
         if not isinstance(claims.get("sub"), str) or len(claims["sub"]) > 255:
-            raise Unauthorized("ID token has no usable sub", slug="invalid-token")
+            raise Unauthorized(N_("ID token has no usable sub"), slug="invalid-token")
         return claims
 
 

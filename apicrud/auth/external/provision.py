@@ -28,6 +28,7 @@ from apicrud.auth.cutoff import PERSON_LIVE
 from apicrud.context import Reply, RequestContext
 from apicrud.db.base import new_id, utcnow
 from apicrud.errors import Forbidden, StartupError, Unauthorized
+from apicrud.i18n import N_
 
 __all__ = ["account_for_identity", "session_reply", "require_link_model", "LOGIN_STATES"]
 
@@ -81,12 +82,12 @@ def account_for_identity(services, db, *, provider: str, issuer: str, subject: s
         link_model.status == "active")).scalar_one_or_none()
     if link is not None:
         if link_uid is not None and link.uid != link_uid:
-            raise Forbidden("this identity is already linked to another account")
+            raise Forbidden(N_("this identity is already linked to another account"))
         account = db.execute(select(account_model).join(
             person_model, person_model.id == account_model.uid).where(
             account_model.id == link.account_id, *live)).scalar_one_or_none()
         if account is None:
-            raise Unauthorized("the account of this identity is not active")
+            raise Unauthorized(N_("the account of this identity is not active"))
         db.execute(update(link_model).where(link_model.id == link.id).values(
             last_login=utcnow(), modified=link_model.modified))
         return account
@@ -97,7 +98,7 @@ def account_for_identity(services, db, *, provider: str, issuer: str, subject: s
             person_model, person_model.id == account_model.uid).where(
             account_model.uid == link_uid, *live)).scalars().first()
         if account is None:
-            raise Unauthorized("the account to link is not active")
+            raise Unauthorized(N_("the account to link is not active"))
     elif verified:
         account = db.execute(select(account_model).join(
             person_model, person_model.id == account_model.uid).where(
@@ -118,8 +119,8 @@ def account_for_identity(services, db, *, provider: str, issuer: str, subject: s
 def _provision(services, db, username: str, email: str | None, name: str | None) -> Any:
     policy = services.settings.account_policy
     if policy == "closed":
-        raise Forbidden("no account matches this identity (by link or verified email), "
-                        "and accounts are created by administrators", slug="no-account")
+        raise Forbidden(N_("no account matches this identity (by link or verified email), and "
+                           "accounts are created by administrators"), slug="no-account")
     models = services.models
     prefix = services.settings.id_prefix
     login = _free_username(db, models.Account, username)

@@ -21,7 +21,7 @@ import requests
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SUFFIX = "-pw-" + os.urandom(6).hex()
 USERS = ("root", "alice", "bob", "carol", "dave", "erin", "mallory",
-         "m_oinv", "m_omem", "m_omgr", "m_pmem", "m_pmgr", "m_both", "m_none")
+         "m_oinv", "m_omem", "m_omgr", "m_pmem", "m_pmgr", "m_both", "m_none", "m_target")
 
 
 def example_env(data_dir) -> dict:

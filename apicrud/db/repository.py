@@ -1,0 +1,104 @@
+"""The live records of one model: the soft-delete and RBAC filters in one place.
+
+A record is never deleted by an API write: it goes to the trashcan (its ``status``
+becomes :attr:`Status.TRASHED`) and from then on only the trashcan reads it. Every other
+reader asks a :class:`Repository` for the model's rows:
+
+- :meth:`~Repository.live` is the soft-delete condition, for queries that join a model
+  into a larger statement (:func:`live` is the same without a repository at hand);
+- :meth:`~Repository.visible` adds the evaluator's SQL for what a principal may do
+  (``access.where``): the rows ``find``, counts and embeds may show;
+- :meth:`~Repository.get_live` reads one live record (or some of its columns) by id;
+- :meth:`~Repository.count` and :meth:`~Repository.page` run a ``find`` over the clauses
+  :meth:`~Repository.visible` (and the request's filter) make.
+
+What a caller may see of a record it found is still the evaluator's (``access.allows``):
+the repository only builds the SQL that narrows the rows first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import func, select
+
+
+class Status(StrEnum):
+    """A record's life: live, or in the trashcan (the column's value for that,
+    ``disabled``, is older than the trashcan)."""
+
+    ACTIVE = "active"
+    TRASHED = "disabled"
+
+
+TRASHED = Status.TRASHED
+
+
+def live(model: Any) -> Any:
+    """The soft-delete condition: trashed records are invisible to everything but Trashcan.
+
+    "Not trashed" rather than "active": other states (an account ``pending``
+    confirmation) are live records too.
+    """
+    return model.status != Status.TRASHED
+
+
+def trashed(model: Any) -> Any:
+    """The trashcan's condition: the records :func:`live` leaves out."""
+    return model.status == Status.TRASHED
+
+
+class Repository:
+    """Reads of one model's live records, for one resource of the policy.
+
+    :param model: the SQLAlchemy model
+    :param resource: the resource's name in rbac.yaml (for :meth:`visible`)
+    :param access: the evaluator (``AccessControl``; for :meth:`visible`)
+    """
+
+    def __init__(self, model: Any, resource: str | None = None, access: Any = None) -> None:
+        self.model = model
+        self.resource = resource
+        self.access = access
+
+    def live(self) -> Any:
+        """The soft-delete condition on this model (see :func:`live`)."""
+        return live(self.model)
+
+    def trashed(self) -> Any:
+        """The records in the trashcan (see :func:`trashed`)."""
+        return trashed(self.model)
+
+    def visible(self, principal: Any, action: str) -> list[Any]:
+        """The WHERE clauses selecting the live rows the evaluator lets ``principal`` do
+        ``action`` (an rbac letter) on."""
+        return [self.live(),
+                self.access.where(principal, self.resource, self.model, action)]
+
+    def get_live(self, session: Any, id_: Any, *columns: str, where: Iterable[Any] = ()) -> Any:
+        """The live record ``id_`` (None if there is none, or it is trashed); with
+        ``columns``, only those (a row: what the evaluator needs of a record, without
+        loading a whole ORM object). ``where`` narrows it further."""
+        model = self.model
+        if columns:
+            return session.execute(select(*(getattr(model, c) for c in columns)).where(
+                model.id == id_, self.live(), *where)).first()
+        return session.execute(select(model).where(
+            model.id == id_, self.live(), *where)).scalar_one_or_none()
+
+    def count(self, session: Any, where: Iterable[Any]) -> int:
+        """How many rows ``where`` (built from :meth:`visible` or :meth:`live`) selects."""
+        n: int = session.execute(select(func.count()).select_from(self.model)
+                                 .where(*where)).scalar_one()
+        return n
+
+    def page(self, session: Any, where: Iterable[Any], order: Iterable[Any], limit: int,
+             offset: int = 0) -> list[Any]:
+        """Up to ``limit`` records ``where`` selects, in ``order``, from ``offset`` on
+        (keyset paging passes its ``after`` clause in ``where``)."""
+        stmt = select(self.model).where(*where).order_by(*order).limit(limit)
+        if offset:
+            stmt = stmt.offset(offset)
+        return list(session.execute(stmt).scalars())

@@ -1,0 +1,41 @@
+"""The models of connexion_app: one SQLAlchemy class per table (setting models_module).
+
+Person, Account and ApiKey are the identity tables apicrud's login, first start,
+`apicrud account` and API keys use: their columns come from apicrud.auth.models, and
+you may add more. Every other class is a resource of the spec (openapi/api.yaml):
+the class named like the resource in CamelCase (note -> Note). After changing a
+class, write a migration (`apicrud db revision -m "what changed"`, review it in
+migrations/versions/) and apply it (`apicrud db upgrade`).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime  # noqa: F401  (date-time columns)
+
+from sqlalchemy import (Boolean, Float, ForeignKey, Integer, String, Text,  # noqa: F401
+                        UniqueConstraint)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from apicrud.auth.models import AccountMixin, ApiKeyMixin, PersonMixin
+from apicrud.db.base import Base, RecordMixin, Timestamp  # noqa: F401
+
+
+class Person(PersonMixin, RecordMixin, Base):
+    __tablename__ = "person"
+
+
+class Account(AccountMixin, RecordMixin, Base):
+    __tablename__ = "account"
+
+
+class ApiKey(ApiKeyMixin, RecordMixin, Base):
+    __tablename__ = "apikey"
+
+
+class Note(RecordMixin, Base):
+    __tablename__ = "note"
+
+    title: Mapped[str] = mapped_column(String(255), nullable=False)
+    body: Mapped[str | None] = mapped_column(Text)
+    uid: Mapped[str] = mapped_column(
+        ForeignKey("person.id", ondelete="CASCADE"), nullable=False, index=True)
