@@ -15,6 +15,7 @@ them costs a dictionary look-up more than a bare application rule, nothing per s
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from flask import Blueprint, Response, request
@@ -57,7 +58,8 @@ def _spec_blueprint(name: str, services: Services, url_prefix: str, *,
     return bp
 
 
-def _view(services: Services, ops: dict[str, Operation], react_admin: bool):
+def _view(services: Services, ops: dict[str, Operation],
+          react_admin: bool) -> Callable[..., Response]:
     """The view of one path: its operation for the request's method, dispatched."""
 
     def view(**path_args: str) -> Response:

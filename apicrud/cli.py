@@ -12,12 +12,16 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from apicrud import commands
 from apicrud.config import load_settings
 from apicrud.errors import ApicrudError
+
+if TYPE_CHECKING:
+    from apicrud.config import Settings
 
 
 class _BadRequest(click.ClickException):
@@ -30,7 +34,7 @@ class Commands(click.Group):
     """Reports the one error base, :class:`ApicrudError`, as ``Error: <message>`` and
     its exit status (2 for a bad request of the generators, else 1)."""
 
-    def invoke(self, ctx: click.Context):
+    def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except ApicrudError as exc:
@@ -39,7 +43,7 @@ class Commands(click.Group):
             raise refused(str(exc)) from None
 
 
-def _settings(ctx: click.Context, **changes):
+def _settings(ctx: click.Context, **changes: Any) -> Settings:
     settings = load_settings(root=ctx.obj.get("root"), config_file=ctx.obj.get("config"))
     return settings.replace(**changes) if changes else settings
 

@@ -36,9 +36,19 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, cast
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import TYPE_CHECKING, Any, cast
 
 from apicrud.spec.downgrade import to_openapi_30
+
+if TYPE_CHECKING:
+    from flask import Flask
+    from werkzeug.wrappers import Response
+
+#: an ASGI application's arguments
+Scope = MutableMapping[str, Any]
+ASGIApp = Callable[[Scope, Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]],
+                   Awaitable[None]]
 
 log = logging.getLogger("apicrud")
 
@@ -56,14 +66,15 @@ def connexion_document(services: Any) -> dict[str, Any]:
     return doc
 
 
-def apicrud_resolver(wsgi_app: Any):
+def apicrud_resolver(wsgi_app: Any) -> Any:
     """A connexion ``Resolver`` for an apicrud spec: every operationId resolves to a view
     that hands the request to apicrud's application (see the module docstring). Made
     on call: connexion is an optional dependency."""
     from connexion.resolver import Resolver
 
     class ApicrudResolver(Resolver):
-        def resolve_function_from_operation_id(self, operation_id: str):
+        def resolve_function_from_operation_id(self, operation_id: str) \
+                -> Callable[[], Response]:
             return _view(wsgi_app, operation_id)
 
     return ApicrudResolver()
@@ -73,7 +84,7 @@ class _Deferred:
     """connexion's security handler for every scheme of a mount: apicrud authenticates
     (connexion would warn that the spec names no ``x-bearerInfoFunc`` otherwise)."""
 
-    def get_fn(self, _scheme: Any, _scopes: Any):
+    def get_fn(self, _scheme: Any, _scopes: Any) -> Callable[[Any], dict[str, Any]]:
         return lambda _request: {}
 
 
@@ -81,10 +92,10 @@ class _Deferred:
 _SECURITY_MAP = dict.fromkeys(("basic", "bearer", "apiKey", "oauth2", "openIdConnect"), _Deferred)
 
 
-def _view(wsgi_app: Any, operation_id: str):
+def _view(wsgi_app: Any, operation_id: str) -> Callable[[], Response]:
     """A Flask view answering with apicrud's WSGI application for the same request."""
 
-    def apicrud_operation():
+    def apicrud_operation() -> Response:
         import flask
         from werkzeug.wrappers import Response
 
@@ -99,13 +110,13 @@ class ApicrudMiddleware:
     """ASGI middleware before connexion's routing: a request under an apicrud mount's base
     path goes to apicrud's WSGI application; others go on."""
 
-    def __init__(self, app: Any, mounts: list, apis: list) -> None:
+    def __init__(self, app: ASGIApp, mounts: list[tuple[str, Any]], apis: list[Any]) -> None:
         self.app = app
         self.mounts = mounts  # [(base_path, asgi bridge)], shared with add_apicrud_api
         self.apis = apis  # connexion's registered APIs (their base_path)
-        self._table: list | None = None
+        self._table: list[tuple[str, Any]] | None = None
 
-    def table(self) -> list:
+    def table(self) -> list[tuple[str, Any]]:
         """(prefix, bridge or None), longest prefix first: None for the other APIs' bases
         inside a mount (theirs)."""
         if self._table is None:
@@ -117,7 +128,8 @@ class ApicrudMiddleware:
                                  key=lambda row: len(row[0]), reverse=True)
         return self._table
 
-    async def __call__(self, scope, receive, send) -> None:
+    async def __call__(self, scope: Scope, receive: Callable[[], Awaitable[Any]],
+                       send: Callable[[Any], Awaitable[None]]) -> None:
         if scope.get("type") == "http":
             path = scope.get("path", "")
             for prefix, bridge in self.table():
@@ -129,7 +141,7 @@ class ApicrudMiddleware:
         await self.app(scope, receive, send)
 
 
-def _mounts(cx_app: Any) -> list:
+def _mounts(cx_app: Any) -> list[tuple[str, Any]]:
     """The mounts of this connexion app, adding apicrud's middleware on the first."""
     middleware = getattr(cx_app, "middleware", cx_app)
     mounts = getattr(middleware, "_apicrud_mounts", None)
@@ -145,7 +157,7 @@ def _mounts(cx_app: Any) -> list:
 
 def add_apicrud_api(cx_app: Any, project: Any = None, *, base_path: str | None = None,
                     migrate: bool | None = None, swagger_ui_options: Any = None,
-                    **overrides: Any):
+                    **overrides: Any) -> Flask:
     """Mount apicrud's resources in a connexion 3 ``FlaskApp`` or ``AsyncApp``.
 
     :param cx_app: the connexion application (not started yet)
