@@ -33,14 +33,40 @@ import secrets
 from collections import namedtuple
 from typing import Any
 
+from baseline import (
+    ESTIMATE_THRESHOLD,
+    FIELDS,
+    ID_RE,
+    LEVEL_RANK,
+    LIST_FIELDS,
+    PER_PAGE,
+    PER_PAGE_MAX,
+    PRIVACY,
+    _json,
+    cached_levels,
+    can_read,
+    decode_cursor,
+    encode_cursor,
+    highest_levels,
+    list_rbac,
+    problem,
+    rbac,
+    read_body,
+    reply,
+)
 from flask import Flask, Response, request
-from sqlalchemy import (and_, bindparam, create_engine, event, func, insert, literal, or_,
-                        select, update)
-
-from baseline import (BULK_MAX, ESTIMATE_THRESHOLD, FIELDS, ID_RE, LEVEL_RANK, LIST_FIELDS,
-                      PER_PAGE, PER_PAGE_MAX, PRIVACY, _json, cached_levels, can_read,
-                      decode_cursor, encode_cursor, highest_levels, list_rbac, problem,
-                      rbac, read_body, reply)
+from sqlalchemy import (
+    and_,
+    bindparam,
+    create_engine,
+    event,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
 
 # privacy values each level reads (never secret)
 READS = {level: PRIVACY[:PRIVACY.index(level) + 1] for level in LEVEL_RANK}
@@ -243,10 +269,11 @@ def create_app(db_url: str | None = None, redis_url: str | None = None,
             params = level_params(uid, levels)
             count, estimated = None, False
             if mode == "estimated" and pg:
-                compiled = q_ids.compile(dialect=writer.dialect,
-                                         compile_kwargs={"render_postcompile": True})
-                plan = conn.exec_driver_sql("EXPLAIN (FORMAT JSON) " + str(compiled),
-                                            compiled.construct_params(params)).scalar()
+                # the statement rendered with this caller's values (SQLAlchemy quotes
+                # them) for the planner's estimate: rare, count=estimated only
+                compiled = q_ids.params(**params).compile(
+                    dialect=writer.dialect, compile_kwargs={"literal_binds": True})
+                plan = conn.exec_driver_sql("EXPLAIN (FORMAT JSON) " + str(compiled)).scalar()
                 plan = json.loads(plan) if isinstance(plan, str) else plan
                 guess = int(plan[0]["Plan"]["Plan Rows"])
                 if guess >= ESTIMATE_THRESHOLD:
