@@ -130,7 +130,6 @@ def start_server(procs: Processes, s: Server, env: dict[str, str], workers: int)
                "--worker-class", "sync", "--log-level", "warning", "--timeout", "60",
                "--graceful-timeout", "10", app]
     s.proc = procs.start(cmd, env=env, log_path=s.log_path, cwd=ROOT)
-    wait_ready(s.url + "/api/v1/message?limit=1", s.proc, None, timeout=120)
 
 
 def worker_rss(s: Server) -> dict[int, float]:
@@ -281,7 +280,8 @@ def bench_database(kind: str, db_url: str, args, procs: Processes, work: Path,
         states = [probe.prepare(t, ds, deep, ds.own_messages[len(names) + i::k])
                   for i, t in enumerate(targets)]
         agreement = probe.check_all(targets, ds, states)
-        queries = probe.count_queries(targets, ds, states, args.query_samples)
+        queries = probe.count_queries(targets, ds, states, args.query_samples,
+                                      args.operations)
         sql_floor = floor.measure(targets[0], ds, states[0],
                                   [o for o in FLOOR_OPS if o in args.operations],
                                   args.floor_loops)
@@ -298,8 +298,10 @@ def bench_database(kind: str, db_url: str, args, procs: Processes, work: Path,
     env = server_env(settings.sqlalchemy_url, redis_url, str(data_dir))
     servers = [Server(name, free_port(), data_dir / f"{name}.log")
                for name in names + args.peers + ["layers"]]
-    for s in servers:
+    for s in servers:  # all start at once, then each is waited for
         start_server(procs, s, env, args.workers)
+    for s in servers:
+        wait_ready(s.url + "/api/v1/message?limit=1", s.proc, None, timeout=120)
         s.token = servers[0].token if s.name == "layers" else login(s)
         if supports(s.name, "find_deep"):
             s.deep_cursor, s.deep_page = walk(s, deep)

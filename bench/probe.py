@@ -233,11 +233,11 @@ def prepare(t: Target, ds: dataset.Dataset, deep: int, own: list[str]) -> OpStat
 
 
 def count_queries(targets: list[Target], ds: dataset.Dataset, states: list[OpState],
-                  n: int = 20) -> dict[str, dict[str, dict[str, float]]]:
+                  n: int = 20, ops=None) -> dict[str, dict[str, dict[str, float]]]:
     """SQL statements per request and CPU ms per request, per app and operation; the apps
     take turns request by request, so a change in the machine's speed hits both alike."""
     out: dict[str, dict[str, dict[str, float]]] = {t.name: {} for t in targets}
-    for op in OPERATIONS:
+    for op in ops or OPERATIONS:
         runs: dict[str, list[tuple[int, float]]] = {t.name: [] for t in targets}
         for _ in range(n):
             for t, st in zip(targets, states):
