@@ -178,6 +178,100 @@ def check_item(body: Any) -> Response | None:
     return None
 
 
+def find_args(cursor_key: bytes) -> dict[str, Any] | Response:
+    """A find's query parameters (after, limit, count mode, fields, embed), or a 400."""
+    args = request.args
+    after = None
+    limit = args.get("limit", type=int)
+    if "cursor_next" in args:
+        state = decode_cursor(cursor_key, args["cursor_next"])
+        if state is None:
+            return problem(400, "Bad Request", "cursor_next: invalid cursor", "cursor_next")
+        after = state["i"]
+        limit = state.get("l") if limit is None else limit
+    limit = PER_PAGE if limit is None else limit
+    if not 1 <= limit <= PER_PAGE_MAX:
+        return problem(400, "Bad Request", f"limit: must be 1 to {PER_PAGE_MAX}", "limit")
+    mode = args.get("count", "exact")
+    if mode not in ("exact", "estimated", "none"):
+        return problem(400, "Bad Request", "count: exact, estimated or none", "count")
+    fields = None
+    if "fields" in args:
+        fields = ["id"] + [n for n in args["fields"].split(",") if n != "id"]
+        if any(n not in FIELDS + ("author", "rbac") for n in fields):
+            return problem(400, "Bad Request", "fields: unknown field", "fields")
+    embed = args.get("embed")
+    if embed not in (None, "list"):
+        return problem(400, "Bad Request", "embed: unknown embed", "embed")
+    return {"after": after, "limit": limit, "mode": mode, "fields": fields, "embed": embed}
+
+
+def page_body(items: list[dict], count: int | None, estimated: bool,
+              cursor: str | None) -> Response:
+    """The page document and its X-Total-Count header."""
+    body: dict[str, Any] = {"items": items}
+    headers = {}
+    if count is not None:
+        body["count"] = count
+        headers["X-Total-Count"] = str(count)
+        if estimated:
+            body["count_estimated"] = True
+    if cursor is not None:
+        body["cursor_next"] = cursor
+    return reply(body, 200, headers)
+
+
+def create_body() -> dict | list | Response:
+    """A create's body (one message or a list of them), or its 400."""
+    body = read_body(many=True)
+    if isinstance(body, dict) and not isinstance(body.get("list_id"), str):
+        return problem(400, "Bad Request", "list_id: is required", "list_id")
+    return body
+
+
+def missing_list_id(bodies: list[dict]) -> Response | None:
+    for i, body in enumerate(bodies):
+        if not isinstance(body.get("list_id"), str):
+            return problem(400, "Bad Request", "list_id: is required", f"[{i}].list_id")
+    return None
+
+
+def login_request(client, app_name: str) -> tuple[dict, str] | Response:
+    """(body, lockout key) of a login, or its 400 / 429."""
+    try:
+        body = json.loads(request.get_data() or b"null")
+    except ValueError:
+        return problem(400, "Bad Request", "body: malformed JSON")
+    if not isinstance(body, dict) or not isinstance(body.get("username"), str) \
+            or not isinstance(body.get("password"), str):
+        return problem(400, "Bad Request", "username and password are required")
+    lock_key = f"{app_name}:lockout:" + hashlib.sha256(
+        body["username"].lower().encode()).hexdigest()
+    if int(client.get(lock_key) or 0) >= 5:
+        return problem(429, "Too Many Requests", "too many failed logins")
+    return body, lock_key
+
+
+def login_reply(sessions, account) -> Response:
+    """A session for the account and the login's 201."""
+    token, expires = sessions.create(account.uid, account.id, username=account.name,
+                                     is_admin=account.is_admin, status=account.status,
+                                     csrf=secrets.token_urlsafe(24))
+    return reply({"uid": account.uid, "account_id": account.id,
+                  "username": account.name, "token": token, "expires": int(expires),
+                  "roles": ["user"] + (["admin"] if account.is_admin else [])}, 201)
+
+
+def unexpected_problem(app: Flask, exc: Exception) -> Response:
+    """An HTTP error or an unexpected one as a problem document, never an HTML page."""
+    from werkzeug.exceptions import HTTPException
+
+    if isinstance(exc, HTTPException):
+        return problem(exc.code or 500, exc.name, exc.description or exc.name)
+    app.logger.exception("unexpected error")
+    return problem(500, "Internal Server Error", "unexpected error")
+
+
 def create_app(db_url: str | None = None, redis_url: str | None = None,
                secret: str | None = None) -> Flask:
     import redis
@@ -285,17 +379,10 @@ def create_app(db_url: str | None = None, redis_url: str | None = None,
     # -- routes -----------------------------------------------------------------------------
     @app.post("/api/v1/auth")
     def login():
-        try:
-            body = json.loads(request.get_data() or b"null")
-        except ValueError:
-            return problem(400, "Bad Request", "body: malformed JSON")
-        if not isinstance(body, dict) or not isinstance(body.get("username"), str) \
-                or not isinstance(body.get("password"), str):
-            return problem(400, "Bad Request", "username and password are required")
-        lock_key = "baseline:lockout:" + hashlib.sha256(
-            body["username"].lower().encode()).hexdigest()
-        if int(client.get(lock_key) or 0) >= 5:
-            return problem(429, "Too Many Requests", "too many failed logins")
+        parsed = login_request(client, "baseline")
+        if isinstance(parsed, Response):
+            return parsed
+        body, lock_key = parsed
         with Session() as db, db.begin():
             account = db.execute(select(Account).where(
                 Account.name == body["username"], Account.status == "active")) \
@@ -306,12 +393,7 @@ def create_app(db_url: str | None = None, redis_url: str | None = None,
             client.delete(lock_key)
             db.execute(update(Account).where(Account.id == account.id)
                        .values(last_login=utcnow(), modified=Account.modified))
-        token, expires = sessions.create(account.uid, account.id, username=account.name,
-                                         is_admin=account.is_admin, status=account.status,
-                                         csrf=secrets.token_urlsafe(24))
-        return reply({"uid": account.uid, "account_id": account.id,
-                      "username": account.name, "token": token, "expires": int(expires),
-                      "roles": ["user"] + (["admin"] if account.is_admin else [])}, 201)
+        return login_reply(sessions, account)
 
     @app.get("/api/v1/message/<id_>")
     @signed_in
@@ -329,28 +411,11 @@ def create_app(db_url: str | None = None, redis_url: str | None = None,
     @app.get("/api/v1/message")
     @signed_in
     def message_find(uid: str):
-        after = None
-        limit = request.args.get("limit", type=int)
-        if "cursor_next" in request.args:
-            state = decode_cursor(cursor_key, request.args["cursor_next"])
-            if state is None:
-                return problem(400, "Bad Request", "cursor_next: invalid cursor",
-                               "cursor_next")
-            after, limit = state["i"], limit or state.get("l")
-        limit = limit or PER_PAGE
-        if not 1 <= limit <= PER_PAGE_MAX:
-            return problem(400, "Bad Request", f"limit: must be 1 to {PER_PAGE_MAX}", "limit")
-        mode = request.args.get("count", "exact")
-        if mode not in ("exact", "estimated", "none"):
-            return problem(400, "Bad Request", "count: exact, estimated or none", "count")
-        fields = None
-        if "fields" in request.args:
-            fields = ["id"] + [n for n in request.args["fields"].split(",") if n != "id"]
-            if any(n not in FIELDS + ("author", "rbac") for n in fields):
-                return problem(400, "Bad Request", "fields: unknown field", "fields")
-        embed = request.args.get("embed")
-        if embed not in (None, "list"):
-            return problem(400, "Bad Request", "embed: unknown embed", "embed")
+        parsed = find_args(cursor_key)
+        if isinstance(parsed, Response):
+            return parsed
+        after, limit, mode = parsed["after"], parsed["limit"], parsed["mode"]
+        fields, embed = parsed["fields"], parsed["embed"]
         with Session() as db:
             levels = memberships(db, uid)
             # "not trashed" as apicrud writes it: with == "active", SQLite walks the
@@ -387,27 +452,18 @@ def create_app(db_url: str | None = None, redis_url: str | None = None,
                 lists = embedded_lists(db, uid, levels, {m.list_id for m in rows[:limit]})
                 for item, m in zip(items, rows):
                     item["list"] = lists.get(m.list_id)
-            body: dict[str, Any] = {"items": items}
-            headers = {}
-            if count is not None:
-                body["count"] = count
-                headers["X-Total-Count"] = str(count)
-                if estimated:
-                    body["count_estimated"] = True
-            if len(rows) > limit:
-                body["cursor_next"] = encode_cursor(cursor_key, rows[limit - 1].id, limit)
-        return reply(body, 200, headers)
+            cursor = encode_cursor(cursor_key, rows[limit - 1].id, limit) \
+                if len(rows) > limit else None
+        return page_body(items, count, estimated, cursor)
 
     @app.post("/api/v1/message")
     @signed_in
     def message_create(uid: str):
-        body = read_body(many=True)
+        body = create_body()
         if isinstance(body, Response):
             return body
         if isinstance(body, list):
             return message_create_many(uid, body)
-        if not isinstance(body.get("list_id"), str):
-            return problem(400, "Bad Request", "list_id: is required", "list_id")
         with Session() as db, db.begin():
             levels = memberships(db, uid)
             if not may_post(db, uid, levels, body["list_id"]):
@@ -423,9 +479,9 @@ def create_app(db_url: str | None = None, redis_url: str | None = None,
 
     def message_create_many(uid: str, bodies: list[dict]):
         """Every message or none: the lists checked once each, one multi-row INSERT."""
-        for i, body in enumerate(bodies):
-            if not isinstance(body.get("list_id"), str):
-                return problem(400, "Bad Request", "list_id: is required", f"[{i}].list_id")
+        bad = missing_list_id(bodies)
+        if bad is not None:
+            return bad
         with Session() as db, db.begin():
             levels = memberships(db, uid)
             wanted = sorted({b["list_id"] for b in bodies})
@@ -474,15 +530,11 @@ def create_app(db_url: str | None = None, redis_url: str | None = None,
         return reply(out, 200, {"ETag": tag})
 
     @app.errorhandler(Exception)
-    def unexpected(exc):  # still a problem document, never an HTML page
+    def unexpected(exc):
         from sqlalchemy.orm.exc import StaleDataError
-        from werkzeug.exceptions import HTTPException
 
-        if isinstance(exc, HTTPException):
-            return problem(exc.code or 500, exc.name, exc.description or exc.name)
         if isinstance(exc, StaleDataError):
             return problem(412, "Precondition Failed", "changed by another request")
-        app.logger.exception("unexpected error")
-        return problem(500, "Internal Server Error", "unexpected error")
+        return unexpected_problem(app, exc)
 
     return app

@@ -29,7 +29,6 @@ import functools
 import hashlib
 import json
 import os
-import secrets
 from collections import namedtuple
 from typing import Any
 
@@ -39,20 +38,24 @@ from baseline import (
     ID_RE,
     LEVEL_RANK,
     LIST_FIELDS,
-    PER_PAGE,
-    PER_PAGE_MAX,
     PRIVACY,
     _json,
     cached_levels,
     can_read,
-    decode_cursor,
+    create_body,
     encode_cursor,
+    find_args,
     highest_levels,
     list_rbac,
+    login_reply,
+    login_request,
+    missing_list_id,
+    page_body,
     problem,
     rbac,
     read_body,
     reply,
+    unexpected_problem,
 )
 from flask import Flask, Response, request
 from sqlalchemy import (
@@ -72,6 +75,16 @@ from sqlalchemy import (
 READS = {level: PRIVACY[:PRIVACY.index(level) + 1] for level in LEVEL_RANK}
 MESSAGE_COLS = FIELDS + ("version",)
 Written = namedtuple("Written", MESSAGE_COLS)  # a row the app wrote, as the rules read it
+
+
+def get_statement(m_t, p_t):
+    """A get's one query: the message (id, live) with its author's name where the caller
+    (``me``) may read that person, else null."""
+    author_on = and_(p_t.c.id == m_t.c.uid, p_t.c.status == "active",
+                     or_(p_t.c.id == bindparam("me"), p_t.c.privacy == "public"))
+    return select(*[m_t.c[n] for n in MESSAGE_COLS], p_t.c.name) \
+        .select_from(m_t.outerjoin(p_t, author_on)) \
+        .where(m_t.c.id == bindparam("id"), m_t.c.status == "active")
 
 
 def engines(url: str):
@@ -117,10 +130,7 @@ def create_app(db_url: str | None = None, redis_url: str | None = None,
         lm_t.c.uid == bindparam("uid"), lm_t.c.status == "active").union_all(
         select(l_t.c.id, literal("manager")).where(l_t.c.uid == bindparam("uid"),
                                                    l_t.c.status == "active"))
-    author_on = and_(p_t.c.id == m_t.c.uid, p_t.c.status == "active",
-                     or_(p_t.c.id == bindparam("me"), p_t.c.privacy == "public"))
-    q_get = select(*mcols, p_t.c.name).select_from(m_t.outerjoin(p_t, author_on)).where(
-        m_t.c.id == bindparam("id"), m_t.c.status == "active")
+    q_get = get_statement(m_t, p_t)
     q_get_for_update = q_get.with_for_update(of=m_t) if pg else q_get
     # readable: author, public, or a role in the list at or above the privacy
     readable = or_(m_t.c.uid == bindparam("me"), m_t.c.privacy == "public",
@@ -201,17 +211,10 @@ def create_app(db_url: str | None = None, redis_url: str | None = None,
     # -- routes -----------------------------------------------------------------------------
     @app.post("/api/v1/auth")
     def login():
-        try:
-            body = json.loads(request.get_data() or b"null")
-        except ValueError:
-            return problem(400, "Bad Request", "body: malformed JSON")
-        if not isinstance(body, dict) or not isinstance(body.get("username"), str) \
-                or not isinstance(body.get("password"), str):
-            return problem(400, "Bad Request", "username and password are required")
-        lock_key = "expert:lockout:" + hashlib.sha256(
-            body["username"].lower().encode()).hexdigest()
-        if int(client.get(lock_key) or 0) >= 5:
-            return problem(429, "Too Many Requests", "too many failed logins")
+        parsed = login_request(client, "expert")
+        if isinstance(parsed, Response):
+            return parsed
+        body, lock_key = parsed
         with writer.begin() as conn:
             account = conn.execute(q_account, {"name": body["username"]}).first()
             if not verify_password(account.password if account else None, body["password"]):
@@ -219,12 +222,7 @@ def create_app(db_url: str | None = None, redis_url: str | None = None,
                 return problem(401, "Unauthorized", "invalid username or password")
             client.delete(lock_key)
             conn.execute(upd_login, {"aid": account.id, "now": utcnow()})
-        token, expires = sessions.create(account.uid, account.id, username=account.name,
-                                         is_admin=account.is_admin, status=account.status,
-                                         csrf=secrets.token_urlsafe(24))
-        return reply({"uid": account.uid, "account_id": account.id,
-                      "username": account.name, "token": token, "expires": int(expires),
-                      "roles": ["user"] + (["admin"] if account.is_admin else [])}, 201)
+        return login_reply(sessions, account)
 
     @app.get("/api/v1/message/<id_>")
     @signed_in
@@ -241,29 +239,11 @@ def create_app(db_url: str | None = None, redis_url: str | None = None,
     @app.get("/api/v1/message")
     @signed_in
     def message_find(uid: str):
-        args = request.args
-        after = None
-        limit = args.get("limit", type=int)
-        if "cursor_next" in args:
-            state = decode_cursor(cursor_key, args["cursor_next"])
-            if state is None:
-                return problem(400, "Bad Request", "cursor_next: invalid cursor",
-                               "cursor_next")
-            after, limit = state["i"], limit or state.get("l")
-        limit = limit or PER_PAGE
-        if not 1 <= limit <= PER_PAGE_MAX:
-            return problem(400, "Bad Request", f"limit: must be 1 to {PER_PAGE_MAX}", "limit")
-        mode = args.get("count", "exact")
-        if mode not in ("exact", "estimated", "none"):
-            return problem(400, "Bad Request", "count: exact, estimated or none", "count")
-        fields = None
-        if "fields" in args:
-            fields = ["id"] + [n for n in args["fields"].split(",") if n != "id"]
-            if any(n not in FIELDS + ("author", "rbac") for n in fields):
-                return problem(400, "Bad Request", "fields: unknown field", "fields")
-        embed = args.get("embed")
-        if embed not in (None, "list"):
-            return problem(400, "Bad Request", "embed: unknown embed", "embed")
+        parsed = find_args(cursor_key)
+        if isinstance(parsed, Response):
+            return parsed
+        after, limit, mode = parsed["after"], parsed["limit"], parsed["mode"]
+        fields, embed = parsed["fields"], parsed["embed"]
         with reader.connect() as conn:
             levels = levels_of(conn, uid)
             params = level_params(uid, levels)
@@ -303,16 +283,8 @@ def create_app(db_url: str | None = None, redis_url: str | None = None,
         if embed:
             for item, r in zip(items, page):
                 item["list"] = lists.get(r[1])
-        doc: dict[str, Any] = {"items": items}
-        headers = {}
-        if count is not None:
-            doc["count"] = count
-            headers["X-Total-Count"] = str(count)
-            if estimated:
-                doc["count_estimated"] = True
-        if len(rows) > limit:
-            doc["cursor_next"] = encode_cursor(cursor_key, page[-1][0], limit)
-        return reply(doc, 200, headers)
+        cursor = encode_cursor(cursor_key, page[-1][0], limit) if len(rows) > limit else None
+        return page_body(items, count, estimated, cursor)
 
     def new_row(uid: str, body: dict, now) -> dict[str, Any]:
         return {"id": new_id("x-"), "list_id": body["list_id"], "subject": body.get("subject"),
@@ -326,13 +298,11 @@ def create_app(db_url: str | None = None, redis_url: str | None = None,
     @app.post("/api/v1/message")
     @signed_in
     def message_create(uid: str):
-        body = read_body(many=True)
+        body = create_body()
         if isinstance(body, Response):
             return body
         if isinstance(body, list):
             return message_create_many(uid, body)
-        if not isinstance(body.get("list_id"), str):
-            return problem(400, "Bad Request", "list_id: is required", "list_id")
         with writer.begin() as conn:
             levels = levels_of(conn, uid)
             if LEVEL_RANK.get(levels.get(body["list_id"]), 0) < LEVEL_RANK["member"]:
@@ -348,9 +318,9 @@ def create_app(db_url: str | None = None, redis_url: str | None = None,
 
     def message_create_many(uid: str, bodies: list[dict]):
         """Every message or none: the lists checked in one query, one multi-row INSERT."""
-        for i, body in enumerate(bodies):
-            if not isinstance(body.get("list_id"), str):
-                return problem(400, "Bad Request", "list_id: is required", f"[{i}].list_id")
+        bad = missing_list_id(bodies)
+        if bad is not None:
+            return bad
         with writer.begin() as conn:
             levels = levels_of(conn, uid)
             live = set(conn.execute(q_live_lists, {
@@ -400,12 +370,7 @@ def create_app(db_url: str | None = None, redis_url: str | None = None,
                      {"ETag": etag(id_, version + 1)})
 
     @app.errorhandler(Exception)
-    def unexpected(exc):  # still a problem document, never an HTML page
-        from werkzeug.exceptions import HTTPException
-
-        if isinstance(exc, HTTPException):
-            return problem(exc.code or 500, exc.name, exc.description or exc.name)
-        app.logger.exception("unexpected error")
-        return problem(500, "Internal Server Error", "unexpected error")
+    def unexpected(exc):
+        return unexpected_problem(app, exc)
 
     return app

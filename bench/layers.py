@@ -22,9 +22,9 @@ import json
 import os
 
 from baseline import cached_levels, problem
-from expert import MESSAGE_COLS, engines
+from expert import MESSAGE_COLS, engines, get_statement
 from flask import Flask, Response, request
-from sqlalchemy import and_, bindparam, or_, select
+from sqlalchemy import select
 
 
 def create_app(db_url: str | None = None, redis_url: str | None = None,
@@ -41,11 +41,7 @@ def create_app(db_url: str | None = None, redis_url: str | None = None,
                                   socket_timeout=5, socket_connect_timeout=5)
     sessions = SessionManager(client, secret, limit=20)
     m_t, p_t = Message.__table__, Person.__table__
-    author_on = and_(p_t.c.id == m_t.c.uid, p_t.c.status == "active",
-                     or_(p_t.c.id == bindparam("me"), p_t.c.privacy == "public"))
-    q_get = select(*[m_t.c[n] for n in MESSAGE_COLS], p_t.c.name) \
-        .select_from(m_t.outerjoin(p_t, author_on)) \
-        .where(m_t.c.id == bindparam("id"), m_t.c.status == "active")
+    q_get = get_statement(m_t, p_t)
     with reader.connect() as conn:
         row = conn.execute(select(*[m_t.c[n] for n in MESSAGE_COLS[:-1]]).limit(1)).first()
     body = json.dumps({k: (v.isoformat(timespec="microseconds") + "Z"
