@@ -696,7 +696,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     unknown = set(args.operations) - set(probe.OPERATIONS) | \
         set(args.dbs) - {"sqlite", "postgresql"} | set(args.peers) - set(PEERS)
     if unknown:
-        ap.error(f"unknown operation or database: {', '.join(sorted(unknown))}")
+        ap.error(f"unknown operation, database or peer: {', '.join(sorted(unknown))}")
     return args
 
 
