@@ -35,8 +35,10 @@ check: $(VENV)/.installed
 routes: $(VENV)/.installed
 	$(VENV)/bin/apicrud routes
 
-bench: $(VENV)/.installed  ## apicrud vs a hand-written baseline under wrk (SQLite and PostgreSQL); BENCH_ARGS=--tiny: smoke run
-	$(PY) bench/crud.py $(BENCH_ARGS)
+# BENCH_PEERS=drf adds Django REST framework (the bench extra: pip install -e '.[bench]')
+BENCH_PEERS ?=
+bench: $(VENV)/.installed  ## apicrud vs hand-written baselines, peers and the floor under wrk (SQLite and PostgreSQL); BENCH_ARGS=--tiny: smoke run
+	$(PY) bench/crud.py --peers "$(BENCH_PEERS)" $(BENCH_ARGS)
 	$(PY) bench/cascade.py $(BENCH_ARGS)
 
 ui:  ## rebuild the admin UI bundle (apicrud/admin_ui/dist, committed) from ui/; needs Node and npm

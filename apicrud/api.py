@@ -23,7 +23,7 @@ from flask import Blueprint, Response, request
 from apicrud.errors import MethodNotAllowed
 from apicrud.i18n import N_
 from apicrud.request_path import dispatch, problem_response
-from apicrud.spec.operations import Operation, flask_rule
+from apicrud.spec.operations import Operation, flask_rule_names
 
 if TYPE_CHECKING:
     from apicrud.services import Services
@@ -53,16 +53,20 @@ def _spec_blueprint(name: str, services: Services, url_prefix: str, *,
         by_path.setdefault(op.path, {})[op.method.upper()] = op
     for path, ops in by_path.items():
         # a blueprint's endpoint names may not hold a dot; a path may
-        bp.add_url_rule(flask_rule(path), endpoint=path.replace(".", "%2E"),
-                        view_func=_view(services, ops, react_admin), methods=list(ops))
+        rule, names = flask_rule_names(path)
+        bp.add_url_rule(rule, endpoint=path.replace(".", "%2E"),
+                        view_func=_view(services, ops, react_admin, names), methods=list(ops))
     return bp
 
 
-def _view(services: Services, ops: dict[str, Operation],
-          react_admin: bool) -> Callable[..., Response]:
-    """The view of one path: its operation for the request's method, dispatched."""
+def _view(services: Services, ops: dict[str, Operation], react_admin: bool,
+          names: dict[str, str] | None = None) -> Callable[..., Response]:
+    """The view of one path: its operation for the request's method, dispatched.
+    ``names``: the spec's name of each rule variable renamed for Werkzeug."""
 
     def view(**path_args: str) -> Response:
+        if names:
+            path_args = {names.get(k, k): v for k, v in path_args.items()}
         method = request.method
         op = ops.get("GET" if method == "HEAD" and method not in ops else method)
         if op is None:  # a method Werkzeug routed but the spec lacks

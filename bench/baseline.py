@@ -7,9 +7,12 @@ public), the same response bodies (fields, ``author``, ``rbac``), ETag / If-Matc
 row version, a signed keyset cursor, problem documents for errors. No spec, no generic
 layer: every check is spelled out for this one resource.
 
-It asks the database for the caller's memberships on each request (one indexed query),
-then runs the same shape of SQL apicrud runs. apicrud keeps memberships cached in Redis
-instead; the report counts SQL queries per request for both.
+It is the "fair" baseline: written with the ORM the way most Flask developers would
+(sessions, mapped objects, statements built per request), with the caller's memberships
+cached in Redis as apicrud keeps them (:func:`cached_levels`). The benchmark's reference is
+bench/expert.py, the same answers written for speed; this one stays to show what the ORM
+costs on the same work. The pure helpers here (rules, cursor, body checks, problem
+documents) are shared by both.
 
 Served by gunicorn: ``gunicorn 'baseline:create_app()'`` with ``BENCH_DB_URL``,
 ``BENCH_REDIS_URL`` and ``BENCH_SECRET_KEY`` in the environment.
@@ -41,6 +44,7 @@ WRITABLE = {"subject": (str, 128), "content": (str, 65535), "privacy": (str, 8),
 ID_RE = re.compile(r"[A-Za-z0-9_-]{1,40}")
 PER_PAGE, PER_PAGE_MAX = 25, 1000
 BULK_MAX = 1000  # bench/service.yaml's bulk_max
+ROLES_TTL = 300  # apicrud's membership-roles cache lifetime
 ESTIMATE_THRESHOLD = 10000  # apicrud's default count_estimate_threshold
 LIST_FIELDS = ("id", "name", "description", "privacy", "category_id", "uid", "status",
                "created", "modified")
@@ -65,6 +69,207 @@ def problem(status: int, title: str, detail: str, field: str | None = None) -> R
 def reply(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(json.dumps(body, separators=(",", ":")), status, headers,
                     mimetype="application/json")
+
+
+
+# -- the rules (CONTRACT 5) and the request checks, shared with bench/expert.py ----------
+
+def highest_levels(rows) -> dict[str, str]:
+    """{list id: level} of (list id, level) rows, keeping the highest level of each list."""
+    levels: dict[str, str] = {}
+    for list_id, level in rows:
+        if LEVEL_RANK.get(level, 0) > LEVEL_RANK.get(levels.get(list_id), 0):
+            levels[list_id] = level
+    return levels
+
+
+def cached_levels(client, app: str, uid: str, load) -> dict[str, str]:
+    """The caller's {list id: level}, cached in Redis for ROLES_TTL seconds as apicrud
+    caches its membership roles (one GET per request; ``load()`` on a miss)."""
+    key = f"bench:{app}:roles:{uid}"
+    cached = client.get(key)
+    if cached is not None:
+        return json.loads(cached)
+    levels = load()
+    client.set(key, json.dumps(levels), ex=ROLES_TTL)
+    return levels
+
+
+def can_read(uid: str, levels: dict[str, str], m) -> bool:
+    if m.uid == uid or m.privacy == "public":
+        return True
+    level = levels.get(m.list_id)
+    return (level is not None and m.privacy != "secret"
+            and PRIVACY.index(m.privacy) <= PRIVACY.index(level))
+
+def rbac(uid: str, levels: dict[str, str], m) -> str:
+    held = set()
+    if m.uid == uid:
+        held |= {"r", "u", "d"}  # (r implies l: rbac.yaml never names l for messages)
+    level = levels.get(m.list_id)
+    readable_at = level is not None and m.privacy != "secret" and \
+        PRIVACY.index(m.privacy) <= PRIVACY.index(level)
+    if level == "manager":
+        held |= {"c", "u", "d"}
+    if level in ("manager", "member"):
+        held.add("c")
+    if readable_at or m.privacy == "public":
+        held.add("r")
+    if "r" in held:
+        held.add("l")
+    return "".join(sorted(held))
+
+def list_rbac(uid: str, levels: dict[str, str], lst) -> str:
+    held = set(LIST_ROLE_LETTERS.get(levels.get(lst.id), ""))
+    if lst.uid == uid:
+        held |= set("crud")
+    if held or lst.privacy == "public":
+        held |= {"r", "l"}
+    return "".join(sorted(held))
+
+# -- signed keyset cursor ---------------------------------------------------------------
+
+def encode_cursor(cursor_key: bytes, last_id: str, limit: int) -> str:
+    payload = json.dumps({"i": last_id, "l": limit}, separators=(",", ":")).encode()
+    sig = hmac.new(cursor_key, payload, hashlib.sha256).digest()[:16]
+    return base64.urlsafe_b64encode(sig + payload).decode().rstrip("=")
+
+def decode_cursor(cursor_key: bytes, token: str) -> dict | None:
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+    except ValueError:
+        return None
+    sig, payload = raw[:16], raw[16:]
+    if len(sig) < 16 or not hmac.compare_digest(
+            sig, hmac.new(cursor_key, payload, hashlib.sha256).digest()[:16]):
+        return None
+    try:
+        state = json.loads(payload)
+    except ValueError:
+        return None
+    return state if isinstance(state, dict) and isinstance(state.get("i"), str) else None
+
+def read_body(many: bool = False) -> dict | list | Response:
+    try:
+        body = json.loads(request.get_data() or b"null")
+    except ValueError:
+        return problem(400, "Bad Request", "body: malformed JSON")
+    if many and isinstance(body, list):
+        if not 1 <= len(body) <= BULK_MAX:
+            return problem(400, "Bad Request", f"body: 1 to {BULK_MAX} items")
+        for item in body:
+            bad = check_item(item)
+            if bad is not None:
+                return bad
+        return body
+    return check_item(body) or body
+
+def check_item(body: Any) -> Response | None:
+    if not isinstance(body, dict):
+        return problem(400, "Bad Request", "body: must be a JSON object")
+    for name, value in body.items():
+        kind = WRITABLE.get(name)
+        if kind is None:
+            return problem(400, "Bad Request", f"{name[:40]}: unknown or read-only", name)
+        if value is not None and (not isinstance(value, kind[0]) or len(value) > kind[1]):
+            return problem(400, "Bad Request", f"{name}: wrong type or too long", name)
+    if "privacy" in body and body["privacy"] not in PRIVACY:
+        return problem(400, "Bad Request", "privacy: not a privacy level", "privacy")
+    return None
+
+
+def find_args(cursor_key: bytes) -> dict[str, Any] | Response:
+    """A find's query parameters (after, limit, count mode, fields, embed), or a 400."""
+    args = request.args
+    after = None
+    limit = args.get("limit", type=int)
+    if "cursor_next" in args:
+        state = decode_cursor(cursor_key, args["cursor_next"])
+        if state is None:
+            return problem(400, "Bad Request", "cursor_next: invalid cursor", "cursor_next")
+        after = state["i"]
+        limit = state.get("l") if limit is None else limit
+    limit = PER_PAGE if limit is None else limit
+    if not 1 <= limit <= PER_PAGE_MAX:
+        return problem(400, "Bad Request", f"limit: must be 1 to {PER_PAGE_MAX}", "limit")
+    mode = args.get("count", "exact")
+    if mode not in ("exact", "estimated", "none"):
+        return problem(400, "Bad Request", "count: exact, estimated or none", "count")
+    fields = None
+    if "fields" in args:
+        fields = ["id"] + [n for n in args["fields"].split(",") if n != "id"]
+        if any(n not in FIELDS + ("author", "rbac") for n in fields):
+            return problem(400, "Bad Request", "fields: unknown field", "fields")
+    embed = args.get("embed")
+    if embed not in (None, "list"):
+        return problem(400, "Bad Request", "embed: unknown embed", "embed")
+    return {"after": after, "limit": limit, "mode": mode, "fields": fields, "embed": embed}
+
+
+def page_body(items: list[dict], count: int | None, estimated: bool,
+              cursor: str | None) -> Response:
+    """The page document and its X-Total-Count header."""
+    body: dict[str, Any] = {"items": items}
+    headers = {}
+    if count is not None:
+        body["count"] = count
+        headers["X-Total-Count"] = str(count)
+        if estimated:
+            body["count_estimated"] = True
+    if cursor is not None:
+        body["cursor_next"] = cursor
+    return reply(body, 200, headers)
+
+
+def create_body() -> dict | list | Response:
+    """A create's body (one message or a list of them), or its 400."""
+    body = read_body(many=True)
+    if isinstance(body, dict) and not isinstance(body.get("list_id"), str):
+        return problem(400, "Bad Request", "list_id: is required", "list_id")
+    return body
+
+
+def missing_list_id(bodies: list[dict]) -> Response | None:
+    for i, body in enumerate(bodies):
+        if not isinstance(body.get("list_id"), str):
+            return problem(400, "Bad Request", "list_id: is required", f"[{i}].list_id")
+    return None
+
+
+def login_request(client, app_name: str) -> tuple[dict, str] | Response:
+    """(body, lockout key) of a login, or its 400 / 429."""
+    try:
+        body = json.loads(request.get_data() or b"null")
+    except ValueError:
+        return problem(400, "Bad Request", "body: malformed JSON")
+    if not isinstance(body, dict) or not isinstance(body.get("username"), str) \
+            or not isinstance(body.get("password"), str):
+        return problem(400, "Bad Request", "username and password are required")
+    lock_key = f"{app_name}:lockout:" + hashlib.sha256(
+        body["username"].lower().encode()).hexdigest()
+    if int(client.get(lock_key) or 0) >= 5:
+        return problem(429, "Too Many Requests", "too many failed logins")
+    return body, lock_key
+
+
+def login_reply(sessions, account) -> Response:
+    """A session for the account and the login's 201."""
+    token, expires = sessions.create(account.uid, account.id, username=account.name,
+                                     is_admin=account.is_admin, status=account.status,
+                                     csrf=secrets.token_urlsafe(24))
+    return reply({"uid": account.uid, "account_id": account.id,
+                  "username": account.name, "token": token, "expires": int(expires),
+                  "roles": ["user"] + (["admin"] if account.is_admin else [])}, 201)
+
+
+def unexpected_problem(app: Flask, exc: Exception) -> Response:
+    """An HTTP error or an unexpected one as a problem document, never an HTML page."""
+    from werkzeug.exceptions import HTTPException
+
+    if isinstance(exc, HTTPException):
+        return problem(exc.code or 500, exc.name, exc.description or exc.name)
+    app.logger.exception("unexpected error")
+    return problem(500, "Internal Server Error", "unexpected error")
 
 
 def create_app(db_url: str | None = None, redis_url: str | None = None,
@@ -108,24 +313,16 @@ def create_app(db_url: str | None = None, redis_url: str | None = None,
         return wrapper
 
     def memberships(db, uid: str) -> dict[str, str]:
+        return cached_levels(client, "baseline", uid, lambda: load_memberships(db, uid))
+
+    def load_memberships(db, uid: str) -> dict[str, str]:
         """list id -> the caller's level: listmember rows, plus manager of lists owned."""
         rows = db.execute(
             select(ListMember.list_id, ListMember.authorization)
             .where(ListMember.uid == uid, ListMember.status == "active")
             .union_all(select(ListModel.id, literal("manager"))
                        .where(ListModel.uid == uid, ListModel.status == "active"))).all()
-        levels: dict[str, str] = {}
-        for list_id, level in rows:
-            if LEVEL_RANK.get(level, 0) > LEVEL_RANK.get(levels.get(list_id), 0):
-                levels[list_id] = level
-        return levels
-
-    def can_read(uid: str, levels: dict[str, str], m) -> bool:
-        if m.uid == uid or m.privacy == "public":
-            return True
-        level = levels.get(m.list_id)
-        return (level is not None and m.privacy != "secret"
-                and PRIVACY.index(m.privacy) <= PRIVACY.index(level))
+        return highest_levels(rows)
 
     def readable_where(uid: str, levels: dict[str, str]):
         """The SQL form of can_read: author, public, or role in the list >= privacy."""
@@ -146,31 +343,6 @@ def create_app(db_url: str | None = None, redis_url: str | None = None,
             return False
         return db.execute(select(ListModel.id).where(
             ListModel.id == list_id, ListModel.status == "active")).first() is not None
-
-    def rbac(uid: str, levels: dict[str, str], m) -> str:
-        held = set()
-        if m.uid == uid:
-            held |= {"r", "u", "d"}  # (r implies l: rbac.yaml never names l for messages)
-        level = levels.get(m.list_id)
-        readable_at = level is not None and m.privacy != "secret" and \
-            PRIVACY.index(m.privacy) <= PRIVACY.index(level)
-        if level == "manager":
-            held |= {"c", "u", "d"}
-        if level in ("manager", "member"):
-            held.add("c")
-        if readable_at or m.privacy == "public":
-            held.add("r")
-        if "r" in held:
-            held.add("l")
-        return "".join(sorted(held))
-
-    def list_rbac(uid: str, levels: dict[str, str], lst) -> str:
-        held = set(LIST_ROLE_LETTERS.get(levels.get(lst.id), ""))
-        if lst.uid == uid:
-            held |= set("crud")
-        if held or lst.privacy == "public":
-            held |= {"r", "l"}
-        return "".join(sorted(held))
 
     def embedded_lists(db, uid: str, levels: dict[str, str], ids: set[str]) -> dict:
         """The lists of ``ids`` the caller may read (owner, public, or any role in the
@@ -204,69 +376,13 @@ def create_app(db_url: str | None = None, redis_url: str | None = None,
                   or_(Person.id == uid, Person.privacy == "public"))
         return select(Message, Person.name.label("author")).outerjoin(Person, on).where(*where)
 
-    # -- signed keyset cursor ------------------------------------------------------------
-    def encode_cursor(last_id: str, limit: int) -> str:
-        payload = json.dumps({"i": last_id, "l": limit}, separators=(",", ":")).encode()
-        sig = hmac.new(cursor_key, payload, hashlib.sha256).digest()[:16]
-        return base64.urlsafe_b64encode(sig + payload).decode().rstrip("=")
-
-    def decode_cursor(token: str) -> dict | None:
-        try:
-            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        except ValueError:
-            return None
-        sig, payload = raw[:16], raw[16:]
-        if len(sig) < 16 or not hmac.compare_digest(
-                sig, hmac.new(cursor_key, payload, hashlib.sha256).digest()[:16]):
-            return None
-        try:
-            state = json.loads(payload)
-        except ValueError:
-            return None
-        return state if isinstance(state, dict) and isinstance(state.get("i"), str) else None
-
-    def read_body(many: bool = False) -> dict | list | Response:
-        try:
-            body = json.loads(request.get_data() or b"null")
-        except ValueError:
-            return problem(400, "Bad Request", "body: malformed JSON")
-        if many and isinstance(body, list):
-            if not 1 <= len(body) <= BULK_MAX:
-                return problem(400, "Bad Request", f"body: 1 to {BULK_MAX} items")
-            for item in body:
-                bad = check_item(item)
-                if bad is not None:
-                    return bad
-            return body
-        return check_item(body) or body
-
-    def check_item(body: Any) -> Response | None:
-        if not isinstance(body, dict):
-            return problem(400, "Bad Request", "body: must be a JSON object")
-        for name, value in body.items():
-            kind = WRITABLE.get(name)
-            if kind is None:
-                return problem(400, "Bad Request", f"{name[:40]}: unknown or read-only", name)
-            if value is not None and (not isinstance(value, kind[0]) or len(value) > kind[1]):
-                return problem(400, "Bad Request", f"{name}: wrong type or too long", name)
-        if "privacy" in body and body["privacy"] not in PRIVACY:
-            return problem(400, "Bad Request", "privacy: not a privacy level", "privacy")
-        return None
-
     # -- routes -----------------------------------------------------------------------------
     @app.post("/api/v1/auth")
     def login():
-        try:
-            body = json.loads(request.get_data() or b"null")
-        except ValueError:
-            return problem(400, "Bad Request", "body: malformed JSON")
-        if not isinstance(body, dict) or not isinstance(body.get("username"), str) \
-                or not isinstance(body.get("password"), str):
-            return problem(400, "Bad Request", "username and password are required")
-        lock_key = "baseline:lockout:" + hashlib.sha256(
-            body["username"].lower().encode()).hexdigest()
-        if int(client.get(lock_key) or 0) >= 5:
-            return problem(429, "Too Many Requests", "too many failed logins")
+        parsed = login_request(client, "baseline")
+        if isinstance(parsed, Response):
+            return parsed
+        body, lock_key = parsed
         with Session() as db, db.begin():
             account = db.execute(select(Account).where(
                 Account.name == body["username"], Account.status == "active")) \
@@ -277,12 +393,7 @@ def create_app(db_url: str | None = None, redis_url: str | None = None,
             client.delete(lock_key)
             db.execute(update(Account).where(Account.id == account.id)
                        .values(last_login=utcnow(), modified=Account.modified))
-        token, expires = sessions.create(account.uid, account.id, username=account.name,
-                                         is_admin=account.is_admin, status=account.status,
-                                         csrf=secrets.token_urlsafe(24))
-        return reply({"uid": account.uid, "account_id": account.id,
-                      "username": account.name, "token": token, "expires": int(expires),
-                      "roles": ["user"] + (["admin"] if account.is_admin else [])}, 201)
+        return login_reply(sessions, account)
 
     @app.get("/api/v1/message/<id_>")
     @signed_in
@@ -300,28 +411,11 @@ def create_app(db_url: str | None = None, redis_url: str | None = None,
     @app.get("/api/v1/message")
     @signed_in
     def message_find(uid: str):
-        after = None
-        limit = request.args.get("limit", type=int)
-        if "cursor_next" in request.args:
-            state = decode_cursor(request.args["cursor_next"])
-            if state is None:
-                return problem(400, "Bad Request", "cursor_next: invalid cursor",
-                               "cursor_next")
-            after, limit = state["i"], limit or state.get("l")
-        limit = limit or PER_PAGE
-        if not 1 <= limit <= PER_PAGE_MAX:
-            return problem(400, "Bad Request", f"limit: must be 1 to {PER_PAGE_MAX}", "limit")
-        mode = request.args.get("count", "exact")
-        if mode not in ("exact", "estimated", "none"):
-            return problem(400, "Bad Request", "count: exact, estimated or none", "count")
-        fields = None
-        if "fields" in request.args:
-            fields = ["id"] + [n for n in request.args["fields"].split(",") if n != "id"]
-            if any(n not in FIELDS + ("author", "rbac") for n in fields):
-                return problem(400, "Bad Request", "fields: unknown field", "fields")
-        embed = request.args.get("embed")
-        if embed not in (None, "list"):
-            return problem(400, "Bad Request", "embed: unknown embed", "embed")
+        parsed = find_args(cursor_key)
+        if isinstance(parsed, Response):
+            return parsed
+        after, limit, mode = parsed["after"], parsed["limit"], parsed["mode"]
+        fields, embed = parsed["fields"], parsed["embed"]
         with Session() as db:
             levels = memberships(db, uid)
             # "not trashed" as apicrud writes it: with == "active", SQLite walks the
@@ -358,27 +452,18 @@ def create_app(db_url: str | None = None, redis_url: str | None = None,
                 lists = embedded_lists(db, uid, levels, {m.list_id for m in rows[:limit]})
                 for item, m in zip(items, rows, strict=False):  # rows: one more than a page
                     item["list"] = lists.get(m.list_id)
-            body: dict[str, Any] = {"items": items}
-            headers = {}
-            if count is not None:
-                body["count"] = count
-                headers["X-Total-Count"] = str(count)
-                if estimated:
-                    body["count_estimated"] = True
-            if len(rows) > limit:
-                body["cursor_next"] = encode_cursor(rows[limit - 1].id, limit)
-        return reply(body, 200, headers)
+            cursor = encode_cursor(cursor_key, rows[limit - 1].id, limit) \
+                if len(rows) > limit else None
+        return page_body(items, count, estimated, cursor)
 
     @app.post("/api/v1/message")
     @signed_in
     def message_create(uid: str):
-        body = read_body(many=True)
+        body = create_body()
         if isinstance(body, Response):
             return body
         if isinstance(body, list):
             return message_create_many(uid, body)
-        if not isinstance(body.get("list_id"), str):
-            return problem(400, "Bad Request", "list_id: is required", "list_id")
         with Session() as db, db.begin():
             levels = memberships(db, uid)
             if not may_post(db, uid, levels, body["list_id"]):
@@ -394,9 +479,9 @@ def create_app(db_url: str | None = None, redis_url: str | None = None,
 
     def message_create_many(uid: str, bodies: list[dict]):
         """Every message or none: the lists checked once each, one multi-row INSERT."""
-        for i, body in enumerate(bodies):
-            if not isinstance(body.get("list_id"), str):
-                return problem(400, "Bad Request", "list_id: is required", f"[{i}].list_id")
+        bad = missing_list_id(bodies)
+        if bad is not None:
+            return bad
         with Session() as db, db.begin():
             levels = memberships(db, uid)
             wanted = sorted({b["list_id"] for b in bodies})
@@ -445,15 +530,11 @@ def create_app(db_url: str | None = None, redis_url: str | None = None,
         return reply(out, 200, {"ETag": tag})
 
     @app.errorhandler(Exception)
-    def unexpected(exc):  # still a problem document, never an HTML page
+    def unexpected(exc):
         from sqlalchemy.orm.exc import StaleDataError
-        from werkzeug.exceptions import HTTPException
 
-        if isinstance(exc, HTTPException):
-            return problem(exc.code or 500, exc.name, exc.description or exc.name)
         if isinstance(exc, StaleDataError):
             return problem(412, "Precondition Failed", "changed by another request")
-        app.logger.exception("unexpected error")
-        return problem(500, "Internal Server Error", "unexpected error")
+        return unexpected_problem(app, exc)
 
     return app

@@ -1,26 +1,35 @@
 #!/usr/bin/env python3
-"""The CRUD benchmark: apicrud against a hand-written Flask + SQLAlchemy baseline.
+"""The CRUD benchmark: apicrud against hand-written baselines, a peer and the floor.
 
     make bench                                  # full: 100,000 messages, SQLite and PostgreSQL
     make bench BENCH_ARGS=--tiny                # CI: 2,000 messages, 2 s runs
-    .venv/bin/python bench/crud.py --db sqlite --duration 20 --rounds 3
+    make bench BENCH_PEERS=drf                  # with Django REST framework (bench extra)
+    .venv/bin/python bench/crud.py --db sqlite --scale medium --duration 8 --rounds 3 \
+        --operations get,create,update,find_page1 --peers drf
 
 For each database it seeds the data set of bench/dataset.py (1,000 users, 50 lists,
-100,000 messages with mixed privacy), starts a Redis server of its own, and serves the
-same data with two servers of ``--workers`` gunicorn sync worker processes each:
+100,000 messages with mixed privacy; ``--scale medium``: 20,000), starts a Redis server
+of its own, and serves the same data with ``--workers`` gunicorn sync worker processes
+each:
 
   apicrud    ``apicrud serve`` of this working tree, settings bench/service.yaml
-  baseline   bench/baseline.py: the same operations by hand (``gunicorn baseline:create_app()``)
+  expert     bench/expert.py: the same answers written by hand for speed (the reference)
+  baseline   bench/baseline.py: the same answers by hand with the ORM ("fair")
+  drf        bench/drfpeer: Django REST framework, get and find only (``--peers drf``)
+  layers     bench/layers.py: a get's serving layers one by one (constant response,
+             + Redis session and roles, + the one SQL query)
 
-Before any load it checks, in this process, that both apps give the same answers (the
-same records, counts, ``author`` and ``rbac`` values as the data set predicts) and counts
-the SQL statements of each operation. Then ``wrk`` (with a Lua script per operation:
-tokens, POST bodies, If-Match ETags carried from each response to the next request of
-that record) drives each operation against each server in turn, over loopback, for
-``--duration`` seconds per run and ``--rounds`` rounds (the order of the servers
-alternates). Finally a soak of ``GET /message/{id}`` brings every server to
-``--soak`` requests in all and the resident memory of each worker is read before and
-after.
+Before any load it checks, in this process, that apicrud, expert and baseline give the
+same answers (the same records, counts, ``author`` and ``rbac`` values as the data set
+predicts), counts the SQL statements of each operation, and measures the floor: apicrud's
+own statements of one request sent with the driver alone in a loop (bench/floor.py). The
+peer is checked against apicrud over HTTP once it serves. Then ``wrk`` (with a Lua script
+per operation: tokens, POST bodies, If-Match ETags carried from each response to the next
+request of that record) drives each operation against each server that answers it, over
+loopback, for ``--duration`` seconds per run and ``--rounds`` rounds, interleaved (the
+servers' order rotates each round; the report gives medians). Finally a soak of
+``GET /message/{id}`` brings apicrud and the baselines to ``--soak`` requests in all and
+the resident memory of each worker is read before and after.
 
 Results: bench/results/crud.md and crud.json (``--tiny``: crud_tiny.*), with the
 machine, versions, date and every raw wrk output. The script exits 1 when a server or a
@@ -48,6 +57,7 @@ RESULTS_DIR = BENCH_DIR / "results"
 sys.path.insert(0, str(BENCH_DIR))
 
 import dataset  # noqa: E402
+import floor  # noqa: E402
 import probe  # noqa: E402
 from serving_stack import (  # noqa: E402
     CpuMeter,
@@ -66,7 +76,17 @@ from serving_stack import (  # noqa: E402
     wait_ready,
 )
 
-SERVERS = ("apicrud", "baseline")
+SERVERS = ("apicrud", "expert", "baseline")  # every run; --peers adds drf, layers comes last
+REFERENCE = "expert"
+PEERS = ("drf",)
+LABELS = {"apicrud": "apicrud", "expert": "expert", "baseline": "fair (ORM)",
+          "drf": "Django REST framework", "layers": "layers"}
+# what each server answers (None: every operation)
+SUPPORTS = {"drf": {"get", "find_page1", "find_count_none"}}
+LAYERS = {"layer_const": "constant response (Flask + gunicorn)",
+          "layer_redis": "+ session and roles from Redis",
+          "layer_sql": "+ the one SQL query"}
+FLOOR_OPS = ("get", "create", "update", "find_page1")
 PG_DEFAULT = "postgresql+psycopg://postgres@127.0.0.1:5432/apicrud_bench"
 GOAL_RATIO = 0.8
 GOAL_DEEP = 1.3
@@ -115,12 +135,14 @@ def start_server(procs: Processes, s: Server, env: dict[str, str], workers: int)
             ([] if exe.exists() else ["-m", "apicrud.cli"]) + ["--root", str(ROOT), "serve"]
         env = {**env, "APICRUD_PORT": str(s.port), "APICRUD_WORKERS": str(workers)}
     else:
+        app = "drfpeer.wsgi" if s.name == "drf" else f"{s.name}:create_app()"
+        if s.name == "drf":
+            env = {**env, "DJANGO_SETTINGS_MODULE": "drfpeer.settings"}
         cmd = [sys.executable, "-m", "gunicorn", "--pythonpath", f"{BENCH_DIR},{ROOT}",
                "--bind", f"127.0.0.1:{s.port}", "--workers", str(workers),
                "--worker-class", "sync", "--log-level", "warning", "--timeout", "60",
-               "--graceful-timeout", "10", "baseline:create_app()"]
+               "--graceful-timeout", "10", app]
     s.proc = procs.start(cmd, env=env, log_path=s.log_path, cwd=ROOT)
-    wait_ready(s.url + "/api/v1/message?limit=1", s.proc, None, timeout=120)
 
 
 def worker_rss(s: Server) -> dict[int, float]:
@@ -138,6 +160,12 @@ def worker_rss(s: Server) -> dict[int, float]:
         except psutil.Error:
             pass
     return out
+
+
+def supports(name: str, op: str) -> bool:
+    if name == "layers":
+        return op in LAYERS
+    return op not in LAYERS and op in SUPPORTS.get(name, {op})
 
 
 def login(s: Server) -> str:
@@ -176,8 +204,9 @@ def lua_script(op: str, s: Server, ds: dataset.Dataset, pool: list[str], threads
         body = json.dumps(probe.bulk_body(ds), separators=(",", ":"))
         return head + 'wrk.method = "POST"\nwrk.path = "/api/v1/message"\n' \
             f"wrk.body = {_lua(body)}\n"
-    if op == "get":
-        items = ",\n".join(_lua("/api/v1/message/" + i) for i in ds.readable_sample)
+    if op == "get" or op in LAYERS:
+        prefix = "/" + op.split("_")[1] if op in LAYERS else ""
+        items = ",\n".join(_lua(prefix + "/api/v1/message/" + i) for i in ds.readable_sample)
         return head + f"local paths = {{\n{items}\n}}\nlocal i = 0\n" \
             "request = function()\n  i = i % #paths + 1\n" \
             "  return wrk.format('GET', paths[i])\nend\n"
@@ -255,42 +284,68 @@ def bench_database(kind: str, db_url: str, args, procs: Processes, work: Path,
     deep = min(probe.DEEP_PAGE, args.deep_page)
 
     # same answers and SQL statements per request, in this process, before any load
-    targets = [probe.apicrud_target(settings), probe.baseline_target(settings)]
+    names = list(SERVERS)
+    targets = [probe.apicrud_target(settings)] + \
+        [probe.baseline_target(settings, n) for n in names[1:]]
+    k = 2 * len(names)  # records to update: k disjoint slices, half of them for wrk
     try:
-        # in-process updates use the other half of each app's records from the wrk runs
-        states = [probe.prepare(t, ds, deep, ds.own_messages[2 + k::4])
-                  for k, t in enumerate(targets)]
-        agreement = probe.check_same_answers(targets[0], targets[1], ds, *states)
-        queries = probe.count_queries(targets, ds, states, args.query_samples)
+        # in-process updates use other records than the wrk runs
+        states = [probe.prepare(t, ds, deep, ds.own_messages[len(names) + i::k])
+                  for i, t in enumerate(targets)]
+        agreement = probe.check_all(targets, ds, states)
+        queries = probe.count_queries(targets, ds, states, args.query_samples,
+                                      args.operations)
+        sql_floor = floor.measure(targets[0], ds, states[0],
+                                  [o for o in FLOOR_OPS if o in args.operations],
+                                  args.floor_loops)
     finally:
         targets[0].app.extensions["apicrud"].close()
-        targets[1].engine.dispose()
-    print(f"   both apps agree: {agreement['count']} readable, deep page "
+        for t in targets[1:]:
+            t.engine.dispose()
+    print(f"   {', '.join(names)} agree: {agreement['count']} readable, deep page "
           f"{agreement['deep_page']}", flush=True)
+    for op, f in sql_floor.items():
+        print(f"   floor {op:<10} apicrud's {f['statements']} statement(s) with the driver: "
+              f"{f['wall_ms']} ms ({f['cpu_ms']} ms CPU)", flush=True)
 
     env = server_env(settings.sqlalchemy_url, redis_url, str(data_dir))
-    servers = [Server(name, free_port(), data_dir / f"{name}.log") for name in SERVERS]
-    for s in servers:
+    # the smoke run serves the ORM baseline not (it agreed in-process above): CI's minutes
+    served = [n for n in names if not (args.tiny and n == "baseline")]
+    servers = [Server(name, free_port(), data_dir / f"{name}.log")
+               for name in served + args.peers + ["layers"]]
+    for s in servers:  # all start at once, then each is waited for
         start_server(procs, s, env, args.workers)
-        s.token = login(s)
-        s.deep_cursor, s.deep_page = walk(s, deep)
+    for s in servers:
+        wait_ready(s.url + "/api/v1/message?limit=1", s.proc, None, timeout=120)
+        s.token = servers[0].token if s.name == "layers" else login(s)
+        if supports(s.name, "find_deep"):
+            s.deep_cursor, s.deep_page = walk(s, deep)
         s.rss_start_mb = worker_rss(s)
-    if servers[0].deep_page != servers[1].deep_page:
+    if len({s.deep_page for s in servers if supports(s.name, "find_deep")}) != 1:
         raise RuntimeError("the servers reached different deep pages")
+    for s in servers:
+        if s.name in PEERS:
+            agreement[s.name] = check_peer(servers[0], s, ds)
+            print(f"   {s.name} agrees with apicrud: {agreement[s.name]}", flush=True)
     own = ds.own_messages
-    pools = {"apicrud": own[0::4], "baseline": own[1::4]}  # disjoint records to update
+    pools = {name: own[i::k] for i, name in enumerate(names)}  # disjoint records to update
     scripts = work / kind / "lua"
     scripts.mkdir()
-    for op in args.operations:
+    for op in args.operations + list(LAYERS):
         for rnd in range(args.rounds):
-            order = servers if rnd % 2 == 0 else servers[::-1]
-            for s in order:
+            ready = [s for s in servers if supports(s.name, op)]
+            shift = rnd % len(ready)  # interleaved: the order rotates each round
+            for s in ready[shift:] + ready[:shift]:
                 path = scripts / f"{op}_{s.name}_{rnd}.lua"
-                path.write_text(lua_script(op, s, ds, pools[s.name], args.threads))
+                path.write_text(lua_script(op, s, ds, pools.get(s.name, []), args.threads))
                 a = meter.snapshot()
                 cpu0, _ = tree_cpu_and_rss(s.proc.pid)
-                out = run_wrk(procs, s.url, path, args.duration, args)
+                # a login takes ~0.2 s of CPU: short runs of it would count nothing
+                seconds = max(args.duration, 2.0) if op == "login" else args.duration
+                out = run_wrk(procs, s.url, path, seconds, args)
                 cpu1, _ = tree_cpu_and_rss(s.proc.pid)
+                if op == "login":
+                    time.sleep(1.0)  # the logins wrk left queued finish before the next run
                 bg = meter.background(a, meter.snapshot())
                 parsed = parse_wrk(out)
                 cpu = round((cpu1 - cpu0) * 1e3 / parsed["requests"], 3) \
@@ -299,14 +354,14 @@ def bench_database(kind: str, db_url: str, args, procs: Processes, work: Path,
                           cpu_ms_per_request=cpu, waited_for_quiet_s=0.0, **parsed)
                 s.runs.append(run)
                 s.requests_served += run.requests
-                print(f"   {op:<10} round {rnd + 1} {s.name:<8} {run.requests_per_s:9.1f} req/s"
+                print(f"   {op:<11} round {rnd + 1} {s.name:<8} {run.requests_per_s:9.1f} req/s"
                       f"  p50 {run.p50_ms:7.2f} ms  p99 {run.p99_ms:7.2f} ms"
                       f"  cpu {run.cpu_ms_per_request} ms/req"
                       + (f"  ERRORS {run.errors}" if run.errors else "")
                       + (f"  (other load {bg:.2f} cores)" if bg > 0.3 else ""), flush=True)
     for s in servers:
         s.rss_after_ops_mb = worker_rss(s)
-    soak = soak_runs(servers, ds, args, procs, scripts)
+    soak = soak_runs([s for s in servers if s.name in SERVERS], ds, args, procs, scripts)
     for s in servers:
         s.rss_end_mb = worker_rss(s)
         procs.stop(s.proc)
@@ -315,12 +370,35 @@ def bench_database(kind: str, db_url: str, args, procs: Processes, work: Path,
             "scale": args.scale, "seed_seconds": seed_s, "data": ds.to_json(),
             "agreement": agreement,
             "queries": queries, "deep_page": servers[0].deep_page, "soak": soak,
+            "sql_floor": sql_floor,
             "servers": {s.name: {"requests_served": s.requests_served,
                                  "rss_start_mb": s.rss_start_mb,
                                  "rss_after_ops_mb": s.rss_after_ops_mb,
                                  "rss_end_mb": s.rss_end_mb,
                                  "log_issues": issues[s.name],
                                  "runs": [asdict(r) for r in s.runs]} for s in servers}}
+
+
+def check_peer(ref: Server, peer: Server, ds) -> dict[str, Any]:
+    """The peer answers as apicrud does, over HTTP: page 1 (items and count), count=none,
+    50 gets, and a 404 for an unknown id."""
+    def doc(s: Server, path: str) -> tuple[int, Any]:
+        status, _, body = http("GET", s.url + "/api/v1" + path, token=s.token, timeout=60)
+        return status, json.loads(body) if status == 200 else None
+
+    paths = ["/message?limit=25", "/message?limit=25&count=none"] + \
+        [f"/message/{mid}" for mid in ds.readable_sample[:50]]
+    for path in paths:
+        (sa, a), (sb, b) = doc(ref, path), doc(peer, path)
+        if path.startswith("/message?"):
+            a = {k: v for k, v in (a or {}).items() if k != "cursor_next"}
+            b = {k: v for k, v in (b or {}).items() if k != "cursor_next"}
+        if (sa, a) != (sb, b):
+            raise RuntimeError(f"{peer.name} answers {path} differently: "
+                               + probe._first_difference(a, b))
+    if doc(peer, "/message/x-not-a-message")[0] != 404:
+        raise RuntimeError(f"{peer.name}: an unknown id is not a 404")
+    return {"checked": len(paths) + 1}
 
 
 def soak_runs(servers: list[Server], ds, args, procs: Processes, scripts: Path) -> dict:
@@ -381,23 +459,31 @@ def _agg(runs: list[Run]) -> dict[str, Any]:
 
 
 def summarize(result: dict[str, Any], operations: list[str]) -> list[dict[str, Any]]:
+    """Per operation: the medians of each server that ran it, and apicrud's req/s over
+    each other's (``ratios``; ``ratio``: over the expert baseline's)."""
     rows = []
     for op in operations:
-        row: dict[str, Any] = {"operation": op}
-        for name in SERVERS:
-            runs = [Run(**r) for r in result["servers"][name]["runs"] if r["operation"] == op]
-            row[name] = {**_agg(runs), **result["queries"][name][op]}
-        row["ratio"] = round(row["apicrud"]["requests_per_s"]
-                             / max(row["baseline"]["requests_per_s"], 1e-9), 2)
+        row: dict[str, Any] = {"operation": op, "ratios": {}}
+        for name, srv in result["servers"].items():
+            runs = [Run(**r) for r in srv["runs"] if r["operation"] == op]
+            if runs:
+                row[name] = {**_agg(runs), **result["queries"].get(name, {}).get(op, {})}
+        if "apicrud" in row:
+            for name in result["servers"]:
+                if name != "apicrud" and name in row:
+                    row["ratios"][name] = round(row["apicrud"]["requests_per_s"]
+                                                / max(row[name]["requests_per_s"], 1e-9), 2)
+        row["ratio"] = row["ratios"].get(REFERENCE)
         rows.append(row)
     return rows
 
 
 def goals(result: dict[str, Any], rows: list[dict[str, Any]]) -> list[tuple[str, bool, str]]:
+    rows = [r for r in rows if r["ratio"] is not None]
     by_op = {r["operation"]: r for r in rows}
     out = []
     worst = min(rows, key=lambda r: r["ratio"])
-    out.append((f"every operation >= {GOAL_RATIO:.0%} of the baseline's req/s",
+    out.append((f"every operation >= {GOAL_RATIO:.0%} of the expert baseline's req/s",
                 worst["ratio"] >= GOAL_RATIO,
                 f"lowest: {worst['operation']} at {worst['ratio']:.2f}"))
     if "find_page1" in by_op and "find_deep" in by_op:
@@ -431,20 +517,21 @@ def write_report(prefix: Path, args, info: dict[str, Any], results: list[dict]) 
     doc = {"machine": info, "settings": dict(vars(args)),
            "results": results}
     for r in results:
-        r["summary"] = summarize(r, args.operations)
+        r["summary"] = summarize(r, args.operations + list(LAYERS))
         r["goals"] = [{"goal": g, "met": ok, "detail": d} for g, ok, d in goals(r, r["summary"])]
     prefix.with_suffix(".json").write_text(json.dumps(doc, indent=1, default=str) + "\n")
     lines = [
-        "# apicrud vs a hand-written baseline",
+        "# apicrud vs the best hand-written baseline, the ORM one, a peer and the floor",
         "",
         f"{info['date_utc']} · {info['cpu_model']} · {info['nproc']} cores · "
         f"{info['memory']} · Linux {info['kernel']} · Python {info['python']} · "
         f"{info['wrk']}",
         "",
         f"Source: {info['source']}. Command: `{info['command']}`.",
-        f"Both servers: gunicorn, {args.workers} sync workers; load: wrk, {args.threads} "
+        f"Every server: gunicorn, {args.workers} sync workers; load: wrk, {args.threads} "
         f"threads, {args.connections} connections, {args.duration:g} s per run, "
-        f"{args.rounds} round(s), median shown. Packages: "
+        f"{args.rounds} round(s) interleaved (the servers' order rotates each round), "
+        "median shown. Packages: "
         + ", ".join(f"{k} {v}" for k, v in info["packages"].items() if v) + ".",
         "",
     ]
@@ -460,26 +547,13 @@ def write_report(prefix: Path, args, info: dict[str, Any], results: list[dict]) 
             f"{d['bench_user_readable_messages']:,} messages. Database `{r['url']}`, "
             f"Redis: {r['redis']}.",
             "",
-            "| operation | apicrud req/s | baseline req/s | ratio | apicrud p50 / p99 ms "
-            "| baseline p50 / p99 ms | server CPU ms per request (apicrud / baseline) "
-            "| SQL per request (apicrud / baseline) | errors |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
-        for row in r["summary"]:
-            a, b = row["apicrud"], row["baseline"]
-            lines.append(
-                f"| {probe.OPERATIONS[row['operation']].replace('|', '/')} "
-                f"| {a['requests_per_s']:,.0f} | {b['requests_per_s']:,.0f} "
-                f"| **{row['ratio']:.2f}** | {a['p50_ms']:.2f} / {a['p99_ms']:.2f} "
-                f"| {b['p50_ms']:.2f} / {b['p99_ms']:.2f} "
-                f"| {a['cpu_ms_per_request']:.2f} / {b['cpu_ms_per_request']:.2f} "
-                f"| {a['queries']:g} / {b['queries']:g} "
-                f"| {a['errors'] + b['errors']} |")
+        lines += main_table(r)
+        lines += floor_tables(r)
         lines += ["", "Goals:", ""]
         lines += [f"- {'met' if g['met'] else 'NOT met'}: {g['goal']} ({g['detail']})"
                   for g in r["goals"]]
-        for name in SERVERS:
-            srv = r["servers"][name]
+        for name, srv in r["servers"].items():
             if srv["log_issues"]:
                 lines += ["", f"{name} log lines that look like problems:", "",
                           *[f"    {ln}" for ln in srv["log_issues"]]]
@@ -494,14 +568,86 @@ def write_report(prefix: Path, args, info: dict[str, Any], results: list[dict]) 
         "workers) during the run divided by the requests answered; it does not include "
         "Redis, PostgreSQL or wrk, and it is steadier than req/s when the machine is shared.",
         "- SQL per request is counted in-process (SQLAlchemy `before_cursor_execute`) on "
-        "the same database before the load; apicrud keeps each caller's memberships in "
-        "Redis, the baseline reads them with one SQL query per request.",
-        "- Both apps give the same answers: checked before the load (records, counts, "
-        "`author`, `rbac`, 404 for an unknown id).",
+        "the same database before the load; every app reads the session and the caller's "
+        "memberships from Redis (apicrud's and the baselines' one GET each, DRF through "
+        "Django's cache).",
+        "- The apps give the same answers: apicrud, expert and fair checked in-process "
+        "before the load (records, counts, `author`, `rbac`, finds with every count mode, "
+        "fields and embed, a bulk create, 404 for an unknown id); DRF over HTTP against "
+        "apicrud's served answers (page 1 with its count, count=none, 50 gets, a 404).",
+        "- The floor: apicrud's own SQL statements of one request (captured in-process "
+        "with their parameters) sent with the driver alone on one connection, in a loop "
+        "(reads in autocommit, writes in a transaction rolled back each time); the median "
+        "wall time includes the database server's work, the CPU time is the driver's.",
+        "- The layers: a constant response under the same gunicorn, then plus the "
+        "session and roles reads from Redis, then plus the get's one SQL query "
+        "(bench/layers.py); each step's added CPU is what that layer costs.",
         "- Raw wrk output of every run is in the JSON file.",
         "",
     ]
     prefix.with_suffix(".md").write_text("\n".join(lines))
+
+
+def _cell(row: dict, name: str, key: str, fmt: str) -> str:
+    return format(row[name][key], fmt) if name in row else ""
+
+
+def main_table(r: dict[str, Any]) -> list[str]:
+    """apicrud / each other server per operation: req/s, ratio, CPU ms and SQL per request."""
+    others = [n for n in r["servers"] if n not in ("apicrud", "layers")]
+    head = "| operation | apicrud req/s | " + " | ".join(
+        f"{LABELS[n]} req/s | apicrud / {LABELS[n]}" for n in others) + \
+        " | CPU ms per request (apicrud / " + " / ".join(LABELS[n] for n in others) + ") " \
+        "| SQL per request (apicrud / " + " / ".join(n for n in others if n in SERVERS) + \
+        ") | p50 ms (apicrud / expert) | errors |"
+    lines = [head, "|---|" + "---:|" * (2 * len(others) + 5)]
+    for row in r["summary"]:
+        if "apicrud" not in row:
+            continue
+        cells = [probe.OPERATIONS[row["operation"]].replace("|", "/"),
+                 _cell(row, "apicrud", "requests_per_s", ",.0f")]
+        for n in others:
+            ratio = row["ratios"].get(n)
+            cells += [_cell(row, n, "requests_per_s", ",.0f"),
+                      f"**{ratio:.2f}**" if ratio is not None else ""]
+        cells.append(" / ".join(_cell(row, n, "cpu_ms_per_request", ".2f") or "-"
+                                for n in ["apicrud"] + others))
+        cells.append(" / ".join(_cell(row, n, "queries", "g") or "-"
+                                for n in ["apicrud"] + [o for o in others if o in SERVERS]))
+        cells.append(" / ".join(_cell(row, n, "p50_ms", ".2f") or "-"
+                                for n in ("apicrud", REFERENCE)))
+        cells.append(str(sum(row[n]["errors"] for n in r["servers"] if n in row)))
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def floor_tables(r: dict[str, Any]) -> list[str]:
+    """The SQL floor beside the served CPU per request; the layers of a get."""
+    by_op = {row["operation"]: row for row in r["summary"]}
+    lines = ["", "The floor: apicrud's own SQL statements of one request, sent with the "
+             "driver alone in a loop, beside the served CPU per request:", "",
+             "| operation | statements | SQL alone, wall ms | SQL alone, driver CPU ms "
+             "| served CPU ms per request: apicrud | expert | fair (ORM) |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for op, f in r.get("sql_floor", {}).items():
+        row = by_op.get(op, {})
+        lines.append(f"| {probe.OPERATIONS[op].replace('|', '/')} | {f['statements']} "
+                     f"| {f['wall_ms']:.3f} | {f['cpu_ms']:.3f} "
+                     f"| {_cell(row, 'apicrud', 'cpu_ms_per_request', '.2f')} "
+                     f"| {_cell(row, 'expert', 'cpu_ms_per_request', '.2f')} "
+                     f"| {_cell(row, 'baseline', 'cpu_ms_per_request', '.2f')} |")
+    get = by_op.get("get", {})
+    layer_rows = [(LAYERS[op], by_op.get(op, {}).get("layers")) for op in LAYERS] + \
+        [(f"{LABELS[n]} (a whole get)", get.get(n))
+         for n in ("expert", "baseline", "drf", "apicrud")]
+    lines += ["", "The layers of a get (`GET /message/{id}`), each measured like the rest:",
+              "", "| layer | req/s | served CPU ms per request | p50 ms |",
+              "|---|---:|---:|---:|"]
+    for label, agg in layer_rows:
+        if agg:
+            lines.append(f"| {label} | {agg['requests_per_s']:,.0f} "
+                         f"| {agg['cpu_ms_per_request']:.2f} | {agg['p50_ms']:.2f} |")
+    return lines
 
 
 def command_line() -> str:
@@ -541,18 +687,29 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--deep-page", type=int, default=probe.DEEP_PAGE)
     ap.add_argument("--operations", default=",".join(probe.OPERATIONS))
     ap.add_argument("--query-samples", type=int, default=10)
+    ap.add_argument("--scale", default=None, choices=("tiny", "medium", "full"),
+                    help="data set (default full; --tiny: tiny)")
+    ap.add_argument("--peers", default=os.environ.get("BENCH_PEERS", ""),
+                    help="comma-separated peers to serve too: drf (needs the bench extra); "
+                    "default $BENCH_PEERS")
+    ap.add_argument("--floor-loops", type=int, default=None,
+                    help="rounds of apicrud's SQL statements per operation, driver alone")
     args = ap.parse_args(argv)
     args.wrk_threads, args.wrk_timeout = args.threads, 30.0  # serving_stack.run_wrk's names
-    args.scale = "tiny" if args.tiny else "full"
-    args.duration = args.duration or (2.0 if args.tiny else 10.0)
+    args.scale = args.scale or ("tiny" if args.tiny else "full")
+    args.floor_loops = args.floor_loops or (20 if args.tiny else 500)
+    args.peers = [p for p in args.peers.split(",") if p]
+    args.duration = args.duration or (1.0 if args.tiny else 10.0)
+    if args.tiny and args.query_samples == 10:
+        args.query_samples = 3
     args.rounds = args.rounds or (1 if args.tiny else 2)
     args.soak = args.soak if args.soak is not None else (0 if args.tiny else 100_000)
     args.operations = [o for o in args.operations.split(",") if o]
     args.dbs = [d for d in args.db.split(",") if d]
     unknown = set(args.operations) - set(probe.OPERATIONS) | \
-        set(args.dbs) - {"sqlite", "postgresql"}
+        set(args.dbs) - {"sqlite", "postgresql"} | set(args.peers) - set(PEERS)
     if unknown:
-        ap.error(f"unknown operation or database: {', '.join(sorted(unknown))}")
+        ap.error(f"unknown operation, database or peer: {', '.join(sorted(unknown))}")
     return args
 
 

@@ -32,7 +32,8 @@ class Scale:
 
     @classmethod
     def named(cls, name: str) -> Scale:
-        return {"full": cls(1000, 50, 100_000), "tiny": cls(40, 10, 2_000)}[name]
+        return {"full": cls(1000, 50, 100_000), "medium": cls(1000, 50, 20_000),
+                "tiny": cls(40, 10, 2_000)}[name]
 
 
 @dataclass

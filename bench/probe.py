@@ -57,6 +57,7 @@ FIND_PATHS = {
     "find_fields_embed": "/message?limit=25&fields=subject,author&embed=list",
 }
 BULK_SIZE = 1000
+BASELINES = ("expert", "baseline")  # bench/expert.py (the reference), bench/baseline.py (ORM)
 
 
 def bulk_body(ds: dataset.Dataset, n: int = BULK_SIZE) -> list[dict[str, str]]:
@@ -121,11 +122,13 @@ def apicrud_target(settings) -> Target:
     return Target("apicrud", app, app.extensions["apicrud"].db.engine)
 
 
-def baseline_target(settings) -> Target:
-    import baseline
+def baseline_target(settings, name: str = "baseline") -> Target:
+    """``name``: baseline (bench/baseline.py, the ORM) or expert (bench/expert.py)."""
+    import importlib
 
-    app = baseline.create_app(settings.sqlalchemy_url, settings.redis_url, SECRET_KEY)
-    return Target("baseline", app, app.extensions["bench_engine"])
+    module = importlib.import_module(name)
+    app = module.create_app(settings.sqlalchemy_url, settings.redis_url, SECRET_KEY)
+    return Target(name, app, app.extensions["bench_engine"])
 
 
 # -- the operations ---------------------------------------------------------------------
@@ -230,11 +233,11 @@ def prepare(t: Target, ds: dataset.Dataset, deep: int, own: list[str]) -> OpStat
 
 
 def count_queries(targets: list[Target], ds: dataset.Dataset, states: list[OpState],
-                  n: int = 20) -> dict[str, dict[str, dict[str, float]]]:
+                  n: int = 20, ops=None) -> dict[str, dict[str, dict[str, float]]]:
     """SQL statements per request and CPU ms per request, per app and operation; the apps
     take turns request by request, so a change in the machine's speed hits both alike."""
     out: dict[str, dict[str, dict[str, float]]] = {t.name: {} for t in targets}
-    for op in OPERATIONS:
+    for op in ops or OPERATIONS:
         runs: dict[str, list[tuple[int, float]]] = {t.name: [] for t in targets}
         for _ in range(n):
             for t, st in zip(targets, states, strict=True):
@@ -248,10 +251,23 @@ def count_queries(targets: list[Target], ds: dataset.Dataset, states: list[OpSta
 
 # -- both apps agree, and agree with the data set ----------------------------------------
 
+def check_all(targets: list[Target], ds: dataset.Dataset,
+              states: list[OpState]) -> dict[str, Any]:
+    """:func:`check_same_answers` of the first app against each of the others."""
+    out: dict[str, Any] = {}
+    created = 0
+    for t, st in zip(targets[1:], states[1:], strict=True):
+        out = check_same_answers(targets[0], t, ds, states[0], st, created)
+        created += 2 * 3  # each check's bulk create: three messages each, readable
+    return out
+
+
 def check_same_answers(a: Target, b: Target, ds: dataset.Dataset, sa: OpState,
-                       sb: OpState) -> dict[str, Any]:
+                       sb: OpState, created: int = 0) -> dict[str, Any]:
     """Both apps return the same records for page 1, the deep page and gets, with the
-    count the data set predicts. Raises on the first difference."""
+    count the data set predicts (plus ``created``: readable messages that earlier checks
+    added). Raises on the first difference."""
+    expected = ds.readable_count + created
     problems = []
     docs = {}
     for t, st in ((a, sa), (b, sb)):
@@ -283,9 +299,9 @@ def check_same_answers(a: Target, b: Target, ds: dataset.Dataset, sa: OpState,
                         for item in doc["items"]] + [doc["count"]]
     if made[a.name] != made[b.name]:
         problems.append("bulk create: " + _first_difference(made[a.name], made[b.name]))
-    if da["page1"]["count"] != ds.readable_count or db["page1"]["count"] != ds.readable_count:
+    if da["page1"]["count"] != expected or db["page1"]["count"] != expected:
         problems.append(f"count: {a.name} {da['page1']['count']}, {b.name} "
-                        f"{db['page1']['count']}, data set {ds.readable_count}")
+                        f"{db['page1']['count']}, data set {expected}")
     for key in ("page1", "deep"):
         if da[key]["items"] != db[key]["items"]:
             problems.append(f"{key}: the two apps return different items")
@@ -301,7 +317,7 @@ def check_same_answers(a: Target, b: Target, ds: dataset.Dataset, sa: OpState,
         problems.append("get of a missing record did not answer 404")
     if problems:
         raise RuntimeError("the apps disagree:\n  " + "\n  ".join(problems))
-    return {"count": ds.readable_count, "deep_page": sa.deep_page,
+    return {"count": expected, "deep_page": sa.deep_page,
             "page1_ids": [i["id"] for i in da["page1"]["items"]][:3]}
 
 
@@ -338,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scale", default="tiny", choices=("tiny", "full"))
     ap.add_argument("-n", type=int, default=100, help="requests per operation")
     ap.add_argument("--profile", choices=tuple(OPERATIONS), help="profile one operation")
-    ap.add_argument("--app", default="apicrud", choices=("apicrud", "baseline"))
+    ap.add_argument("--app", default="apicrud", choices=("apicrud",) + BASELINES)
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="apicrud-probe-") as tmp, \
             redis_server(Path(tmp)) as redis_url:
@@ -347,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
         ds = dataset.seed(settings, dataset.Scale.named(args.scale))
         print(f"seeded {ds.counts} in {time.monotonic() - t0:.1f} s; bench user reads "
               f"{ds.readable_count} messages", flush=True)
-        targets = [apicrud_target(settings), baseline_target(settings)]
+        targets = [apicrud_target(settings)] + [baseline_target(settings, b) for b in BASELINES]
         try:
             return probe(args, ds, targets)
         finally:
@@ -361,7 +377,7 @@ def probe(args, ds: dataset.Dataset, targets: list[Target]) -> int:
     deep = DEEP_PAGE if args.scale == "full" else 40
     states = [prepare(t, ds, deep, ds.own_messages[k::len(targets)])
               for k, t in enumerate(targets)]
-    print("same answers:", check_same_answers(targets[0], targets[1], ds, *states))
+    print("same answers:", check_all(targets, ds, states))
     if args.profile:
         from pyinstrument import Profiler
 
@@ -374,14 +390,15 @@ def probe(args, ds: dataset.Dataset, targets: list[Target]) -> int:
         print(prof.output_text(unicode=True, color=False, show_all=False))
         return 0
     print(f"{'operation':<22}" + "".join(f"{t.name + ' q':>12}{t.name + ' cpu ms':>16}"
-                                         for t in targets) + f"{'ratio':>8}")
+                                         for t in targets)
+          + "".join(f"{'ratio ' + t.name:>16}" for t in targets[1:]))
     counted = count_queries(targets, ds, states, args.n)
     results = [counted[t.name] for t in targets]
     for op in OPERATIONS:
-        a, b = results[0][op], results[1][op]
-        print(f"{op:<22}" + "".join(f"{r['queries']:>12}{r['cpu_ms']:>16.3f}"
-                                    for r in (a, b))
-              + f"{b['cpu_ms'] / a['cpu_ms']:>8.2f}")
+        print(f"{op:<22}" + "".join(f"{r[op]['queries']:>12}{r[op]['cpu_ms']:>16.3f}"
+                                    for r in results)
+              + "".join(f"{r[op]['cpu_ms'] / results[0][op]['cpu_ms']:>16.2f}"
+                        for r in results[1:]))
     return 0
 
 

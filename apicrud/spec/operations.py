@@ -499,4 +499,23 @@ def form_fields(schema: dict[str, Any]) -> dict[str, Any]:
 
 def flask_rule(path: str) -> str:
     """``/person/{id}`` -> ``/person/<id>``."""
-    return re.sub(r"{([^}]+)}", r"<\1>", path)
+    return flask_rule_names(path)[0]
+
+
+def flask_rule_names(path: str) -> tuple[str, dict[str, str]]:
+    """The Werkzeug rule of a spec path, and the spec's name of each rule variable whose
+    name had to change: Werkzeug takes only identifiers (``{pet-id}`` is ``<p0>``, and
+    ``{"p0": "pet-id"}`` says so); identifiers stay as they are, with no entry."""
+    names: dict[str, str] = {}
+
+    def variable(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name.isidentifier():
+            return f"<{name}>"
+        alias = f"p{len(names)}"
+        while f"{{{alias}}}" in path:  # a spec parameter of that very name
+            alias += "_"
+        names[alias] = name
+        return f"<{alias}>"
+
+    return re.sub(r"{([^}]+)}", variable, path), names

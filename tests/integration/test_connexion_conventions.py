@@ -60,6 +60,14 @@ stats:
     security: [{petauth: []}]
     responses:
       "200": {description: counts}
+petname:
+  get:
+    operationId: handlers.pets.name_of
+    security: [{petauth: []}]
+    parameters:
+      - {name: pet-id, in: path, required: true, schema: {type: string}}
+    responses:
+      "200": {description: the pet's name}
 teapot:
   get:
     operationId: handlers.pets.teapot
@@ -90,6 +98,10 @@ HANDLERS = {
 
             raise connexion.ProblemException(status=418, title="I'm a teapot",
                                              detail="short and stout")
+
+
+        def name_of(petid):
+            return {"name": PETS[petid]["name"]} if petid in PETS else ({}, 404)
 
 
         def get_pet(pet_id):
@@ -143,6 +155,7 @@ def _write_project(project) -> None:
     spec["x-apicrud-resolver"] = {"resty": "handlers"}
     spec["paths"].update({"/pets": {"$ref": "pets.path.yaml#/collection"},
                           "/pets/{pet_id}": {"$ref": "pets.path.yaml#/item"},
+                          "/pets/{pet-id}/name": {"$ref": "pets.path.yaml#/petname"},
                           "/stats": {"$ref": "pets.path.yaml#/stats"},
                           "/teapot": {"$ref": "pets.path.yaml#/teapot"}})
     spec["components"]["securitySchemes"].update({
@@ -295,6 +308,9 @@ def test_dotted_operation_id_sanitized_parameter_and_tuple_replies(base):
     assert got.status_code == 200 and got.json()["name"] == "kit"
     missing = requests.get(f"{base}/pets/999", headers=ADA, timeout=30)
     assert missing.status_code == 404 and missing.json() == {"detail": "no such pet"}
+    # a path parameter whose name is no identifier (pet-id): routed, passed as petid
+    named = requests.get(f"{base}/pets/{pet_id}/name", headers=ADA, timeout=30)
+    assert named.status_code == 200 and named.json() == {"name": "kit"}
 
 
 def test_resty_resolver_and_token_info_through_kwargs(base):

@@ -149,6 +149,20 @@ def test_security_inherited_or_public(spec):
     assert compiled["thing.delete"].public and compiled["thing.delete"].security == []
 
 
+def test_flask_rule_routes_parameter_names_that_are_no_identifiers():
+    from flask import Flask
+
+    from apicrud.spec.operations import flask_rule_names
+
+    rule, names = flask_rule_names("/pets/{pet-id}/toys/{toy.id}/{id}")
+    app = Flask(__name__)
+    app.add_url_rule(rule, "pets", lambda **kw: kw)
+    _, args = app.url_map.bind("h").match("/pets/a/toys/b/c")
+    assert {names.get(k, k): v for k, v in args.items()} == \
+        {"pet-id": "a", "toy.id": "b", "id": "c"}
+    assert flask_rule_names("/person/{id}") == ("/person/<id>", {})
+
+
 def test_flask_rule():
     assert flask_rule("/person/{id}") == "/person/<id>"
 

@@ -1,0 +1,8 @@
+"""gunicorn drfpeer.wsgi"""
+
+import os
+
+from django.core.wsgi import get_wsgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "drfpeer.settings")
+application = get_wsgi_application()
