@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from apicrud.errors import ApicrudError
+from apicrud.errors import ApicrudError, required
 
 __all__ = ["CheckReport", "CommandError", "NewAccount", "Route", "account_add",
            "add_account", "can_i", "check", "db_current", "db_downgrade", "db_revision",
@@ -235,9 +235,9 @@ def account_add(settings: Any, username: str, email: str, *, name: str | None = 
 
     require_migrations(settings)
     migrate.upgrade(settings)
-    new = add_account(settings, username, email, name=name, password=password, admin=admin)
-    assert new is not None  # only_first is off
-    return new
+    # only_first is off: there is always a new account
+    return required(add_account(settings, username, email, name=name, password=password,
+                                admin=admin), "the new account")
 
 
 def first_admin(settings: Any) -> NewAccount | None:
@@ -360,8 +360,8 @@ def can_i(settings: Any, action: str, target: str, username: str,
     resource, _, id_ = target.partition(":")
     offline = open_offline(settings, declarations=True, redis=True)
     try:
-        assert offline.decl is not None
-        services = Services(settings, offline.decl, offline.db, offline.redis, sessions=None)
+        services = Services(settings, required(offline.decl, "declarations"), offline.db,
+                            offline.redis, sessions=None)
         model = offline.models.Account
         with offline.db.session() as session:
             account = session.execute(select(model).where(

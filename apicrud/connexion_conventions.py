@@ -151,7 +151,7 @@ def sanitized(name: str) -> str:
 class ConnexionHandler:
     """The operation's handler: ``handler(ctx) -> Reply`` around a connexion function."""
 
-    def __init__(self, function: Callable, op: Any, name: str = "") -> None:
+    def __init__(self, function: Callable[..., Any], op: Any, name: str = "") -> None:
         self.function = function
         self.name = name  # the dotted name it was resolved from
         target = inspect.unwrap(function)
@@ -257,7 +257,7 @@ def scheme_problems(spec: dict[str, Any]) -> list[str]:
     return out
 
 
-def _credential(request: Any, scheme: dict[str, Any]) -> tuple | None:
+def _credential(request: Any, scheme: dict[str, Any]) -> tuple[Any, ...] | None:
     """The scheme's credential in the request as its function takes it, or None."""
     kind = str(scheme.get("type", "")).lower()
     if kind == "apikey":
@@ -288,7 +288,7 @@ class InfoFuncAuthentication:
     """The ``authenticate`` stage for documents with info functions: an operation listing
     such a scheme is checked by its function first, else by ``fallback`` (apicrud's)."""
 
-    def __init__(self, services: Any, fallback: Callable) -> None:
+    def __init__(self, services: Any, fallback: Callable[..., Any]) -> None:
         self.fallback = fallback
         self.schemes = {name: (scheme, fn, import_function(fn))
                         for name, (scheme, fn) in info_schemes(services.spec).items()}
@@ -328,7 +328,8 @@ def _refuse(pipeline: Any, request: Any, op: Any, problem: Unauthorized) -> None
     raise problem
 
 
-def _extras(function: Callable, security: list, name: str, request: Any) -> dict[str, Any]:
+def _extras(function: Callable[..., Any], security: list[Any], name: str,
+            request: Any) -> dict[str, Any]:
     try:
         params = inspect.signature(inspect.unwrap(function)).parameters
     except (TypeError, ValueError):  # pragma: no cover - builtins

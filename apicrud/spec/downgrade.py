@@ -45,7 +45,7 @@ class _Downgrade:
     def __init__(self) -> None:
         self.lost: list[str] = []
 
-    def drop(self, node: dict, key: str, where: str) -> None:
+    def drop(self, node: dict[str, Any], key: str, where: str) -> None:
         if key in node:
             node.pop(key)
             self.lost.append(f"{where}/{key}")
