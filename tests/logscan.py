@@ -187,7 +187,9 @@ def run_last(items: list, name: str = "test_no_secrets_in_logs.py::test_zz_") ->
 
 
 _WORD = re.compile(r"[A-Za-z0-9_-]{8,}")
-_NUMBER = re.compile(r"(?<![0-9A-Za-z])[0-9]{6,8}(?![0-9A-Za-z])")
+# a number of its own; not the fraction of a time or a decimal ("11:44:19.123456",
+# "0.123456"), which may hold any six digits
+_NUMBER = re.compile(r"(?<![0-9A-Za-z])(?<![0-9]\.)[0-9]{6,8}(?![0-9A-Za-z])")
 _KEY = 8  # secrets are indexed by their first _KEY characters
 
 
