@@ -56,6 +56,7 @@ from apicrud.auth.schemes import info_function
 from apicrud.context import Reply
 from apicrud.errors import Problem, Unauthorized
 from apicrud.i18n import N_
+from apicrud.pipeline import CREDENTIAL_GIVEN
 
 ROUTER_KEY = "x-openapi-router-controller"
 
@@ -312,6 +313,7 @@ class InfoFuncAuthentication:
                 _refuse(pipeline, request, op, exc)
             if credential is None:
                 continue
+            request.environ[CREDENTIAL_GIVEN] = True  # counted wherever it came from
             for guard in pipeline.credential_guards:
                 guard(request, op)
             info = _call_info(function, fn_name, credential,
