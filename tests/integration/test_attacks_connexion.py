@@ -393,3 +393,99 @@ def test_failed_api_key_info_credentials_in_their_own_header_hit_the_limit(limit
     codes = [requests.get(limited.url + "/keypet", headers={"X-Pet-Key": f"guess-{i}"},
                           timeout=30).status_code for i in range(7)]
     assert 429 in codes, codes
+
+
+# -- the connexion mount: the user's own APIs beside apicrud's ----------------------------
+USER_API = '''
+def allow(token):
+    return {"sub": "cx-user"} if token == "cx-user-token" else None
+
+
+def secret():
+    return {"secret": "mine"}
+'''
+
+
+def _user_spec(op_id: str) -> dict:
+    return {"openapi": "3.0.3", "info": {"title": "mine", "version": "1"},
+            "components": {"securitySchemes": {"cx": {
+                "type": "http", "scheme": "bearer", "x-bearerInfoFunc": "cx_user_api.allow"}}},
+            "security": [{"cx": []}],
+            "paths": {"/secret": {"get": {"operationId": op_id,
+                                          "responses": {"200": {"description": "ok"}}}}}}
+
+
+@pytest.fixture(scope="module")
+def mounted(server, tmp_path_factory):
+    """apicrud at /api/v1 in a connexion FlaskApp with the user's APIs at /other and at
+    /api/v1/private (a base inside the mount), both behind connexion's own security."""
+    import connexion
+
+    from apicrud.connexion_mount import add_apicrud_api
+    from connexion_engine import UvicornThread
+
+    folder = tmp_path_factory.mktemp("cxuser")
+    (folder / "cx_user_api.py").write_text(USER_API)
+    sys.path.insert(0, str(folder))
+    cx_app = connexion.FlaskApp(__name__)
+    cx_app.add_api(_user_spec("cx_user_api.secret"), base_path="/other", name="other")
+    cx_app.add_api(_user_spec("cx_user_api.secret"), base_path="/api/v1/private",
+                   name="private")
+    app = add_apicrud_api(cx_app, server.settings.replace(instance_id="cx-attack"),
+                          migrate=False)
+    runner = UvicornThread(cx_app).start()
+    try:
+        yield runner.port
+    finally:
+        runner.stop()
+        app.extensions["apicrud"].close()
+        sys.path.remove(str(folder))
+
+
+def raw_get(port: int, target: str, headers: dict | None = None) -> tuple[int, str]:
+    """GET with the request target sent as written (no client-side normalisation)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.putrequest("GET", target, skip_accept_encoding=True)
+        for k, v in (headers or {}).items():
+            conn.putheader(k, v)
+        conn.endheaders()
+        resp = conn.getresponse()
+        return resp.status, resp.read().decode(errors="replace")
+    finally:
+        conn.close()
+
+
+def test_the_mount_sanity_both_sides_answer(mounted, user):
+    assert raw_get(mounted, "/other/secret")[0] == 401
+    for target in ("/other/secret", "/api/v1/private/secret"):
+        status, text = raw_get(mounted, target, bearer("cx-user-token"))
+        assert status == 200 and "mine" in text, (target, status, text)
+    assert raw_get(mounted, "/api/v1/list")[0] == 401
+    status, text = raw_get(mounted, "/api/v1/list", bearer(user.token))
+    assert status == 200 and '"items"' in text, text  # what the anonymous tricks look for
+
+
+@pytest.mark.parametrize("target", [
+    "/api/v1/../other/secret", "/api/v1/%2e%2e/other/secret", "/api/v1/%2E%2E/other/secret",
+    "/api/v1/..%2fother/secret", "/api/v1/..%2Fother/secret", "//other/secret",
+    "/api/v1/private/secret", "/api/v1//private/secret", "/api/v1/./private/secret",
+    "/api/v1/x/../private/secret", "/api/v1/%2e/private/secret", "/API/V1/private/secret",
+    "/api/v1/private/secret/", "/api/v1/%70rivate/secret", "/api/v1/private%2fsecret",
+    "/api/v1/private/./secret", "/api/v1/list/../private/secret",
+])
+def test_no_path_trick_reaches_the_user_s_handler_without_its_security(mounted, user, target):
+    for headers in (None, bearer(user.token)):  # apicrud's session is not the user's token
+        status, text = raw_get(mounted, target, headers)
+        assert "mine" not in text and status != 200, (target, status, text)
+
+
+@pytest.mark.parametrize("target", [
+    "/api/v1/private/../list", "/other/../api/v1/list", "/api/v1//list", "/api/v1/%6cist",
+    "/api/v1/./list", "/API/V1/list", "/api/v1/list/.", "/api/v1/list%2f",
+    "/api/v1/private/%2e%2e/list", "/api/v1/ui/../list", "/api/v1/openapi.json/../list",
+])
+def test_no_path_trick_reaches_apicrud_s_resources_anonymously(mounted, target):
+    status, text = raw_get(mounted, target)
+    assert status != 200 or '"items"' not in text, (target, status, text)
+    assert status < 500, (target, status, text)
