@@ -31,18 +31,18 @@ SECRET = "s3cr3t-k3y-material-9f8e7d"  # what a raising info function puts in it
 PATHS = """
 whoami:
   get:
-    operationId: handlers.attack.who_whoami
+    operationId: attack_handlers.attack.who_whoami
     security: [{subauth: []}]
     responses: {"200": {description: who}}
 inject:
   get:
-    operationId: handlers.attack.everything
+    operationId: attack_handlers.attack.everything
     security: [{subauth: []}]
     parameters:
       - {name: q, in: query, schema: {type: string}}
     responses: {"200": {description: kwargs}}
   post:
-    operationId: handlers.attack.everything_post
+    operationId: attack_handlers.attack.everything_post
     security: [{subauth: []}]
     requestBody:
       required: true
@@ -55,39 +55,69 @@ inject:
     responses: {"200": {description: kwargs}}
 boom:
   get:
-    operationId: handlers.attack.who_boom
+    operationId: attack_handlers.attack.who_boom
     security: [{boomauth: []}]
     responses: {"200": {description: who}}
 oauthproblem:
   get:
-    operationId: handlers.attack.who_oauthproblem
+    operationId: attack_handlers.attack.who_oauthproblem
     security: [{problemauth: []}]
     responses: {"200": {description: who}}
 odd:
   get:
-    operationId: handlers.attack.who_odd
+    operationId: attack_handlers.attack.who_odd
     security: [{oddauth: []}]
     responses: {"200": {description: who}}
 scoped:
   get:
-    operationId: handlers.attack.who_scoped
+    operationId: attack_handlers.attack.who_scoped
     security: [{scopeauth: [pets.admin]}]
     responses: {"200": {description: who}}
 cookiepet:
   get:
-    operationId: handlers.attack.who_cookiepet
+    operationId: attack_handlers.attack.who_cookiepet
     security: [{petcookie: []}]
     responses: {"200": {description: who}}
+strict:
+  post:
+    operationId: attack_handlers.attack.everything_strict
+    security: [{subauth: []}]
+    requestBody:
+      required: true
+      content:
+        application/json:
+          schema:
+            type: object
+            additionalProperties: false
+            properties:
+              kind: {const: pet}
+              weight: {type: number, exclusiveMinimum: 0}
+              tag: {type: [string, "null"]}
+              labels:
+                type: object
+                patternProperties: {"^x-": {type: string}}
+                additionalProperties: false
+              extra:
+                type: object
+                properties: {a: {type: string}}
+                unevaluatedProperties: false
+              pair:
+                type: array
+                prefixItems: [{type: string}, {type: integer}]
+              code: {type: string, contentEncoding: base64}
+              choice:
+                oneOf: [{type: string, maxLength: 3}, {type: "null"}]
+    responses: {"200": {description: kwargs}}
 keypet:
   get:
-    operationId: handlers.attack.who_keypet
+    operationId: attack_handlers.attack.who_keypet
     security: [{petkey: []}]
     responses: {"200": {description: who}}
 """
 
 HANDLERS = {
-    "handlers/__init__.py": "",
-    "handlers/attack.py": '''
+    "attack_handlers/__init__.py": "",
+    "attack_handlers/attack.py": '''
         """Handlers and info functions as careless connexion projects write them."""
 
 
@@ -100,7 +130,7 @@ HANDLERS = {
                     for k, v in kwargs.items()}
 
 
-        everything_post = everything
+        everything_post = everything_strict = everything
         who_whoami = who_boom = who_oauthproblem = who_odd = who_scoped = whoami
         who_cookiepet = who_keypet = whoami
 
@@ -148,19 +178,19 @@ HANDLERS = {
 
 SCHEMES = {
     "subauth": {"type": "http", "scheme": "bearer",
-                "x-bearerInfoFunc": "handlers.attack.sub_info"},
+                "x-bearerInfoFunc": "attack_handlers.attack.sub_info"},
     "boomauth": {"type": "http", "scheme": "bearer",
-                 "x-bearerInfoFunc": "handlers.attack.boom_info"},
+                 "x-bearerInfoFunc": "attack_handlers.attack.boom_info"},
     "problemauth": {"type": "http", "scheme": "bearer",
-                    "x-bearerInfoFunc": "handlers.attack.problem_info"},
+                    "x-bearerInfoFunc": "attack_handlers.attack.problem_info"},
     "oddauth": {"type": "http", "scheme": "bearer",
-                "x-bearerInfoFunc": "handlers.attack.odd_info"},
+                "x-bearerInfoFunc": "attack_handlers.attack.odd_info"},
     "scopeauth": {"type": "http", "scheme": "bearer",
-                  "x-bearerInfoFunc": "handlers.attack.scope_info"},
+                  "x-bearerInfoFunc": "attack_handlers.attack.scope_info"},
     "petcookie": {"type": "apiKey", "in": "cookie", "name": "pet_session",
-                  "x-apikeyInfoFunc": "handlers.attack.cookie_info"},
+                  "x-apikeyInfoFunc": "attack_handlers.attack.cookie_info"},
     "petkey": {"type": "apiKey", "in": "header", "name": "X-Pet-Key",
-               "x-apikeyInfoFunc": "handlers.attack.key_info"},
+               "x-apikeyInfoFunc": "attack_handlers.attack.key_info"},
 }
 
 
@@ -183,7 +213,7 @@ def _write_project(project) -> None:
     root = project / "openapi" / "api.yaml"
     spec = yaml.safe_load(root.read_text())
     for name in ("whoami", "inject", "boom", "oauthproblem", "odd", "scoped", "cookiepet",
-                 "keypet"):
+                 "keypet", "strict"):
         spec["paths"]["/" + name] = {"$ref": f"attack.path.yaml#/{name}"}
     spec["components"]["securitySchemes"].update(SCHEMES)
     root.write_text(yaml.safe_dump(spec, sort_keys=False))
@@ -210,14 +240,14 @@ class Served:
         return self.log.read_text(errors="replace")
 
 
-def _serve(folder, env, name: str, **extra: str):
+def _serve(folder, env, name: str, command: list[str] | None = None, **extra: str):
     port = _free_port()
     env = {**env, "APICRUD_PORT": str(port),
            "APICRUD_DATA_DIR": str(folder.parent / f"data-{name}"), **extra}
     log_path = folder.parent / f"serve-{name}.log"
     log = open(log_path, "wb")
-    server = subprocess.Popen([sys.executable, "-m", "apicrud.cli", "serve"], cwd=folder,
-                              env=env, stdout=log, stderr=subprocess.STDOUT)
+    server = subprocess.Popen(command or [sys.executable, "-m", "apicrud.cli", "serve"],
+                              cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/api/v1"
     try:
         for _ in range(300):
@@ -489,3 +519,79 @@ def test_no_path_trick_reaches_apicrud_s_resources_anonymously(mounted, target):
     status, text = raw_get(mounted, target)
     assert status != 200 or '"items"' not in text, (target, status, text)
     assert status < 500, (target, status, text)
+
+
+# -- OpenAPI 3.1 constraints the 3.0 document cannot say: apicrud still checks them -------
+STRICT_GOOD = {"kind": "pet", "weight": 0.5, "tag": None, "labels": {"x-a": "s"},
+               "extra": {"a": "s"}, "pair": ["a", 1], "choice": None}
+STRICT_BAD = [
+    ({"kind": "cat"}, "kind"),                # const
+    ({"weight": 0}, "weight"),                # exclusiveMinimum as a number
+    ({"tag": 5}, "tag"),                      # type: [string, "null"]
+    ({"labels": {"x-a": 1}}, "labels"),       # patternProperties
+    ({"labels": {"y": "s"}}, "labels"),       # ... with additionalProperties: false
+    ({"extra": {"b": 1}}, "extra"),           # unevaluatedProperties: false
+    ({"pair": ["a", "b"]}, "pair"),           # prefixItems
+    ({"choice": "toolong"}, "choice"),        # oneOf with a null branch
+]
+
+
+def _check_strict(url: str) -> None:
+    forged = bearer("sub:strict")
+    ok = requests.post(url + "/strict", json=STRICT_GOOD, headers=forged, timeout=30)
+    assert ok.status_code == 200, ok.text
+    for body, field in STRICT_BAD:
+        resp = requests.post(url + "/strict", json=body, headers=forged, timeout=30)
+        assert resp.status_code == 400, (body, resp.status_code, resp.text)
+        assert resp.headers["Content-Type"].startswith("application/problem+json")
+        assert any(field in key for key in resp.json()["errors"]), (body, resp.json())
+
+
+def test_apicrud_serve_checks_the_31_constraints(served):
+    _check_strict(served.url)
+
+
+MOUNT_SCRIPT = """
+import os, sys
+
+import connexion
+import uvicorn
+
+sys.path.insert(0, os.getcwd())
+from apicrud.connexion_mount import add_apicrud_api
+
+cx_app = connexion.FlaskApp("mounted")
+add_apicrud_api(cx_app, os.getcwd(), migrate=True)
+uvicorn.run(cx_app, host="127.0.0.1", port=int(os.environ["APICRUD_PORT"]),
+            log_level="warning")
+"""
+
+
+@pytest.fixture(scope="module")
+def mounted_project(project):
+    """The attack project (its info functions and handlers) mounted in a connexion app,
+    served by uvicorn in a process of its own."""
+    folder, env = project
+    script = folder.parent / "mount_app.py"
+    script.write_text(MOUNT_SCRIPT)
+    yield from _serve(folder, env, "mounted", [sys.executable, str(script)],
+                      APICRUD_RATELIMIT_AUTH_FAILURES="1000000")
+
+
+def test_under_the_mount_connexion_s_30_document_lost_them_but_apicrud_checks_them(
+        mounted_project):
+    doc = requests.get(mounted_project.url + "/openapi.json", timeout=30).json()
+    assert doc["openapi"].startswith("3.0")
+    schema = doc["paths"]["/strict"]["post"]["requestBody"]["content"]["application/json"]
+    props = schema["schema"]["properties"]
+    assert "const" not in props["kind"] and "unevaluatedProperties" not in props["extra"]
+    _check_strict(mounted_project.url)
+
+
+def test_under_the_mount_the_info_functions_still_decide(mounted_project):
+    assert_401(requests.get(mounted_project.url + "/whoami", timeout=30))
+    assert_401(requests.get(mounted_project.url + "/boom", headers=bearer("x"), timeout=30))
+    assert_401(requests.get(mounted_project.url + "/note", headers=bearer("sub:admin"),
+                            timeout=30))
+    who = requests.get(mounted_project.url + "/whoami", headers=bearer("sub:eve"), timeout=30)
+    assert who.status_code == 200 and who.json()["user"] == "eve", who.text
