@@ -412,17 +412,50 @@ def test_apicrud_s_session_cookie_is_never_handed_to_an_info_function(served, se
 
 
 # -- failed credentials are limited --------------------------------------------------------
+def codes_from(address: str, url: str, path: str, header: str, values: list[str]) -> list[int]:
+    """Statuses of GETs sent from one loopback address (each test its own: the limit
+    counts per client address)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    out = []
+    for value in values:
+        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30,
+                                          source_address=(address, 0))
+        try:
+            conn.request("GET", parts.path + path, headers={header: value})
+            resp = conn.getresponse()
+            resp.read()
+            out.append(resp.status)
+        finally:
+            conn.close()
+    return out
+
+
 def test_failed_bearer_info_credentials_hit_the_limit(limited):
-    codes = [requests.get(limited.url + "/whoami", headers=bearer(f"nope-{i}"),
-                          timeout=30).status_code for i in range(7)]
+    codes = codes_from("127.0.0.2", limited.url, "/whoami", "Authorization",
+                       [f"Bearer nope-{i}" for i in range(7)])
     assert codes[:4] == [401] * 4 and 429 in codes[4:], codes
 
 
 def test_failed_api_key_info_credentials_in_their_own_header_hit_the_limit(limited):
     """X-Pet-Key is neither Authorization nor X-API-KEY: its guesses must count too."""
-    codes = [requests.get(limited.url + "/keypet", headers={"X-Pet-Key": f"guess-{i}"},
-                          timeout=30).status_code for i in range(7)]
-    assert 429 in codes, codes
+    codes = codes_from("127.0.0.3", limited.url, "/keypet", "X-Pet-Key",
+                       [f"guess-{i}" for i in range(7)])
+    assert codes[:4] == [401] * 4 and 429 in codes[4:], codes
+
+
+def test_tokens_an_info_function_raises_on_count_as_failures(limited):
+    codes = codes_from("127.0.0.4", limited.url, "/boom", "Authorization",
+                       [f"Bearer b-{i}" for i in range(7)])
+    assert codes[:4] == [401] * 4 and 429 in codes[4:], codes
+    codes = codes_from("127.0.0.5", limited.url, "/oauthproblem", "Authorization",
+                       [f"Bearer p-{i}" for i in range(7)])
+    assert codes[:4] == [401] * 4 and 429 in codes[4:], codes
+
+
+def test_a_valid_key_still_passes_where_another_address_is_over_the_limit(limited):
+    assert codes_from("127.0.0.6", limited.url, "/keypet", "X-Pet-Key", ["right-key"]) == [200]
 
 
 # -- the connexion mount: the user's own APIs beside apicrud's ----------------------------
