@@ -34,7 +34,8 @@ Principal method is ``info:<function>``, see apicrud.auth.schemes): bearer ``f(t
 basic ``f(username, password)``, API key ``f(key)``, each also given ``required_scopes``
 and ``request`` (Flask's) when it takes them. A dict is the caller's token info (its
 ``sub``, else ``uid``, is the Principal's uid; neither: ``info:<scheme>``); ``None``
-refuses with 401. The credential-failure hooks (rate limits on failed credentials) see
+refuses with 401, and so does an exception it raises (a connexion ``ProblemException``
+keeps its status and detail; another is logged by type only). The credential-failure hooks (rate limits on failed credentials) see
 those 401s as they see apicrud's own. An operation listing such a scheme beside
 apicrud's own schemes is authenticated by apicrud's when the scheme's credential is
 absent.
@@ -45,17 +46,21 @@ from __future__ import annotations
 import importlib
 import inspect
 import json
+import logging
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 from apicrud.auth.principal import Principal
 from apicrud.auth.schemes import info_function
 from apicrud.context import Reply
 from apicrud.errors import Problem, Unauthorized
 from apicrud.i18n import N_
+from apicrud.pipeline import CREDENTIAL_GIVEN
 
 ROUTER_KEY = "x-openapi-router-controller"
+
+log = logging.getLogger("apicrud")
 
 
 # -- which operations, which function --------------------------------------------------
@@ -308,9 +313,11 @@ class InfoFuncAuthentication:
                 _refuse(pipeline, request, op, exc)
             if credential is None:
                 continue
+            request.environ[CREDENTIAL_GIVEN] = True  # counted wherever it came from
             for guard in pipeline.credential_guards:
                 guard(request, op)
-            info = function(*credential, **_extras(function, op.security, name, request))
+            info = _call_info(function, fn_name, credential,
+                              _extras(function, op.security, name, request), pipeline, op)
             if not isinstance(info, dict):
                 _refuse(pipeline, request, op, Unauthorized(N_("the credentials are not valid")))
             g.apicrud_token_info = info
@@ -321,7 +328,28 @@ class InfoFuncAuthentication:
         self.fallback(call)
 
 
-def _refuse(pipeline: Any, request: Any, op: Any, problem: Unauthorized) -> None:
+def _call_info(function: Callable[..., Any], fn_name: str, credential: tuple[Any, ...],
+               extras: dict[str, Any], pipeline: Any, op: Any) -> Any:
+    """The info function's answer. What it raises refuses the credential: connexion's
+    ProblemException with its status (a 401 counts as a failed credential, as connexion's
+    ``OAuthProblem`` is its way to say no), anything else as a failed credential, logged
+    by type only: its message may quote the token or the key that checks it."""
+    from flask import request
+
+    try:
+        return function(*credential, **extras)
+    except Exception as exc:
+        problem = _connexion_problem(exc)
+        if problem is not None and problem.status != 401:
+            raise problem from None
+        if problem is None:
+            log.warning("info function %s raised %s: the credential is refused", fn_name,
+                        type(exc).__name__)
+        _refuse(pipeline, request, op, Unauthorized(
+            problem.detail if problem is not None else N_("the credentials are not valid")))
+
+
+def _refuse(pipeline: Any, request: Any, op: Any, problem: Unauthorized) -> NoReturn:
     """Report a failed credential to the hooks (rate limits), then refuse it."""
     for hook in pipeline.credential_failures:
         hook(request, op, problem)

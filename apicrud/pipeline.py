@@ -57,10 +57,17 @@ class RequestRecord:
 CREDENTIAL_HEADERS = ("Authorization", "X-API-KEY")
 
 
+#: set in the WSGI environ by an authenticator that found a credential where
+#: ``has_credentials`` does not look (an info function's own header, query or cookie:
+#: apicrud.connexion_conventions), so its failures are limited as the others are
+CREDENTIAL_GIVEN = "apicrud.credential_given"
+
+
 def has_credentials(request, cookie_name: str | None) -> bool:
     """Whether the request carries a credential an authenticator would check."""
     return any(request.headers.get(h) is not None for h in CREDENTIAL_HEADERS) or \
-        bool(cookie_name and request.cookies.get(cookie_name))
+        bool(cookie_name and request.cookies.get(cookie_name)) or \
+        bool(request.environ.get(CREDENTIAL_GIVEN))
 
 
 class Pipeline:

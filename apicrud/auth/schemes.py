@@ -94,9 +94,11 @@ def credential_methods(security: list[dict[str, list[str]]], schemes: dict[str, 
 
 def serve_cookie_name(spec: dict[str, Any], cookie_name: str) -> None:
     """Name every cookie scheme of the document after the ``cookie_name`` setting (the
-    cookie POST /auth sets), so the served document says what the service reads."""
+    cookie POST /auth sets), so the served document says what the service reads. A
+    scheme with an info function (``x-apikeyInfoFunc``) keeps its own cookie: that
+    function reads it, and must never be handed apicrud's session token."""
     schemes = (spec.get("components") or {}).get("securitySchemes") or {}
     for scheme in schemes.values():
         if isinstance(scheme, dict) and str(scheme.get("type", "")).lower() == "apikey" \
-                and scheme.get("in") == "cookie":
+                and scheme.get("in") == "cookie" and not info_function(scheme):
             scheme["name"] = cookie_name
