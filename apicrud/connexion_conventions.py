@@ -35,7 +35,8 @@ basic ``f(username, password)``, API key ``f(key)``, each also given ``required_
 and ``request`` (Flask's) when it takes them. A dict is the caller's token info (its
 ``sub``, else ``uid``, is the Principal's uid; neither: ``info:<scheme>``); ``None``
 refuses with 401, and so does an exception it raises (a connexion ``ProblemException``
-keeps its status and detail; another is logged by type only). The credential-failure hooks (rate limits on failed credentials) see
+keeps its status and detail; another is logged by type only). The credential-failure
+hooks (rate limits on failed credentials) see
 those 401s as they see apicrud's own. An operation listing such a scheme beside
 apicrud's own schemes is authenticated by apicrud's when the scheme's credential is
 absent.
@@ -338,7 +339,7 @@ def _call_info(function: Callable[..., Any], fn_name: str, credential: tuple[Any
 
     try:
         return function(*credential, **extras)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001  a user's function: whatever it raises refuses
         problem = _connexion_problem(exc)
         if problem is not None and problem.status != 401:
             raise problem from None
