@@ -26,7 +26,7 @@ from apicrud.context import Reply, RequestContext
 from apicrud.crud import paging
 from apicrud.crud.registry import ResourceSpec
 from apicrud.db import query as q
-from apicrud.db.base import new_id
+from apicrud.db.base import iso_datetime, new_id
 from apicrud.db.integrity import integrity_problem
 from apicrud.db.repository import Repository, Status, live
 from apicrud.errors import (
@@ -53,7 +53,7 @@ TRASHED = Status.TRASHED
 def json_value(value: Any) -> Any:
     """A column value as JSON shows it (date-times in UTC with microseconds and ``Z``)."""
     if isinstance(value, datetime):
-        return value.isoformat(timespec="microseconds") + "Z"
+        return iso_datetime(value)
     return value
 
 

@@ -42,6 +42,12 @@ def naive_utc(text: str) -> datetime:
     return parsed
 
 
+def iso_datetime(value: datetime) -> str:
+    """A stored (naive UTC) date-time as JSON shows it: RFC 3339 with microseconds and
+    ``Z`` (``2026-01-31T12:00:00.000000Z``)."""
+    return value.isoformat(timespec="microseconds") + "Z"
+
+
 def iso_utc(epoch: float) -> str:
     """Seconds since the epoch as an ISO 8601 UTC date-time (``2026-01-31T12:00:00Z``)."""
     return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -6,6 +6,7 @@ The links are made in the database as a sign-in through a provider makes them
 
 from __future__ import annotations
 
+import re
 import secrets
 
 import pytest
@@ -46,6 +47,9 @@ def test_list_and_remove_own_links(server, user, other_user):
     assert link_ids(user.api) == [first, second]  # only the caller's
     items = user.api.get("/auth/links").json()["items"]
     assert items[1]["provider"] == "google" and items[0]["account_id"] == user.account_id
+    # date-times as every other record shows them: RFC 3339 in UTC, with microseconds
+    for key in ("created", "last_login"):
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", items[0][key]), items[0]
     assert user.api.delete(f"/auth/links/{first}").status_code == 204
     assert link_ids(user.api) == [second]
     # with a password, the last link may go too

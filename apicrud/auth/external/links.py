@@ -19,6 +19,7 @@ from sqlalchemy import delete, func, select
 
 from apicrud.auth.external.provision import require_link_model
 from apicrud.context import Reply, RequestContext
+from apicrud.db.base import iso_datetime
 from apicrud.errors import Conflict, NotFound, Unauthorized
 from apicrud.i18n import N_
 
@@ -34,7 +35,7 @@ def _out(link: Any) -> dict[str, Any]:
     out = {f: getattr(link, f) for f in FIELDS}
     for key in ("created", "last_login"):
         if out[key] is not None:
-            out[key] = out[key].isoformat()
+            out[key] = iso_datetime(out[key])
     return out
 
 
