@@ -4,7 +4,9 @@ root conftest), so a test module writes ``from helpers import make_user``.
 
 - :mod:`helpers.server`: ``ROOT``, ``Api``, ``Server``, ``serve_app``, ``User``,
   ``random_account``, ``make_user``, ``stop_process``;
-- :mod:`helpers.problems`: ``assert_problem``, ``new_list``.
+- :mod:`helpers.problems`: ``assert_problem``, ``new_list``;
+- :mod:`helpers.project`: ``free_port``, ``run_cli``, ``write_connexion_project`` (a project
+  of the user's own with connexion-style handlers).
 """
 
 from helpers.problems import PROBLEM, assert_problem, new_list

@@ -15,15 +15,13 @@ import base64
 import http.client
 import os
 import signal
-import socket
 import subprocess
 import sys
-import textwrap
 import time
 
 import pytest
 import requests
-import yaml
+from helpers.project import free_port, run_cli, write_connexion_project
 
 ADMIN_PW = "admin-pw-1234567"
 SECRET = "s3cr3t-k3y-material-9f8e7d"  # what a raising info function puts in its message
@@ -194,29 +192,11 @@ SCHEMES = {
 }
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _run(*args: str, cwd, env) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "apicrud.cli", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=120)
-
-
 def _write_project(project) -> None:
-    for name, text in HANDLERS.items():
-        (project / name).parent.mkdir(exist_ok=True)
-        (project / name).write_text(textwrap.dedent(text).lstrip())
-    (project / "openapi" / "attack.path.yaml").write_text(PATHS)
-    root = project / "openapi" / "api.yaml"
-    spec = yaml.safe_load(root.read_text())
-    for name in ("whoami", "inject", "boom", "oauthproblem", "odd", "scoped", "cookiepet",
-                 "keypet", "strict"):
-        spec["paths"]["/" + name] = {"$ref": f"attack.path.yaml#/{name}"}
-    spec["components"]["securitySchemes"].update(SCHEMES)
-    root.write_text(yaml.safe_dump(spec, sort_keys=False))
+    names = ("whoami", "inject", "boom", "oauthproblem", "odd", "scoped", "cookiepet",
+             "keypet", "strict")
+    write_connexion_project(project, HANDLERS, "attack.path.yaml", PATHS,
+                            {"/" + name: name for name in names}, SCHEMES)
 
 
 @pytest.fixture(scope="module")
@@ -226,7 +206,7 @@ def project(tmp_path_factory):
            and k not in ("DATABASE_URL", "REDIS_URL")}
     env.update(APICRUD_WORKERS="1", APICRUD_HOST="127.0.0.1",
                APICRUD_ADMIN_PASSWORD=ADMIN_PW)
-    made = _run("init", str(project), cwd=project.parent, env=env)
+    made = run_cli("init", str(project), cwd=project.parent, env=env)
     assert made.returncode == 0, made.stderr
     _write_project(project)
     return project, env
@@ -241,7 +221,7 @@ class Served:
 
 
 def _serve(folder, env, name: str, command: list[str] | None = None, **extra: str):
-    port = _free_port()
+    port = free_port()
     env = {**env, "APICRUD_PORT": str(port),
            "APICRUD_DATA_DIR": str(folder.parent / f"data-{name}"), **extra}
     log_path = folder.parent / f"serve-{name}.log"
@@ -483,9 +463,9 @@ def mounted(server, tmp_path_factory):
     """apicrud at /api/v1 in a connexion FlaskApp with the user's APIs at /other and at
     /api/v1/private (a base inside the mount), both behind connexion's own security."""
     import connexion
+    from connexion_engine import UvicornThread
 
     from apicrud.connexion_mount import add_apicrud_api
-    from connexion_engine import UvicornThread
 
     folder = tmp_path_factory.mktemp("cxuser")
     (folder / "cx_user_api.py").write_text(USER_API)

@@ -10,15 +10,13 @@ from __future__ import annotations
 import base64
 import os
 import signal
-import socket
 import subprocess
 import sys
-import textwrap
 import time
 
 import pytest
 import requests
-import yaml
+from helpers.project import free_port, run_cli, write_connexion_project
 
 PETS_PATHS = """
 collection:
@@ -134,36 +132,16 @@ HANDLERS = {
 }
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _run(*args: str, cwd, env) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "apicrud.cli", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=120)
-
-
 def _write_project(project) -> None:
-    for name, text in HANDLERS.items():
-        (project / name).parent.mkdir(exist_ok=True)
-        (project / name).write_text(textwrap.dedent(text).lstrip())
-    (project / "openapi" / "pets.path.yaml").write_text(PETS_PATHS)
-    root = project / "openapi" / "api.yaml"
-    spec = yaml.safe_load(root.read_text())
-    spec["x-apicrud-resolver"] = {"resty": "handlers"}
-    spec["paths"].update({"/pets": {"$ref": "pets.path.yaml#/collection"},
-                          "/pets/{pet_id}": {"$ref": "pets.path.yaml#/item"},
-                          "/pets/{pet-id}/name": {"$ref": "pets.path.yaml#/petname"},
-                          "/stats": {"$ref": "pets.path.yaml#/stats"},
-                          "/teapot": {"$ref": "pets.path.yaml#/teapot"}})
-    spec["components"]["securitySchemes"].update({
-        "petauth": {"type": "http", "scheme": "bearer",
-                    "x-bearerInfoFunc": "handlers.auth.token_info"},
-        "petbasic": {"type": "http", "scheme": "basic",
-                     "x-basicInfoFunc": "handlers.auth.basic_info"}})
-    root.write_text(yaml.safe_dump(spec, sort_keys=False))
+    write_connexion_project(
+        project, HANDLERS, "pets.path.yaml", PETS_PATHS,
+        {"/pets": "collection", "/pets/{pet_id}": "item", "/pets/{pet-id}/name": "petname",
+         "/stats": "stats", "/teapot": "teapot"},
+        {"petauth": {"type": "http", "scheme": "bearer",
+                     "x-bearerInfoFunc": "handlers.auth.token_info"},
+         "petbasic": {"type": "http", "scheme": "basic",
+                      "x-basicInfoFunc": "handlers.auth.basic_info"}},
+        **{"x-apicrud-resolver": {"resty": "handlers"}})
 
 
 @pytest.fixture(scope="module")
@@ -175,7 +153,7 @@ def project(tmp_path_factory):
     env.update(APICRUD_DATA_DIR=str(project.parent / "data"), APICRUD_WORKERS="1",
                APICRUD_HOST="127.0.0.1", APICRUD_ADMIN_PASSWORD="admin-pw-1234567",
                APICRUD_RATELIMIT_AUTH_FAILURES="1000000")
-    made = _run("init", str(project), cwd=project.parent, env=env)
+    made = run_cli("init", str(project), cwd=project.parent, env=env)
     assert made.returncode == 0, made.stderr
     _write_project(project)
     return project, env
@@ -184,7 +162,7 @@ def project(tmp_path_factory):
 @pytest.fixture(scope="module")
 def base(project):
     folder, env = project
-    port = _free_port()
+    port = free_port()
     env = {**env, "APICRUD_PORT": str(port)}
     log = open(folder.parent / "serve.log", "wb")
     server = subprocess.Popen([sys.executable, "-m", "apicrud.cli", "serve"], cwd=folder,
@@ -232,14 +210,14 @@ def problem(resp, status: int, field: str | None = None) -> dict:
 
 def test_check_accepts_the_connexion_paths(project):
     folder, env = project
-    done = _run("check", cwd=folder, env=env)
+    done = run_cli("check", cwd=folder, env=env)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("ok")
 
 
 def test_routes_names_the_connexion_handlers(project):
     folder, env = project
-    done = _run("routes", cwd=folder, env=env)
+    done = run_cli("routes", cwd=folder, env=env)
     assert done.returncode == 0, done.stderr
     rows = [line.split() for line in done.stdout.splitlines()]
     pets = {(r[0], r[1].rsplit("/api/v1", 1)[-1]): r[2] for r in rows if "/pets" in r[1]}
@@ -254,7 +232,7 @@ def test_check_names_a_handler_that_does_not_resolve(project, tmp_path):
     subprocess.run(["cp", "-r", str(folder), str(broken)], check=True)
     paths = broken / "openapi" / "pets.path.yaml"
     paths.write_text(paths.read_text().replace("handlers.pets.get_pet", "handlers.pets.nope"))
-    done = _run("check", cwd=broken, env=env)
+    done = run_cli("check", cwd=broken, env=env)
     assert done.returncode == 1
     assert "GET /pets/{pet_id}: operationId 'handlers.pets.nope' resolves to nothing" \
         in done.stderr, done.stderr
