@@ -355,6 +355,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("-n", type=int, default=100, help="requests per operation")
     ap.add_argument("--profile", choices=tuple(OPERATIONS), help="profile one operation")
     ap.add_argument("--app", default="apicrud", choices=("apicrud",) + BASELINES)
+    ap.add_argument("--cprofile", action="store_true",
+                    help="with --profile: cProfile's table by own time, not pyinstrument")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="apicrud-probe-") as tmp, \
             redis_server(Path(tmp)) as redis_url:
@@ -379,11 +381,20 @@ def probe(args, ds: dataset.Dataset, targets: list[Target]) -> int:
               for k, t in enumerate(targets)]
     print("same answers:", check_all(targets, ds, states))
     if args.profile:
-        from pyinstrument import Profiler
-
         t, st = next((t, s) for t, s in zip(targets, states, strict=True) if t.name == args.app)
         for _ in range(20):
             run_op(t, args.profile, ds, st)
+        if args.cprofile:
+            import cProfile
+            import pstats
+
+            with cProfile.Profile() as cprof:
+                for _ in range(args.n):
+                    run_op(t, args.profile, ds, st)
+            pstats.Stats(cprof).sort_stats("tottime").print_stats(45)
+            return 0
+        from pyinstrument import Profiler
+
         with Profiler(interval=0.0002) as prof:
             for _ in range(args.n):
                 run_op(t, args.profile, ds, st)
