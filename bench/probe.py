@@ -355,6 +355,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("-n", type=int, default=100, help="requests per operation")
     ap.add_argument("--profile", choices=tuple(OPERATIONS), help="profile one operation")
     ap.add_argument("--app", default="apicrud", choices=("apicrud",) + BASELINES)
+    ap.add_argument("--ops", default="", help="comma-separated operations (default: all)")
     ap.add_argument("--cprofile", action="store_true",
                     help="with --profile: cProfile's table by own time, not pyinstrument")
     args = ap.parse_args(argv)
@@ -375,6 +376,26 @@ def main(argv: list[str] | None = None) -> int:
                     services.close()
 
 
+def print_packages(stats: Any, n: int) -> None:
+    """Own time per request, summed by package (sqlalchemy, redis, werkzeug, apicrud's
+    modules...): where the CPU of a request goes, at a glance."""
+    by: dict[str, float] = {}
+    for (filename, _, name), row in stats.stats.items():
+        if "site-packages/" in filename:
+            key = filename.split("site-packages/")[1].split("/")[0].removesuffix(".py")
+        elif "/apicrud/" in filename:
+            key = "apicrud." + filename.split("/apicrud/")[-1].removesuffix(".py").replace("/", ".")
+        elif filename == "~":
+            key = name.split(" of ")[-1].strip("'>").split("'")[0] if " of " in name else name
+        else:
+            key = Path(filename).stem
+        by[key] = by.get(key, 0.0) + row[2]
+    total = sum(by.values())
+    print(f"own time per request by package (ms; total {total / n * 1000:.3f}):")
+    for key, t in sorted(by.items(), key=lambda kv: -kv[1])[:30]:
+        print(f"  {key:<40}{t / n * 1000:>8.3f}")
+
+
 def probe(args, ds: dataset.Dataset, targets: list[Target]) -> int:
     deep = DEEP_PAGE if args.scale == "full" else 40
     states = [prepare(t, ds, deep, ds.own_messages[k::len(targets)])
@@ -391,7 +412,9 @@ def probe(args, ds: dataset.Dataset, targets: list[Target]) -> int:
             with cProfile.Profile() as cprof:
                 for _ in range(args.n):
                     run_op(t, args.profile, ds, st)
-            pstats.Stats(cprof).sort_stats("tottime").print_stats(45)
+            stats = pstats.Stats(cprof)
+            stats.sort_stats("tottime").print_stats(45)
+            print_packages(stats, args.n)
             return 0
         from pyinstrument import Profiler
 
@@ -403,9 +426,13 @@ def probe(args, ds: dataset.Dataset, targets: list[Target]) -> int:
     print(f"{'operation':<22}" + "".join(f"{t.name + ' q':>12}{t.name + ' cpu ms':>16}"
                                          for t in targets)
           + "".join(f"{'ratio ' + t.name:>16}" for t in targets[1:]))
-    counted = count_queries(targets, ds, states, args.n)
+    ops = [o for o in args.ops.split(",") if o] or list(OPERATIONS)
+    unknown = sorted(set(ops) - set(OPERATIONS))
+    if unknown:
+        raise SystemExit(f"unknown operations: {', '.join(unknown)}")
+    counted = count_queries(targets, ds, states, args.n, ops)
     results = [counted[t.name] for t in targets]
-    for op in OPERATIONS:
+    for op in ops:
         print(f"{op:<22}" + "".join(f"{r[op]['queries']:>12}{r[op]['cpu_ms']:>16.3f}"
                                     for r in results)
               + "".join(f"{r[op]['cpu_ms'] / results[0][op]['cpu_ms']:>16.2f}"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, TypeVar, cast
+from typing import Any, cast
 
 from sqlalchemy import ColumnElement, and_, false, or_, true
 
@@ -17,6 +17,7 @@ from apicrud.access import conditions
 from apicrud.access.policy import VERBS, Policy, PolicyError, Rule
 from apicrud.access.scope import Scopes
 from apicrud.auth.principal import Principal
+from apicrud.memo import Memo
 
 log = logging.getLogger("apicrud.access")
 READ_ACTIONS = frozenset("rl")
@@ -26,25 +27,6 @@ ALWAYS_READABLE_FIELDS = frozenset({"id", "rbac"})
 #: callers of the last moments many times over.
 MEMO_SIZE = 4096
 _ALL = ("all",)
-
-
-_K = TypeVar("_K")
-_V = TypeVar("_V")
-
-
-class _Memo(dict[_K, _V]):
-    """A dict that forgets everything once it holds ``size`` entries: a memo of pure
-    results whose keys carry all their inputs, so dropping it costs only recomputation."""
-
-    def __init__(self, size: int = MEMO_SIZE) -> None:
-        super().__init__()
-        self.size = size
-
-    def put(self, key: _K, value: _V) -> _V:
-        if len(self) >= self.size:
-            self.clear()
-        self[key] = value
-        return value
 
 
 @dataclass(frozen=True)
@@ -129,9 +111,9 @@ class AccessControl:
                             for c in conditions.columns_read(self._conditions[rule])})
             self._record_inputs[resource] = (self.owners.get(resource), tuple(attrs),
                                              self.privacy.get(resource))
-        self._where_memo: _Memo[tuple[Any, ...], ColumnElement[bool]] = _Memo()
-        self._actions_memo: _Memo[tuple[Any, ...], str] = _Memo()
-        self._fields_memo: _Memo[tuple[Any, ...], frozenset[str] | None] = _Memo()
+        self._where_memo: Memo[tuple[Any, ...], ColumnElement[bool]] = Memo(MEMO_SIZE)
+        self._actions_memo: Memo[tuple[Any, ...], str] = Memo(MEMO_SIZE)
+        self._fields_memo: Memo[tuple[Any, ...], frozenset[str] | None] = Memo(MEMO_SIZE)
         # resources where some entry limits the fields it grants
         self._field_rules = {resource for resource, rules in policy.rules.items()
                              if any(r.read_fields is not None or r.write_fields is not None
@@ -280,6 +262,13 @@ class AccessControl:
                 f"{p.membership_kinds.get(top, 'membership')} {top}, held on {chain})")
 
     def allows(self, p: Principal, action: str, resource: str, record: Any = None) -> bool:
+        """:meth:`decide` without the reason. On a record whose answers are memoized
+        (see :meth:`actions`), it is the record's ``rbac`` letters that answer, so a get
+        and the letters it shows agree by construction; a refusal still goes through
+        :meth:`decide`, which logs it."""
+        if record is not None and resource not in self._conditional and \
+                resource in self._record_inputs and action in self.actions(p, resource, record):
+            return True
         return self.decide(p, action, resource, record).allowed
 
     def actions(self, p: Principal, resource: str, record: Any) -> str:

@@ -15,7 +15,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 from sqlalchemy.orm.exc import StaleDataError
@@ -40,6 +40,7 @@ from apicrud.errors import (
     UnsupportedMediaType,
 )
 from apicrud.i18n import N_
+from apicrud.memo import Memo
 
 if TYPE_CHECKING:
     from sqlalchemy import ColumnElement
@@ -48,6 +49,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("apicrud.crud")
 TRASHED = Status.TRASHED
+#: Load statements kept per controller (one per caller's access key where related
+#: fields join under the caller's read filter): the callers of the last moments.
+LOAD_MEMO_SIZE = 1024
 
 
 def json_value(value: Any) -> Any:
@@ -126,21 +130,13 @@ class BasicCRUD:
             ids = {i for i in ids if (target, i) not in ctx.related}
             if not ids:
                 continue
-            other: Any = self.services.resources[target].model  # references have one
             for i in ids:
                 ctx.related[(target, i)] = None  # unreadable or gone: shown as null
-            # one id (a record just written or read): a plain comparison compiles and
-            # caches more cheaply than an IN list
-            match = other.id == next(iter(ids)) if len(ids) == 1 else \
-                other.id.in_(sorted(ids))
-            # under field rules, the value shows where the caller may read that field of
-            # that record: the columns deciding it come in the same query
             limited = self.access.has_field_rules(target)
             inputs = self.access.record_columns(target) if limited else ()
-            rows = ctx.db.execute(select(other.id, getattr(other, fieldname),
-                                         *(getattr(other, c) for c in inputs)).where(
-                match, live(other),
-                self.access.where(ctx.principal, target, other, "r")))
+            stmt = self._prefetch_statement(ctx, target, fieldname, inputs, len(ids) == 1)
+            rows = ctx.db.execute(stmt, {"ids": sorted(ids)} if len(ids) > 1
+                                  else {"id": next(iter(ids))})
             for row in rows:
                 if limited:
                     allowed = self.access.read_fields(ctx.principal, target,
@@ -148,6 +144,27 @@ class BasicCRUD:
                     if allowed is not None and fieldname not in allowed:
                         continue
                 ctx.related[(target, row[0])] = row[1]
+
+    def _prefetch_statement(self, ctx: RequestContext, target: str, fieldname: str,
+                            inputs: tuple[str, ...], single: bool) -> Any:
+        """The SELECT of one relation's values for :meth:`prefetch`: the ids bound (one by
+        a plain comparison, several by an expanding IN list), the caller's read filter of
+        the target (under field rules, with the columns deciding it); built once per
+        caller's access key."""
+        key = (target, fieldname, inputs, single, ctx.principal.access_key)
+        memo: Memo[tuple[Any, ...], Any] | None = self.__dict__.get("_prefetch_memo")
+        if memo is None:
+            memo = Memo(LOAD_MEMO_SIZE)
+            self._prefetch_memo: Memo[tuple[Any, ...], Any] = memo
+        found = memo.get(key)
+        if found is not None:
+            return found
+        other: Any = self.services.resources[target].model  # references have one
+        match = other.id == bindparam("id") if single else \
+            other.id.in_(bindparam("ids", expanding=True))
+        return memo.put(key, select(other.id, getattr(other, fieldname),
+                                    *(getattr(other, c) for c in inputs)).where(
+            match, live(other), self.access.where(ctx.principal, target, other, "r")))
 
     # -- helpers --------------------------------------------------------------------
     def visible(self, ctx: RequestContext, action: str) -> list[ColumnElement[bool]]:
@@ -343,19 +360,8 @@ class BasicCRUD:
         """
         dialect = ctx.services.db.dialect
         lock = for_update and dialect != "sqlite"
-        # MariaDB has no FOR UPDATE OF: a locking load there reads related values apart;
-        # so do targets with field rules (see prefetch)
-        joined = [] if lock and dialect in ("mysql", "mariadb") else [
-            a for a in self._related_aliases() if not self.access.has_field_rules(a[1])]
-        stmt = select(self.model, *(getattr(a, f) for _, _, a, f in joined)).where(
-            self.model.id == id_, self.records.live())
-        for via, target, alias, _ in joined:
-            stmt = stmt.outerjoin(alias, and_(
-                alias.id == getattr(self.model, via), live(alias),
-                self.access.where(ctx.principal, target, alias, "r")))
-        if lock:
-            stmt = stmt.with_for_update(of=self.model) if joined else stmt.with_for_update()
-        row = ctx.db.execute(stmt).first()
+        stmt, joined = self._load_statement(ctx, lock, dialect)
+        row = ctx.db.execute(stmt, {"load_id": id_}).first()
         record = row[0] if row is not None else None
         if row is None or record is None or \
                 not self.access.allows(ctx.principal, "r", self.resource.name, record):
@@ -365,6 +371,34 @@ class BasicCRUD:
             if getattr(record, via) is not None:
                 ctx.related[(target, getattr(record, via))] = value
         return record
+
+    def _load_statement(self, ctx: RequestContext, lock: bool,
+                        dialect: str) -> tuple[Any, list[tuple[str, str, Any, str]]]:
+        """The SELECT of :meth:`_load`, the record's id a bound parameter, and the related
+        fields it joins. Built once per shape: the related joins' ON clauses are the
+        evaluator's memoized read filters of the caller's access key, so the statement
+        (and SQLAlchemy's cache key of it) is reused by the caller's next requests."""
+        # MariaDB has no FOR UPDATE OF: a locking load there reads related values apart;
+        # so do targets with field rules (see prefetch)
+        joined = [] if lock and dialect in ("mysql", "mariadb") else [
+            a for a in self._related_aliases() if not self.access.has_field_rules(a[1])]
+        key = (lock, ctx.principal.access_key if joined else None)
+        memo: Memo[tuple[Any, ...], Any] | None = self.__dict__.get("_load_memo")
+        if memo is None:
+            memo = Memo(LOAD_MEMO_SIZE)
+            self._load_memo: Memo[tuple[Any, ...], Any] = memo
+        found = memo.get(key)
+        if found is not None:
+            return found, joined
+        stmt = select(self.model, *(getattr(a, f) for _, _, a, f in joined)).where(
+            self.model.id == bindparam("load_id"), self.records.live())
+        for via, target, alias, _ in joined:
+            stmt = stmt.outerjoin(alias, and_(
+                alias.id == getattr(self.model, via), live(alias),
+                self.access.where(ctx.principal, target, alias, "r")))
+        if lock:
+            stmt = stmt.with_for_update(of=self.model) if joined else stmt.with_for_update()
+        return memo.put(key, stmt), joined
 
     def authorize(self, ctx: RequestContext, action: str, record: Any) -> str:
         """Raise unless the caller may ``action`` the record (a dict of values for create);

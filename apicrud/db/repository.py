@@ -22,7 +22,9 @@ from collections.abc import Iterable
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
+
+from apicrud.memo import Memo
 
 
 class Status(StrEnum):
@@ -34,6 +36,8 @@ class Status(StrEnum):
 
 
 TRASHED = Status.TRASHED
+#: get_live's statements, per model and columns read
+_GET_LIVE: Memo[tuple[Any, tuple[str, ...]], Any] = Memo(256)
 
 
 def live(model: Any) -> Any:
@@ -82,6 +86,13 @@ class Repository:
         ``columns``, only those (a row: what the evaluator needs of a record, without
         loading a whole ORM object). ``where`` narrows it further."""
         model = self.model
+        if columns and not where:  # the usual shape: its statement is built once
+            key = (model, columns)
+            stmt = _GET_LIVE.get(key)
+            if stmt is None:
+                stmt = _GET_LIVE.put(key, select(*(getattr(model, c) for c in columns)).where(
+                    model.id == bindparam("id"), self.live()))
+            return session.execute(stmt, {"id": id_}).first()
         if columns:
             return session.execute(select(*(getattr(model, c) for c in columns)).where(
                 model.id == id_, self.live(), *where)).first()
