@@ -44,7 +44,7 @@ from apicrud.i18n import N_
 if TYPE_CHECKING:
     from sqlalchemy import ColumnElement
 
-    from apicrud.services import Services
+    from apicrud.services import Offline, Services
 
 log = logging.getLogger("apicrud.crud")
 TRASHED = Status.TRASHED
@@ -84,7 +84,7 @@ class BasicCRUD:
         pass
 
     @classmethod
-    def before_purge(cls, services: Services, record: Any,
+    def before_purge(cls, services: Services | Offline, record: Any,
                      after_commit: list[Callable[[], Any]]) -> None:
         """A trashed record is about to be deleted for good (a purge, or the worker's
         retention, which has no controllers: hence a class method): append to

@@ -22,8 +22,8 @@ import hashlib
 import hmac
 import logging
 import time
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
 
@@ -48,6 +48,10 @@ from apicrud.files.upload import FORM_OVERHEAD, coerce_fields
 from apicrud.i18n import N_
 from apicrud.spec.operations import column_problem, validation_errors
 
+if TYPE_CHECKING:
+    from apicrud.crud.registry import ResourceSpec
+    from apicrud.services import Offline, Services
+
 log = logging.getLogger("apicrud.files")
 
 #: the grant limiting the bytes of files one user holds
@@ -62,7 +66,7 @@ class FileController(BasicCRUD):
     """BasicCRUD for a resource whose model has :class:`FileMixin`'s columns and whose
     schema declares one file field (``format: binary``)."""
 
-    def __init__(self, resource, services) -> None:
+    def __init__(self, resource: ResourceSpec, services: Services) -> None:
         super().__init__(resource, services)
         self.field = next(iter(resource.files), "content")
         spec = resource.files.get(self.field) or {}
@@ -466,7 +470,8 @@ class FileController(BasicCRUD):
 
     # -- purge ------------------------------------------------------------------------
     @classmethod
-    def before_purge(cls, services, record: Any, after_commit: list) -> None:
+    def before_purge(cls, services: Services | Offline, record: Any,
+                     after_commit: list[Callable[[], Any]]) -> None:
         """The record is deleted for good: its object (and thumbnail) go once that is
         committed."""
         keys = [k for k in (record.storage_key, record.thumbnail_key) if k]

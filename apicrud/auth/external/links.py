@@ -13,15 +13,19 @@ cannot both take the "other" link. Each removal is an audit entry (resource
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, func, select
 
 from apicrud.auth.external.provision import require_link_model
 from apicrud.context import Reply, RequestContext
 from apicrud.db.base import iso_datetime
-from apicrud.errors import Conflict, NotFound, Unauthorized
+from apicrud.errors import Conflict, NotFound, Unauthorized, required
 from apicrud.i18n import N_
+
+if TYPE_CHECKING:
+    from apicrud.crud.registry import ResourceSpec
+    from apicrud.services import Services
 
 __all__ = ["LinksController"]
 
@@ -42,7 +46,7 @@ def _out(link: Any) -> dict[str, Any]:
 class LinksController:
     """List and remove identity links."""
 
-    def __init__(self, resource, services) -> None:
+    def __init__(self, resource: ResourceSpec, services: Services) -> None:
         self.resource = resource
         self.services = services
         self.model = require_link_model(services, "/auth/links")
@@ -92,9 +96,10 @@ class LinksController:
                               "another provider first"),
                            errors={"id": N_("the account's last way to sign in")})
         ctx.db.execute(delete(model).where(model.id == link.id))
-        self.services.audit.note(ctx, "identity_link", link.id, "delete",
-                                 changes={"provider": {"old": link.provider},
-                                          "account_id": {"old": link.account_id}})
+        audit = required(self.services.audit, "the audit trail (apicrud.audit)")
+        audit.note(ctx, "identity_link", link.id, "delete",
+                   changes={"provider": {"old": link.provider},
+                            "account_id": {"old": link.account_id}})
         log.info("external identity unlinked", extra={
             "event": "identity_unlinked", "uid": p.uid, "provider": link.provider})
         return Reply(None, 204)
