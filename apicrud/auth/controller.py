@@ -208,16 +208,17 @@ class AuthController:
         return required(self.services.audit, "the audit trail (apicrud.audit)")
 
     def get(self, ctx: RequestContext) -> Reply:
-        p = ctx.principal
-        if not p.authenticated:
+        principal = ctx.principal
+        if not principal.authenticated:
             raise Unauthorized()
-        body: dict[str, Any] = {"uid": p.uid, "account_id": p.account_id,
-                                "username": p.username, "roles": p.roles, "method": p.method}
-        if p.method == "cookie" and p.csrf:
+        body: dict[str, Any] = {"uid": principal.uid, "account_id": principal.account_id,
+                                "username": principal.username, "roles": principal.roles,
+                                "method": principal.method}
+        if principal.method == "cookie" and principal.csrf:
             # a page signed in by the cookie alone (the OpenID callback's redirect) needs
             # the CSRF token for its writes; only same-origin scripts (and cors_origins)
             # can read this answer
-            body["csrf_token"] = p.csrf
+            body["csrf_token"] = principal.csrf
         registry = self.services.registry
         if registry is not None:  # resource -> public URL of the instances serving it (UI)
             body["resources"] = registry.url_map()
@@ -225,18 +226,18 @@ class AuthController:
 
     def logout(self, ctx: RequestContext) -> Reply:
         """End the caller's session; with ``all=true`` every session of the caller."""
-        p = ctx.principal
-        if p.uid is None or not p.token:  # not authenticated, or not by a session
+        principal = ctx.principal
+        if principal.uid is None or not principal.token:  # not authenticated, or not by a session
             raise Unauthorized()
         if ctx.params.get("all"):
-            ended = self.services.sessions.delete_all(p.uid)
-            log.info("logout everywhere", extra={"event": "logout_all", "uid": p.uid,
+            ended = self.services.sessions.delete_all(principal.uid)
+            log.info("logout everywhere", extra={"event": "logout_all", "uid": principal.uid,
                                                   "sessions": ended})
-            self._audit.note(ctx, "account", p.account_id, "logout_all")
+            self._audit.note(ctx, "account", principal.account_id, "logout_all")
         else:
-            self.services.sessions.delete(p.token)
-            log.info("logout", extra={"event": "logout", "uid": p.uid})
-            self._audit.note(ctx, "account", p.account_id, "logout")
+            self.services.sessions.delete(principal.token)
+            log.info("logout", extra={"event": "logout", "uid": principal.uid})
+            self._audit.note(ctx, "account", principal.account_id, "logout")
         cookie = {"key": self.settings.cookie_name, "value": "", "max_age": 0,
                   "httponly": True, "samesite": "Lax", "path": self.services.base_url}
         return Reply(None, 204, cookies=[cookie])

@@ -283,12 +283,12 @@ class TotpController:
         self.factor = _factor(services)
 
     def _account(self, ctx: RequestContext) -> Any:
-        p = ctx.principal
-        if not p.authenticated or not p.account_id:
+        principal = ctx.principal
+        if not principal.authenticated or not principal.account_id:
             raise Unauthorized()
-        if p.method == "apikey":
+        if principal.method == "apikey":
             raise Forbidden(N_("the second factor is managed with a login session, not an API key"))
-        account = ctx.db.get(self.services.models.Account, p.account_id)
+        account = ctx.db.get(self.services.models.Account, principal.account_id)
         if account is None or account.status != "active":
             raise Unauthorized(N_("invalid or expired credentials"))
         return account

@@ -108,8 +108,8 @@ class FileController(BasicCRUD):
     def check_storage(self, ctx: RequestContext, data: dict[str, Any]) -> None:
         """403 (grant-exceeded) when the file would take its owner past ``storage_bytes``:
         the bytes of their live files, pending direct uploads included."""
-        p = ctx.principal
-        if p.is_admin or not p.authenticated:
+        principal = ctx.principal
+        if principal.is_admin or not principal.authenticated:
             return  # as GrantChecks: operators are not customers
         grants = self.services.grants
         uid = self._owner(ctx, data)
@@ -132,9 +132,9 @@ class FileController(BasicCRUD):
         without the lock the insert takes (the insert checks again, locked)."""
         self.check_create(ctx, data, quotas=False)
         grants = self.services.grants
-        p = ctx.principal
+        principal = ctx.principal
         name = grants.record_grant(self.resource.name) if grants is not None else None
-        if name and grants is not None and not p.is_admin:  # (name implies grants)
+        if name and grants is not None and not principal.is_admin:  # (name implies grants)
             uid = self._owner(ctx, data)
             limit = grants.get(uid, name)
             owner = getattr(self.model, required(self.resource.owner, "files owner"))

@@ -73,8 +73,9 @@ class MetricController:
 
     def expose(self, ctx: RequestContext) -> Reply:
         """Prometheus exposition: administrators, and their API keys scoped ``metrics``."""
-        p = ctx.principal
-        if not p.is_admin or (p.scopes is not None and "metrics" not in p.scopes):
+        principal = ctx.principal
+        if not principal.is_admin or (principal.scopes is not None and
+                                      "metrics" not in principal.scopes):
             raise Forbidden(N_("metrics are for administrators (API keys need scope metrics)"))
         exposition = required(self.services.prometheus, "prometheus")
         body, content_type = exposition.render(ctx.headers.get("Accept"))
@@ -102,11 +103,11 @@ class MetricController:
     def _samples(self, ctx: RequestContext, filters: dict[str, Any]) -> list:
         metrics = self._metrics
         metrics.flush()  # include what this process counted a moment ago
-        p = ctx.principal
-        if not p.is_admin:
+        principal = ctx.principal
+        if not principal.is_admin:
             # cast: the operation is secured (an anonymous caller of an x-public one
             # would read the metrics of uid None)
-            return metrics.for_user(cast(str, p.uid))
+            return metrics.for_user(cast(str, principal.uid))
         uids = filters.get("uid")
         if isinstance(uids, str) and uids != "*" and "%" not in uids:
             uids = [uids]

@@ -318,32 +318,32 @@ class Operation:
         """Coerce and validate parameters; raise a 400 naming the first bad ones."""
         values: dict[str, Any] = {}
         errors: dict[str, str] = {}
-        for p in self.params:
-            if p.location == "path":
-                raw = [path_args[p.name]] if p.name in path_args else []
-            elif p.location == "query":
-                raw = query.getlist(p.name)
-            elif p.location == "header":
-                v = headers.get(p.name)
+        for param in self.params:
+            if param.location == "path":
+                raw = [path_args[param.name]] if param.name in path_args else []
+            elif param.location == "query":
+                raw = query.getlist(param.name)
+            elif param.location == "header":
+                v = headers.get(param.name)
                 raw = [v] if v is not None else []
             else:
                 continue
             if not raw:
-                if p.required:
-                    errors[p.name] = N_("is required")
-                elif "default" in p.schema:
-                    values[p.name] = p.schema["default"]
+                if param.required:
+                    errors[param.name] = N_("is required")
+                elif "default" in param.schema:
+                    values[param.name] = param.schema["default"]
                 continue
             try:
-                value = p.coerce(raw)
+                value = param.coerce(raw)
             except ValidationProblem as exc:
                 errors.update(exc.errors)
                 continue
-            errs = validation_errors(p.validator, value, p.name)
+            errs = validation_errors(param.validator, value, param.name)
             if errs:
-                errors[p.name] = next(iter(errs.values()))
+                errors[param.name] = next(iter(errs.values()))
                 continue
-            values[p.name] = value
+            values[param.name] = value
         known = {p.name for p in self.params if p.location == "query"}
         unknown = [k for k in query if k not in known]
         if unknown and not self.extensions.get("x-extra-query"):

@@ -342,11 +342,11 @@ class OidcController:
     def link(self, ctx: RequestContext) -> Reply:
         """``POST /auth/oidc/{provider}/link``: the URL that links this provider to the
         caller's account (a session is needed; keys and external tokens may not)."""
-        p = ctx.principal
-        if not p.authenticated or p.method not in ("bearer", "cookie", "basic"):
+        principal = ctx.principal
+        if not principal.authenticated or principal.method not in ("bearer", "cookie", "basic"):
             raise Unauthorized(N_("linking a provider needs a signed-in session"))
         provider = self._provider(ctx)
-        url, cookie = self._authorization(ctx, provider, p.uid)
+        url, cookie = self._authorization(ctx, provider, principal.uid)
         return Reply({"authorization_url": url}, 200, {"Cache-Control": "no-store"},
                      cookies=[cookie])
 
