@@ -36,11 +36,12 @@ import importlib
 import logging
 from typing import Any
 
-from flask import Flask, request
+from flask import Flask, Response, request
+from werkzeug.exceptions import HTTPException
 
 from apicrud import admin_ui, api, headers, swagger_ui
 from apicrud.auth.sessions import SessionManager
-from apicrud.config import load_settings
+from apicrud.config import Settings, load_settings
 from apicrud.db.engine import Database
 from apicrud.errors import MethodNotAllowed, NotFound, PayloadTooLarge, Problem, StartupError
 from apicrud.i18n import N_
@@ -78,8 +79,8 @@ COMPONENTS = (
 )
 
 
-def create_app(root: str | None = None, *, settings=None, migrate: bool | None = None,
-               **overrides: Any) -> Flask:
+def create_app(root: str | None = None, *, settings: Settings | None = None,
+               migrate: bool | None = None, **overrides: Any) -> Flask:
     """Build the WSGI application: the services, then one Blueprint per surface.
 
     :param root: project root holding ``service_config.yaml``, ``openapi/``, ``rbac.yaml``
@@ -107,7 +108,7 @@ def create_app(root: str | None = None, *, settings=None, migrate: bool | None =
     return app
 
 
-def start_services(settings, migrate: bool | None = None) -> Services:
+def start_services(settings: Settings, migrate: bool | None = None) -> Services:
     """The live services of one process: declarations checked, database and Redis open
     (migrated first when asked), the request path's stages and problem map set, and every
     component of :data:`COMPONENTS` installed, in order.
@@ -150,22 +151,22 @@ def _add_error_handlers(app: Flask) -> None:
     """Problem documents for what no view answers: unknown URLs, methods, big bodies."""
 
     @app.errorhandler(404)
-    def _not_found(_exc):
+    def _not_found(_exc: HTTPException) -> Response:
         return problem_response(NotFound(N_("no such URL")))
 
     @app.errorhandler(405)
-    def _not_allowed(exc):
+    def _not_allowed(exc: HTTPException) -> Response:
         allowed = ", ".join(sorted(getattr(exc, "valid_methods", None) or []))
         return problem_response(MethodNotAllowed(N_("%(method)s is not allowed here",
                                                             method=request.method),
                                          headers={"Allow": allowed} if allowed else None))
 
     @app.errorhandler(413)
-    def _too_large(_exc):
+    def _too_large(_exc: HTTPException) -> Response:
         return problem_response(PayloadTooLarge(N_("request body is too large")))
 
     @app.errorhandler(500)
-    def _internal(_exc):
+    def _internal(_exc: Exception) -> Response:
         return problem_response(Problem(N_("internal error")))
 
 

@@ -27,9 +27,12 @@ import contextlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from apicrud.errors import ApicrudError, required
+
+if TYPE_CHECKING:
+    from apicrud.auth.sessions import SessionManager
 
 __all__ = ["CheckReport", "CommandError", "NewAccount", "Route", "account_add",
            "add_account", "can_i", "check", "db_current", "db_downgrade", "db_revision",
@@ -360,8 +363,9 @@ def can_i(settings: Any, action: str, target: str, username: str,
     resource, _, id_ = target.partition(":")
     offline = open_offline(settings, declarations=True, redis=True)
     try:
+        # no login sessions: the explanation reads none (hence the cast of None)
         services = Services(settings, required(offline.decl, "declarations"), offline.db,
-                            offline.redis, sessions=None)
+                            offline.redis, sessions=cast("SessionManager", None))
         model = offline.models.Account
         with offline.db.session() as session:
             account = session.execute(select(model).where(

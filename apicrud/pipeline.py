@@ -29,10 +29,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from apicrud.auth.principal import ANONYMOUS, Principal
 from apicrud.errors import Forbidden, Unauthorized
+
+if TYPE_CHECKING:
+    from flask import Request
 
 log = logging.getLogger("apicrud")
 
@@ -63,7 +66,7 @@ CREDENTIAL_HEADERS = ("Authorization", "X-API-KEY")
 CREDENTIAL_GIVEN = "apicrud.credential_given"
 
 
-def has_credentials(request, cookie_name: str | None) -> bool:
+def has_credentials(request: Request, cookie_name: str | None) -> bool:
     """Whether the request carries a credential an authenticator would check."""
     return any(request.headers.get(h) is not None for h in CREDENTIAL_HEADERS) or \
         bool(cookie_name and request.cookies.get(cookie_name)) or \
@@ -83,7 +86,7 @@ class Pipeline:
         self.stages: list[Callable[[Any], None]] = []
         self.problems: Any = None
 
-    def authenticate(self, request, operation: Any = None) -> Principal:
+    def authenticate(self, request: Request, operation: Any = None) -> Principal:
         """The caller's Principal (ANONYMOUS without credentials).
 
         :param operation: the operation called; on a public one (``operation.public``)

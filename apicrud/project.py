@@ -26,12 +26,16 @@ import uuid
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from apicrud.crud.registry import camel
 from apicrud.errors import ApicrudError
 from apicrud.metrics.grants import plural as default_plural
+
+if TYPE_CHECKING:
+    from apicrud.config import Settings
 
 TEMPLATE = Path(__file__).with_name("templates") / "project"
 #: entries of a folder ``init`` writes into without --force
@@ -261,7 +265,7 @@ def path_yaml(name: str, plural: str, model: str, required: list[str] | None = N
                    for part in parts for line in part.splitlines(keepends=True))
 
 
-def _flow(value) -> str:
+def _flow(value: Any) -> str:
     """A small JSON Schema as one YAML flow mapping."""
     text = yaml.safe_dump(value, default_flow_style=True, sort_keys=False, width=1000)
     return text.strip().replace("'null'", '"null"')
@@ -393,7 +397,7 @@ class Project:
     versions: Path
 
     @classmethod
-    def at(cls, root: Path | str, settings=None) -> Project:
+    def at(cls, root: Path | str, settings: Settings | None = None) -> Project:
         from apicrud.config import ConfigError, load_settings
 
         root = Path(root).resolve()
@@ -429,7 +433,7 @@ REQUIRED_COMPONENTS = {
 }
 
 
-def _load_yaml(path: Path, text: str):
+def _load_yaml(path: Path, text: str) -> Any:
     try:
         return yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
@@ -525,8 +529,9 @@ def _write(path: Path, text: str, written: list[Path]) -> None:
     written.append(path)
 
 
-def add_resource(root: Path | str, name: str, field_specs, plural: str | None = None,
-                 migration: bool = True, settings=None) -> list[Path]:
+def add_resource(root: Path | str, name: str, field_specs: list[str] | tuple[str, ...],
+                 plural: str | None = None, migration: bool = True,
+                 settings: Settings | None = None) -> list[Path]:
     """Add resource ``name`` to the project at ``root``; return the files written."""
     check_name(name)
     fields = parse_fields(field_specs)

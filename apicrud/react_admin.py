@@ -22,7 +22,7 @@ import json
 import re
 from typing import Any
 
-from werkzeug.datastructures import MultiDict
+from werkzeug.datastructures import Headers, MultiDict
 
 from apicrud.context import Reply
 from apicrud.errors import BadRequest
@@ -32,7 +32,7 @@ _RANGE_HEADER = re.compile(r"^\s*[a-z_][a-z0-9_]*=(\d{1,12})-(\d{1,12})\s*$")
 _JSON_SERVER = ("_sort", "_order", "_start", "_end", "_limit", "_page", "q")
 
 
-def _json_param(args, name: str) -> Any:
+def _json_param(args: MultiDict[str, str], name: str) -> Any:
     try:
         return json.loads(args[name])
     except (ValueError, RecursionError):
@@ -59,7 +59,7 @@ def _page(start: int, end_inclusive: int, name: str) -> dict[str, str]:
     return {"offset": str(start), "limit": str(end_inclusive - start + 1)}
 
 
-def _typed(value: str, column) -> Any:
+def _typed(value: str, column: Any) -> Any:
     """json-server sends every value as text: give numbers and booleans their type."""
     from apicrud.db.query import column_kind
 
@@ -73,7 +73,7 @@ def _typed(value: str, column) -> Any:
     return value
 
 
-def translate_query(args: MultiDict, headers, fields: dict[str, Any]) -> MultiDict:
+def translate_query(args: MultiDict, headers: Headers, fields: dict[str, Any]) -> MultiDict:
     """Turn simple-rest or json-server list parameters into canonical ones."""
     out: dict[str, str] = {}
     filters: dict[str, Any] = {}

@@ -10,6 +10,7 @@ ASGI server with a thread bridge (README, "Serving stack").
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING, Any
 
 from gunicorn.app.base import BaseApplication
 
@@ -21,11 +22,14 @@ from apicrud.mutex import Mutex
 from apicrud.redis_client import RedisProvider
 from apicrud.services import backend_problems, load_declarations
 
+if TYPE_CHECKING:
+    from apicrud.config import Settings
+
 log = logging.getLogger("apicrud.server")
 
 
 class _Gunicorn(BaseApplication):
-    def __init__(self, settings, options: dict) -> None:
+    def __init__(self, settings: Settings, options: dict[str, Any]) -> None:
         self.settings = settings
         self.options = options
         super().__init__()
@@ -34,13 +38,13 @@ class _Gunicorn(BaseApplication):
         for key, value in self.options.items():
             self.cfg.set(key, value)
 
-    def load(self):
+    def load(self) -> Any:  # a Flask app: gunicorn's stubs name a narrower WSGI callable
         from apicrud.app import create_app
 
         return create_app(settings=self.settings, migrate=False)
 
 
-def ensure_admin(settings) -> None:
+def ensure_admin(settings: Settings) -> None:
     """On first start with an empty database, create an admin (the same function as
     ``apicrud account add``: :func:`apicrud.commands.add_account`) and print its login
     once."""
@@ -52,7 +56,7 @@ def ensure_admin(settings) -> None:
           f"  password: {shown}\n", flush=True)
 
 
-def run(settings) -> None:
+def run(settings: Settings) -> None:
     """``apicrud serve``: check, migrate, make the first admin, serve until stopped.
 
     :raises ApicrudError: no project at ``settings.root``, inconsistent declarations, a

@@ -36,12 +36,16 @@ if TYPE_CHECKING:  # pragma: no cover - the components' types, for the slots bel
     from apicrud.auth.apikeys import KeyHasher
     from apicrud.auth.external.bearer import JwtVerifier
     from apicrud.auth.external.ldap import LdapDirectory
+    from apicrud.auth.sessions import SessionManager
     from apicrud.auth.totp import SecondFactor
+    from apicrud.config import Settings
+    from apicrud.db.engine import Database
     from apicrud.files.storage import Storage
     from apicrud.metrics.grants import Grants
     from apicrud.metrics.prometheus import Exposition
     from apicrud.metrics.usage import Metrics
     from apicrud.ratelimit.middleware import RateLimit
+    from apicrud.redis_client import RedisProvider
     from apicrud.registry import ServiceRegistry
     from apicrud.webhooks import Webhooks
     from apicrud.worker.outbox import Outbox
@@ -94,7 +98,7 @@ class Offline:
             self.redis.close()
 
 
-def open_offline(settings, *, declarations: bool = False, redis: bool = False,
+def open_offline(settings: Settings, *, declarations: bool = False, redis: bool = False,
                  pool_size: int | None = None) -> Offline:
     """Open the database (and Redis, and load the declarations, when asked) for work
     without HTTP.
@@ -117,11 +121,12 @@ def open_offline(settings, *, declarations: bool = False, redis: bool = False,
     return Offline(settings, models, db, decl, provider)
 
 
-def _path(settings, value: str) -> str:
+def _path(settings: Settings, value: str) -> str:
     return value if os.path.isabs(value) else os.path.join(settings.root, value)
 
 
-def _check_cascades(policy, resources, rbac_file: str) -> list[str]:
+def _check_cascades(policy: Policy, resources: dict[str, ResourceSpec],
+                    rbac_file: str) -> list[str]:
     """Each private resource naming a parent has the column that names it."""
     out = []
     for ms in policy.memberships.values():
@@ -135,7 +140,7 @@ def _check_cascades(policy, resources, rbac_file: str) -> list[str]:
     return out
 
 
-def load_declarations(settings) -> Declarations:
+def load_declarations(settings: Settings) -> Declarations:
     """Load and cross-check spec, models and policies; problems are collected, not raised."""
     problems: list[str] = []
     spec_file = os.path.join(_path(settings, settings.openapi_dir), settings.openapi_file)
@@ -306,7 +311,7 @@ def redis_problem(setting: str, url: str) -> str | None:
     return None
 
 
-def backend_problems(settings) -> list[str]:
+def backend_problems(settings: Settings) -> list[str]:
     """Can the database and a configured Redis (``redis_url``) be reached? One line for
     each that cannot; the embedded Redis is started, not probed."""
     from apicrud.db.schema import database_problem
@@ -319,7 +324,7 @@ def backend_problems(settings) -> list[str]:
     return problems
 
 
-def controller_class(res: ResourceSpec, problems: list[str]):
+def controller_class(res: ResourceSpec, problems: list[str]) -> type[Any] | None:
     """The class of the controller a resource names (BasicCRUD when none), or None with
     the reason added to ``problems``."""
     if not res.controller_path:
@@ -374,7 +379,8 @@ class Services:
     database_outage: Any = None
     unavailable: Any = None
 
-    def __init__(self, settings, decl: Declarations, db, redis, sessions) -> None:
+    def __init__(self, settings: Settings, decl: Declarations, db: Database,
+                 redis: RedisProvider, sessions: SessionManager) -> None:
         from apicrud.db.schema import check_at_start
 
         try:  # after any migrations at start: a missing table or column refuses to start
@@ -408,7 +414,8 @@ class Services:
         self._by_table = {r.table: r for r in decl.resources.values() if r.table}
         self.controllers: dict[str, Any] = {}
         for name, res in decl.resources.items():
-            cls = controller_class(res, [])
+            # the declarations were checked: every controller imports
+            cls = required(controller_class(res, []), f"the controller of resource {name}")
             self.controllers[name] = cls(res, self)
         for op in decl.operations:
             if op.resource:  # else a connexion handler, bound already (connexion_conventions)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import String, delete, func, insert, literal, select, union_all
 from sqlalchemy.exc import IntegrityError
@@ -23,8 +23,15 @@ from apicrud.crud.controller import BasicCRUD, json_value
 from apicrud.db import query as q
 from apicrud.db.base import new_id, utcnow
 from apicrud.db.repository import Repository, Status, trashed
-from apicrud.errors import BadRequest, Conflict, NotFound
+from apicrud.errors import BadRequest, Conflict, NotFound, required
 from apicrud.i18n import N_
+
+if TYPE_CHECKING:
+    from sqlalchemy import CursorResult, Subquery
+
+    from apicrud.auth.principal import Principal
+    from apicrud.crud.registry import ResourceSpec
+    from apicrud.services import Offline, Services
 
 log = logging.getLogger("apicrud.trashcan")
 LABEL_FIELDS = ("name", "subject", "info", "title")
@@ -35,81 +42,85 @@ PURGE_MAX = 100
 class Trashcan:
     """Generic controller for ``/trashcan``; bound to no model of its own."""
 
-    def __init__(self, resource, services) -> None:
+    def __init__(self, resource: ResourceSpec, services: Services) -> None:
         self.services = services
         self.access = services.access
         self.kinds = {name: res for name, res in services.resources.items()
                       if res.model is not None and "status" in res.columns}
 
     # -- helpers ------------------------------------------------------------------------
-    def _split(self, trash_id: str) -> tuple[Any, str]:
+    def _split(self, trash_id: str) -> tuple[ResourceSpec, str]:
         name, sep, record_id = trash_id.partition("-")
         res = self.kinds.get(name)
         if not sep or res is None or not record_id:
             raise NotFound(N_("trashcan %(id)s not found", id=trash_id[:60]))
         return res, record_id
 
-    def _load(self, ctx: RequestContext, trash_id: str) -> tuple[Any, Any]:
+    def _load(self, ctx: RequestContext, trash_id: str) -> tuple[ResourceSpec, Any]:
         res, record_id = self._split(trash_id)
-        model = res.model
+        model: Any = res.model  # kinds: resources with a model
         record = ctx.db.execute(select(model).where(
             model.id == record_id, trashed(model))).scalar_one_or_none()
         if record is None or not self._may_see(ctx, res, record):
             raise NotFound(N_("trashcan %(id)s not found", id=trash_id[:60]))
         return res, record
 
-    def _may_see(self, ctx: RequestContext, res, record: Any) -> bool:
+    def _may_see(self, ctx: RequestContext, res: ResourceSpec, record: Any) -> bool:
         """A trashed record is the caller's to see, restore or purge when they may delete
         it and could read it were it live: ``d`` through a membership does not open
         what privacy closes (a manager never sees a member's secret message)."""
-        p = ctx.principal
-        return self.access.allows(p, "d", res.name, record) and \
-            self.access.allows(p, "r", res.name, record)
+        principal = ctx.principal
+        return self.access.allows(principal, "d", res.name, record) and \
+            self.access.allows(principal, "r", res.name, record)
 
-    def _shown(self, p, res, name: str, record: Any = None) -> bool:
-        """Field rules: may ``p`` read field ``name`` of the record (of every record of
-        ``res`` they may list, without one)?"""
-        allowed = self.access.read_fields(p, res.name, record) if record is not None \
-            else self.access.list_fields(p, res.name, res.model)
+    def _shown(self, principal: Principal, res: ResourceSpec, name: str,
+               record: Any = None) -> bool:
+        """Field rules: may ``principal`` read field ``name`` of the record (of every
+        record of ``res`` they may list, without one)?"""
+        allowed = self.access.read_fields(principal, res.name, record) if record is not None \
+            else self.access.list_fields(principal, res.name, res.model)
         return allowed is None or name in allowed
 
-    def _label(self, res, p=None) -> Any:
+    def _label(self, res: ResourceSpec, principal: Principal | None = None) -> Any:
+        model: Any = res.model  # kinds: resources with a model
         for name in LABEL_FIELDS:
             if name in res.columns:
-                if p is not None and not self._shown(p, res, name):
+                if principal is not None and not self._shown(principal, res, name):
                     break
-                return getattr(res.model, name)
-        return res.model.id
+                return getattr(model, name)
+        return model.id
 
-    def _entry(self, res, record, p=None) -> dict[str, Any]:
+    def _entry(self, res: ResourceSpec, record: Any,
+               principal: Principal | None = None) -> dict[str, Any]:
         label = next((getattr(record, n) for n in LABEL_FIELDS if n in res.columns), None)
-        if p is not None and label is not None and not self._shown(
-                p, res, next(n for n in LABEL_FIELDS if n in res.columns), record):
+        if principal is not None and label is not None and not self._shown(
+                principal, res, next(n for n in LABEL_FIELDS if n in res.columns), record):
             label = None
-        owner = res.owner and (p is None or self._shown(p, res, res.owner, record))
+        owner = res.owner and (principal is None or
+                               self._shown(principal, res, res.owner, record))
         return {"id": f"{res.name}-{record.id}", "resource": res.name,
                 "record_id": record.id, "label": label,
-                "uid": getattr(record, res.owner, None) if owner else None,
+                "uid": getattr(record, res.owner, None) if owner and res.owner else None,
                 "deleted": json_value(record.modified or record.created),
                 "status": record.status}
 
-    def _union(self, ctx: RequestContext, kinds: list[str]):
-        p = ctx.principal
+    def _union(self, ctx: RequestContext, kinds: list[str]) -> Subquery | None:
+        principal = ctx.principal
         selects = []
         for name in kinds:
             res = self.kinds[name]
-            model = res.model
+            model: Any = res.model
             owner = getattr(model, res.owner) if res.owner and \
-                self._shown(p, res, res.owner) else literal(None, String)
+                self._shown(principal, res, res.owner) else literal(None, String)
             selects.append(select(
                 (literal(name + "-") + model.id).label("id"),
                 literal(name).label("resource"),
                 model.id.label("record_id"),
-                func.coalesce(self._label(res, p), model.id).label("label"),
+                func.coalesce(self._label(res, principal), model.id).label("label"),
                 owner.label("uid"),
                 func.coalesce(model.modified, model.created).label("deleted"),
-            ).where(trashed(model), self.access.where(p, name, model, "d"),
-                    self.access.where(p, name, model, "r")))
+            ).where(trashed(model), self.access.where(principal, name, model, "d"),
+                    self.access.where(principal, name, model, "r")))
         return union_all(*selects).subquery("trash") if selects else None
 
     # -- operations ---------------------------------------------------------------------
@@ -177,7 +188,8 @@ class Trashcan:
                  extra={"event": "restore", "uid": ctx.principal.uid})
         return Reply(self._entry(res, record, ctx.principal), 200)
 
-    def _check_references_live(self, ctx: RequestContext, res, values: dict) -> None:
+    def _check_references_live(self, ctx: RequestContext, res: ResourceSpec,
+                               values: dict[str, Any]) -> None:
         """What a restored record points at must still be there (not trashed, not purged):
         409 naming the field. Whether the caller may use it is :meth:`check_create`'s."""
         for attr, table in res.references.items():
@@ -202,23 +214,25 @@ class Trashcan:
                 hook(self.services, record, ctx.after_commit)
         for res, record, _ in out:
             # a core DELETE: the database's ON DELETE rules remove what depends on it
-            ctx.db.execute(delete(res.model).where(res.model.id == record.id))
+            model: Any = res.model
+            ctx.db.execute(delete(model).where(model.id == record.id))
         try:
             ctx.db.flush()
         except IntegrityError:
             ctx.db.rollback()
             raise Conflict(N_("a record to purge is still referenced")) from None
+        audit = required(self.services.audit, "the audit trail (apicrud.audit)")
         for res, record, _ in out:
             log.info("purged %s %s", res.name, record.id,
                      extra={"event": "purge", "uid": ctx.principal.uid})
             # a core DELETE passes no ORM listener: its entry is added here
-            self.services.audit.note(ctx, res.name, record.id, "purge", self.access.decide(
+            audit.note(ctx, res.name, record.id, "purge", self.access.decide(
                 ctx.principal, "d", res.name, record).reason)
         bodies = [entry for _, _, entry in out]
         return Reply(bodies[0] if len(ids) == 1 else bodies, 200)
 
 
-def _controller_class(services, res) -> type:
+def _controller_class(services: Services | Offline, res: ResourceSpec) -> type:
     """The class of a resource's controller (the worker's Offline services have no
     controller instances)."""
     if res.name in services.controllers:
@@ -230,7 +244,8 @@ def _controller_class(services, res) -> type:
     return BasicCRUD
 
 
-def purge_expired(services, retention_days: int, now: datetime | None = None) -> int:
+def purge_expired(services: Services | Offline, retention_days: int,
+                  now: datetime | None = None) -> int:
     """Purge every record trashed more than ``retention_days`` ago (the scheduled task);
     with an ``Audit`` model among ``services.models``, each purge is audited."""
     cutoff = (now or utcnow()) - timedelta(days=retention_days)
@@ -261,7 +276,8 @@ def purge_expired(services, retention_days: int, now: datetime | None = None) ->
                         "action": "purge", "auth_method": "worker",
                         "rule": f"setting trash_retention_days: {retention_days}"}
                         for id_ in ids])
-            result = session.execute(delete(model).where(trashed(model), stale))
+            result = cast("CursorResult[Any]",
+                          session.execute(delete(model).where(trashed(model), stale)))
             if result.rowcount:
                 log.info("retention purged %d %s records", result.rowcount, res.name,
                          extra={"event": "purge_retention"})

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from apicrud.context import RequestContext
 from apicrud.crud.controller import BasicCRUD
 from apicrud.errors import ValidationProblem
 
@@ -28,11 +29,12 @@ class ContactController(BasicCRUD):
         if rule and values.get("info") is not None and not rule[0].match(values["info"]):
             raise ValidationProblem({"info": rule[1]})
 
-    def before_create(self, ctx, data):
+    def before_create(self, ctx: RequestContext, data: dict[str, Any]) -> dict[str, Any]:
         self._check_info(data)
         return data
 
-    def before_update(self, ctx, record, changes):
+    def before_update(self, ctx: RequestContext, record: Any,
+                      changes: dict[str, Any]) -> dict[str, Any]:
         self._check_info({"type": record.type, "info": record.info, **changes})
         return changes
 
@@ -45,7 +47,8 @@ class PersonController(BasicCRUD):
     Administrators, and every caller under ``closed``, change it at once (a taken
     address is a 409)."""
 
-    def before_update(self, ctx, record, changes):
+    def before_update(self, ctx: RequestContext, record: Any,
+                      changes: dict[str, Any]) -> dict[str, Any]:
         new = changes.get("identity")
         if new is not None and new != record.identity and \
                 not ctx.principal.is_admin and ctx.principal.uid == record.id and \

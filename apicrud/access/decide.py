@@ -35,19 +35,19 @@ class Decision:
     reason: str
 
 
-def _principal_matches(rule: Rule, p: Principal) -> bool:
+def _principal_matches(rule: Rule, principal: Principal) -> bool:
     kind = rule.principal
     if kind == "any":
         return True
-    if not p.authenticated:
+    if not principal.authenticated:
         return False
     if kind == "admin":
-        return p.is_admin and p.status == "active"
+        return principal.is_admin and principal.status == "active"
     if kind == "user":
-        return p.status == "active"
+        return principal.status == "active"
     if kind == "pending":
-        return p.status == "pending"
-    return kind == "member" and p.status == "active" and bool(p.memberships)
+        return principal.status == "pending"
+    return kind == "member" and principal.status == "active" and bool(principal.memberships)
 
 
 def _value(record: Any, name: str | None) -> Any:
@@ -134,13 +134,13 @@ class AccessControl:
         """Does an entry of ``resource`` carry a condition (``where:``)?"""
         return resource in self._conditional
 
-    def prefetch_conditions(self, p: Principal, resource: str, records: list[Any]) -> None:
+    def prefetch_conditions(self, principal: Principal, resource: str, records: list[Any]) -> None:
         """Answer the conditions' foreign-key hops for a page of records at once (one
         query per hop), so that deciding on each record queries nothing more."""
         for rule in self.policy.for_resource(resource):
             where = self._conditions.get(rule)
-            if where is not None and _principal_matches(rule, p):
-                conditions.prefetch(where, records, self._models, p.uid)
+            if where is not None and _principal_matches(rule, principal):
+                conditions.prefetch(where, records, self._models, principal.uid)
 
     def parent_attrs(self, resource: str) -> tuple[str, ...]:
         """Attributes of a private resource naming its parent (a project's org_id):
@@ -161,9 +161,10 @@ class AccessControl:
         # a list is its own membership ("id"); a message names its list (list_id)
         return _value(record, self._membership_id_attr(rule, resource))
 
-    def _held_level(self, p: Principal, rule: Rule, resource: str, record: Any) -> str | None:
+    def _held_level(self, principal: Principal, rule: Rule, resource: str,
+                    record: Any) -> str | None:
         mid = self._membership_id(rule, resource, record)
-        return p.memberships.get(mid) if mid is not None else None
+        return principal.memberships.get(mid) if mid is not None else None
 
     def _privacy_ok(self, rule: Rule, resource: str, record: Any, held: str,
                     action: str) -> bool:
@@ -179,100 +180,103 @@ class AccessControl:
                 and self._rank(level) <= self._rank(held))
 
     # -- decisions on one record --------------------------------------------------
-    def _rule_allows(self, rule: Rule, p: Principal, resource: str, record: Any,
+    def _rule_allows(self, rule: Rule, principal: Principal, resource: str, record: Any,
                      action: str) -> bool:
         """Does ``rule`` allow ``action`` on ``record``: its principal, target and, for
         an entry with a condition, the condition on the record's values."""
-        if not self._rule_allows_unconditioned(rule, p, resource, record, action):
+        if not self._rule_allows_unconditioned(rule, principal, resource, record, action):
             return False
         where = self._conditions.get(rule)
         return where is None or (record is not None and
-                                 conditions.holds(where, record, self._models, p.uid))
+                                 conditions.holds(where, record, self._models, principal.uid))
 
-    def _rule_allows_unconditioned(self, rule: Rule, p: Principal, resource: str,
+    def _rule_allows_unconditioned(self, rule: Rule, principal: Principal, resource: str,
                                    record: Any, action: str) -> bool:
-        if action not in rule.actions or not _principal_matches(rule, p):
+        if action not in rule.actions or not _principal_matches(rule, principal):
             return False
         if rule.target == "all":
             return True
         if rule.target == "owner":
             owner = self.owners.get(resource)
             return owner is not None and record is not None and \
-                _value(record, owner) == p.uid
+                _value(record, owner) == principal.uid
         else:
             if record is None:
                 return False
-            held = self._held_level(p, rule, resource, record)
+            held = self._held_level(principal, rule, resource, record)
             if held is None or (rule.level and self._rank(held) < self._rank(rule.level)):
                 return False
             return self._privacy_ok(rule, resource, record, held, action)
 
-    def _public_allows(self, p: Principal, resource: str, record: Any, action: str) -> bool:
+    def _public_allows(self, principal: Principal, resource: str, record: Any, action: str) -> bool:
         column = self.privacy.get(resource)
         return (action in READ_ACTIONS and column is not None and record is not None
-                and p.authenticated and _value(record, column) == self.policy.privacy_levels[0]
+                and principal.authenticated
+                and _value(record, column) == self.policy.privacy_levels[0]
                 and any(action in r.actions for r in self.policy.for_resource(resource)))
 
-    def decide(self, p: Principal, action: str, resource: str, record: Any = None) -> Decision:
+    def decide(self, principal: Principal, action: str, resource: str,
+               record: Any = None) -> Decision:
         """Decide one action, naming the rule that allowed it or why nothing did."""
         near = None
         for rule in self.policy.for_resource(resource):
-            if self._rule_allows(rule, p, resource, record, action):
+            if self._rule_allows(rule, principal, resource, record, action):
                 where = self._conditions.get(rule)
                 return Decision(True, rule.source + (f" where {where.text()}" if where
                                                      else "")
-                                + self._cascade_text(p, rule, resource, record))
+                                + self._cascade_text(principal, rule, resource, record))
             where = self._conditions.get(rule)
             if near is None and where is not None and self._rule_allows_unconditioned(
-                    rule, p, resource, record, action):
+                    rule, principal, resource, record, action):
                 near = f"condition {where.text()} does not hold; rule {rule.source}"
             if near is None and rule.target == "attr" and record is not None and \
-                    action in rule.actions and _principal_matches(rule, p):
-                held = self._held_level(p, rule, resource, record)
+                    action in rule.actions and _principal_matches(rule, principal):
+                held = self._held_level(principal, rule, resource, record)
                 if held is not None and not (rule.level and
                                              self._rank(held) < self._rank(rule.level)):
                     level = _value(record, self.privacy.get(resource) or "privacy")
                     near = (f"privacy: the record's privacy {level!r} is above your level "
                             f"{held!r} (or secret); rule {rule.source}")
-        if self._public_allows(p, resource, record, action):
+        if self._public_allows(principal, resource, record, action):
             return Decision(True, f"privacy: the {resource} record is public")
         reason = near or (f"no policy of {resource!r} grants {action!r} "
                           f"({VERBS.get(action, action)}) to "
-                          f"{p.username or 'anonymous'}"
+                          f"{principal.username or 'anonymous'}"
                           + ("" if record is not None else " on the collection"))
-        log.debug("denied %s %s to %s: %s", action, resource, p.username or "anonymous",
+        log.debug("denied %s %s to %s: %s", action, resource, principal.username or "anonymous",
                   reason)
         return Decision(False, reason)
 
-    def _cascade_text(self, p: Principal, rule: Rule, resource: str, record: Any) -> str:
+    def _cascade_text(self, principal: Principal, rule: Rule, resource: str, record: Any) -> str:
         """For a level held through a cascade, the steps it came down: only records the
         caller holds a role on, so it tells nothing of any they may not read."""
-        if rule.target != "attr" or not p.membership_via:
+        if rule.target != "attr" or not principal.membership_via:
             return ""
         mid = self._membership_id(rule, resource, record)
-        if mid not in p.membership_via:
+        if mid not in principal.membership_via:
             return ""
         steps = [mid]
-        while steps[-1] in p.membership_via and len(steps) <= len(self.policy.memberships):
-            steps.append(p.membership_via[steps[-1]])
+        while steps[-1] in principal.membership_via and len(steps) <= len(self.policy.memberships):
+            steps.append(principal.membership_via[steps[-1]])
         top = steps[-1]
-        chain = " > ".join(f"{p.membership_kinds.get(m, 'membership')} {m}"
+        chain = " > ".join(f"{principal.membership_kinds.get(m, 'membership')} {m}"
                            for m in reversed(steps))
-        return (f" (cascade: {p.memberships.get(top)} of "
-                f"{p.membership_kinds.get(top, 'membership')} {top}, held on {chain})")
+        return (f" (cascade: {principal.memberships.get(top)} of "
+                f"{principal.membership_kinds.get(top, 'membership')} {top}, held on {chain})")
 
-    def allows(self, p: Principal, action: str, resource: str, record: Any = None) -> bool:
+    def allows(self, principal: Principal, action: str, resource: str, record: Any = None) -> bool:
         """:meth:`decide` without the reason. On a record whose answers are memoized
         (see :meth:`actions`), it is the record's ``rbac`` letters that answer, so a get
         and the letters it shows agree by construction; a refusal still goes through
         :meth:`decide`, which logs it."""
         if record is not None and resource not in self._conditional and \
-                resource in self._record_inputs and action in self.actions(p, resource, record):
+                resource in self._record_inputs and \
+                action in self.actions(principal, resource, record):
             return True
-        return self.decide(p, action, resource, record).allowed
+        return self.decide(principal, action, resource, record).allowed
 
-    def actions(self, p: Principal, resource: str, record: Any) -> str:
-        """Sorted letters of every action ``p`` holds on ``record`` (the ``rbac`` field).
+    def actions(self, principal: Principal, resource: str, record: Any) -> str:
+        """Sorted letters of every action ``principal`` holds on ``record`` (the ``rbac`` field).
 
         The answer depends on the caller and on three things of the record only: whether
         the caller owns it, the caller's level in the memberships it names, and its
@@ -281,40 +285,40 @@ class AccessControl:
         """
         inputs = self._record_inputs.get(resource)
         if inputs is None or record is None or resource in self._conditional:
-            return self._actions(p, resource, record)
+            return self._actions(principal, resource, record)
         owner, attrs, privacy = inputs
-        key = (p.access_key, resource,
-               owner is not None and _value(record, owner) == p.uid,
-               tuple(p.memberships.get(_value(record, a)) for a in attrs),
+        key = (principal.access_key, resource,
+               owner is not None and _value(record, owner) == principal.uid,
+               tuple(principal.memberships.get(_value(record, a)) for a in attrs),
                _value(record, privacy) if privacy else None)
         found = self._actions_memo.get(key)
         if found is None:
-            found = self._actions_memo.put(key, self._actions(p, resource, record))
+            found = self._actions_memo.put(key, self._actions(principal, resource, record))
         return found
 
-    def _actions(self, p: Principal, resource: str, record: Any) -> str:
+    def _actions(self, principal: Principal, resource: str, record: Any) -> str:
         held: set[str] = set()
         for rule in self.policy.for_resource(resource):
             for a in rule.actions - held:
-                if self._rule_allows(rule, p, resource, record, a):
+                if self._rule_allows(rule, principal, resource, record, a):
                     held.add(a)
-        if self._public_allows(p, resource, record, "r"):
+        if self._public_allows(principal, resource, record, "r"):
             held |= {"r", "l"} & {a for r in self.policy.for_resource(resource)
                                   for a in r.actions}
         return "".join(sorted(held))
 
-    def allows_every(self, p: Principal, action: str, resource: str) -> bool:
-        """Does a rule on ``{resource}:*`` grant ``action`` to ``p``? Only such a
+    def allows_every(self, principal: Principal, action: str, resource: str) -> bool:
+        """Does a rule on ``{resource}:*`` grant ``action`` to ``principal``? Only such a
         principal may create or move a record for another owner (CONTRACT 3)."""
         return any(rule.target == "all" and action in rule.actions and
-                   rule not in self._conditions and _principal_matches(rule, p)
+                   rule not in self._conditions and _principal_matches(rule, principal)
                    for rule in self.policy.for_resource(resource))
 
-    def may_list(self, p: Principal, resource: str) -> bool:
-        """Could any rule let ``p`` list some record of ``resource``?"""
-        return any("l" in r.actions and _principal_matches(r, p)
+    def may_list(self, principal: Principal, resource: str) -> bool:
+        """Could any rule let ``principal`` list some record of ``resource``?"""
+        return any("l" in r.actions and _principal_matches(r, principal)
                    for r in self.policy.for_resource(resource)) or (
-            p.authenticated and self.privacy.get(resource) is not None)
+            principal.authenticated and self.privacy.get(resource) is not None)
 
     # -- field rules --------------------------------------------------------------
     def has_field_rules(self, resource: str) -> bool:
@@ -341,7 +345,7 @@ class AccessControl:
                 out = rule.read_fields if out is None else out & rule.read_fields
         return out
 
-    def _granted(self, p: Principal, action: str, resource: str,
+    def _granted(self, principal: Principal, action: str, resource: str,
                  record: Any) -> tuple[frozenset[str] | None, list[Rule]]:
         """The fields the entries allowing ``action`` on ``record`` grant (their union;
         None: every field), and those entries."""
@@ -350,14 +354,14 @@ class AccessControl:
         every = False
         rules = []
         for rule in self.policy.for_resource(resource):
-            if self._rule_allows(rule, p, resource, record, action):
+            if self._rule_allows(rule, principal, resource, record, action):
                 rules.append(rule)
                 limit = rule.read_fields if read else rule.write_fields
                 if limit is None:
                     every = True
                 else:
                     found |= limit
-        if read and self._public_allows(p, resource, record, action):
+        if read and self._public_allows(principal, resource, record, action):
             limit = self._public_fields(resource)
             if limit is None:
                 every = True
@@ -365,47 +369,48 @@ class AccessControl:
                 found |= limit
         return (None if every else frozenset(found)), rules
 
-    def read_fields(self, p: Principal, resource: str, record: Any) -> frozenset[str] | None:
-        """The fields of ``record`` that ``p`` may read (None: every field; ``id`` and
+    def read_fields(self, principal: Principal, resource: str,
+                    record: Any) -> frozenset[str] | None:
+        """The fields of ``record`` that ``principal`` may read (None: every field; ``id`` and
         ``rbac`` always), memoized as :meth:`actions` is."""
         if resource not in self._field_rules:
             return None
         inputs = self._record_inputs.get(resource)
         if inputs is None or record is None or resource in self._conditional:
-            return self._granted(p, "r", resource, record)[0]
+            return self._granted(principal, "r", resource, record)[0]
         owner, attrs, privacy = inputs
-        key = ("r", p.access_key, resource,
-               owner is not None and _value(record, owner) == p.uid,
-               tuple(p.memberships.get(_value(record, a)) for a in attrs),
+        key = ("r", principal.access_key, resource,
+               owner is not None and _value(record, owner) == principal.uid,
+               tuple(principal.memberships.get(_value(record, a)) for a in attrs),
                _value(record, privacy) if privacy else None)
         if key not in self._fields_memo:
-            self._fields_memo.put(key, self._granted(p, "r", resource, record)[0])
+            self._fields_memo.put(key, self._granted(principal, "r", resource, record)[0])
         return self._fields_memo[key]
 
-    def write_fields(self, p: Principal, action: str, resource: str,
+    def write_fields(self, principal: Principal, action: str, resource: str,
                      record: Any) -> frozenset[str] | None:
-        """The fields ``p`` may set by ``action`` (c, u) on ``record`` (for c: the values
+        """The fields ``principal`` may set by ``action`` (c, u) on ``record`` (for c: the values
         the new record would have); None: every field."""
         if resource not in self._field_rules:
             return None
-        return self._granted(p, action, resource, record)[0]
+        return self._granted(principal, action, resource, record)[0]
 
-    def _collection_fields(self, p: Principal, resource: str, model: Any,
+    def _collection_fields(self, principal: Principal, resource: str, model: Any,
                            every_row: bool) -> frozenset[str] | None:
-        """Fields readable on every (``every_row``) or on some record ``p`` may list.
+        """Fields readable on every (``every_row``) or on some record ``principal`` may list.
 
         The row sets are those of :meth:`_where`: equal keys select equal rows, so the
         fields of the entries behind one key add up, and a key of every row adds its
         fields to all the others; keys may select the same rows or not, so every row is
         only sure of what every key grants."""
-        memo = ("list" if every_row else "any", p.access_key, resource, model)
+        memo = ("list" if every_row else "any", principal.access_key, resource, model)
         if memo in self._fields_memo:
             return self._fields_memo[memo]
         per_key: dict[tuple[Any, ...], frozenset[str] | None] = {}
         for rule in self.policy.for_resource(resource):
-            for key, _ in self._rule_sql(rule, p, resource, model, "l") or ():
+            for key, _ in self._rule_sql(rule, principal, resource, model, "l") or ():
                 per_key[key] = _add(per_key.get(key, frozenset()), rule.read_fields)
-        if (self.privacy.get(resource) is not None and p.authenticated and
+        if (self.privacy.get(resource) is not None and principal.authenticated and
                 any("l" in r.actions for r in self.policy.for_resource(resource))):
             per_key[("public",)] = _add(per_key.get(("public",), frozenset()),
                                         self._public_fields(resource))
@@ -424,40 +429,40 @@ class AccessControl:
                 out = _add(out, fields)
         return self._fields_memo.put(memo, out)
 
-    def list_fields(self, p: Principal, resource: str, model: Any) -> frozenset[str] | None:
-        """The fields ``p`` may read on every record they may list: the only ones
+    def list_fields(self, principal: Principal, resource: str, model: Any) -> frozenset[str] | None:
+        """The fields ``principal`` may read on every record they may list: the only ones
         ``filter``, ``sort``, ``q`` and ``group_by`` may use, so that no result tells
         anything of a value the caller could not read (None: every field)."""
         if resource not in self._field_rules:
             return None
-        return self._collection_fields(p, resource, model, True)
+        return self._collection_fields(principal, resource, model, True)
 
-    def possible_fields(self, p: Principal, resource: str,
+    def possible_fields(self, principal: Principal, resource: str,
                         model: Any) -> frozenset[str] | None:
-        """The fields ``p`` may read on some record (what ``fields=`` and ``embed=`` may
+        """The fields ``principal`` may read on some record (what ``fields=`` and ``embed=`` may
         name; each record then shows those it grants); None: every field."""
         if resource not in self._field_rules:
             return None
-        return self._collection_fields(p, resource, model, False)
+        return self._collection_fields(principal, resource, model, False)
 
-    def field_decision(self, p: Principal, action: str, resource: str, record: Any,
+    def field_decision(self, principal: Principal, action: str, resource: str, record: Any,
                        name: str) -> Decision:
-        """May ``p`` read (r, l) or write (c, u) field ``name`` of ``record``, and which
+        """May ``principal`` read (r, l) or write (c, u) field ``name`` of ``record``, and which
         entry decided."""
-        decided = self.decide(p, action, resource, record)
+        decided = self.decide(principal, action, resource, record)
         if not decided.allowed:
             return decided
         read = action in READ_ACTIONS
         if read and name in ALWAYS_READABLE_FIELDS:
             return Decision(True, f"field {name!r} comes with every record you may read")
         kind = "read_fields" if read else "write_fields"
-        _, rules = self._granted(p, action, resource, record)
+        _, rules = self._granted(principal, action, resource, record)
         for rule in rules:
             limit = rule.read_fields if read else rule.write_fields
             if limit is None or name in limit:
                 return Decision(True, f"field {name!r}: {rule.source}"
                                       + ("" if limit is None else f" ({kind})"))
-        if read and self._public_allows(p, resource, record, action):
+        if read and self._public_allows(principal, resource, record, action):
             public = self._public_fields(resource)
             if public is None or name in public:
                 return Decision(True, f"field {name!r}: privacy: the {resource} record is "
@@ -466,34 +471,34 @@ class AccessControl:
         return Decision(False, f"field {name!r}: not among the {kind} of {by}")
 
     # -- the same rules as SQL ----------------------------------------------------
-    def _rule_sql(self, rule: Rule, p: Principal, resource: str, model: Any,
+    def _rule_sql(self, rule: Rule, principal: Principal, resource: str, model: Any,
                   action: str) -> list[tuple[tuple[Any, ...], Any]] | None:
         """The rule as (key, clause) pairs (see :meth:`_rule_sql_unconditioned`), each
         clause limited by the rule's condition, when it has one."""
-        found = self._rule_sql_unconditioned(rule, p, resource, model, action)
+        found = self._rule_sql_unconditioned(rule, principal, resource, model, action)
         where = self._conditions.get(rule)
         if not found or where is None:
             return found
-        cond = conditions.where_sql(where, model, self._models, p.uid)
+        cond = conditions.where_sql(where, model, self._models, principal.uid)
         return [(("cond", where, *key), and_(clause, cond)) for key, clause in found]
 
-    def _rule_sql_unconditioned(self, rule: Rule, p: Principal, resource: str, model: Any,
+    def _rule_sql_unconditioned(self, rule: Rule, principal: Principal, resource: str, model: Any,
                                 action: str) -> list[tuple[tuple[Any, ...], Any]] | None:
         """The rule as (key, clause) pairs whose OR selects the rows it allows; None
         when it allows nothing here, ``[(ALL, true())]`` when it allows every row. Equal
         keys mean equal clauses (a manager's lists appear in the rules for managers,
         members and invitees alike), so :meth:`_where` keeps each once."""
-        if action not in rule.actions or not _principal_matches(rule, p):
+        if action not in rule.actions or not _principal_matches(rule, principal):
             return None
         if rule.target == "all":
             return [(_ALL, true())]
         if rule.target == "owner":
             owner = self.owners.get(resource)
-            return [(("owner",), getattr(model, owner) == p.uid)] if owner else None
+            return [(("owner",), getattr(model, owner) == principal.uid)] if owner else None
         attr = self._membership_id_attr(rule, resource)
         column = getattr(model, attr)
         by_level: dict[str, list[str]] = {}
-        for mid, level in p.memberships.items():
+        for mid, level in principal.memberships.items():
             if not rule.level or self._rank(level) >= self._rank(rule.level):
                 by_level.setdefault(level, []).append(mid)
         privacy_col = self.privacy.get(resource)
@@ -510,30 +515,30 @@ class AccessControl:
             out.append((("member", attr, level, read), clause))
         return out or None
 
-    def where(self, p: Principal, resource: str, model: Any,
+    def where(self, principal: Principal, resource: str, model: Any,
               action: str = "l") -> ColumnElement[bool]:
-        """A WHERE clause selecting exactly the rows ``p`` may ``action``.
+        """A WHERE clause selecting exactly the rows ``principal`` may ``action``.
 
         Clauses are immutable SQL expressions: one built for a caller's access key is
         reused by their next requests (building one costs more than running a small
         query).
         """
-        key = (p.access_key, resource, model, action)
+        key = (principal.access_key, resource, model, action)
         found = self._where_memo.get(key)
         if found is None:
-            found = self._where_memo.put(key, self._where(p, resource, model, action))
+            found = self._where_memo.put(key, self._where(principal, resource, model, action))
         return found
 
-    def _where(self, p: Principal, resource: str, model: Any,
+    def _where(self, principal: Principal, resource: str, model: Any,
                action: str) -> ColumnElement[bool]:
         found: dict[tuple[Any, ...], Any] = {}
         for rule in self.policy.for_resource(resource):
-            for key, clause in self._rule_sql(rule, p, resource, model, action) or ():
+            for key, clause in self._rule_sql(rule, principal, resource, model, action) or ():
                 if key == _ALL:
                     return true()
                 found.setdefault(key, clause)
         column = self.privacy.get(resource)
-        if (column is not None and action in READ_ACTIONS and p.authenticated and
+        if (column is not None and action in READ_ACTIONS and principal.authenticated and
                 any(action in r.actions for r in self.policy.for_resource(resource))):
             found[("public",)] = getattr(model, column) == self.policy.privacy_levels[0]
         # the simple comparisons first: a row that is the caller's own or public is

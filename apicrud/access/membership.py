@@ -77,8 +77,8 @@ class MembershipController(BasicCRUD):
             super().check_owner(ctx, values, action, moved)
 
     def authorize(self, ctx: RequestContext, action: str, record: Any) -> str:
-        p = ctx.principal
-        decision = self.access.decide(p, action, self.resource.name, record)
+        principal = ctx.principal
+        decision = self.access.decide(principal, action, self.resource.name, record)
         if decision.allowed:
             return decision.reason  # rbac.yaml grants it on the members resource (admin)
         attr, level_attr = self.membership.attr, self.membership.level_attr
@@ -89,7 +89,7 @@ class MembershipController(BasicCRUD):
         name = self.membership.resource
         if self._holds(ctx, "h", parent):
             return f"membership rules: you manage (h) this {name}"
-        own = get("uid") == p.uid
+        own = get("uid") == principal.uid
         if action == "c":
             if level == self.levels[0] and self._holds(ctx, "i", parent):
                 return f"membership rules: you may invite (i) to this {name}"

@@ -17,6 +17,7 @@ import os
 from typing import TYPE_CHECKING
 
 from flask import Blueprint, Flask, Response, redirect, send_from_directory
+from werkzeug.wrappers import Response as WerkzeugResponse
 
 if TYPE_CHECKING:
     from apicrud.services import Services
@@ -76,11 +77,11 @@ def blueprint(services: Services, dist: str = DIST) -> Blueprint | None:
     bp = Blueprint("admin_ui", __name__, url_prefix=PREFIX)
 
     @bp.get("")
-    def _admin_redirect():
+    def _admin_redirect() -> WerkzeugResponse:
         return redirect(PREFIX + "/", 308)
 
     @bp.get("/")
-    def _admin_index():
+    def _admin_index() -> Response:
         if page is None:
             return Response(MISSING, 503, mimetype="text/plain")
         # index.html names the current asset hashes: always revalidate it
@@ -88,7 +89,7 @@ def blueprint(services: Services, dist: str = DIST) -> Blueprint | None:
                         headers={**PAGE_HEADERS, "Cache-Control": "no-cache"})
 
     @bp.get("/<path:name>")
-    def _admin_static(name: str):
+    def _admin_static(name: str) -> Response:
         if name == "index.html":
             return _admin_index()
         resp = send_from_directory(dist, name)  # safe_join: no escaping the folder

@@ -18,7 +18,7 @@ Listing reuses BasicCRUD's ``find`` (filter, sort, cursor, count), narrowed by
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, false, or_, select
 
@@ -28,6 +28,10 @@ from apicrud.db.repository import live
 from apicrud.errors import NotFound
 from apicrud.i18n import N_
 
+if TYPE_CHECKING:
+    from apicrud.crud.registry import ResourceSpec
+    from apicrud.services import Services
+
 NOT_FILTERABLE = ("changes",)  # values of fields: not to be probed by filters
 
 
@@ -36,7 +40,7 @@ class AuditController(BasicCRUD):
 
     operations = ("find", "get", "history")
 
-    def __init__(self, resource, services) -> None:
+    def __init__(self, resource: ResourceSpec, services: Services) -> None:
         super().__init__(resource, services)
         for name in NOT_FILTERABLE:
             resource.fields.pop(name, None)
@@ -50,43 +54,43 @@ class AuditController(BasicCRUD):
             self._kind_map = kinds
         return kinds
 
-    def _readable_ids(self, ctx: RequestContext, name: str, res) -> Any:
+    def _readable_ids(self, ctx: RequestContext, name: str, res: ResourceSpec) -> Any:
         """SELECT of the ids of ``name`` records the caller may read now: live ones by
         ``r``; trashed ones as the trashcan shows them (``d`` and ``r``)."""
-        p = ctx.principal
-        model = res.model
-        readable = self.access.where(p, name, model, "r")
+        principal = ctx.principal
+        model: Any = res.model  # _kinds: resources with a model
+        readable = self.access.where(principal, name, model, "r")
         if "status" in res.columns:
-            shown = or_(live(model), self.access.where(p, name, model, "d"))
+            shown = or_(live(model), self.access.where(principal, name, model, "d"))
             return select(model.id).where(readable, shown)
         return select(model.id).where(readable)
 
     def visible(self, ctx: RequestContext, action: str) -> list:
-        p = ctx.principal
+        principal = ctx.principal
         entry = self.model
         clauses = []
         for name, res in self._kinds().items():
-            if self.access.allows_every(p, "r", name):
+            if self.access.allows_every(principal, "r", name):
                 clauses.append(entry.resource == name)
             else:
                 clauses.append(and_(entry.resource == name,
                                     entry.record_id.in_(self._readable_ids(ctx, name, res))))
         about = or_(*clauses) if clauses else false()
-        return [self.access.where(p, self.resource.name, entry, "r"), about]
+        return [self.access.where(principal, self.resource.name, entry, "r"), about]
 
     # -- shown fields -------------------------------------------------------------------
     def serialize(self, ctx: RequestContext, record: Any) -> dict[str, Any]:
         out = {name: json_value(getattr(record, name)) for name in self.resource.exposed}
         changes = json.loads(record.changes) if record.changes else None
-        p = ctx.principal
-        everything = self.access.allows_every(p, "r", record.resource)
+        principal = ctx.principal
+        everything = self.access.allows_every(principal, "r", record.resource)
         if changes and not everything:
             controller = self.services.controllers.get(record.resource)
             readable = controller.readable_fields(ctx) if controller is not None else ()
             changes = {k: v for k, v in changes.items()
                        if k in readable and "changed" not in v}
         out["changes"] = changes or None
-        if not everything and record.uid != p.uid:
+        if not everything and record.uid != principal.uid:
             out["client_addr"] = None  # where others were is theirs and the admins'
         return out
 
@@ -116,8 +120,8 @@ class AuditController(BasicCRUD):
         if res is None:
             raise NotFound(N_("%(resource)s: no such resource", resource=name[:32]),
                            errors={"resource": N_("not found")})
-        p = ctx.principal
-        if not self.access.allows_every(p, "r", name):
+        principal = ctx.principal
+        if not self.access.allows_every(principal, "r", name):
             found = ctx.db.execute(self._readable_ids(ctx, name, res)
                                    .where(res.model.id == record_id)).first()
             if found is None:

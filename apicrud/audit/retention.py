@@ -69,7 +69,7 @@ class AuditPurger:
             self._offline = None
 
 
-def register(app: Celery, settings: Settings):
+def register(app: Celery, settings: Settings) -> Any:  # the Celery task
     """Register the task on a worker's Celery ``app`` and schedule it (unless off)."""
     purger = AuditPurger(settings)
 

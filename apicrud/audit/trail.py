@@ -26,15 +26,23 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event, insert, inspect
 from sqlalchemy.orm import Session
 
 from apicrud.db.base import new_id, utcnow
 from apicrud.db.repository import TRASHED
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
+    from sqlalchemy.orm import Mapper, UOWTransaction
+
+    from apicrud.context import RequestContext
+    from apicrud.services import Services
 
 log = logging.getLogger("apicrud.audit")
 
@@ -64,7 +72,7 @@ def secret_fields(schema: dict[str, Any]) -> frozenset[str]:
 class AuditTrail:
     """Turns writes into entries of the ``Audit`` model; disabled without one."""
 
-    def __init__(self, services) -> None:
+    def __init__(self, services: Services) -> None:
         self.services = services
         self.model: Any = getattr(services.models, "Audit", None) \
             if services.settings.audit_enabled else None
@@ -119,7 +127,7 @@ class AuditTrail:
                 return "restore"
         return "update"
 
-    def collect(self, ctx, session: Session) -> None:
+    def collect(self, ctx: RequestContext, session: Session) -> None:
         """The ``after_flush`` step: pending entries for what this flush wrote."""
         intents = ctx.audit_intents
         for group, new in ((session.new, True), (session.dirty, False)):
@@ -140,7 +148,7 @@ class AuditTrail:
                 action, rule = intents.get(id(obj), (None, None, None))[1:]
                 self.note(ctx, kind[0], obj.id, action or "purge", rule)
 
-    def note(self, ctx, resource: str, record_id: str | None, action: str,
+    def note(self, ctx: RequestContext, resource: str, record_id: str | None, action: str,
              rule: str | None = None, changes: dict[str, Any] | None = None,
              uid: str | None = None, method: str | None = None) -> None:
         """Add an entry to the request's pending ones (written at its commit). Two
@@ -159,18 +167,20 @@ class AuditTrail:
                     merged[name] = change
             found["rule"] = found["rule"] or rule
             return
-        p = ctx.principal
+        principal = ctx.principal
         if rule is None and ctx.operation is not None:
             rule = f"operation {ctx.operation.operation_id}"
         entry = {"resource": resource, "record_id": record_id, "action": action,
                  "rule": (rule or "")[:255] or None, "_changes": dict(changes or {}),
-                 "uid": uid or p.uid,
-                 "auth_method": method or (p.method if p.authenticated else None),
-                 "apikey_id": getattr(p, "apikey_id", None)}
+                 "uid": uid or principal.uid,
+                 "auth_method": method or (principal.method if principal.authenticated
+                                           else None),
+                 "apikey_id": getattr(principal, "apikey_id", None)}
         ctx.audit_pending[key if record_id is not None else (resource, len(
             ctx.audit_pending), action)] = entry
 
-    def _rows(self, ctx, entries) -> list[dict[str, Any]]:
+    def _rows(self, ctx: RequestContext,
+              entries: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         now = utcnow()
         prefix = self.services.settings.id_prefix
         rows = []
@@ -185,7 +195,7 @@ class AuditTrail:
             rows.append(row)
         return rows
 
-    def flush(self, ctx, session: Session) -> None:
+    def flush(self, ctx: RequestContext, session: Session) -> None:
         """Insert the request's pending entries on ``session`` (one statement), just
         before its commit."""
         if not self.enabled:
@@ -199,7 +209,7 @@ class AuditTrail:
         for listener in self.listeners:
             listener(ctx, session, rows)
 
-    def write_alone(self, ctx, resource: str, record_id: str | None, action: str,
+    def write_alone(self, ctx: RequestContext, resource: str, record_id: str | None, action: str,
                     uid: str | None = None, rule: str | None = None,
                     method: str | None = None) -> None:
         """Record an event whose request fails (a failed login) in its own transaction."""
@@ -230,14 +240,14 @@ class AuditTrail:
             "rule": rule}])
 
 
-def install(services) -> AuditTrail:
+def install(services: Services) -> AuditTrail:
     """Create ``services.audit`` and hook it into the sessions of requests."""
     trail = AuditTrail(services)
     services.audit = trail
     if not trail.enabled:
         return trail
 
-    def after_flush(session: Session, _flush_context) -> None:
+    def after_flush(session: Session, _flush_context: UOWTransaction) -> None:
         ctx = session.info.get("apicrud_ctx")
         if ctx is not None:
             trail.collect(ctx, session)
@@ -256,7 +266,7 @@ def guard_append_only(model: Any) -> None:
         return
     _GUARDED.add(model)
 
-    def refuse(_mapper, _conn, target) -> None:
+    def refuse(_mapper: Mapper[Any], _conn: Connection, target: Any) -> None:
         raise PermissionError(f"{model.__tablename__} entries are append-only")
 
     event.listen(model, "before_update", refuse)

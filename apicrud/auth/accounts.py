@@ -7,6 +7,7 @@ import secrets
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from apicrud.auth.passwords import hash_password
 from apicrud.db.base import new_id
@@ -34,7 +35,7 @@ def valid_email(address: str) -> bool:
         all(len(label) <= 63 for label in domain.split("."))
 
 
-def username_taken(db_session, account_model, username: str) -> bool:
+def username_taken(db_session: Session, account_model: Any, username: str) -> bool:
     """Whether an account holds this name, in any letter case (registration, the command
     line and the first start agree: ``Alice`` is taken once ``alice`` is)."""
     return db_session.execute(select(account_model.id).where(
@@ -42,14 +43,15 @@ def username_taken(db_session, account_model, username: str) -> bool:
         account_model.status.in_(NAME_HOLDING))).first() is not None
 
 
-def address_holder(db_session, person_model, email: str) -> Any:
+def address_holder(db_session: Session, person_model: Any, email: str) -> Any:
     """The live person registered with this address, in any letter case (or None)."""
     return db_session.execute(select(person_model).where(
         func.lower(person_model.identity) == email.lower(),
         person_model.status == "active").limit(1)).scalar_one_or_none()
 
 
-def create_account(db_session, models, *, username: str, email: str, name: str | None = None,
+def create_account(db_session: Session, models: Any, *, username: str, email: str,
+                   name: str | None = None,
                    password: str | None = None, is_admin: bool = False,
                    id_prefix: str = "x-") -> tuple[Any, str]:
     """Create an active account and its person; return (account, password).
@@ -78,5 +80,5 @@ def create_account(db_session, models, *, username: str, email: str, name: str |
     return account, password
 
 
-def count_accounts(db_session, models) -> int:
+def count_accounts(db_session: Session, models: Any) -> int:
     return db_session.execute(select(func.count()).select_from(models.Account)).scalar_one()

@@ -41,19 +41,26 @@ import json
 import logging
 import re
 import secrets
+from collections.abc import Iterable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select, update
 
 from apicrud.auth.principal import ANONYMOUS, Principal
 from apicrud.auth.schemes import API_KEY_HEADER
-from apicrud.context import RequestContext
+from apicrud.context import Reply, RequestContext
 from apicrud.crud.controller import BasicCRUD
 from apicrud.crypto import derive_key
 from apicrud.db.base import naive_utc, utcnow
 from apicrud.errors import BadRequest, Forbidden, StartupError, Unauthorized, required
 from apicrud.i18n import N_
+
+if TYPE_CHECKING:
+    from flask import Request
+
+    from apicrud.services import Services
+    from apicrud.spec.operations import Operation
 
 __all__ = ["ApiKeyController", "ScopeController", "KeyHasher", "operation_scopes",
            "init_app", "HEADER"]
@@ -108,7 +115,7 @@ def _scopes_of(record: Any) -> list[str]:
     return [s for s in value if isinstance(s, str)] if isinstance(value, list) else []
 
 
-def authenticate_key(services, hasher: KeyHasher, raw: str,
+def authenticate_key(services: Services, hasher: KeyHasher, raw: str,
                      client_addr: str | None = None) -> Principal:
     """The owner of a valid key, narrowed to its scopes; 401 for anything else. A use
     is audited when ``last_used`` is written (at most once a minute per key)."""
@@ -149,7 +156,7 @@ def authenticate_key(services, hasher: KeyHasher, raw: str,
 
 # -- scopes of operations --------------------------------------------------------------
 
-def operation_scopes(operations) -> dict[str, frozenset[str]]:
+def operation_scopes(operations: Iterable[Operation]) -> dict[str, frozenset[str]]:
     """operationId -> scopes that grant it; raise StartupError for a bad ``x-scopes``."""
     out: dict[str, frozenset[str]] = {}
     problems = []
@@ -169,12 +176,12 @@ def operation_scopes(operations) -> dict[str, frozenset[str]]:
     return out
 
 
-def init_app(services) -> None:
+def init_app(services: Services) -> None:
     """Register the X-API-KEY authenticator (first) and the scope guard."""
     hasher = KeyHasher(services.settings.secret_key)
     needed = operation_scopes(services.decl.operations)
 
-    def from_api_key(request) -> Principal | None:
+    def from_api_key(request: Request) -> Principal | None:
         raw = request.headers.get(HEADER)
         if raw is None:
             return None
@@ -257,7 +264,7 @@ class ApiKeyController(BasicCRUD):
         log.info("api key created", extra={"event": "apikey_created", "uid": record.uid,
                                            "prefix": record.prefix})
 
-    def create(self, ctx: RequestContext):
+    def create(self, ctx: RequestContext) -> Reply:
         reply = super().create(ctx)
         reply.headers["Cache-Control"] = "no-store"
         return reply

@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select, update
 
@@ -33,8 +34,13 @@ from apicrud.auth.totp import check_second_factor, mfa_required
 from apicrud.context import Reply, RequestContext
 from apicrud.crypto import token_hash
 from apicrud.db.base import utcnow
-from apicrud.errors import BadRequest, Forbidden, TooManyRequests, Unauthorized
+from apicrud.errors import BadRequest, Forbidden, TooManyRequests, Unauthorized, required
 from apicrud.i18n import N_, text_of
+
+if TYPE_CHECKING:
+    from apicrud.audit.trail import AuditTrail
+    from apicrud.crud.registry import ResourceSpec
+    from apicrud.services import Services
 
 log = logging.getLogger("apicrud.auth")
 LOGIN_STATES = ("active", "pending")
@@ -84,7 +90,7 @@ return 1
 class AuthController:
     """Login sessions kept encrypted in Redis (see :class:`SessionManager`)."""
 
-    def __init__(self, resource, services) -> None:
+    def __init__(self, resource: ResourceSpec, services: Services) -> None:
         from apicrud.ratelimit.middleware import parse_networks
 
         self.services = services
@@ -176,9 +182,9 @@ class AuthController:
             self.services.sessions.delete(token)
             raise Unauthorized(N_("invalid username or password"))
         log.info("login", extra={"event": "login", "uid": account.uid})
-        self.services.audit.note(ctx, "account", account.id, "login",
-                                 "password and one-time code" if account.totp_enabled
-                                 else "password", uid=account.uid, method="password")
+        self._audit.note(ctx, "account", account.id, "login",
+                         "password and one-time code" if account.totp_enabled
+                         else "password", uid=account.uid, method="password")
         roles = (["pending"] if account.status == "pending" else ["user"]) + \
             (["admin"] if account.is_admin else [])
         cookie = {"key": self.settings.cookie_name, "value": token,
@@ -189,25 +195,30 @@ class AuthController:
                       "token": token, "expires": int(expires), "roles": roles,
                       "csrf_token": csrf}, 201, cookies=[cookie])
 
-    def _audit_failure(self, ctx: RequestContext, account, why: str = "wrong password "
+    def _audit_failure(self, ctx: RequestContext, account: Any, why: str = "wrong password "
                        "or unknown name") -> None:
         """A failed login is recorded although its request fails (its own transaction);
         the name tried is not kept (people type passwords into it)."""
-        self.services.audit.write_alone(ctx, "account", account.id if account else None,
-                                        "login_failed", uid=account.uid if account else None,
-                                        rule=why, method="password")
+        self._audit.write_alone(ctx, "account", account.id if account else None,
+                                "login_failed", uid=account.uid if account else None,
+                                rule=why, method="password")
+
+    @property
+    def _audit(self) -> AuditTrail:
+        return required(self.services.audit, "the audit trail (apicrud.audit)")
 
     def get(self, ctx: RequestContext) -> Reply:
-        p = ctx.principal
-        if not p.authenticated:
+        principal = ctx.principal
+        if not principal.authenticated:
             raise Unauthorized()
-        body = {"uid": p.uid, "account_id": p.account_id, "username": p.username,
-                "roles": p.roles, "method": p.method}
-        if p.method == "cookie" and p.csrf:
+        body: dict[str, Any] = {"uid": principal.uid, "account_id": principal.account_id,
+                                "username": principal.username, "roles": principal.roles,
+                                "method": principal.method}
+        if principal.method == "cookie" and principal.csrf:
             # a page signed in by the cookie alone (the OpenID callback's redirect) needs
             # the CSRF token for its writes; only same-origin scripts (and cors_origins)
             # can read this answer
-            body["csrf_token"] = p.csrf
+            body["csrf_token"] = principal.csrf
         registry = self.services.registry
         if registry is not None:  # resource -> public URL of the instances serving it (UI)
             body["resources"] = registry.url_map()
@@ -215,18 +226,18 @@ class AuthController:
 
     def logout(self, ctx: RequestContext) -> Reply:
         """End the caller's session; with ``all=true`` every session of the caller."""
-        p = ctx.principal
-        if not p.authenticated or not p.token:
+        principal = ctx.principal
+        if principal.uid is None or not principal.token:  # not authenticated, or not by a session
             raise Unauthorized()
         if ctx.params.get("all"):
-            ended = self.services.sessions.delete_all(p.uid)
-            log.info("logout everywhere", extra={"event": "logout_all", "uid": p.uid,
+            ended = self.services.sessions.delete_all(principal.uid)
+            log.info("logout everywhere", extra={"event": "logout_all", "uid": principal.uid,
                                                   "sessions": ended})
-            self.services.audit.note(ctx, "account", p.account_id, "logout_all")
+            self._audit.note(ctx, "account", principal.account_id, "logout_all")
         else:
-            self.services.sessions.delete(p.token)
-            log.info("logout", extra={"event": "logout", "uid": p.uid})
-            self.services.audit.note(ctx, "account", p.account_id, "logout")
+            self.services.sessions.delete(principal.token)
+            log.info("logout", extra={"event": "logout", "uid": principal.uid})
+            self._audit.note(ctx, "account", principal.account_id, "logout")
         cookie = {"key": self.settings.cookie_name, "value": "", "max_age": 0,
                   "httponly": True, "samesite": "Lax", "path": self.services.base_url}
         return Reply(None, 204, cookies=[cookie])

@@ -24,11 +24,18 @@ person's status, so they would stop working even without the ``expires`` write.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event, inspect, or_, update
 
 from apicrud.db.base import utcnow
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, UOWTransaction
+
+    from apicrud.auth.sessions import SessionManager
+    from apicrud.db.engine import Database
 
 __all__ = ["install", "ACCOUNT_LIVE", "PERSON_LIVE"]
 
@@ -43,7 +50,7 @@ def _status_left(obj: Any, live: tuple[str, ...]) -> bool:
     return bool(history.added) and obj.status not in live
 
 
-def install(database, models: Any, sessions) -> None:
+def install(database: Database, models: Any, sessions: SessionManager) -> None:
     """Watch ``database``'s sessions; ``sessions`` is the SessionManager to end sessions in."""
     account_model = getattr(models, "Account", None)
     person_model = getattr(models, "Person", None)
@@ -51,7 +58,7 @@ def install(database, models: Any, sessions) -> None:
     if account_model is None or person_model is None:
         return
 
-    def people_cut_off(session) -> set[str]:
+    def people_cut_off(session: Session) -> set[str]:
         uids: set[str] = set()
         for obj in session.deleted:
             if isinstance(obj, account_model):
@@ -65,11 +72,11 @@ def install(database, models: Any, sessions) -> None:
                 uids.add(obj.id)
         return {u for u in uids if u}
 
-    def end_sessions(uids) -> int:
+    def end_sessions(uids: Iterable[str]) -> int:
         return sum(sessions.delete_all(uid) for uid in sorted(uids))
 
     @event.listens_for(database.sessionmaker, "before_flush")
-    def _before_flush(session, _context, _instances) -> None:
+    def _before_flush(session: Session, _context: UOWTransaction, _instances: Any) -> None:
         uids = people_cut_off(session)
         if not uids:
             return
@@ -86,7 +93,7 @@ def install(database, models: Any, sessions) -> None:
                                         "sessions": ended})
 
     @event.listens_for(database.sessionmaker, "after_commit")
-    def _after_commit(session) -> None:
+    def _after_commit(session: Session) -> None:
         uids = session.info.pop(_INFO, None)
         if not uids:
             return
@@ -97,5 +104,5 @@ def install(database, models: Any, sessions) -> None:
                       exc_info=True, extra={"event": "cut_off_failed"})
 
     @event.listens_for(database.sessionmaker, "after_rollback")
-    def _after_rollback(session) -> None:
+    def _after_rollback(session: Session) -> None:
         session.info.pop(_INFO, None)

@@ -10,12 +10,20 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from apicrud.auth.principal import ANONYMOUS, Principal
 from apicrud.crypto import constant_time_equals
 from apicrud.errors import Forbidden, Unauthorized
 from apicrud.i18n import N_
+
+if TYPE_CHECKING:
+    from flask import Request
+    from werkzeug.datastructures import Headers
+
+    from apicrud.auth.sessions import SessionManager
+    from apicrud.services import Services
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -33,7 +41,8 @@ def principal_from_session(session: dict[str, Any], token: str, method: str) -> 
     )
 
 
-def authenticate(sessions, cookie_name: str, method: str, headers, cookies) -> Principal:
+def authenticate(sessions: SessionManager, cookie_name: str, method: str, headers: Headers,
+                 cookies: Mapping[str, str]) -> Principal:
     """The caller's Principal; ANONYMOUS when no credentials; 401 for bad ones."""
     auth = headers.get("Authorization")
     if auth:
@@ -55,9 +64,9 @@ def authenticate(sessions, cookie_name: str, method: str, headers, cookies) -> P
                 raise Unauthorized(N_("invalid credentials"))
             return principal
         raise Unauthorized(N_("unsupported Authorization scheme"))
-    token = cookies.get(cookie_name)
-    if token:
-        principal = _from_token(sessions, token, "cookie")
+    cookie = cookies.get(cookie_name)
+    if cookie:
+        principal = _from_token(sessions, cookie, "cookie")
         if method not in SAFE_METHODS:
             sent = headers.get("X-CSRF-Token") or ""
             if not principal.csrf or not constant_time_equals(sent, principal.csrf):
@@ -67,7 +76,7 @@ def authenticate(sessions, cookie_name: str, method: str, headers, cookies) -> P
     return ANONYMOUS
 
 
-def _from_token(sessions, token: str, method: str) -> Principal:
+def _from_token(sessions: SessionManager, token: str, method: str) -> Principal:
     if len(token) > 512:
         raise Unauthorized(N_("invalid or expired credentials"))
     session = sessions.get(token)
@@ -76,7 +85,7 @@ def _from_token(sessions, token: str, method: str) -> Principal:
     return principal_from_session(session, token, method)
 
 
-def init_app(services) -> None:
+def init_app(services: Services) -> None:
     """Register login sessions (Bearer, Basic, cookie) as an authenticator, and end a
     user's sessions and keys when their account or person stops being live."""
     from apicrud.auth import cutoff
@@ -84,7 +93,7 @@ def init_app(services) -> None:
     cookie_name = services.settings.cookie_name
     cutoff.install(services.db, services.models, services.sessions)
 
-    def from_session(request) -> Principal | None:
+    def from_session(request: Request) -> Principal | None:
         principal = authenticate(services.sessions, cookie_name, request.method,
                                  request.headers, request.cookies)
         return principal if principal.authenticated else None

@@ -15,9 +15,13 @@ import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from apicrud.errors import ValidationProblem
 from apicrud.i18n import N_, joined
+
+if TYPE_CHECKING:
+    from apicrud.config import Settings
 
 __all__ = ["PasswordRules"]
 
@@ -64,7 +68,7 @@ class PasswordRules:
     check_common: bool = True
 
     @classmethod
-    def from_settings(cls, settings) -> PasswordRules:
+    def from_settings(cls, settings: Settings) -> PasswordRules:
         return cls(settings.password_min_length, settings.password_max_length,
                    settings.password_check_common)
 

@@ -76,6 +76,8 @@ from apicrud.i18n import N_, language_of, translate, translations
 from apicrud.messaging.render import duration_text
 
 if TYPE_CHECKING:
+    from apicrud.crud.registry import ResourceSpec
+    from apicrud.services import Services
     from apicrud.worker.outbox import Outbox
 
 __all__ = ["AccountController", "CONFIRM", "RESET"]
@@ -99,7 +101,7 @@ class AccountController(BasicCRUD):
         """The mail queue (apicrud.worker.outbox, which create_app always installs)."""
         return required(self.services.outbox, "outbox")
 
-    def __init__(self, resource, services) -> None:
+    def __init__(self, resource: ResourceSpec, services: Services) -> None:
         super().__init__(resource, services)
         self.settings = services.settings
         self.tokens = OneTimeTokens(services.redis.client, ttl=self.settings.token_ttl)

@@ -38,7 +38,7 @@ import logging
 import secrets
 import struct
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
 from apicrud import redis_keys
@@ -53,6 +53,10 @@ from apicrud.errors import (
     ValidationProblem,
 )
 from apicrud.i18n import N_
+
+if TYPE_CHECKING:
+    from apicrud.crud.registry import ResourceSpec
+    from apicrud.services import Services
 
 __all__ = ["hotp", "totp", "match", "TotpController", "check_second_factor",
            "mfa_required", "new_secret"]
@@ -149,7 +153,7 @@ def _normalize_backup(code: str) -> str:
 class SecondFactor:
     """The TOTP state of accounts: encryption, backup-code hashes, replay and guess guards."""
 
-    def __init__(self, services) -> None:
+    def __init__(self, services: Services) -> None:
         self.services = services
         self.redis = services.redis.client
         secret = services.settings.secret_key
@@ -256,14 +260,14 @@ def mfa_required(detail: str = N_("this account needs a one-time code: send otp"
     return Unauthorized(detail, slug="mfa-required", title=N_("One-Time Code Required"))
 
 
-def check_second_factor(services, account: Any, otp: str | None) -> bool:
+def check_second_factor(services: Services, account: Any, otp: str | None) -> bool:
     """For login: True when ``otp`` is a valid code or unused backup code of ``account``."""
     if not otp:
         return False
     return _factor(services).check(account, otp)
 
 
-def _factor(services) -> SecondFactor:
+def _factor(services: Services) -> SecondFactor:
     if services.second_factor is None:
         services.second_factor = SecondFactor(services)
     return services.second_factor
@@ -274,17 +278,17 @@ def _factor(services) -> SecondFactor:
 class TotpController:
     """``/auth/totp``: status (GET), enrol (POST), confirm (PUT), disable (DELETE)."""
 
-    def __init__(self, resource, services) -> None:
+    def __init__(self, resource: ResourceSpec, services: Services) -> None:
         self.services = services
         self.factor = _factor(services)
 
     def _account(self, ctx: RequestContext) -> Any:
-        p = ctx.principal
-        if not p.authenticated or not p.account_id:
+        principal = ctx.principal
+        if not principal.authenticated or not principal.account_id:
             raise Unauthorized()
-        if p.method == "apikey":
+        if principal.method == "apikey":
             raise Forbidden(N_("the second factor is managed with a login session, not an API key"))
-        account = ctx.db.get(self.services.models.Account, p.account_id)
+        account = ctx.db.get(self.services.models.Account, principal.account_id)
         if account is None or account.status != "active":
             raise Unauthorized(N_("invalid or expired credentials"))
         return account

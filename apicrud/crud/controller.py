@@ -45,7 +45,7 @@ from apicrud.memo import Memo
 if TYPE_CHECKING:
     from sqlalchemy import ColumnElement
 
-    from apicrud.services import Services
+    from apicrud.services import Offline, Services
 
 log = logging.getLogger("apicrud.crud")
 TRASHED = Status.TRASHED
@@ -88,7 +88,7 @@ class BasicCRUD:
         pass
 
     @classmethod
-    def before_purge(cls, services: Services, record: Any,
+    def before_purge(cls, services: Services | Offline, record: Any,
                      after_commit: list[Callable[[], Any]]) -> None:
         """A trashed record is about to be deleted for good (a purge, or the worker's
         retention, which has no controllers: hence a class method): append to
@@ -279,12 +279,12 @@ class BasicCRUD:
         whatever the page size, each embedded record under its own resource's read filter
         and serialized by its own controller (so its rules and rbac apply). What the
         caller may not read is null (to one) or absent (to many)."""
-        p = ctx.principal
+        principal = ctx.principal
         for name in names:
             emb = self.resource.embeds[name]
             target = self.services.controllers[emb.resource]
             model = target.model
-            readable = self.access.where(p, emb.resource, model, "r")
+            readable = self.access.where(principal, emb.resource, model, "r")
             if not emb.many:
                 ids = sorted({getattr(r, emb.via) for r in records} - {None})
                 found = {}
@@ -856,10 +856,10 @@ class BasicCRUD:
         """Counts per group of the rows the caller may read (``group_by=a,b``), under the
         same filters as ``find``, with optional ``aggregate=sum:f,min:f,max:f`` over
         numeric (min/max also date-time) fields the caller may read."""
-        p = ctx.params
+        params = ctx.params
         fields, search = self.filter_columns(ctx)
         readable = frozenset(fields)
-        names = [n.strip() for n in str(p.get("group_by") or "").split(",") if n.strip()]
+        names = [n.strip() for n in str(params.get("group_by") or "").split(",") if n.strip()]
         if not names or len(names) > MAX_GROUP_KEYS or len(set(names)) != len(names):
             raise BadRequest(N_("group_by: name 1 to %(count)s distinct fields",
                                 count=MAX_GROUP_KEYS),
@@ -871,7 +871,7 @@ class BasicCRUD:
                                  errors={"group_by": N_("unknown field %(name)s",
                                                         name=repr(name[:64]))})
         aggregates = []
-        for term in [t.strip() for t in str(p.get("aggregate") or "").split(",") if t.strip()]:
+        for term in [t.strip() for t in str(params.get("aggregate") or "").split(",") if t.strip()]:
             func_name, _, name = term.partition(":")
             column = fields.get(name) if name in readable else None
             kind = q.column_kind(column) if column is not None else None
@@ -884,8 +884,8 @@ class BasicCRUD:
                                                          term=repr(term[:64]))})
             aggregates.append((f"{func_name}_{name}", getattr(func, func_name)(column)))
         settings = self.services.settings
-        limit = paging.page_size(p.get("limit"), settings, default=settings.per_page_max)
-        clauses = q.build_filter(q.parse_filter(p.get("filter")), fields, search)
+        limit = paging.page_size(params.get("limit"), settings, default=settings.per_page_max)
+        clauses = q.build_filter(q.parse_filter(params.get("filter")), fields, search)
         where = [*self.records.visible(ctx.principal, "l"), *clauses]
         keys = [fields[n] for n in names]
         stmt = select(*keys, func.count().label("count"),
@@ -936,19 +936,20 @@ class BasicCRUD:
     def find_records(self, ctx: RequestContext) -> tuple[list[Any], int | None, str | None]:
         """Filtered, sorted, RBAC-limited page: (records, count or None, cursor_next)."""
         settings = self.services.settings
-        p = ctx.params
+        params = ctx.params
         fields, search = self.filter_columns(ctx)
-        filters = q.parse_filter(p.get("filter"))
-        sort = q.parse_sort(p.get("sort"), fields)
-        limit = p.get("limit")
-        offset = p.get("offset") or 0
+        filters = q.parse_filter(params.get("filter"))
+        sort = q.parse_sort(params.get("sort"), fields)
+        limit = params.get("limit")
+        offset = params.get("offset") or 0
         last = None
         state = None
-        if p.get("cursor_next"):
+        if params.get("cursor_next"):
             state = paging.resume(
-                self.services.cursor_signer, p["cursor_next"], self.resource.name, offset,
-                same_query=lambda s: ("filter" not in p or q.parse_filter(p["filter"]) == s["f"])
-                and ("sort" not in p or sort.text() == s["s"]))
+                self.services.cursor_signer, params["cursor_next"], self.resource.name, offset,
+                same_query=lambda s: (
+                    "filter" not in params or q.parse_filter(params["filter"]) == s["f"])
+                and ("sort" not in params or sort.text() == s["s"]))
             filters = state["f"]
             sort = q.parse_sort(state["s"], fields)
             last = (state["k"], state["i"])

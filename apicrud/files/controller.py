@@ -22,8 +22,8 @@ import hashlib
 import hmac
 import logging
 import time
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
 
@@ -48,6 +48,10 @@ from apicrud.files.upload import FORM_OVERHEAD, coerce_fields
 from apicrud.i18n import N_
 from apicrud.spec.operations import column_problem, validation_errors
 
+if TYPE_CHECKING:
+    from apicrud.crud.registry import ResourceSpec
+    from apicrud.services import Offline, Services
+
 log = logging.getLogger("apicrud.files")
 
 #: the grant limiting the bytes of files one user holds
@@ -62,7 +66,7 @@ class FileController(BasicCRUD):
     """BasicCRUD for a resource whose model has :class:`FileMixin`'s columns and whose
     schema declares one file field (``format: binary``)."""
 
-    def __init__(self, resource, services) -> None:
+    def __init__(self, resource: ResourceSpec, services: Services) -> None:
         super().__init__(resource, services)
         self.field = next(iter(resource.files), "content")
         spec = resource.files.get(self.field) or {}
@@ -104,8 +108,8 @@ class FileController(BasicCRUD):
     def check_storage(self, ctx: RequestContext, data: dict[str, Any]) -> None:
         """403 (grant-exceeded) when the file would take its owner past ``storage_bytes``:
         the bytes of their live files, pending direct uploads included."""
-        p = ctx.principal
-        if p.is_admin or not p.authenticated:
+        principal = ctx.principal
+        if principal.is_admin or not principal.authenticated:
             return  # as GrantChecks: operators are not customers
         grants = self.services.grants
         uid = self._owner(ctx, data)
@@ -128,9 +132,9 @@ class FileController(BasicCRUD):
         without the lock the insert takes (the insert checks again, locked)."""
         self.check_create(ctx, data, quotas=False)
         grants = self.services.grants
-        p = ctx.principal
+        principal = ctx.principal
         name = grants.record_grant(self.resource.name) if grants is not None else None
-        if name and grants is not None and not p.is_admin:  # (name implies grants)
+        if name and grants is not None and not principal.is_admin:  # (name implies grants)
             uid = self._owner(ctx, data)
             limit = grants.get(uid, name)
             owner = getattr(self.model, required(self.resource.owner, "files owner"))
@@ -466,7 +470,8 @@ class FileController(BasicCRUD):
 
     # -- purge ------------------------------------------------------------------------
     @classmethod
-    def before_purge(cls, services, record: Any, after_commit: list) -> None:
+    def before_purge(cls, services: Services | Offline, record: Any,
+                     after_commit: list[Callable[[], Any]]) -> None:
         """The record is deleted for good: its object (and thumbnail) go once that is
         committed."""
         keys = [k for k in (record.storage_key, record.thumbnail_key) if k]

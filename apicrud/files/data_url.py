@@ -23,13 +23,17 @@ import json
 import re
 from base64 import b64decode
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from werkzeug.wsgi import get_input_stream
 
 from apicrud.errors import BadRequest, PayloadTooLarge, ValidationProblem
 from apicrud.files.upload import FORM_OVERHEAD, read_chunk
 from apicrud.i18n import N_
+
+if TYPE_CHECKING:
+    from apicrud.config import Settings
+    from apicrud.spec.operations import Operation
 
 #: base64 characters decoded at once (a multiple of 4: 192 KiB of file)
 SLICE = 256 * 1024
@@ -155,7 +159,7 @@ def _part(name: str, value: Any) -> DataUrlPart | None:
     return DataUrlPart(name, title, (header.group(1) or "").lower(), text)
 
 
-def open_data_url(environ: dict[str, Any], settings, op) -> DataUrlUpload:
+def open_data_url(environ: dict[str, Any], settings: Settings, op: Operation) -> DataUrlUpload:
     """The request's JSON body with its file as a data URL, at most ``file_max_bytes``
     of file (a field's ``x-max-bytes`` narrows it, in the controller)."""
     from apicrud.spec.operations import is_file_schema

@@ -12,11 +12,19 @@ from __future__ import annotations
 import hashlib
 import logging
 import tempfile
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from apicrud.db.repository import Repository
 from apicrud.files.models import READY
 from apicrud.files.storage import Storage, new_key, storage_for
+
+if TYPE_CHECKING:
+    from tempfile import SpooledTemporaryFile
+
+    from celery import Celery
+
+    from apicrud.config import Settings
+    from apicrud.services import Offline
 
 log = logging.getLogger("apicrud.files")
 
@@ -32,7 +40,7 @@ EXIF_FORMATS = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp",
                 "TIFF": "image/tiff"}
 
 
-def _spool(storage: Storage, key: str):
+def _spool(storage: Storage, key: str) -> SpooledTemporaryFile[bytes]:
     spool = tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024)  # noqa: SIM115  the caller's
     for chunk in storage.read(key):
         spool.write(chunk)
@@ -95,7 +103,7 @@ def process(storage: Storage, original_key: str, keep_location: bool) -> dict[st
     return out
 
 
-def run(services, resource: str, record_id: str) -> bool:
+def run(services: Offline, resource: str, record_id: str) -> bool:
     """The task's work for one file record; False when there was nothing to do."""
     res = services.resources.get(resource)
     if res is None or res.model is None:
@@ -125,11 +133,11 @@ def run(services, resource: str, record_id: str) -> bool:
     return True
 
 
-def register(app, settings) -> Any:
+def register(app: Celery, settings: Settings) -> Any:  # the Celery task
     """Register the picture task on a worker's Celery app."""
     state: dict[str, Any] = {}
 
-    def services():
+    def services() -> Offline:
         if "services" not in state:
             from apicrud.services import open_offline
 

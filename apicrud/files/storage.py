@@ -14,7 +14,10 @@ import tempfile
 from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from apicrud.config import Settings
 
 CHUNK = 64 * 1024
 
@@ -286,7 +289,7 @@ class S3Storage(Storage):
         return {"url": url, "method": "PUT", "headers": {}}
 
 
-def make_storage(settings) -> Storage:
+def make_storage(settings: Settings) -> Storage:
     """The storage the settings choose (``file_storage``)."""
     if settings.file_storage == "s3":
         return S3Storage(settings.s3_bucket, prefix=settings.s3_prefix,

@@ -11,14 +11,25 @@ file is stored.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import IO, TYPE_CHECKING, Any
 
 from werkzeug.http import parse_options_header
-from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder, NeedData
+from werkzeug.sansio.multipart import (
+    Data,
+    Epilogue,
+    Event,
+    Field,
+    File,
+    MultipartDecoder,
+    NeedData,
+)
 from werkzeug.wsgi import get_input_stream
 
 from apicrud.errors import BadRequest, PayloadTooLarge, ValidationProblem
 from apicrud.i18n import N_, N_as
+
+if TYPE_CHECKING:
+    from apicrud.config import Settings
 
 CHUNK = 64 * 1024
 FIELD_MAX = 16 * 1024
@@ -26,7 +37,7 @@ PARTS_MAX = 32
 MULTIPART = "multipart/form-data"
 
 
-def read_chunk(stream) -> bytes:
+def read_chunk(stream: IO[bytes]) -> bytes:
     """The next chunk of a request body; 400 when its framing is broken (a bad chunk
     header), as the server reports it while reading."""
     try:
@@ -94,7 +105,7 @@ class MultipartUpload:
         return max(0, self.declared - self.received - len(self.boundary) - 8)
 
     # -- reading ---------------------------------------------------------------------
-    def _event(self):
+    def _event(self) -> Event:
         while True:
             event = self.decoder.next_event()
             if not isinstance(event, NeedData):
@@ -113,7 +124,7 @@ class MultipartUpload:
             else:
                 self.decoder.receive_data(data)
 
-    def _next(self):
+    def _next(self) -> Event:
         try:
             return self._event()
         except ValueError as exc:  # the decoder's word for a malformed body
@@ -218,7 +229,7 @@ def coerce_fields(fields: dict[str, str], schema: dict[str, Any]) -> dict[str, A
 FORM_OVERHEAD = 1024 * 1024
 
 
-def open_upload(environ: dict[str, Any], settings) -> MultipartUpload:
+def open_upload(environ: dict[str, Any], settings: Settings) -> MultipartUpload:
     """The request's multipart body, ready to be read (415 when it is not one)."""
     from apicrud.errors import UnsupportedMediaType
 
@@ -255,6 +266,6 @@ class RawUpload:
             yield data
 
 
-def open_raw(environ: dict[str, Any], settings) -> RawUpload:
+def open_raw(environ: dict[str, Any], settings: Settings) -> RawUpload:
     """The request's body as raw bytes, at most ``file_max_bytes``."""
     return RawUpload(environ, settings.file_max_bytes)

@@ -21,6 +21,10 @@ import ssl
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from apicrud.config import Settings
 
 __all__ = ["SmtpConfig", "MailError", "PermanentMailError", "TransientMailError",
            "build_message", "send_message"]
@@ -58,7 +62,7 @@ class SmtpConfig:
     timeout: float = TIMEOUT
 
     @classmethod
-    def from_settings(cls, settings) -> SmtpConfig:
+    def from_settings(cls, settings: Settings) -> SmtpConfig:
         ca_file = str(settings.path("smtp_ca_file")) if settings.smtp_ca_file else ""
         return cls(settings.smtp_host, settings.smtp_port, settings.smtp_tls,
                    settings.smtp_username, settings.smtp_password, ca_file,

@@ -17,22 +17,25 @@ from __future__ import annotations
 import logging
 import socket
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
 from apicrud.config.loader import thaw
-from apicrud.errors import StartupError
+from apicrud.errors import StartupError, required
 from apicrud.metrics.grants import GrantChecks, Grants, check_defaults
 from apicrud.metrics.prometheus import Exposition, RequestObserver
 from apicrud.metrics.usage import Metrics, check_definitions
+
+if TYPE_CHECKING:
+    from apicrud.services import Services
 
 log = logging.getLogger("apicrud.metrics")
 
 __all__ = ["init_app", "Metrics", "Grants", "default_notifier"]
 
 
-def default_notifier(services) -> Callable[..., Any]:
+def default_notifier(services: Services) -> Callable[..., Any]:
     """Queue a usage notice to the user's address through the messaging outbox.
 
     The notice goes through ``services.outbox`` (rendered, sealed and queued for the
@@ -57,7 +60,7 @@ def default_notifier(services) -> Callable[..., Any]:
     return notify
 
 
-def _person_model(services):
+def _person_model(services: Services) -> Any:
     """The model grants' ``uid`` points at (a person with ``identity`` and ``name``)."""
     grant = services.resources.get("grant")
     table = grant.references.get("uid") if grant is not None else None
@@ -66,7 +69,7 @@ def _person_model(services):
     return model if model is not None and hasattr(model, "identity") else None
 
 
-def init_app(services) -> None:
+def init_app(services: Services) -> None:
     settings = services.settings
     definitions, problems = check_definitions(thaw(settings.metrics))
     defaults, more = check_defaults(thaw(settings.default_grants))
@@ -93,7 +96,7 @@ def init_app(services) -> None:
     if services.notify is None:
         services.notify = default_notifier(services)
     checks = GrantChecks(services, services.grants, services.metrics,
-                         notify=lambda **kw: services.notify(**kw))
+                         notify=lambda **kw: required(services.notify, "notify")(**kw))
     services.pipeline.create_checks.append(checks)
     services.pipeline.observers.append(RequestObserver(services.metrics))
     services.closers.append(services.metrics.close)  # flush buffered counts on shutdown

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from apicrud.context import Reply, RequestContext
 from apicrud.crud import paging
@@ -20,6 +20,12 @@ from apicrud.db.base import iso_utc, naive_utc
 from apicrud.errors import BadRequest, Forbidden, ValidationProblem, required
 from apicrud.i18n import N_, N_as
 from apicrud.metrics.grants import NUMBER_RULE, number
+
+if TYPE_CHECKING:
+    from apicrud.crud.registry import ResourceSpec
+    from apicrud.metrics.grants import Grants
+    from apicrud.metrics.usage import Metrics, Sample
+    from apicrud.services import Services
 
 FIELDS = ("id", "name", "scope", "style", "period", "uid", "value", "limit", "remaining",
           "expires", "description")
@@ -45,7 +51,7 @@ def _matches(value: Any, wanted: Any) -> bool:
     return value == wanted
 
 
-def _sort_key(item: dict[str, Any], field: str):
+def _sort_key(item: dict[str, Any], field: str) -> tuple[bool, Any]:
     value = item.get(field)
     return (value is None, value if value is not None else 0)
 
@@ -53,19 +59,30 @@ def _sort_key(item: dict[str, Any], field: str):
 class MetricController:
     """``GET /metric`` (usage) and ``GET /metrics`` (Prometheus text)."""
 
-    def __init__(self, resource, services) -> None:
+    def __init__(self, resource: ResourceSpec, services: Services) -> None:
         self.services = services
+
+    # apicrud.metrics installs these with this controller's resource
+    @property
+    def _metrics(self) -> Metrics:
+        return required(self.services.metrics, "metrics")
+
+    @property
+    def _grants(self) -> Grants:
+        return required(self.services.grants, "grants")
 
     def expose(self, ctx: RequestContext) -> Reply:
         """Prometheus exposition: administrators, and their API keys scoped ``metrics``."""
-        p = ctx.principal
-        if not p.is_admin or (p.scopes is not None and "metrics" not in p.scopes):
+        principal = ctx.principal
+        if not principal.is_admin or (principal.scopes is not None and
+                                      "metrics" not in principal.scopes):
             raise Forbidden(N_("metrics are for administrators (API keys need scope metrics)"))
-        body, content_type = self.services.prometheus.render(ctx.headers.get("Accept"))
+        exposition = required(self.services.prometheus, "prometheus")
+        body, content_type = exposition.render(ctx.headers.get("Accept"))
         return Reply(body, 200, {"Content-Type": content_type, "Cache-Control": "no-store"})
 
-    def _item(self, sample, grants_of: dict[str, dict]) -> dict[str, Any]:
-        d = self.services.metrics.definitions[sample.name]
+    def _item(self, sample: Sample, grants_of: dict[str, dict]) -> dict[str, Any]:
+        d = self._metrics.definitions[sample.name]
         uid = sample.labels.get("uid") if d.scope == "user" else None
         labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
         item = {"id": f"{sample.name}:{labels}" if labels else sample.name,
@@ -76,7 +93,7 @@ class MetricController:
                 "description": d.description}
         if d.style == "grant" and uid:
             if uid not in grants_of:
-                grants_of[uid] = self.services.grants.for_uid(uid)
+                grants_of[uid] = self._grants.for_uid(uid)
             limit = grants_of[uid].get(d.name)
             if limit is not None:
                 item["limit"] = limit
@@ -84,11 +101,13 @@ class MetricController:
         return item
 
     def _samples(self, ctx: RequestContext, filters: dict[str, Any]) -> list:
-        metrics = self.services.metrics
+        metrics = self._metrics
         metrics.flush()  # include what this process counted a moment ago
-        p = ctx.principal
-        if not p.is_admin:
-            return metrics.for_user(p.uid)
+        principal = ctx.principal
+        if not principal.is_admin:
+            # cast: the operation is secured (an anonymous caller of an x-public one
+            # would read the metrics of uid None)
+            return metrics.for_user(cast(str, principal.uid))
         uids = filters.get("uid")
         if isinstance(uids, str) and uids != "*" and "%" not in uids:
             uids = [uids]
@@ -120,7 +139,7 @@ class MetricController:
                                                       name=repr(name[:64]))})
         grants_of: dict[str, dict] = {}
         items = [self._item(s, grants_of) for s in self._samples(ctx, filters)
-                 if s.name in self.services.metrics.definitions]
+                 if s.name in self._metrics.definitions]
         items = [i for i in items if all(_matches(i.get(k), v) for k, v in filters.items())]
         items.sort(key=lambda i: i["id"])
         items.sort(key=lambda i: _sort_key(i, sort.field), reverse=sort.descending)

@@ -23,7 +23,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select, update
 
@@ -31,6 +31,15 @@ from apicrud.cache import ReadThrough
 from apicrud.db.repository import live
 from apicrud.errors import Forbidden, TooManyRequests
 from apicrud.i18n import N_
+
+if TYPE_CHECKING:
+    from apicrud.context import RequestContext
+    from apicrud.crud.registry import ResourceSpec
+    from apicrud.db.engine import Database
+    from apicrud.metrics.keys import MetricDef
+    from apicrud.metrics.usage import Metrics
+    from apicrud.redis_client import RedisProvider
+    from apicrud.services import Services
 
 log = logging.getLogger("apicrud.metrics")
 
@@ -85,8 +94,8 @@ def plural(name: str) -> str:
 class Grants:
     """Effective grants of a user: their unexpired overrides over ``default_grants``."""
 
-    def __init__(self, defaults: Mapping[str, int | float], db, provider, grant_model,
-                 ttl: int = 300) -> None:
+    def __init__(self, defaults: Mapping[str, int | float], db: Database,
+                 provider: RedisProvider, grant_model: Any, ttl: int = 300) -> None:
         self.defaults = dict(defaults)
         self.db = db
         self.provider = provider
@@ -159,7 +168,7 @@ class GrantChecks:
     """The create check (record counts, per-period grants); a per-period unit used by a
     request whose write is not committed is given back (RequestContext.on_rollback)."""
 
-    def __init__(self, services, grants: Grants, metrics,
+    def __init__(self, services: Services, grants: Grants, metrics: Metrics,
                  notify: Callable[..., Any] | None = None) -> None:
         self.services = services
         self.grants = grants
@@ -170,9 +179,9 @@ class GrantChecks:
             if d.style == "grant" and d.resource:
                 self.by_resource.setdefault(d.resource, []).append(d)
 
-    def __call__(self, ctx, res, values: dict[str, Any]) -> None:
+    def __call__(self, ctx: RequestContext, res: ResourceSpec, values: dict[str, Any]) -> None:
         principal = ctx.principal
-        if principal.is_admin or not principal.authenticated:
+        if principal.is_admin or principal.uid is None:  # (not authenticated)
             return  # operators are not customers; anonymous creates have no account
         owner = values.get(res.owner) if res.owner and res.owner != "id" else None
         uid = owner or principal.uid
@@ -180,7 +189,7 @@ class GrantChecks:
         for d in self.by_resource.get(res.name, ()):
             self._use(ctx, d, uid)
 
-    def _check_count(self, ctx, res, uid: str) -> None:
+    def _check_count(self, ctx: RequestContext, res: ResourceSpec, uid: str) -> None:
         name = self.grants.record_grant(res.name)
         if name is None or res.model is None or not res.owner or res.owner == "id":
             return
@@ -210,9 +219,9 @@ class GrantChecks:
                                held=held), slug="grant-exceeded", grant=name, limit=limit)
         ctx.memo[key] = held + 1
 
-    def _lock_owner(self, ctx, res, uid: str) -> None:
+    def _lock_owner(self, ctx: RequestContext, res: ResourceSpec, uid: str) -> None:
         """Serialize creates of one owner: lock their person row until commit."""
-        table = res.references.get(res.owner)
+        table = res.references.get(res.owner) if res.owner else None
         target = self.services.resource_for_table(table) if table else None
         if target is None or target.model is None:
             return
@@ -227,7 +236,7 @@ class GrantChecks:
         ctx.db.execute(select(target.model.id).where(target.model.id == uid)
                        .with_for_update())
 
-    def _use(self, ctx, d, uid: str) -> None:
+    def _use(self, ctx: RequestContext, d: MetricDef, uid: str) -> None:
         limit = self.grants.get(uid, d.name)
         if limit is None:
             return
@@ -255,7 +264,7 @@ class GrantChecks:
             except Exception:  # a metric must never change the answer
                 log.warning("cannot count grant refusal", exc_info=True)
 
-    def _notify(self, d, uid: str, used: float, limit: float) -> None:
+    def _notify(self, d: MetricDef, uid: str, used: float, limit: float) -> None:
         """Tell the user once per period that they used ``notify`` percent of a grant."""
         try:
             if self.notify is None or not self.metrics.notify_once(d.name, uid):

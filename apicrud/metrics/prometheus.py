@@ -27,12 +27,18 @@ import logging
 from collections.abc import Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 from redis.exceptions import RedisError
 
+from apicrud.metrics.keys import MetricDef
 from apicrud.metrics.usage import Metrics, Sample
 from apicrud.pipeline import RequestRecord
 
@@ -104,7 +110,7 @@ class UsageCollector(Collector):
                 yield family
         yield self._histogram()
 
-    def _family(self, d):
+    def _family(self, d: MetricDef) -> Metric | None:
         base = self.prefix + d.name
         if d.scope == "user":
             if d.style == "gauge":

@@ -31,7 +31,7 @@ import threading
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from apicrud.metrics.keys import (
     NOTIFIED,
@@ -44,6 +44,11 @@ from apicrud.metrics.keys import (
     period_end,
     split_key,
 )
+
+if TYPE_CHECKING:
+    from redis import Redis
+
+    from apicrud.redis_client import RedisProvider
 
 __all__ = ["Metrics", "Sample", "Consumed", "MetricDef", "check_definitions", "period_end",
            "label_string", "parse_labels", "split_key", "PREFIX", "SERIES", "NOTIFIED"]
@@ -100,6 +105,11 @@ class Consumed:
     reset_in: int | None  # seconds until the period ends; None: never
 
 
+def _text(raw: bytes | str) -> str:
+    """A member of a Redis set as text (the client answers bytes)."""
+    return raw.decode() if isinstance(raw, bytes) else raw
+
+
 def _number(raw: Any) -> float:
     value = float(raw.decode() if isinstance(raw, bytes) else raw)
     return int(value) if value.is_integer() else value
@@ -108,8 +118,8 @@ def _number(raw: Any) -> float:
 class Metrics:
     """Store and read usage metrics; see the module docstring for the key layout."""
 
-    def __init__(self, provider, definitions: Mapping[str, MetricDef], *, instance: str,
-                 flush_interval: float = 1.0) -> None:
+    def __init__(self, provider: RedisProvider, definitions: Mapping[str, MetricDef], *,
+                 instance: str, flush_interval: float = 1.0) -> None:
         self.provider = provider  # a RedisProvider: its client survives reconnects
         self.definitions = dict(definitions)
         self.instance = instance
@@ -128,7 +138,7 @@ class Metrics:
         self._refund = client.register_script(_REFUND)
 
     @property
-    def redis(self):
+    def redis(self) -> Redis:
         return self.provider.client
 
     def declare(self, name: str, **spec: Any) -> MetricDef:
@@ -341,11 +351,11 @@ class Metrics:
 
     def series(self, name: str) -> list[Sample]:
         """The label sets of a non-user metric written by any instance, with values."""
-        members = sorted(m.decode() for m in self.redis.smembers(SERIES + name))
+        members = sorted(_text(m) for m in self.redis.smembers(SERIES + name))
         return list(self._read([f"{PREFIX}{name}:{m}" for m in members], missing=False))
 
     def histogram(self, name: str) -> list[tuple[dict[str, str], dict[str, float]]]:
-        members = sorted(m.decode() for m in self.redis.smembers(SERIES + name))
+        members = sorted(_text(m) for m in self.redis.smembers(SERIES + name))
         pipe = self.redis.pipeline(transaction=False)
         for m in members:
             pipe.hgetall(f"{PREFIX}{name}:{m}")

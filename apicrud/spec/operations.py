@@ -21,11 +21,11 @@ import copy
 import functools
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jsonschema_rs
 from jsonschema import Draft202012Validator, FormatChecker
@@ -35,6 +35,10 @@ from apicrud.db.base import naive_utc
 from apicrud.errors import ValidationProblem
 from apicrud.i18n import N_, N_as
 from apicrud.spec.loader import dereference
+
+if TYPE_CHECKING:
+    from jsonschema import ValidationError
+    from werkzeug.datastructures import Headers, MultiDict
 
 METHODS = ("get", "put", "post", "delete", "patch")
 _FORMATS = FormatChecker()
@@ -111,7 +115,7 @@ def _references(column: Any) -> bool:
     return any(getattr(c, "foreign_keys", None) for c in columns)
 
 
-def _short_format_message(err) -> str | None:
+def _short_format_message(err: ValidationError) -> str | None:
     if err.validator == "format" and err.validator_value == "date-time" and \
             isinstance(err.instance, str):
         return parse_datetime(err.instance)[1]
@@ -163,7 +167,7 @@ def _coerce_scalar(value: str, schema: dict[str, Any], name: str) -> Any:
     return value
 
 
-def _error_field(err, prefix: str = "") -> str:
+def _error_field(err: ValidationError, prefix: str = "") -> str:
     path = [str(p) for p in err.absolute_path]
     if err.validator == "required":
         missing = re.findall(r"'([^']+)' is a required property", err.message)
@@ -175,7 +179,7 @@ def _error_field(err, prefix: str = "") -> str:
     return ".".join(path) or prefix or "body"
 
 
-def _short_message(err) -> str:
+def _short_message(err: ValidationError) -> str:
     formatted = _short_format_message(err)
     if formatted:
         return formatted
@@ -193,10 +197,11 @@ _FORMAT_NAMES = {"email": N_("email address"), "date-time": N_("date and time"),
                  "date": N_("date"), "uri": N_("URI"), "uuid": N_("UUID")}
 
 
-def _marked(err, english: str) -> str:
+def _marked(err: ValidationError, english: str) -> str:
     """jsonschema's English message, translatable for the common keywords (the
     offending value is left out of the translations: it may be long)."""
-    keyword, limit = err.validator, err.validator_value
+    keyword = err.validator
+    limit: Any = err.validator_value  # the keyword's value in the schema: any JSON
     if keyword == "type":
         types = limit if isinstance(limit, list) else [limit]
         return N_as(english, "is not of type %(type)s", type=", ".join(map(str, types)))
@@ -220,7 +225,8 @@ def _marked(err, english: str) -> str:
     return english
 
 
-def validation_errors(validator, instance: Any, prefix: str = "") -> dict[str, str]:
+def validation_errors(validator: SchemaValidator, instance: Any,
+                      prefix: str = "") -> dict[str, str]:
     """Map every schema violation to ``{field: message}`` (first message per field)."""
     out: dict[str, str] = {}
     for err in sorted(validator.iter_errors(instance), key=lambda e: list(e.absolute_path)):
@@ -307,36 +313,37 @@ class Operation:
                         if name in props and getattr(col, "type", None) is not None}
     source: str = ""  # the spec file the path item is written in (for start-up problems)
 
-    def parse_params(self, path_args: dict[str, str], query, headers) -> dict[str, Any]:
+    def parse_params(self, path_args: dict[str, str], query: MultiDict[str, str],
+                     headers: Headers) -> dict[str, Any]:
         """Coerce and validate parameters; raise a 400 naming the first bad ones."""
         values: dict[str, Any] = {}
         errors: dict[str, str] = {}
-        for p in self.params:
-            if p.location == "path":
-                raw = [path_args[p.name]] if p.name in path_args else []
-            elif p.location == "query":
-                raw = query.getlist(p.name)
-            elif p.location == "header":
-                v = headers.get(p.name)
+        for param in self.params:
+            if param.location == "path":
+                raw = [path_args[param.name]] if param.name in path_args else []
+            elif param.location == "query":
+                raw = query.getlist(param.name)
+            elif param.location == "header":
+                v = headers.get(param.name)
                 raw = [v] if v is not None else []
             else:
                 continue
             if not raw:
-                if p.required:
-                    errors[p.name] = N_("is required")
-                elif "default" in p.schema:
-                    values[p.name] = p.schema["default"]
+                if param.required:
+                    errors[param.name] = N_("is required")
+                elif "default" in param.schema:
+                    values[param.name] = param.schema["default"]
                 continue
             try:
-                value = p.coerce(raw)
+                value = param.coerce(raw)
             except ValidationProblem as exc:
                 errors.update(exc.errors)
                 continue
-            errs = validation_errors(p.validator, value, p.name)
+            errs = validation_errors(param.validator, value, param.name)
             if errs:
-                errors[p.name] = next(iter(errs.values()))
+                errors[param.name] = next(iter(errs.values()))
                 continue
-            values[p.name] = value
+            values[param.name] = value
         known = {p.name for p in self.params if p.location == "query"}
         unknown = [k for k in query if k not in known]
         if unknown and not self.extensions.get("x-extra-query"):
@@ -395,7 +402,7 @@ class SchemaValidator:
                 name: functools.partial(_FORMATS.conforms, format=name)
                 for name in _FORMATS.checkers})
 
-    def iter_errors(self, instance: Any):
+    def iter_errors(self, instance: Any) -> Iterator[ValidationError]:
         if self.fast is not None and self.fast.is_valid(instance):
             return iter(())
         return self.python.iter_errors(instance)

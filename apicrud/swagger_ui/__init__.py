@@ -23,6 +23,7 @@ import os
 from typing import TYPE_CHECKING
 
 from flask import Blueprint, Flask, Response, abort, redirect, request, send_from_directory
+from werkzeug.wrappers import Response as WerkzeugResponse
 
 if TYPE_CHECKING:
     from apicrud.services import Services
@@ -113,7 +114,7 @@ def blueprint(services: Services, vendor: str = VENDOR) -> Blueprint:
     spec_json = json.dumps(document)
 
     @bp.get("/openapi.json")
-    def _openapi():
+    def _openapi() -> Response:
         return Response(spec_json, 200, mimetype="application/json")
 
     folders = files(vendor)
@@ -128,11 +129,11 @@ def blueprint(services: Services, vendor: str = VENDOR) -> Blueprint:
         page = index_html(base, title, version)
 
     @bp.get("/ui")
-    def _ui_redirect():
+    def _ui_redirect() -> WerkzeugResponse:
         return redirect(base + "/ui/", 308)
 
     @bp.get("/ui/")
-    def _ui():
+    def _ui() -> Response:
         if page is None:
             return Response(MISSING.format(base=base), 503, mimetype="text/plain",
                             headers={**PAGE_HEADERS, "Cache-Control": "no-cache"})
@@ -141,7 +142,7 @@ def blueprint(services: Services, vendor: str = VENDOR) -> Blueprint:
                         headers={**PAGE_HEADERS, "Cache-Control": "no-cache"})
 
     @bp.get("/ui/<name>")
-    def _ui_static(name: str):
+    def _ui_static(name: str) -> Response:
         if name == "index.html":
             return _ui()
         folder = folders.get(name)

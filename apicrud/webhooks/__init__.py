@@ -19,12 +19,19 @@ import json
 import logging
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import insert, select
 
 from apicrud.db.base import new_id, utcnow
 from apicrud.db.repository import Status
+from apicrud.errors import required
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from apicrud.context import RequestContext
+    from apicrud.services import Services
 
 __all__ = ["EVENT_VERBS", "Webhooks", "init_app"]
 
@@ -39,7 +46,7 @@ TASK_DELIVER = "apicrud.deliver_webhook"
 class Webhooks:
     """Turns a request's audit entries into deliveries and queues them after commit."""
 
-    def __init__(self, services) -> None:
+    def __init__(self, services: Services) -> None:
         self.services = services
         self.model = services.models.Webhook
         self.delivery = services.models.WebhookDelivery
@@ -50,7 +57,7 @@ class Webhooks:
         """Drop the cached subscriptions (a webhook was written)."""
         self._subs = None
 
-    def _subscriptions(self, session) -> list[tuple[str, frozenset[str]]]:
+    def _subscriptions(self, session: Session) -> list[tuple[str, frozenset[str]]]:
         cached = self._subs
         if cached is not None and time.monotonic() - cached[0] < SUBSCRIBERS_TTL:
             return cached[1]
@@ -68,7 +75,7 @@ class Webhooks:
             self._subs = (time.monotonic(), subs)
         return subs
 
-    def on_entries(self, ctx, session, rows: list[dict[str, Any]]) -> None:
+    def on_entries(self, ctx: RequestContext, session: Session, rows: list[dict[str, Any]]) -> None:
         """Audit listener: one delivery per (subscribed webhook, event) of ``rows``."""
         if any(row["resource"] == "webhook" for row in rows):
             self.forget()
@@ -99,13 +106,13 @@ class Webhooks:
     def publish(self, ids: list[str]) -> None:
         """Queue each delivery for the worker (after the commit that wrote it). One the
         broker refuses stays ``pending`` in the delivery log."""
-        celery = self.services.outbox.celery
+        celery = required(self.services.outbox, "the outbox (apicrud.worker.outbox)").celery
         for delivery_id in ids:
             celery.send_task(TASK_DELIVER, args=[delivery_id],
                              queue=self.services.settings.worker_queue)
 
 
-def init_app(services) -> None:
+def init_app(services: Services) -> None:
     """``services.webhooks``, listening to the audit trail (when the app has the models)."""
     models = services.models
     audit = services.audit

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
@@ -25,12 +25,15 @@ from apicrud.i18n import N_, text_of
 from apicrud.webhooks import EVENT_VERBS
 from apicrud.webhooks.ssrf import UnsafeTarget, resolve
 
+if TYPE_CHECKING:
+    from apicrud.config import Settings
+
 EVENT_RE = re.compile(r"^([a-z][a-z0-9_]*)\.([a-z]+)$")
 CIPHER_CONTEXT = "apicrud webhooks"
 MAX_EVENTS = 50
 
 
-def sealer(settings) -> AESEncrypt:
+def sealer(settings: Settings) -> AESEncrypt:
     """The cipher of webhook secrets (a key of their own, derived from secret_key)."""
     return AESEncrypt(settings.secret_key, context=CIPHER_CONTEXT)
 

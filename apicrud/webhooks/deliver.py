@@ -26,7 +26,7 @@ import json
 import logging
 import time
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
@@ -35,8 +35,16 @@ from apicrud.context import RequestContext
 from apicrud.crypto import DecryptError
 from apicrud.db.base import utcnow
 from apicrud.db.repository import Status
+from apicrud.errors import required
 from apicrud.webhooks import TASK_DELIVER
 from apicrud.webhooks.ssrf import UnsafeTarget, post, resolve
+
+if TYPE_CHECKING:
+    from celery import Celery
+    from sqlalchemy.orm import Session
+
+    from apicrud.config import Settings
+    from apicrud.services import Services
 
 __all__ = ["WebhookDeliverer", "register", "sign"]
 
@@ -56,12 +64,12 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
 class WebhookDeliverer:
     """Runs attempts; builds the application's services on first use (in the worker)."""
 
-    def __init__(self, settings, services=None) -> None:
+    def __init__(self, settings: Settings, services: Services | None = None) -> None:
         self.settings = settings
         self._services = services
 
     @property
-    def services(self):
+    def services(self) -> Services:
         if self._services is None:
             from apicrud.app import create_app
 
@@ -74,24 +82,24 @@ class WebhookDeliverer:
             self._services.close()
             self._services = None
 
-    def _owner(self, db, uid: str) -> Principal | None:
+    def _owner(self, db: Session, uid: str) -> Principal | None:
         account = self.services.models.Account
         row = db.execute(select(account).where(account.uid == uid,
                                                account.status == "active")).scalars().first()
         if row is None:
             return None
-        p = Principal(uid=uid, account_id=row.id, username=row.name,
-                      is_admin=bool(row.is_admin), status=row.status, method="webhook")
+        principal = Principal(uid=uid, account_id=row.id, username=row.name,
+                              is_admin=bool(row.is_admin), status=row.status, method="webhook")
         roles = self.services.roles
         if roles.sources:
             levels, kinds = roles.for_uid(uid)
-            p = replace(p, memberships=levels, membership_kinds=kinds)
-        return p
+            principal = replace(principal, memberships=levels, membership_kinds=kinds)
+        return principal
 
-    def _record(self, ctx: RequestContext, delivery) -> tuple[bool, Any]:
+    def _record(self, ctx: RequestContext, delivery: Any) -> tuple[bool, Any]:
         """(may the owner see the event, the record as they read it or None)."""
         services = self.services
-        audit = services.controllers.get("audit")
+        audit = required(services.controllers.get("audit"), "the audit resource")
         entry = services.models.Audit
         seen = ctx.db.execute(select(entry.id).where(
             entry.id == delivery.event_id, *audit.visible(ctx, "r"))).first()
@@ -121,7 +129,7 @@ class WebhookDeliverer:
             delivery = db.get(models.WebhookDelivery, delivery_id)
             if delivery is None or delivery.status in FINAL:
                 return None
-            hook = db.get(models.Webhook, delivery.webhook_id)
+            hook: Any = db.get(models.Webhook, delivery.webhook_id)  # not None with an owner
             owner = self._owner(db, hook.uid) if hook is not None and \
                 hook.status == Status.ACTIVE else None
             delivery.attempts += 1
@@ -178,7 +186,7 @@ class WebhookDeliverer:
             return delay
 
     @staticmethod
-    def _finish(db, delivery, status: str, error: str | None) -> None:
+    def _finish(db: Session, delivery: Any, status: str, error: str | None) -> None:
         delivery.status, delivery.error = status, error
         db.commit()
         level = logging.ERROR if status == "dead" else logging.INFO
@@ -187,14 +195,14 @@ class WebhookDeliverer:
         return None
 
 
-def register(app, settings):
+def register(app: Celery, settings: Settings) -> Any:  # the Celery task
     """Register the delivery task on a worker's Celery ``app``; return it."""
     deliverer = WebhookDeliverer(settings)
 
     # max_retries=None: the attempts are counted by the delivery (webhook_max_attempts)
     @app.task(name=TASK_DELIVER, bind=True, acks_late=True, ignore_result=True,
               shared=False, max_retries=None)
-    def deliver_webhook(self, delivery_id: str) -> None:
+    def deliver_webhook(self: Any, delivery_id: str) -> None:  # self: the bound Celery task
         delay = deliverer.attempt(delivery_id)
         if delay is not None:
             raise self.retry(countdown=delay, max_retries=None)

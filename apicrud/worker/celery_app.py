@@ -13,10 +13,15 @@ price is a possible duplicate mail after one.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from celery import Celery
 
 from apicrud import redis_keys
 from apicrud.worker.names import TASK_SEND
+
+if TYPE_CHECKING:
+    from apicrud.config import Settings
 
 __all__ = ["TASK_SEND", "broker_url", "make_celery"]
 
@@ -33,12 +38,12 @@ def _socket_url(url: str) -> str:
     return url
 
 
-def broker_url(settings, redis_url: str) -> str:
+def broker_url(settings: Settings, redis_url: str) -> str:
     """The broker URL: setting ``broker_url``, else the service's Redis at ``redis_url``."""
     return _socket_url(settings.broker_url or redis_url)
 
 
-def make_celery(settings, redis_url: str, *, worker: bool = False) -> Celery:
+def make_celery(settings: Settings, redis_url: str, *, worker: bool = False) -> Celery:
     """A Celery app on the configured broker; ``worker=True`` also registers the tasks.
 
     :param redis_url: the service's Redis (``RedisProvider.url``): the default broker,

@@ -9,16 +9,20 @@ owns it and stops it when it exits).
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING, Any
 
 from apicrud.config import mask_url
 from apicrud.redis_client import RedisProvider
 from apicrud.worker.celery_app import broker_url, make_celery
 from apicrud.worker.tasks import DeadLetters, requeue_dead_letters
 
+if TYPE_CHECKING:
+    from apicrud.config import Settings
+
 __all__ = ["run_worker", "run_beat", "dead_letters"]
 
 
-def run_worker(settings, concurrency: int = 2, pool: str = "prefork",
+def run_worker(settings: Settings, concurrency: int = 2, pool: str = "prefork",
                loglevel: str = "INFO") -> None:
     """Consume ``worker_queue`` until stopped (Ctrl-C or SIGTERM: a warm shutdown)."""
     redis = RedisProvider(settings.redis_url, settings.path("data_dir"))
@@ -33,7 +37,7 @@ def run_worker(settings, concurrency: int = 2, pool: str = "prefork",
         redis.close()
 
 
-def dead_letters(settings, requeue: bool = False) -> tuple[list[dict], int]:
+def dead_letters(settings: Settings, requeue: bool = False) -> tuple[list[dict[str, Any]], int]:
     """(the dead letters, newest first, without their sealed bodies; how many requeued)."""
     redis = RedisProvider(settings.redis_url, settings.path("data_dir"))
     try:
@@ -51,7 +55,7 @@ def dead_letters(settings, requeue: bool = False) -> tuple[list[dict], int]:
         redis.close()
 
 
-def run_beat(settings, loglevel: str = "INFO") -> None:
+def run_beat(settings: Settings, loglevel: str = "INFO") -> None:
     """Run Celery beat: queue each scheduled task when due, until stopped."""
     from apicrud.audit.retention import schedule as schedule_audit
     from apicrud.worker.retention import schedule

@@ -12,13 +12,19 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from apicrud.errors import ServiceUnavailable
 from apicrud.i18n import N_, SOURCE_LANGUAGE, language_of
 from apicrud.messaging.envelope import Sealer
 from apicrud.messaging.render import MessageRenderer
 from apicrud.worker.celery_app import TASK_SEND, make_celery
+
+if TYPE_CHECKING:
+    from celery import Celery
+
+    from apicrud.config import Settings
+    from apicrud.services import Services
 
 __all__ = ["Outbox", "init_app"]
 
@@ -28,17 +34,17 @@ log = logging.getLogger("apicrud.mail")
 class Outbox:
     """Queues messages for the worker; the Celery app is built on first use."""
 
-    def __init__(self, settings, redis_url: str,
+    def __init__(self, settings: Settings, redis_url: str,
                  renderer: MessageRenderer | None = None) -> None:
         self.settings = settings
         self.redis_url = redis_url
         self.renderer = renderer or MessageRenderer()
         self._sealer = Sealer(settings.secret_key)
-        self._celery = None
+        self._celery: Celery | None = None
         self._lock = threading.Lock()
 
     @property
-    def celery(self):
+    def celery(self) -> Celery:
         if self._celery is None:
             with self._lock:
                 if self._celery is None:
@@ -77,7 +83,7 @@ class Outbox:
             self._celery.close()
 
 
-def init_app(services) -> None:
+def init_app(services: Services) -> None:
     """Give the services an outbox on the configured broker (``services.outbox``)."""
     services.outbox = Outbox(services.settings, services.redis.url)
     services.closers.append(services.outbox.close)

@@ -10,12 +10,13 @@ purge queued twice does no harm, the second finds nothing left to remove.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from celery import Celery
 
     from apicrud.config.loader import Settings
+    from apicrud.services import Offline
 
 __all__ = ["PURGE_EVERY", "TASK_PURGE", "Purger", "register", "schedule"]
 
@@ -30,9 +31,9 @@ class Purger:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._services = None
+        self._services: Offline | None = None
 
-    def _open(self):
+    def _open(self) -> Offline:
         if self._services is None:
             from apicrud.services import open_offline
 
@@ -71,7 +72,7 @@ def schedule(app: Celery, settings: Settings) -> None:
     }
 
 
-def register(app: Celery, settings: Settings):
+def register(app: Celery, settings: Settings) -> Any:  # the Celery task
     """Register the purge task on a worker's Celery ``app`` and schedule it; return it."""
     purger = Purger(settings)
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 
@@ -26,6 +26,11 @@ from apicrud.messaging.envelope import EnvelopeError, Sealer
 from apicrud.messaging.send import MailError, SmtpConfig, build_message, send_message
 from apicrud.redis_client import CLIENT_OPTIONS
 from apicrud.worker.names import TASK_SEND
+
+if TYPE_CHECKING:
+    from celery import Celery, Task
+
+    from apicrud.config import Settings
 
 __all__ = ["DeadLetters", "Deliverer", "register", "requeue_dead_letters", "retry_delay",
            "mask_address"]
@@ -74,7 +79,7 @@ class DeadLetters:
 class Deliverer:
     """What one run of the send task does, with the worker's settings."""
 
-    def __init__(self, settings, redis_url: str, retry_max: float = 3600.0) -> None:
+    def __init__(self, settings: Settings, redis_url: str, retry_max: float = 3600.0) -> None:
         self.sealer = Sealer(settings.secret_key)
         self.smtp = SmtpConfig.from_settings(settings)
         self.max_retries = settings.mail_max_retries
@@ -89,7 +94,7 @@ class Deliverer:
             self._dead = DeadLetters(redis.Redis.from_url(self.redis_url, **CLIENT_OPTIONS))
         return self._dead
 
-    def run(self, task, envelope: str) -> None:
+    def run(self, task: Task, envelope: str) -> None:
         """Send once; on failure raise the task's Retry, or keep the message as dead."""
         attempt = task.request.retries + 1
         try:
@@ -124,7 +129,7 @@ class Deliverer:
             raise task.retry(countdown=delay, max_retries=None)
         self._bury(task, envelope, message, error, attempt)
 
-    def _bury(self, task, envelope: str, message: dict[str, Any], error: str,
+    def _bury(self, task: Task, envelope: str, message: dict[str, Any], error: str,
               attempts: int) -> None:
         ident, template = message.get("id") or task.request.id, message.get("template", "?")
         record = {"id": ident, "template": template, "to": mask_address(message.get("to")),
@@ -142,7 +147,8 @@ class Deliverer:
                   self.dead_letters.key)
 
 
-def register(app, settings, redis_url: str, retry_max: float = 3600.0):
+def register(app: Celery, settings: Settings, redis_url: str,
+             retry_max: float = 3600.0) -> Any:  # the Celery task
     """Register the send task on ``app`` (a worker's Celery app); return it."""
     deliverer = Deliverer(settings, redis_url, retry_max)
 
@@ -150,14 +156,14 @@ def register(app, settings, redis_url: str, retry_max: float = 3600.0):
     # in this process, with this app's settings baked in
     @app.task(name=TASK_SEND, bind=True, acks_late=True, reject_on_worker_lost=True,
               max_retries=None, ignore_result=True, shared=False)
-    def send_mail(self, envelope: str) -> None:
+    def send_mail(self: Task, envelope: str) -> None:
         deliverer.run(self, envelope)
 
     send_mail.deliverer = deliverer
     return send_mail
 
 
-def requeue_dead_letters(app, dead: DeadLetters, queue: str) -> int:
+def requeue_dead_letters(app: Celery, dead: DeadLetters, queue: str) -> int:
     """Publish every dead letter again, oldest first; return how many were requeued."""
     count = 0
     while True:

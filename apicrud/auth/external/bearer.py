@@ -31,7 +31,7 @@ import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from joserfc import jwt
 from joserfc.errors import (
@@ -48,6 +48,11 @@ from apicrud.auth.external.jwks import KeySource, KeysUnavailable, UnknownKey
 from apicrud.auth.principal import Principal
 from apicrud.errors import ServiceUnavailable, StartupError, Unauthorized
 from apicrud.i18n import N_
+
+if TYPE_CHECKING:
+    from flask import Request
+
+    from apicrud.services import Services
 
 __all__ = ["Issuer", "JwtVerifier", "parse_issuers", "looks_like_jwt", "init_app",
            "SIGNING_ALGORITHMS", "read_unverified", "check_signature", "check_claims"]
@@ -258,7 +263,7 @@ class JwtVerifier:
         return issuer, claims
 
 
-def principal_for(services, issuer: Issuer, claims: Mapping[str, Any]) -> Principal:
+def principal_for(services: Services, issuer: Issuer, claims: Mapping[str, Any]) -> Principal:
     """The live account a verified token names, as a Principal.
 
     :raises Unauthorized: the claim is missing or names no live account
@@ -291,13 +296,13 @@ def principal_for(services, issuer: Issuer, claims: Mapping[str, Any]) -> Princi
                      status=status, method="jwt", scopes=scopes)
 
 
-def init_app(services) -> None:
+def init_app(services: Services) -> None:
     """Register the bearer-JWT authenticator (before the session authenticator)."""
     issuers = parse_issuers(services.settings.jwt_issuers)  # checked even when off
     verifier = JwtVerifier(issuers if "jwt" in services.settings.auth_methods else {})
     services.jwt_verifier = verifier
 
-    def from_jwt(request) -> Principal | None:
+    def from_jwt(request: Request) -> Principal | None:
         auth = request.headers.get("Authorization") or ""
         scheme, _, value = auth.partition(" ")
         value = value.strip()

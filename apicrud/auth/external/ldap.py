@@ -32,12 +32,18 @@ import logging
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from apicrud.auth.external.provision import account_for_identity, require_link_model, session_reply
 from apicrud.context import Reply, RequestContext
 from apicrud.errors import NotFound, ServiceUnavailable, StartupError, Unauthorized, required
 from apicrud.i18n import N_
+
+if TYPE_CHECKING:
+    from ldap3 import Connection, Server
+
+    from apicrud.auth.controller import AuthController
+    from apicrud.services import Services
 
 __all__ = ["LdapDirectory", "parse_ldap", "ldap_login", "init_app"]
 
@@ -73,17 +79,17 @@ class LdapDirectory:
     admin_group: str | None = None
     trust_email: bool = True
 
-    def _server(self):
-        from ldap3 import Server, Tls
+    def _server(self) -> Server:
+        from ldap3 import NONE, Server, Tls
 
         tls = None
         if self.url.lower().startswith("ldaps://") or self.start_tls:
             tls = Tls(validate=ssl.CERT_REQUIRED, ca_certs_file=self.ca_file,
                       version=ssl.PROTOCOL_TLS_CLIENT)
         return Server(self.url, use_ssl=self.url.lower().startswith("ldaps://"), tls=tls,
-                      connect_timeout=self.timeout, get_info=None)
+                      connect_timeout=self.timeout, get_info=NONE)  # no schema read
 
-    def _connect(self, user: str | None, password: str | None):
+    def _connect(self, user: str | None, password: str | None) -> Connection | None:
         """A bound connection; None when the directory refuses the credentials.
 
         :raises DirectoryDown: unreachable, TLS failure, timeout
@@ -143,7 +149,7 @@ class LdapDirectory:
                 try:
                     query = required(self.search_filter, "ldap search_filter").format(
                         username=escape_filter_chars(username))
-                    finder.search(self.search_base, query, SUBTREE,
+                    finder.search(required(self.search_base, "ldap search_base"), query, SUBTREE,
                                   attributes=self._attributes(), size_limit=2)
                     found = list(finder.entries)
                 finally:
@@ -210,7 +216,7 @@ def parse_ldap(config: Mapping[str, Any], bind_password: str) -> LdapDirectory |
     return LdapDirectory(url=str(url), bind_password=bind_password or None, **fields)
 
 
-def ldap_login(controller, ctx: RequestContext) -> Reply:
+def ldap_login(controller: AuthController, ctx: RequestContext) -> Reply:
     """``POST /auth`` with ``method: ldap`` (called by AuthController.login)."""
     from apicrud.auth.totp import check_second_factor, mfa_required
 
@@ -249,7 +255,7 @@ def ldap_login(controller, ctx: RequestContext) -> Reply:
     return session_reply(services, ctx, account, method="ldap")
 
 
-def init_app(services) -> None:
+def init_app(services: Services) -> None:
     """Read the ``ldap`` setting (start-up errors for a bad one) into ``services.ldap``."""
     directory = parse_ldap(services.settings.ldap, services.settings.ldap_bind_password)
     if directory is not None:

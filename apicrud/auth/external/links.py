@@ -13,15 +13,19 @@ cannot both take the "other" link. Each removal is an audit entry (resource
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, func, select
 
 from apicrud.auth.external.provision import require_link_model
 from apicrud.context import Reply, RequestContext
 from apicrud.db.base import iso_datetime
-from apicrud.errors import Conflict, NotFound, Unauthorized
+from apicrud.errors import Conflict, NotFound, Unauthorized, required
 from apicrud.i18n import N_
+
+if TYPE_CHECKING:
+    from apicrud.crud.registry import ResourceSpec
+    from apicrud.services import Services
 
 __all__ = ["LinksController"]
 
@@ -42,21 +46,21 @@ def _out(link: Any) -> dict[str, Any]:
 class LinksController:
     """List and remove identity links."""
 
-    def __init__(self, resource, services) -> None:
+    def __init__(self, resource: ResourceSpec, services: Services) -> None:
         self.resource = resource
         self.services = services
         self.model = require_link_model(services, "/auth/links")
 
     def _account_id(self, ctx: RequestContext) -> str:
-        p = ctx.principal
-        if not p.authenticated or not p.account_id:
+        principal = ctx.principal
+        if not principal.authenticated or not principal.account_id:
             raise Unauthorized()
         wanted = ctx.params.get("account_id")
-        if wanted and wanted != p.account_id:
-            if not p.is_admin:  # another account's links do not exist for the caller
+        if wanted and wanted != principal.account_id:
+            if not principal.is_admin:  # another account's links do not exist for the caller
                 raise NotFound(N_("no such account"))
             return wanted
-        return p.account_id
+        return principal.account_id
 
     def links(self, ctx: RequestContext) -> Reply:
         """``GET /auth/links``: the links of the caller's account (or, for an
@@ -70,15 +74,15 @@ class LinksController:
 
     def unlink(self, ctx: RequestContext) -> Reply:
         """``DELETE /auth/links/{id}``: remove a link, unless it is the last way in."""
-        p = ctx.principal
-        if not p.authenticated or not p.account_id:
+        principal = ctx.principal
+        if not principal.authenticated or not principal.account_id:
             raise Unauthorized()
         model = self.model
         accounts = self.services.models.Account
         link_id = str(ctx.params.get("id") or "")[:64]
         link = ctx.db.execute(select(model).where(
             model.id == link_id, model.status == "active")).scalar_one_or_none()
-        if link is None or (link.account_id != p.account_id and not p.is_admin):
+        if link is None or (link.account_id != principal.account_id and not principal.is_admin):
             raise NotFound(N_("no such link"))
         # lock the account while its ways in are counted (two removals at once)
         account = ctx.db.execute(select(accounts).where(accounts.id == link.account_id)
@@ -92,9 +96,10 @@ class LinksController:
                               "another provider first"),
                            errors={"id": N_("the account's last way to sign in")})
         ctx.db.execute(delete(model).where(model.id == link.id))
-        self.services.audit.note(ctx, "identity_link", link.id, "delete",
-                                 changes={"provider": {"old": link.provider},
-                                          "account_id": {"old": link.account_id}})
+        audit = required(self.services.audit, "the audit trail (apicrud.audit)")
+        audit.note(ctx, "identity_link", link.id, "delete",
+                   changes={"provider": {"old": link.provider},
+                            "account_id": {"old": link.account_id}})
         log.info("external identity unlinked", extra={
-            "event": "identity_unlinked", "uid": p.uid, "provider": link.provider})
+            "event": "identity_unlinked", "uid": principal.uid, "provider": link.provider})
         return Reply(None, 204)

@@ -47,7 +47,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from apicrud import redis_keys
 from apicrud.auth.external.bearer import (
@@ -66,6 +66,13 @@ from apicrud.context import Reply, RequestContext
 from apicrud.crypto import AESEncrypt, DecryptError, constant_time_equals, token_hash
 from apicrud.errors import BadRequest, NotFound, ServiceUnavailable, StartupError, Unauthorized
 from apicrud.i18n import N_
+
+if TYPE_CHECKING:
+    from redis import Redis
+    from werkzeug.datastructures import Headers
+
+    from apicrud.crud.registry import ResourceSpec
+    from apicrud.services import Services
 
 __all__ = ["Provider", "OidcController", "parse_providers", "init_app"]
 
@@ -221,7 +228,7 @@ def _safe_return_to(value: str | None) -> str | None:
 class StateStore:
     """Flow state in Redis: encrypted, keyed by a hash of the state, taken out once."""
 
-    def __init__(self, redis, secret_key: str, ttl: int) -> None:
+    def __init__(self, redis: Redis, secret_key: str, ttl: int) -> None:
         self.redis = redis
         self.ttl = int(ttl)
         self._cipher = AESEncrypt(secret_key, context="oidc-state")
@@ -255,7 +262,7 @@ class OidcController:
 
     operations = ("methods", "start", "link", "callback")
 
-    def __init__(self, resource, services) -> None:
+    def __init__(self, resource: ResourceSpec, services: Services) -> None:
         self.services = services
         self.settings = services.settings
         self.states = StateStore(services.redis.client, services.settings.secret_key,
@@ -335,11 +342,11 @@ class OidcController:
     def link(self, ctx: RequestContext) -> Reply:
         """``POST /auth/oidc/{provider}/link``: the URL that links this provider to the
         caller's account (a session is needed; keys and external tokens may not)."""
-        p = ctx.principal
-        if not p.authenticated or p.method not in ("bearer", "cookie", "basic"):
+        principal = ctx.principal
+        if not principal.authenticated or principal.method not in ("bearer", "cookie", "basic"):
             raise Unauthorized(N_("linking a provider needs a signed-in session"))
         provider = self._provider(ctx)
-        url, cookie = self._authorization(ctx, provider, p.uid)
+        url, cookie = self._authorization(ctx, provider, principal.uid)
         return Reply({"authorization_url": url}, 200, {"Cache-Control": "no-store"},
                      cookies=[cookie])
 
@@ -436,7 +443,7 @@ class OidcController:
         return claims
 
 
-def _cookie(headers, name: str) -> str | None:
+def _cookie(headers: Headers | Mapping[str, str], name: str) -> str | None:
     from http.cookies import CookieError, SimpleCookie
 
     raw = headers.get("Cookie")
@@ -451,7 +458,7 @@ def _cookie(headers, name: str) -> str | None:
     return morsel.value if morsel else None
 
 
-def providers_of(services) -> dict[str, Provider]:
+def providers_of(services: Services) -> dict[str, Provider]:
     """The providers of ``oidc_providers``, read once per process (see :func:`init_app`)."""
     providers = services.oidc_providers
     if providers is None:
@@ -463,6 +470,6 @@ def providers_of(services) -> dict[str, Provider]:
     return providers
 
 
-def init_app(services) -> None:
+def init_app(services: Services) -> None:
     """Read ``oidc_providers`` at start-up: a bad entry stops the start."""
     providers_of(services)

@@ -20,7 +20,7 @@ import logging
 import re
 import secrets
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select, update
 
@@ -30,6 +30,11 @@ from apicrud.db.base import new_id, utcnow
 from apicrud.errors import Forbidden, StartupError, Unauthorized
 from apicrud.i18n import N_
 
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from apicrud.services import Services
+
 __all__ = ["account_for_identity", "session_reply", "require_link_model", "LOGIN_STATES"]
 
 log = logging.getLogger("apicrud.auth")
@@ -37,7 +42,7 @@ LOGIN_STATES = ("active", "pending")
 _NAME_CHARS = re.compile(r"[^A-Za-z0-9_.@-]+")
 
 
-def require_link_model(services, what: str) -> Any:
+def require_link_model(services: Services, what: str) -> Any:
     """The models module's ``IdentityLink`` class.
 
     :raises StartupError: the models module declares none
@@ -50,7 +55,7 @@ def require_link_model(services, what: str) -> Any:
     return model
 
 
-def _free_username(db, account_model, wanted: str) -> str:
+def _free_username(db: Session, account_model: Any, wanted: str) -> str:
     """``wanted`` cleaned up, or with a random suffix when an account holds it."""
     base = _NAME_CHARS.sub("-", wanted).strip("-.")[:24] or "user"
     name = base
@@ -63,9 +68,10 @@ def _free_username(db, account_model, wanted: str) -> str:
     return f"user-{secrets.token_hex(6)}"
 
 
-def account_for_identity(services, db, *, provider: str, issuer: str, subject: str,
-                         username: str | None, email: str | None, email_verified: bool,
-                         name: str | None = None, link_uid: str | None = None) -> Any:
+def account_for_identity(services: Services, db: Session, *, provider: str, issuer: str,
+                         subject: str, username: str | None, email: str | None,
+                         email_verified: bool, name: str | None = None,
+                         link_uid: str | None = None) -> Any:
     """The live account of this identity, made or linked as the policy allows.
 
     :param link_uid: the person whose account the identity is to be linked to (a
@@ -116,7 +122,8 @@ def account_for_identity(services, db, *, provider: str, issuer: str, subject: s
     return account
 
 
-def _provision(services, db, username: str, email: str | None, name: str | None) -> Any:
+def _provision(services: Services, db: Session, username: str, email: str | None,
+               name: str | None) -> Any:
     policy = services.settings.account_policy
     if policy == "closed":
         raise Forbidden(N_("no account matches this identity (by link or verified email), and "
@@ -147,7 +154,7 @@ def _provision(services, db, username: str, email: str | None, name: str | None)
     return account
 
 
-def session_reply(services, ctx: RequestContext, account: Any, *, method: str,
+def session_reply(services: Services, ctx: RequestContext, account: Any, *, method: str,
                   status: int = 201, location: str | None = None,
                   extra_cookies: list[dict] | None = None) -> Reply:
     """Start an apicrud session for ``account``: the body, cookie and headers of
