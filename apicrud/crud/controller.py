@@ -106,7 +106,12 @@ class BasicCRUD:
             out["rbac"] = self.record_actions(ctx, record)
         allowed = self.access.read_fields(ctx.principal, self.resource.name, record)
         if self.resource.related:
-            self.prefetch(ctx, [record])
+            related = ctx.related
+            if self.access.has_conditions(self.resource.name) or any(
+                    (target, getattr(record, via)) not in related
+                    for via, target, _ in self.resource.related.values()
+                    if getattr(record, via) is not None):
+                self.prefetch(ctx, [record])  # (a page's were fetched at once)
             for prop, (via, target, _) in self.resource.related.items():
                 if allowed is None or prop in allowed:
                     out[prop] = json_value(ctx.related.get((target, getattr(record, via))))

@@ -38,15 +38,20 @@ class Status(StrEnum):
 TRASHED = Status.TRASHED
 #: get_live's statements, per model and columns read
 _GET_LIVE: Memo[tuple[Any, tuple[str, ...]], Any] = Memo(256)
+_LIVE: Memo[Any, Any] = Memo(1024)  # model (or alias) -> its live() clause
 
 
 def live(model: Any) -> Any:
     """The soft-delete condition: trashed records are invisible to everything but Trashcan.
 
     "Not trashed" rather than "active": other states (an account ``pending``
-    confirmation) are live records too.
+    confirmation) are live records too. (An expression is immutable: each model's is
+    built once.)
     """
-    return model.status != Status.TRASHED
+    found = _LIVE.get(model)
+    if found is None:
+        found = _LIVE.put(model, model.status != Status.TRASHED)
+    return found
 
 
 def trashed(model: Any) -> Any:
