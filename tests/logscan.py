@@ -25,7 +25,8 @@ import json
 import logging
 import re
 import threading
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import requests
 

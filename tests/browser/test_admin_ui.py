@@ -21,11 +21,19 @@ import requests
 from playwright.sync_api import expect, sync_playwright
 
 from helpers import ROOT
-from uihelp import (CHROMIUM_ARGS, VIEWPORT, PageErrors, chromium_path, login, rows, shot,
-                    start_service)
+from uihelp import (
+    CHROMIUM_ARGS,
+    VIEWPORT,
+    PageErrors,
+    chromium_path,
+    login,
+    rows,
+    shot,
+    start_service,
+)
 
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
-from oidc_provider import Provider  # noqa: E402
+from oidc_provider import Provider
 
 CLIENT_ID = "admin-ui-test-client"
 CLIENT_SECRET = "oidc-secret-" + secrets.token_hex(8)

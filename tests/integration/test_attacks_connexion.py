@@ -21,6 +21,7 @@ import time
 
 import pytest
 import requests
+
 from helpers.project import free_port, run_cli, write_connexion_project
 
 ADMIN_PW = "admin-pw-1234567"
@@ -463,9 +464,9 @@ def mounted(server, tmp_path_factory):
     """apicrud at /api/v1 in a connexion FlaskApp with the user's APIs at /other and at
     /api/v1/private (a base inside the mount), both behind connexion's own security."""
     import connexion
-    from connexion_engine import UvicornThread
 
     from apicrud.connexion_mount import add_apicrud_api
+    from connexion_engine import UvicornThread
 
     folder = tmp_path_factory.mktemp("cxuser")
     (folder / "cx_user_api.py").write_text(USER_API)

@@ -16,6 +16,7 @@ import time
 
 import pytest
 import requests
+
 from helpers.project import free_port, run_cli, write_connexion_project
 
 PETS_PATHS = """

@@ -16,10 +16,10 @@ import random
 from datetime import datetime, timedelta
 
 import pytest
-from helpers import make_user
 from sqlalchemy import select, update
 
 from apicrud.db.base import new_id
+from helpers import make_user
 
 PROBLEM = "application/problem+json"
 PAGE = 37

@@ -24,8 +24,8 @@ from werkzeug.serving import make_server
 
 import logscan
 from apicrud.errors import StartupError
-from instances import new_account, login
-from oidc_helpers import sign, unsigned
+from instances import login, new_account
+from oidc_helpers import unsigned
 from oidc_provider import Provider
 
 CLIENT_ID = "apicrud-test-client"

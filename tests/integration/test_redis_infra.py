@@ -17,9 +17,9 @@ import psutil
 import pytest
 import redis
 
+from apicrud import redis_keys
 from apicrud.auth.sessions import SessionManager
 from apicrud.crypto import token_hash
-from apicrud import redis_keys
 from apicrud.mutex import Mutex
 from apicrud.redis_client import RedisProvider
 

@@ -53,7 +53,7 @@ def test_init_script_reads_its_url_from_the_page_and_calls_nowhere_else():
 
 
 def test_page_has_no_inline_script_and_escapes_what_it_names():
-    version = {name: "0123456789abcdef" for name in VENDORED + OWN}
+    version = dict.fromkeys(VENDORED + OWN, "0123456789abcdef")
     page = index_html("/a&b", "T <&>", version)
     assert "<title>T &lt;&amp;&gt;</title>" in page
     assert 'data-spec-url="/a&amp;b/openapi.json"' in page
