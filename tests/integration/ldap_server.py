@@ -134,10 +134,10 @@ class Slapd:
             self.ldaps_url = f"ldaps://127.0.0.1:{self.ldaps_port}"
             urls.append(f"{self.ldaps_url}/")
         self.rootpw = rootpw
-        self.log = open(os.path.join(folder, "slapd.log"), "w")
-        self.process = subprocess.Popen(
-            [slapd, "-f", conf, "-h", " ".join(urls), "-d", "0"],
-            stdout=self.log, stderr=subprocess.STDOUT)
+        with open(os.path.join(folder, "slapd.log"), "w") as log:
+            self.process = subprocess.Popen(
+                [slapd, "-f", conf, "-h", " ".join(urls), "-d", "0"],
+                stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 20
         while True:
             if self.process.poll() is not None:
@@ -180,4 +180,3 @@ class Slapd:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
-        self.log.close()

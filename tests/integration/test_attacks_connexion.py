@@ -226,9 +226,9 @@ def _serve(folder, env, name: str, command: list[str] | None = None, **extra: st
     env = {**env, "APICRUD_PORT": str(port),
            "APICRUD_DATA_DIR": str(folder.parent / f"data-{name}"), **extra}
     log_path = folder.parent / f"serve-{name}.log"
-    log = open(log_path, "wb")
-    server = subprocess.Popen(command or [sys.executable, "-m", "apicrud.cli", "serve"],
-                              cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT)
+    with open(log_path, "wb") as log:  # the child keeps its own descriptor
+        server = subprocess.Popen(command or [sys.executable, "-m", "apicrud.cli", "serve"],
+                                  cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/api/v1"
     try:
         for _ in range(300):
@@ -249,7 +249,6 @@ def _serve(folder, env, name: str, command: list[str] | None = None, **extra: st
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
-        log.close()
 
 
 @pytest.fixture(scope="module")

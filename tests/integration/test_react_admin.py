@@ -158,7 +158,8 @@ def test_json_server_filters_and_operators(world):
     api, ids, _ = world
     eq = api.call("GET", "/list", {"description": "even", "_start": 0, "_end": 50, "uid": api.uid})
     assert len(eq.json()) == 6
-    ne = api.call("GET", "/list", {"description_ne": "even", "_start": 0, "_end": 50, "uid": api.uid})
+    ne = api.call("GET", "/list",
+                  {"description_ne": "even", "_start": 0, "_end": 50, "uid": api.uid})
     assert {r["description"] for r in ne.json()} == {"odd"}
     like = api.call("GET", "/list", {"name_like": "st 1", "_start": 0, "_end": 50, "uid": api.uid})
     assert sorted(r["name"] for r in like.json()) == ["list 10", "list 11"]

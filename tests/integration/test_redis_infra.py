@@ -221,7 +221,8 @@ def test_session_tampered_value(r: redis.Redis, sessions: SessionManager, prefix
 
 @pytest.mark.parametrize(
     "bad",
-    ["", "short", "x" * 5000, "has spaces in it....", "ü" * 43, None, 12345, b"bytes-token-abcdefghij"],
+    ["", "short", "x" * 5000, "has spaces in it....", "ü" * 43, None, 12345,
+     b"bytes-token-abcdefghij"],
 )
 def test_session_bad_tokens(sessions: SessionManager, bad: Any) -> None:
     assert sessions.get(bad) is None
