@@ -316,7 +316,7 @@ def test_delete_to_trashcan_restore_and_purge(page, world):
 
 
 def test_no_rights_no_edit_or_delete_buttons(page, world):
-    root, owner, bystander, ids = world
+    root, _owner, bystander, ids = world
     login(page, root, bystander.username, bystander.password)
     page.goto(root + "/admin/#/list")
     # the owner's public list is readable by every signed-in user; nothing else of theirs

@@ -364,7 +364,7 @@ def test_registration_under_onrequest_is_the_same_either_way(mail_server, smtp):
         anon = mail_server.anonymous()
         name, address = fresh()
         first = anon.post("/account", json={"username": name, "email": address})
-        other, other_address = fresh()
+        other, _other_address = fresh()
         again = anon.post("/account", json={"username": other, "email": address})
         assert _shape(first) == _shape(again), again.text
         assert again.status_code == 201

@@ -123,7 +123,7 @@ def test_concurrent_creates_cannot_pass_the_limit(server, admin, user):
         try:
             barrier.wait(timeout=30)
             statuses.append(apis[n].post("/list", json={"name": f"r{n}"}).status_code)
-        except BaseException as exc:  # reported below, not lost in the thread
+        except BaseException as exc:  # noqa: BLE001  reported below, not lost in the thread
             errors.append(exc)
 
     threads = [threading.Thread(target=create, args=(n,)) for n in range(creators)]

@@ -76,7 +76,7 @@ def test_mutex_excludes_threads(provider: RedisProvider, prefix: str) -> None:
                         state["inside"] -= 1
             finally:
                 client.close()
-        except BaseException as exc:  # pragma: no cover - reported below
+        except BaseException as exc:  # noqa: BLE001  # pragma: no cover - reported below
             errors.append(exc)
 
     threads = [threading.Thread(target=worker) for _ in range(n_threads)]

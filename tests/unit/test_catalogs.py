@@ -133,8 +133,8 @@ def test_problems_render_in_the_language_asked_for():
 
 def test_mail_templates_render_in_each_language():
     renderer = MessageRenderer()
-    values = dict(service="Demo", name="Ada", username="ada", token="T0K",
-                  api_url="https://x/api/v1", ttl_text=duration_text(172800))
+    values = {"service": "Demo", "name": "Ada", "username": "ada", "token": "T0K",
+              "api_url": "https://x/api/v1", "ttl_text": duration_text(172800)}
     english = renderer.render("confirm", **values)
     assert english.subject == "Confirm your Demo account" and "2 days" in english.body
     german = renderer.render("confirm", "de", **values)

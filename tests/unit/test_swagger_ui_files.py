@@ -23,8 +23,8 @@ SPEC = {"openapi": "3.1.0", "info": {"title": "T <&>", "version": "1"}, "paths":
 def _vendor_manifest() -> tuple[str, dict[str, str]]:
     with open(os.path.join(VENDOR, "VERSION"), encoding="utf-8") as f:
         text = f.read()
-    sums = dict((name, digest) for digest, name in
-                re.findall(r"^([0-9a-f]{64})  (\S+)$", text, re.M))
+    sums = {name: digest for digest, name in
+            re.findall(r"^([0-9a-f]{64})  (\S+)$", text, re.M)}
     return text.splitlines()[0], sums
 
 
