@@ -13,8 +13,9 @@ test: $(VENV)/.installed  ## set up and run the tests (embedded SQLite + Redis u
 
 # ruff (rules in pyproject.toml, [tool.ruff.lint]) and mypy ([tool.mypy]: the whole package,
 # strict on apicrud.access, apicrud.crud, apicrud.db); either one's finding fails the target.
-# tests/, examples/ and migrations/ are not linted yet.
-LINT_PATHS := apicrud bench models
+# ruff reads the package, the benchmarks, the default models, the tests, the example
+# projects (their tests and revisions too) and the migrations.
+LINT_PATHS := apicrud bench models tests examples migrations
 lint: $(VENV)/.installed  ## ruff and mypy, no finding allowed
 	$(VENV)/bin/ruff check $(LINT_PATHS)
 	$(VENV)/bin/mypy

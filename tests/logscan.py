@@ -25,7 +25,8 @@ import json
 import logging
 import re
 import threading
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import requests
 
@@ -43,7 +44,7 @@ def record_text(record: logging.LogRecord) -> list[tuple[str, str]]:
     """(field, text) pairs of a record: its message, exception and extra fields."""
     try:
         out = [("message", record.getMessage())]
-    except Exception:  # a broken format string still shows its parts
+    except Exception:  # noqa: BLE001  a broken format string still shows its parts
         out = [("message", f"{record.msg!r} {record.args!r}")]
     if record.exc_info:
         out.append(("exception", _FORMATTER.formatException(record.exc_info)))

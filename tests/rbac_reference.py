@@ -270,9 +270,9 @@ class Reference:
         best = None
         for row in world.rows(members) if members else ():
             if row.get(attr) == mid and row.get("uid") == caller.uid and \
-                    row.get("status") == "active" and row.get(level_attr) in usable:
-                if best is None or self.rank(row[level_attr]) > self.rank(best):
-                    best = row[level_attr]
+                    row.get("status") == "active" and row.get(level_attr) in usable and \
+                    (best is None or self.rank(row[level_attr]) > self.rank(best)):
+                best = row[level_attr]
         if parent.get(self.owner_attr(membership)) == caller.uid:
             best = usable[-1]  # the owner manages it
         return best
@@ -436,12 +436,12 @@ class Reference:
             _, attr, level_attr = ms
             if attr in moved and not self.star(caller, resource, "u"):
                 return REFUSED  # a membership is not moved to another list either
+            # j: only accepting an invitation (invitee -> member)
             if level_attr in moved and not self.star(caller, resource, "u") and \
-                    not self._parent_holds(world, caller, "h", resource, record):
-                # j: only accepting an invitation (invitee -> member)
-                if not (record.get(level_attr) == self.levels[1] and
-                        changes[level_attr] == "member"):
-                    return Outcome(403)
+                    not self._parent_holds(world, caller, "h", resource, record) and \
+                    not (record.get(level_attr) == self.levels[1] and
+                         changes[level_attr] == "member"):
+                return Outcome(403)
         return Outcome(200)
 
     def create(self, world, caller, resource, data: dict, references: dict[str, str],

@@ -14,13 +14,14 @@ from typing import Any
 
 from sqlalchemy import select
 
+from apicrud.context import RequestContext
 from apicrud.crud.controller import BasicCRUD
 from apicrud.db.repository import Repository
 from apicrud.errors import Conflict, Forbidden, NotFound
 
 
 class SpeakerController(BasicCRUD):
-    def check_create(self, ctx, data: dict[str, Any], quotas: bool = True) -> str:
+    def check_create(self, ctx: RequestContext, data: dict[str, Any], quotas: bool = True) -> str:
         # every create (and restore, and can-i c) reads the event from the session; a
         # session that does not exist leaves it unset, and the reference check says so
         session = Repository(self.services.resources["session"].model)
@@ -38,7 +39,8 @@ class SpeakerController(BasicCRUD):
                                errors={"session_id": "session not found"}) from None
             raise
 
-    def before_update(self, ctx, record, changes):
+    def before_update(self, ctx: RequestContext, record: Any,
+                      changes: dict[str, Any]) -> dict[str, Any]:
         if "session_id" in changes:
             raise Forbidden("session_id: a speaker does not move to another session; add "
                             "a new one", errors={"session_id": "cannot be changed"})
@@ -46,7 +48,7 @@ class SpeakerController(BasicCRUD):
 
 
 class EventsettingsController(BasicCRUD):
-    def before_create(self, ctx, data: dict[str, Any]) -> dict[str, Any]:
+    def before_create(self, ctx: RequestContext, data: dict[str, Any]) -> dict[str, Any]:
         if ctx.db.execute(select(self.model.id).where(self.records.live())).first() is not None:
             raise Conflict("eventsettings: the settings exist; update them")
         return data

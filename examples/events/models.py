@@ -1,4 +1,5 @@
-"""The models of the events example (Open Event's speakers): one SQLAlchemy class per table (setting models_module).
+"""The models of the events example (Open Event's speakers): one SQLAlchemy class per
+table (setting models_module).
 
 Person, Account and ApiKey are the identity tables apicrud's login, first start,
 `apicrud account` and API keys use: their columns come from apicrud.auth.models, and
@@ -10,13 +11,11 @@ migrations/versions/) and apply it (`apicrud db upgrade`).
 
 from __future__ import annotations
 
-from datetime import datetime
-
-from sqlalchemy import Boolean, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from apicrud.auth.models import AccountMixin, ApiKeyMixin, PersonMixin
-from apicrud.db.base import Base, RecordMixin, Timestamp
+from apicrud.db.base import Base, RecordMixin
 
 
 class Person(PersonMixin, RecordMixin, Base):

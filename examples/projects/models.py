@@ -12,8 +12,15 @@ from __future__ import annotations
 
 from datetime import datetime  # noqa: F401  (date-time columns)
 
-from sqlalchemy import (Boolean, Float, ForeignKey, Integer, String, Text,  # noqa: F401
-                        UniqueConstraint)
+from sqlalchemy import (  # noqa: F401  (the column types a class may use)
+    Boolean,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from apicrud.auth.models import AccountMixin, ApiKeyMixin, PersonMixin

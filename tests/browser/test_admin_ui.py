@@ -2,8 +2,8 @@
 
 One owner with twelve lists (one of them public) and one user with no rights on them,
 on a real `apicrud serve` of the module's own, which also signs people in through an
-OpenID provider (tests/integration/oidc_provider.py, on loopback). Each test is one thing a person does in
-the UI and leaves the lists as it found them; each step leaves a screenshot in
+OpenID provider (tests/integration/oidc_provider.py, on loopback). Each test is one thing a
+person does in the UI and leaves the lists as it found them; each step leaves a screenshot in
 artifacts/screenshots/ (kept by CI). The API is asked afterwards whether the UI did what
 it showed.
 """
@@ -21,11 +21,19 @@ import requests
 from playwright.sync_api import expect, sync_playwright
 
 from helpers import ROOT
-from uihelp import (CHROMIUM_ARGS, VIEWPORT, PageErrors, chromium_path, login, rows, shot,
-                    start_service)
+from uihelp import (
+    CHROMIUM_ARGS,
+    VIEWPORT,
+    PageErrors,
+    chromium_path,
+    login,
+    rows,
+    shot,
+    start_service,
+)
 
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
-from oidc_provider import Provider  # noqa: E402
+from oidc_provider import Provider
 
 CLIENT_ID = "admin-ui-test-client"
 CLIENT_SECRET = "oidc-secret-" + secrets.token_hex(8)
@@ -308,7 +316,7 @@ def test_delete_to_trashcan_restore_and_purge(page, world):
 
 
 def test_no_rights_no_edit_or_delete_buttons(page, world):
-    root, owner, bystander, ids = world
+    root, _owner, bystander, ids = world
     login(page, root, bystander.username, bystander.password)
     page.goto(root + "/admin/#/list")
     # the owner's public list is readable by every signed-in user; nothing else of theirs
@@ -533,7 +541,8 @@ def test_history_tab_shows_the_diff(page, world):
 def test_a_plain_user_sees_no_entry_about_anothers_secret_list(page, world):
     root, owner, bystander, ids = world
     secret = ids["list 10"]
-    assert owner.api.put(f"/list/{secret}", json={"description": "not for guests"}).status_code == 200
+    resp = owner.api.put(f"/list/{secret}", json={"description": "not for guests"})
+    assert resp.status_code == 200
     login(page, root, bystander.username, bystander.password)
     page.goto(root + "/admin/#/audit")
     expect(page.locator("table tbody tr").first.or_(
@@ -543,7 +552,7 @@ def test_a_plain_user_sees_no_entry_about_anothers_secret_list(page, world):
     expect(page.get_by_text("not for guests")).to_have_count(0)
     shot(page, "31-audit-as-guest")
     # the record's history is not theirs either: the page says so, nothing breaks
-    page.goto(f"{root}/admin/#/audit?filter=" + '{"record_id":"%s"}' % secret)
+    page.goto(f"{root}/admin/#/audit?filter=" + f'{{"record_id":"{secret}"}}')
     expect(page.get_by_text(re.compile("^No .* (yet|found)"))).to_be_visible()
     # what the server answers them is what the page showed
     seen = bystander.api.get("/audit", params={"filter": f'{{"record_id": "{secret}"}}'}).json()

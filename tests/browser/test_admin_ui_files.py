@@ -5,6 +5,7 @@ download it; the API is asked afterwards whether the UI did what it showed."""
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -68,7 +69,7 @@ def test_upload_a_picture_see_its_preview_and_download_it(page, service, tmp_pat
         page.get_by_role("button", name="Download").click()
     download = info.value
     assert download.suggested_filename == "red.png"
-    assert open(download.path(), "rb").read() == data
+    assert Path(download.path()).read_bytes() == data
     # the list shows the preview too
     page.goto(service.root + "/admin/#/file")
     expect(page.locator("table tbody tr")).to_have_count(1)

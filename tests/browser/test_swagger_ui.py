@@ -18,8 +18,15 @@ import pytest
 import requests
 from playwright.sync_api import expect, sync_playwright
 
-from uihelp import (CHROMIUM_ARGS, SCREENSHOTS, VIEWPORT, PageErrors, chromium_path, shot,
-                    start_service)
+from uihelp import (
+    CHROMIUM_ARGS,
+    SCREENSHOTS,
+    VIEWPORT,
+    PageErrors,
+    chromium_path,
+    shot,
+    start_service,
+)
 
 expect.set_options(timeout=15_000)
 

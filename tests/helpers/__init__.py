@@ -10,8 +10,16 @@ root conftest), so a test module writes ``from helpers import make_user``.
 """
 
 from helpers.problems import PROBLEM, assert_problem, new_list
-from helpers.server import (ROOT, Api, Server, User, make_user, random_account, serve_app,
-                            stop_process)
+from helpers.server import (
+    ROOT,
+    Api,
+    Server,
+    User,
+    make_user,
+    random_account,
+    serve_app,
+    stop_process,
+)
 
 __all__ = ["PROBLEM", "ROOT", "Api", "Server", "User", "assert_problem", "make_user",
            "new_list", "random_account", "serve_app", "stop_process"]

@@ -30,7 +30,7 @@ class UvicornThread:
         self.thread = threading.Thread(target=self.server.run,
                                        kwargs={"sockets": [self.sock]}, daemon=True)
 
-    def start(self) -> "UvicornThread":
+    def start(self) -> UvicornThread:
         self.thread.start()
         deadline = time.monotonic() + 30
         while not self.server.started:

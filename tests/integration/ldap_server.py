@@ -12,7 +12,7 @@ import shutil
 import socket
 import subprocess
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from ipaddress import ip_address
 
 from cryptography import x509
@@ -63,7 +63,7 @@ def make_ca(folder: str, name: str) -> tuple[str, object, object]:
     """A self-signed CA: (PEM file, certificate, key)."""
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
             .public_key(key.public_key()).serial_number(x509.random_serial_number())
             .not_valid_before(now - timedelta(minutes=5))
@@ -81,7 +81,7 @@ def make_ca(folder: str, name: str) -> tuple[str, object, object]:
 def issue_cert(folder: str, ca_cert, ca_key, name: str = "slapd") -> tuple[str, str]:
     """A server certificate for 127.0.0.1/localhost signed by the CA: (cert, key) files."""
     key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     cert = (x509.CertificateBuilder()
             .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
             .issuer_name(ca_cert.subject).public_key(key.public_key())
@@ -134,10 +134,10 @@ class Slapd:
             self.ldaps_url = f"ldaps://127.0.0.1:{self.ldaps_port}"
             urls.append(f"{self.ldaps_url}/")
         self.rootpw = rootpw
-        self.log = open(os.path.join(folder, "slapd.log"), "w")
-        self.process = subprocess.Popen(
-            [slapd, "-f", conf, "-h", " ".join(urls), "-d", "0"],
-            stdout=self.log, stderr=subprocess.STDOUT)
+        with open(os.path.join(folder, "slapd.log"), "w") as log:
+            self.process = subprocess.Popen(
+                [slapd, "-f", conf, "-h", " ".join(urls), "-d", "0"],
+                stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 20
         while True:
             if self.process.poll() is not None:
@@ -180,4 +180,3 @@ class Slapd:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
-        self.log.close()

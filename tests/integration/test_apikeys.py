@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
 import pytest
@@ -36,7 +36,7 @@ def new_key(user, **fields) -> dict:
 
 
 def iso(dt: datetime) -> str:
-    return dt.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    return dt.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def stored(server, key_id: str):
@@ -153,12 +153,12 @@ def test_scopes_can_be_changed(server, admin, user):
 
 
 def test_expired_key_gets_401(server, user):
-    past = iso(datetime.now(timezone.utc) - timedelta(minutes=1))
+    past = iso(datetime.now(UTC) - timedelta(minutes=1))
     assert_problem(user.api.post("/apikey", json={"name": "old", "expires": past}), 400,
                    "expires")
     assert_problem(user.api.post("/apikey", json={"name": "bad", "expires": "tomorrow"}),
                    400, "expires")
-    future = datetime.now(timezone.utc) + timedelta(days=1)
+    future = datetime.now(UTC) + timedelta(days=1)
     key = new_key(user, expires=iso(future))
     assert key["expires"].startswith(future.strftime("%Y-%m-%dT%H:%M"))
     api = key_api(server, key["apikey"])

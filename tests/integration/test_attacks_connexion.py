@@ -21,6 +21,7 @@ import time
 
 import pytest
 import requests
+
 from helpers.project import free_port, run_cli, write_connexion_project
 
 ADMIN_PW = "admin-pw-1234567"
@@ -225,9 +226,9 @@ def _serve(folder, env, name: str, command: list[str] | None = None, **extra: st
     env = {**env, "APICRUD_PORT": str(port),
            "APICRUD_DATA_DIR": str(folder.parent / f"data-{name}"), **extra}
     log_path = folder.parent / f"serve-{name}.log"
-    log = open(log_path, "wb")
-    server = subprocess.Popen(command or [sys.executable, "-m", "apicrud.cli", "serve"],
-                              cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT)
+    with open(log_path, "wb") as log:  # the child keeps its own descriptor
+        server = subprocess.Popen(command or [sys.executable, "-m", "apicrud.cli", "serve"],
+                                  cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/api/v1"
     try:
         for _ in range(300):
@@ -248,7 +249,6 @@ def _serve(folder, env, name: str, command: list[str] | None = None, **extra: st
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
-        log.close()
 
 
 @pytest.fixture(scope="module")
@@ -463,9 +463,9 @@ def mounted(server, tmp_path_factory):
     """apicrud at /api/v1 in a connexion FlaskApp with the user's APIs at /other and at
     /api/v1/private (a base inside the mount), both behind connexion's own security."""
     import connexion
-    from connexion_engine import UvicornThread
 
     from apicrud.connexion_mount import add_apicrud_api
+    from connexion_engine import UvicornThread
 
     folder = tmp_path_factory.mktemp("cxuser")
     (folder / "cx_user_api.py").write_text(USER_API)

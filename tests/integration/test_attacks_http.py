@@ -186,8 +186,9 @@ def test_a_date_time_at_the_edge_of_the_range_is_accepted(server, admin, user):
 def test_grant_value_out_of_range_is_400_and_not_stored(server, admin, user, value):
     model = server.services.models.Grant
     if value == 1e400:  # JSON has no infinity: send the literal, which overflows a float
-        resp = admin.api.post("/grant", data='{"uid": "%s", "name": "lists", "value": 1e400}'
-                              % user.uid, headers={"Content-Type": "application/json"})
+        resp = admin.api.post("/grant",
+                              data=f'{{"uid": "{user.uid}", "name": "lists", "value": 1e400}}',
+                              headers={"Content-Type": "application/json"})
     else:
         resp = admin.api.post("/grant", json={"uid": user.uid, "name": "lists",
                                               "value": value})

@@ -21,7 +21,7 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -97,7 +97,7 @@ def test_revoked_key_cannot_be_revived_by_patching_expires(server, user):
 def test_expired_key_cannot_be_revived(server, user):
     key = new_key(user)
     api = key_api(server, key["apikey"])
-    past = (datetime.now(timezone.utc) - timedelta(minutes=1)).isoformat()
+    past = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
     # ending a key early is allowed (it is a revocation) ...
     resp = user.api.patch(f"/apikey/{key['id']}", json={"expires": past})
     assert resp.status_code == 200, resp.text
@@ -105,7 +105,7 @@ def test_expired_key_cannot_be_revived(server, user):
     # ... bringing it back is not
     assert_problem(user.api.patch(f"/apikey/{key['id']}", json={"expires": None}),
                    403, "expires")
-    later = (datetime.now(timezone.utc) + timedelta(days=1)).isoformat()
+    later = (datetime.now(UTC) + timedelta(days=1)).isoformat()
     assert_problem(user.api.patch(f"/apikey/{key['id']}", json={"expires": later}),
                    403, "expires")
     assert_problem(api.get("/auth"), 401)
@@ -113,7 +113,7 @@ def test_expired_key_cannot_be_revived(server, user):
 
 def test_live_key_expiry_can_still_be_moved(server, user):
     key = new_key(user)
-    later = (datetime.now(timezone.utc) + timedelta(days=1)).isoformat()
+    later = (datetime.now(UTC) + timedelta(days=1)).isoformat()
     resp = user.api.patch(f"/apikey/{key['id']}", json={"expires": later})
     assert resp.status_code == 200, resp.text
     assert key_api(server, key["apikey"]).get("/auth").status_code == 200
@@ -364,7 +364,7 @@ def test_registration_under_onrequest_is_the_same_either_way(mail_server, smtp):
         anon = mail_server.anonymous()
         name, address = fresh()
         first = anon.post("/account", json={"username": name, "email": address})
-        other, other_address = fresh()
+        other, _other_address = fresh()
         again = anon.post("/account", json={"username": other, "email": address})
         assert _shape(first) == _shape(again), again.text
         assert again.status_code == 201

@@ -325,10 +325,10 @@ def embedded_redis_pids(data_dir: Path) -> set[int]:
             cmdline = " ".join(proc.info["cmdline"] or ())
             if "redis-server" not in (proc.info["name"] or "") + cmdline:
                 continue
-            if any(s in cmdline for s in sockets) or \
-                    os.path.realpath(proc.cwd()) == os.path.realpath(data_dir):
-                if proc.status() != psutil.STATUS_ZOMBIE:
-                    found.add(proc.pid)
+            if (any(s in cmdline for s in sockets) or
+                    os.path.realpath(proc.cwd()) == os.path.realpath(data_dir)) and \
+                    proc.status() != psutil.STATUS_ZOMBIE:
+                found.add(proc.pid)
         except psutil.Error:
             continue
     return found

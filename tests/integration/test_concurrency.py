@@ -103,12 +103,12 @@ def test_three_instances_starting_together_migrate_once(server, tmp_path):
     procs = []
     try:
         for i, port in enumerate(ports):
-            log = open(tmp_path / f"serve{i}.log", "wb")
-            procs.append(subprocess.Popen(
-                [sys.executable, "-m", "apicrud.cli", "serve"], cwd=ROOT,
-                env={**env, "APICRUD_PORT": str(port),
-                     "APICRUD_DATA_DIR": str(tmp_path / f"d{i}")},
-                stdout=log, stderr=subprocess.STDOUT))
+            with open(tmp_path / f"serve{i}.log", "wb") as log:
+                procs.append(subprocess.Popen(
+                    [sys.executable, "-m", "apicrud.cli", "serve"], cwd=ROOT,
+                    env={**env, "APICRUD_PORT": str(port),
+                         "APICRUD_DATA_DIR": str(tmp_path / f"d{i}")},
+                    stdout=log, stderr=subprocess.STDOUT))
         deadline = time.time() + 90
         up = set()
         while len(up) < 3 and time.time() < deadline:

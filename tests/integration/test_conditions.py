@@ -157,7 +157,8 @@ def test_a_trashed_parent_satisfies_no_condition(world):
         resp = carol.http.put(f"{carol.url}/trashcan/category-{cat}",
                               json={"status": "active"}, timeout=10)
         assert resp.status_code == 200, resp.text
-    assert ids(dave.get("/message", params=mine(world))) == of(world, ("open", "news"), ("open", "notice"))
+    assert ids(dave.get("/message", params=mine(world))) == of(world, ("open", "news"),
+                                                                ("open", "notice"))
 
 
 def test_rbac_letters_follow_conditions(world):

@@ -16,6 +16,7 @@ import time
 
 import pytest
 import requests
+
 from helpers.project import free_port, run_cli, write_connexion_project
 
 PETS_PATHS = """
@@ -164,9 +165,9 @@ def base(project):
     folder, env = project
     port = free_port()
     env = {**env, "APICRUD_PORT": str(port)}
-    log = open(folder.parent / "serve.log", "wb")
-    server = subprocess.Popen([sys.executable, "-m", "apicrud.cli", "serve"], cwd=folder,
-                              env=env, stdout=log, stderr=subprocess.STDOUT)
+    with open(folder.parent / "serve.log", "wb") as log:  # the child keeps its own descriptor
+        server = subprocess.Popen([sys.executable, "-m", "apicrud.cli", "serve"], cwd=folder,
+                                  env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/api/v1"
     try:
         for _ in range(300):
@@ -187,7 +188,6 @@ def base(project):
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
-        log.close()
 
 
 ADA = {"Authorization": "Bearer ada-token"}

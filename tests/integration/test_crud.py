@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 
 import pytest
-from helpers import PROBLEM, assert_problem, new_list
 
+from helpers import PROBLEM, assert_problem, new_list
 
 # -- create ---------------------------------------------------------------------------
 

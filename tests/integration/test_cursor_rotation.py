@@ -31,7 +31,7 @@ def test_a_cursor_outlives_the_key_while_it_is_a_fallback(instances):
     old = instances["old"]
     username, password, _ = new_account(old.services)
     first = login(old.url, username, password)
-    for i in range(3):
+    for _ in range(3):
         assert first.post(old.url + "/category", json={"name": f"rot-{secrets.token_hex(4)}"},
                           timeout=10).status_code == 201
     page = first.get(old.url + "/category", params={"limit": 1}, timeout=10).json()

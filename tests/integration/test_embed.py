@@ -46,7 +46,7 @@ def _statements(server, call):
 
 
 def test_to_one_embed_follows_the_embedded_resource_rules(world):
-    server, owner, reader, member, public, secret, msgs = world
+    _server, _owner, reader, member, public, secret, msgs = world
     # the reader may read public messages of the secret list, not the list itself
     resp = reader.api.get("/message", params={
         "filter": json.dumps({"list_id": [public["id"], secret["id"]]}), "embed": "list",
@@ -68,7 +68,7 @@ def test_to_one_embed_follows_the_embedded_resource_rules(world):
 
 
 def test_to_many_embed_gives_the_newest_readable_records(world):
-    server, owner, reader, member, public, secret, msgs = world
+    _server, owner, reader, member, public, secret, msgs = world
     body = member.api.get(f"/list/{secret['id']}", params={"embed": "messages"}).json()
     readable = [m for m in msgs[secret["id"]] if m["privacy"] != "secret"]
     expected = [m["id"] for m in sorted(readable, key=lambda m: m["created"],
@@ -87,7 +87,7 @@ def test_to_many_embed_gives_the_newest_readable_records(world):
 
 
 def test_embedding_costs_the_same_statements_for_any_page_size(world):
-    server, owner, reader, member, public, secret, msgs = world
+    server, owner, _reader, _member, public, secret, _msgs = world
     flt = json.dumps({"list_id": [public["id"], secret["id"]]})
     small, few = _statements(server, lambda: owner.api.get("/message", params={
         "filter": flt, "embed": "list", "limit": 2}))
@@ -103,7 +103,7 @@ def test_embedding_costs_the_same_statements_for_any_page_size(world):
 
 
 def test_unknown_embeds_are_400(world):
-    server, owner, reader, member, public, secret, msgs = world
+    _server, owner, _reader, _member, public, _secret, _msgs = world
     for value in ("nosuch", "list,nosuch", "author", "uid"):
         assert_problem(owner.api.get("/message", params={"embed": value}), 400, "embed")
     assert_problem(owner.api.get(f"/list/{public['id']}", params={"embed": "list"}),

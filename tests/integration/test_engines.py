@@ -14,8 +14,8 @@ import json
 import pytest
 import requests
 
-from helpers import Api, make_user
 from connexion_engine import serve_connexion
+from helpers import Api, make_user
 
 PROBLEM = "application/problem+json"
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import requests
+
 from helpers import Api, make_user, serve_app
 
 PNG = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00"

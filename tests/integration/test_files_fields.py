@@ -10,6 +10,7 @@ import shutil
 
 import pytest
 import yaml
+
 from helpers import Api, assert_problem, make_user, serve_app
 from test_files import PNG
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import requests
+
 from helpers import assert_problem, make_user, serve_app
 from test_files import HTML, PNG, grant
 

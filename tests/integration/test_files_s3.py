@@ -109,7 +109,7 @@ def test_large_upload_goes_in_parts_and_an_oversized_one_leaves_nothing(s3, serv
 
 
 def test_presigned_direct_upload_then_confirm(s3, server):
-    srv, boto = s3
+    srv, _boto = s3
     client = Api(srv.url, make_user(server).token)
     data = PNG + secrets.token_bytes(64)
     made = client.post("/file/direct", json={"name": "d.png", "size": len(data),
@@ -150,7 +150,7 @@ def test_a_trashed_file_gets_no_url_and_no_content_on_s3(s3, server):
     """Trashing stops every way in through apicrud; a presigned URL issued before is the
     storage's own and lives out its short lifetime (file_download_ttl): it cannot be
     revoked, which is why it is short."""
-    srv, boto = s3
+    srv, _boto = s3
     client = Api(srv.url, make_user(server).token)
     fid = upload(client, PNG).json()["id"]
     issued = client.get(f"/file/{fid}/url").json()

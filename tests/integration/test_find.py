@@ -16,10 +16,10 @@ import random
 from datetime import datetime, timedelta
 
 import pytest
-from helpers import make_user
 from sqlalchemy import select, update
 
 from apicrud.db.base import new_id
+from helpers import make_user
 
 PROBLEM = "application/problem+json"
 PAGE = 37
@@ -444,7 +444,7 @@ def test_sort_created_orders_rows_by_time(server, user):
             for m, u in ((5, 1), (1, 0), (3, 999999), (2, 500), (4, 7))]
     ids = insert_messages(server, user.uid, lst["id"], [{"created": w} for w in when])
     for sort, reverse in (("created", False), ("created:asc", False), ("created:desc", True)):
-        expected = [i for _, i in sorted(zip(when, ids), reverse=reverse)]
+        expected = [i for _, i in sorted(zip(when, ids, strict=True), reverse=reverse)]
         body = ok(find(user.api, "message", filter=mine(user), sort=sort))
         assert ids_of(body["items"]) == expected, sort
         assert [m["created"] for m in body["items"]] == \
@@ -484,7 +484,7 @@ def test_sort_nulls_come_last_in_both_directions(server, user):
     subjects = ["b", None, "a", None, "c"]
     ids = insert_messages(server, user.uid, lst["id"], [{"subject": s} for s in subjects])
     rank = db_id_order(server, user.uid)
-    nulls = sorted([i for i, s in zip(ids, subjects) if s is None], key=rank.get)
+    nulls = sorted([i for i, s in zip(ids, subjects, strict=True) if s is None], key=rank.get)
     asc = ok(find(user.api, "message", filter=mine(user), sort="subject"))["items"]
     assert [m["subject"] for m in asc] == ["a", "b", "c", None, None]
     assert ids_of(asc)[3:] == nulls
@@ -636,7 +636,7 @@ def big(server):
         rows.append({"subject": subject, "created": created})
     rng.shuffle(rows)
     ids = insert_messages(server, owner.uid, lst["id"], rows)
-    data = {id_: row for id_, row in zip(ids, rows)}
+    data = dict(zip(ids, rows, strict=True))
     return owner, data, db_id_order(server, owner.uid)
 
 
@@ -683,7 +683,7 @@ def test_cursor_next_visits_every_row_once_in_order(big, sort):
 
 
 def test_cursor_next_subject_desc_has_duplicates_and_nulls_last(big):
-    owner, data, rank = big
+    owner, _data, _rank = big
     items, _ = walk(owner.api, "message", {"sort": "subject:desc"})
     subjects = [m["subject"] for m in items]
     valued = [s for s in subjects if s is not None]
@@ -767,7 +767,7 @@ def test_cursor_rows_inserted_and_trashed_between_pages_neither_skip_nor_repeat(
     rows = [{"subject": None if i % 7 == 0 else f"s{rng.randrange(20):02d}x",
              "created": BASE_TIME + timedelta(seconds=i // 2)} for i in range(200)]
     ids = insert_messages(server, user.uid, lst["id"], rows)
-    data = dict(zip(ids, rows))
+    data = dict(zip(ids, rows, strict=True))
     rank = db_id_order(server, user.uid)
     expected = expected_order(data, rank, sort)
     trashed = []
@@ -937,7 +937,7 @@ def test_cursor_sort_by_long_text_field_pages_every_row_once(server, user, size)
     # shared past the first 255 characters (so those tie, and id decides); some NULL
     contents = [("abc"[n % 3] * size + f"{n % 4}") if n % 5 else None for n in range(12)]
     ids = insert_messages(server, user.uid, lst["id"], [{"content": c} for c in contents])
-    data = {i: {"content": c} for i, c in zip(ids, contents)}
+    data = {i: {"content": c} for i, c in zip(ids, contents, strict=True)}
     rank = db_id_order(server, user.uid)
     for sort in ("content", "content:desc"):
         items, pages = walk(user.api, "message", {"sort": sort}, limit=2)

@@ -7,10 +7,12 @@ sort keys returns every row once, in the order one big page has.
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import select
 
 from helpers import assert_problem, make_user
@@ -134,7 +136,7 @@ def test_cursor_over_several_keys_visits_each_row_once_in_order(world, sort, lim
     # the big page is sorted by the keys (ties by id are the database's to order)
     keys = [(f, d == "desc") for f, _, d in (k.partition(":") for k in sort.split(","))]
     by_id = {r["id"]: r for r in readable}
-    for a, b in zip(order, order[1:]):
+    for a, b in itertools.pairwise(order):
         for field, descending in keys:
             if field in ("id", "list_id"):
                 # ids mix cases: their order is the database collation's (MariaDB's is
@@ -222,7 +224,7 @@ def test_grouped_counts_equal_the_readable_rows(world):
 
 
 def test_grouped_aggregates_and_limits(world):
-    reader, lists, readable = world
+    reader, lists, _readable = world
     body = reader.api.get("/message/groups", params={
         "group_by": "list_id", "aggregate": "min:created,max:created",
         "filter": json.dumps({"list_id": lists}), "limit": 1}).json()

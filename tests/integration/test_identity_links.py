@@ -14,7 +14,6 @@ import requests
 from sqlalchemy import select, update
 
 from apicrud.db.base import new_id, utcnow
-from helpers import make_user
 
 
 def add_link(server, user, provider: str = "keycloak") -> str:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import uuid
 
-from helpers import Api, assert_problem, make_user
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
 from prometheus_client.parser import text_string_to_metric_families
 
 from apicrud.metrics.usage import PREFIX, SERIES
+from helpers import Api, assert_problem, make_user
 
 
 def scrape(api, **headers) -> dict:

@@ -107,11 +107,11 @@ def _settings_secrets(settings) -> list[tuple[str, str]]:
         if settings[name]:
             out.append((settings[name], f"setting {name}"))
     for name in ("database_url", "redis_url", "broker_url"):
-        value = settings[name] if name in settings else ""
+        value = settings.get(name, "")
         if value and "://" in value:
             try:
                 password = make_url(value).password
-            except Exception:  # not a SQLAlchemy-style URL
+            except Exception:  # noqa: BLE001  not a SQLAlchemy-style URL, whatever fails
                 continue
             if password:
                 out.append((str(password), f"password in setting {name}"))

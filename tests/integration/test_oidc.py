@@ -24,8 +24,8 @@ from werkzeug.serving import make_server
 
 import logscan
 from apicrud.errors import StartupError
-from instances import new_account, login
-from oidc_helpers import sign, unsigned
+from instances import login, new_account
+from oidc_helpers import unsigned
 from oidc_provider import Provider
 
 CLIENT_ID = "apicrud-test-client"
@@ -243,7 +243,7 @@ def test_rotated_provider_key_is_picked_up(sites, op):
     new = RSAKey.generate_key(2048, parameters={"kid": "op-2"})
     op.extra_keys.append(new)  # published now; the cached JWKS does not have it yet
     op.misbehave["key"] = new
-    browser, resp = sign_in(sites["open"])
+    _browser, resp = sign_in(sites["open"])
     assert resp.status_code == 201, resp.text
 
 
@@ -326,7 +326,7 @@ def _email_of(services, uid):
 
 def test_closed_needs_an_existing_account_with_a_verified_email(sites, op):
     site = sites["closed"]
-    name, password, uid = new_account(site.services)
+    name, _password, uid = new_account(site.services)
     email = _email_of(site.services, uid)
     person(op, email=email, email_verified=False)
     refused(sign_in(site)[1], 403, "no account")

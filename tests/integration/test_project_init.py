@@ -21,10 +21,10 @@ import pytest
 import requests
 import yaml
 from click.testing import CliRunner
-from helpers import ROOT, stop_process
 
 from apicrud.cli import main
 from apicrud.project import insert_entries, path_yaml
+from helpers import ROOT, stop_process
 
 
 def _free_port() -> int:

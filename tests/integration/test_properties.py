@@ -10,7 +10,8 @@ import json
 import string
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from helpers import make_user
@@ -99,7 +100,7 @@ def test_find_any_filter_and_sort_is_safe(world, flt, sort, limit):
        flt=st.sampled_from([{}, {"privacy": "public"}, {"subject": "%1%"},
                             {"q": "public"}, {"content": "%\\_%"}]))
 def test_paging_returns_each_readable_row_once(world, sort, limit, flt):
-    server, reader, readable = world
+    _server, reader, readable = world
     seen: list[str] = []
     params = {"filter": json.dumps(flt), "sort": sort, "limit": limit}
     body = _check(reader.api.get("/message", params=params), readable)
@@ -117,7 +118,7 @@ def test_paging_returns_each_readable_row_once(world, sort, limit, flt):
 @given(token=st.one_of(st.text(max_size=200), st.binary(max_size=100).map(
     lambda b: b.hex()), st.sampled_from(["", "=", "eyJ9", "A" * 5000, "' OR 1=1 --"])))
 def test_garbage_cursor_is_400_never_500(world, token):
-    server, reader, readable = world
+    _server, reader, readable = world
     resp = reader.api.get("/message", params={"cursor_next": token})
     assert resp.status_code in (200, 400), resp.text
     if resp.status_code == 200:  # an empty token means "first page"

@@ -19,8 +19,8 @@ import requests
 
 from apicrud.ratelimit.limiter import WindowLimiter
 from apicrud.ratelimit.middleware import client_address, parse_networks
-from instances import login, new_account, start_instance
 from helpers import assert_problem
+from instances import login, new_account, start_instance
 
 INTERVAL = 60
 

@@ -394,7 +394,7 @@ def _trashed(server, built: Built, items: list[tuple[str, dict[str, Any]]]):
     try:
         yield
     finally:
-        for (res, rec), (_, snap) in zip(items, snaps):
+        for (res, rec), (_, snap) in zip(items, snaps, strict=True):
             rec["status"] = "active"
             _put_back(server, built, res, snap)
 
@@ -980,8 +980,8 @@ def _bulk_create_case(server, ref, people, worlds, resource, privacy, role):
                 {name: f"{marker}-c", "privacy": privacy, "category_id": missing}]
     refs, unique = _references(ref, resource), UNIQUE.get(resource, ())
     single = [ref.create(world, caller, resource, b, refs, unique) for b in pool]
-    allowed = [b for b, o in zip(pool, single) if o.ok]
-    refused = [b for b, o in zip(pool, single) if not o.ok]
+    allowed = [b for b, o in zip(pool, single, strict=True) if o.ok]
+    refused = [b for b, o in zip(pool, single, strict=True) if not o.ok]
     assert refused, "reference: the pool should hold a refused record for everyone"
     mixed = [allowed[0], refused[0]] if allowed else refused[:2]
     expected, index = ref.bulk_create(world, caller, resource, mixed, refs, unique)
@@ -1007,7 +1007,7 @@ def _bulk_create_case(server, ref, people, worlds, resource, privacy, role):
         got = resp.json()
         created = [i["id"] for i in got["items"]]
         assert got["count"] == len(allowed) == len(got["items"])
-        for body, item in zip(allowed, got["items"]):
+        for body, item in zip(allowed, got["items"], strict=True):
             assert item[name] == body[name]
             assert item["uid"] == body.get("uid", caller.uid)
             if resource == "message":

@@ -62,7 +62,7 @@ def world(user, ra):
 # -- ra-data-simple-rest ---------------------------------------------------------------
 
 def test_simple_rest_get_list(world):
-    api, ids, _ = world
+    api, _ids, _ = world
     resp = api.call("GET", "/list", {"sort": json.dumps(["name", "DESC"]),
                                      "range": json.dumps([0, 4]),
                                      "filter": json.dumps({"uid": api.uid})},
@@ -108,7 +108,7 @@ def test_simple_rest_get_many(world):
 
 
 def test_simple_rest_get_many_reference(world):
-    api, ids, msgs = world
+    api, ids, _msgs = world
     resp = api.call("GET", "/message", {"sort": '["subject","ASC"]', "range": "[0,1]",
                                         "filter": json.dumps({"list_id": ids[0]})})
     assert [r["subject"] for r in resp.json()] == ["s0", "s1"]
@@ -158,7 +158,8 @@ def test_json_server_filters_and_operators(world):
     api, ids, _ = world
     eq = api.call("GET", "/list", {"description": "even", "_start": 0, "_end": 50, "uid": api.uid})
     assert len(eq.json()) == 6
-    ne = api.call("GET", "/list", {"description_ne": "even", "_start": 0, "_end": 50, "uid": api.uid})
+    ne = api.call("GET", "/list",
+                  {"description_ne": "even", "_start": 0, "_end": 50, "uid": api.uid})
     assert {r["description"] for r in ne.json()} == {"odd"}
     like = api.call("GET", "/list", {"name_like": "st 1", "_start": 0, "_end": 50, "uid": api.uid})
     assert sorted(r["name"] for r in like.json()) == ["list 10", "list 11"]

@@ -8,8 +8,10 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import requests
+
 from helpers import ROOT, stop_process
 
 
@@ -20,13 +22,13 @@ def _free_port() -> int:
 
 
 def _tour() -> str:
-    text = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    text = Path(ROOT, "README.md").read_text(encoding="utf-8")
     section = text.split("## Five-minute tour", 1)[1]
     return re.search(r"```sh\n(.*?)```", section, re.S).group(1)
 
 
 def test_readme_opens_with_the_two_commands():
-    text = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    text = Path(ROOT, "README.md").read_text(encoding="utf-8")
     first_block = re.search(r"```sh\n(.*?)```", text, re.S).group(1).splitlines()
     assert [line.split("#")[0].strip() for line in first_block] == ["make run", "make test"]
 

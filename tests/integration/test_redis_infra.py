@@ -17,9 +17,9 @@ import psutil
 import pytest
 import redis
 
+from apicrud import redis_keys
 from apicrud.auth.sessions import SessionManager
 from apicrud.crypto import token_hash
-from apicrud import redis_keys
 from apicrud.mutex import Mutex
 from apicrud.redis_client import RedisProvider
 
@@ -76,7 +76,7 @@ def test_mutex_excludes_threads(provider: RedisProvider, prefix: str) -> None:
                         state["inside"] -= 1
             finally:
                 client.close()
-        except BaseException as exc:  # pragma: no cover - reported below
+        except BaseException as exc:  # noqa: BLE001  # pragma: no cover - reported below
             errors.append(exc)
 
     threads = [threading.Thread(target=worker) for _ in range(n_threads)]
@@ -221,7 +221,8 @@ def test_session_tampered_value(r: redis.Redis, sessions: SessionManager, prefix
 
 @pytest.mark.parametrize(
     "bad",
-    ["", "short", "x" * 5000, "has spaces in it....", "ü" * 43, None, 12345, b"bytes-token-abcdefghij"],
+    ["", "short", "x" * 5000, "has spaces in it....", "ü" * 43, None, 12345,
+     b"bytes-token-abcdefghij"],
 )
 def test_session_bad_tokens(sessions: SessionManager, bad: Any) -> None:
     assert sessions.get(bad) is None

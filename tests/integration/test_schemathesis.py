@@ -8,9 +8,8 @@ Schemathesis runs as its own command against the live server, with a fixed seed.
 from __future__ import annotations
 
 import os
-import sys
-
 import subprocess
+import sys
 
 import pytest
 

@@ -19,8 +19,15 @@ import pytest
 import requests
 
 from apicrud.config import load_settings
-from test_cli import FIXTURES, ROOT, apicrud, assert_no_traceback, embedded_redis_pids, \
-    free_port, output
+from test_cli import (
+    FIXTURES,
+    ROOT,
+    apicrud,
+    assert_no_traceback,
+    embedded_redis_pids,
+    free_port,
+    output,
+)
 
 FAKE_PW = "fake-Pw-9c41e"
 #: the exit status of every refused start (click's usage of ClickException)

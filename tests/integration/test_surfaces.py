@@ -8,6 +8,7 @@ answers carry them, errors and URLs no surface answers included.
 from __future__ import annotations
 
 import requests
+
 from instances import start_instance
 
 ALLOWED = "https://app.example"

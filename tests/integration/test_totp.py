@@ -62,7 +62,7 @@ def account_row(server, account_id):
 
 
 def test_enrol_returns_secret_once_with_otpauth_uri(server, user):
-    body, phone = enrol(user)
+    body, _phone = enrol(user)
     assert len(body["secret"]) == 32 and body["digits"] == 6 and body["period"] == 30
     assert body["uri"].startswith(f"otpauth://totp/apicrud:{user.username}?")
     assert f"secret={body['secret']}" in body["uri"] and "issuer=apicrud" in body["uri"]

@@ -76,9 +76,8 @@ def hooked(settings, server):
     local = settings.replace(webhook_allowed_hosts=["127.0.0.1"], webhook_retry_delay=0.05,
                              webhook_max_attempts=7,
                              worker_queue=f"test-webhooks-{secrets.token_hex(4)}")
-    with serve_app(local) as srv:
-        with run_worker(local, srv.services.redis.url):
-            yield srv
+    with serve_app(local) as srv, run_worker(local, srv.services.redis.url):
+        yield srv
 
 
 @pytest.fixture

@@ -19,8 +19,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from apicrud.messaging.send import (SmtpConfig, TransientMailError, build_message,
-                                    send_message)
+from apicrud.messaging.send import SmtpConfig, TransientMailError, build_message, send_message
 from apicrud.worker.celery_app import REDIS_KEY_PREFIX, TASK_SEND, make_celery
 from apicrud.worker.outbox import Outbox
 from apicrud.worker.tasks import DeadLetters, requeue_dead_letters

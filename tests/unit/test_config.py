@@ -123,7 +123,9 @@ def test_bad_config_files(tmp_path):
     write(tmp_path / "list.yaml", "- port\n")
     assert "mapping" in problems_of(tmp_path, config_file="list.yaml")[0]
     write(tmp_path / "broken.yaml", f'secret_key: "{SECRET}\nport: [\n')
-    msg = str(pytest.raises(ConfigError, load, tmp_path, config_file="broken.yaml").value)
+    with pytest.raises(ConfigError) as raised:
+        load(tmp_path, config_file="broken.yaml")
+    msg = str(raised.value)
     assert "not valid YAML" in msg and SECRET not in msg
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ast
 import os
+from pathlib import Path
 
 PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -23,7 +24,7 @@ def _modules() -> dict[str, str]:
 
 
 def _imports(module: str, path: str, modules: dict[str, str]) -> set[str]:
-    tree = ast.parse(open(path, encoding="utf-8").read())
+    tree = ast.parse(Path(path).read_text(encoding="utf-8"))
     type_only = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):

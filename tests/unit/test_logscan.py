@@ -9,7 +9,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import logscan  # noqa: E402
+import logscan
 
 CODE = ("123456", "a one-time code")
 

@@ -39,7 +39,8 @@ def test_wrong_password() -> None:
 
 @pytest.mark.parametrize(
     "bad_hash",
-    [None, "", "garbage", "$argon2id$garbage", "$argon2id$v=19$m=65536,t=3,p=4$xx$yy", "$2b$12$abc"],
+    [None, "", "garbage", "$argon2id$garbage", "$argon2id$v=19$m=65536,t=3,p=4$xx$yy",
+     "$2b$12$abc"],
 )
 def test_bad_hashes_never_raise(bad_hash: str | None) -> None:
     assert verify_password(bad_hash, "anything") is False

@@ -146,11 +146,11 @@ def test_where_agrees_with_actions_on_sample_rows():
 
     engine = create_engine("sqlite://")
     Base.metadata.create_all(engine)
-    rows = [dict(id=f"x-{owner}-{priv}", uid=f"x-{owner}", name=f"{owner}-{priv}",
-                 privacy=priv, status="active", version=1)
+    rows = [{"id": f"x-{owner}-{priv}", "uid": f"x-{owner}", "name": f"{owner}-{priv}",
+             "privacy": priv, "status": "active", "version": 1}
             for owner in ("alice", "bob") for priv in BASE["privacy_levels"]]
-    rows.append(dict(id="x-L", uid="x-bob", name="L", privacy="member", status="active",
-                     version=1))
+    rows.append({"id": "x-L", "uid": "x-bob", "name": "L", "privacy": "member",
+                 "status": "active", "version": 1})
     with Session(engine) as s:
         s.execute(Base.metadata.tables["person"].insert(),
                   [{"id": f"x-{n}", "name": n, "privacy": "member", "status": "active",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import os
+from pathlib import Path
 
 from apicrud import redis_keys
 
@@ -24,7 +25,7 @@ def test_no_module_spells_a_key_by_hand():
             path = os.path.join(folder, name)
             if not name.endswith(".py") or path.endswith("redis_keys.py"):
                 continue
-            tree = ast.parse(open(path, encoding="utf-8").read())
+            tree = ast.parse(Path(path).read_text(encoding="utf-8"))
             for node in ast.walk(tree):
                 if isinstance(node, ast.Constant) and isinstance(node.value, str) and \
                         node.value.startswith(("apicrud:", "mutex:")) and " " not in node.value:

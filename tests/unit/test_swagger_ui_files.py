@@ -23,8 +23,8 @@ SPEC = {"openapi": "3.1.0", "info": {"title": "T <&>", "version": "1"}, "paths":
 def _vendor_manifest() -> tuple[str, dict[str, str]]:
     with open(os.path.join(VENDOR, "VERSION"), encoding="utf-8") as f:
         text = f.read()
-    sums = dict((name, digest) for digest, name in
-                re.findall(r"^([0-9a-f]{64})  (\S+)$", text, re.M))
+    sums = {name: digest for digest, name in
+            re.findall(r"^([0-9a-f]{64})  (\S+)$", text, re.M)}
     return text.splitlines()[0], sums
 
 
@@ -53,7 +53,7 @@ def test_init_script_reads_its_url_from_the_page_and_calls_nowhere_else():
 
 
 def test_page_has_no_inline_script_and_escapes_what_it_names():
-    version = {name: "0123456789abcdef" for name in VENDORED + OWN}
+    version = dict.fromkeys(VENDORED + OWN, "0123456789abcdef")
     page = index_html("/a&b", "T <&>", version)
     assert "<title>T &lt;&amp;&gt;</title>" in page
     assert 'data-spec-url="/a&amp;b/openapi.json"' in page

@@ -51,10 +51,11 @@ def service(tmp_path_factory):
         apicrud("account", "add", name, "--email", f"{name}@example.com", "--password",
                 users[name], *(["--admin"] if admin else []), env=env)
     port = _free_port()
-    log = open(data / "uvicorn.log", "wb")  # a pipe nobody reads would stop it once full
-    server = subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory", "app:create",
-                               "--host", "127.0.0.1", "--port", str(port)],
-                              cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    # a pipe nobody reads would stop it once full
+    with open(data / "uvicorn.log", "wb") as log:  # the child keeps its own descriptor
+        server = subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory", "app:create",
+                                   "--host", "127.0.0.1", "--port", str(port)],
+                                  cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     root = f"http://127.0.0.1:{port}"
     try:
         for _ in range(300):
@@ -75,7 +76,6 @@ def service(tmp_path_factory):
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
-        log.close()
 
 
 def login(root: str, name: str, password: str) -> requests.Session:

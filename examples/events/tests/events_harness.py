@@ -20,6 +20,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import requests
 
@@ -79,13 +80,14 @@ def serve(env: dict[str, str]):
     port = _free_port()
     env = {**env, "APICRUD_PORT": str(port)}
     # its log goes to a file: a pipe nobody reads would stop it once full
-    log = open(os.path.join(env["APICRUD_DATA_DIR"], "serve.log"), "wb")
-    server = subprocess.Popen([sys.executable, "-m", "apicrud.cli", "serve"], cwd=ROOT,
-                              env=env, stdout=log, stderr=subprocess.STDOUT)
+    log_path = os.path.join(env["APICRUD_DATA_DIR"], "serve.log")
+    with open(log_path, "wb") as log:  # the child keeps its own descriptor
+        server = subprocess.Popen([sys.executable, "-m", "apicrud.cli", "serve"], cwd=ROOT,
+                                  env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}/api/v1"
     try:
         for _ in range(300):
-            assert server.poll() is None, open(log.name, encoding="utf-8").read()
+            assert server.poll() is None, Path(log_path).read_text(encoding="utf-8")
             try:
                 if requests.get(base + "/health", timeout=2).status_code == 200:
                     break
@@ -102,7 +104,6 @@ def serve(env: dict[str, str]):
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
-        log.close()
 
 
 def add_accounts(env: dict[str, str], names: list[str], admins=()) -> dict[str, dict]:

@@ -27,8 +27,9 @@ import json
 import os
 import sys
 
-import events_harness as h
 import pytest
+
+import events_harness as h
 
 sys.path.insert(0, os.path.join(h.ROOT, "..", "..", "tests"))
 from rbac_reference import ANONYMOUS, Caller, Reference, World

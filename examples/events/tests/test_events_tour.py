@@ -7,18 +7,19 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import events_harness as h
 
 
 def _tour() -> str:
-    text = open(os.path.join(h.ROOT, "README.md"), encoding="utf-8").read()
+    text = Path(h.ROOT, "README.md").read_text(encoding="utf-8")
     section = text.split("## Tour", 1)[1]
     return re.search(r"```sh\n(.*?)```", section, re.DOTALL).group(1)
 
 
 def test_readme_starts_the_project_with_apicrud_serve():
-    text = open(os.path.join(h.ROOT, "README.md"), encoding="utf-8").read()
+    text = Path(h.ROOT, "README.md").read_text(encoding="utf-8")
     first = re.search(r"```sh\n(.*?)```", text, re.DOTALL).group(1).splitlines()
     assert [line.split("#")[0].strip() for line in first] == ["apicrud serve"]
 

@@ -42,14 +42,13 @@ class Service:
     def __init__(self, env: dict) -> None:
         # the server's log goes to a file: a pipe nobody reads would fill up and stop it
         self.log_path = os.path.join(env["APICRUD_DATA_DIR"], "server.log")
-        self.log = open(self.log_path, "w", encoding="utf-8")
-        self.process = subprocess.Popen(
-            [sys.executable, os.path.join(ROOT, "tests", "serve_counting.py"), *USERS],
-            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=self.log, text=True)
+        with open(self.log_path, "w", encoding="utf-8") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, os.path.join(ROOT, "tests", "serve_counting.py"), *USERS],
+                cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=log, text=True)
         line = self.process.stdout.readline()
         if not line:
             self.process.wait(timeout=30)
-            self.log.close()
             with open(self.log_path, encoding="utf-8") as fh:
                 pytest.fail("the example did not start: " + fh.read()[-3000:])
         info = json.loads(line)
@@ -72,7 +71,6 @@ class Service:
             self.process.kill()
             self.process.wait()
         self.process.stdout.close()
-        self.log.close()
 
 
 @pytest.fixture(scope="session")

@@ -17,6 +17,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -37,7 +38,7 @@ def call(method: str, url: str, body=None, token: str | None = None):
     if token:
         request.add_header("Authorization", f"Bearer {token}")
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+        with urllib.request.urlopen(request, timeout=10) as response:
             raw = response.read()
             return response.status, json.loads(raw) if raw else None
     except urllib.error.HTTPError as exc:
@@ -60,13 +61,13 @@ def service(tmp_path_factory):
                APICRUD_WORKERS="1")
     # its log goes to a file: a pipe nobody reads would fill up and stop the server
     log_path = os.path.join(env["APICRUD_DATA_DIR"], "server.log")
-    log = open(log_path, "wb")
-    server = subprocess.Popen([sys.executable, "-m", "apicrud.cli", "serve"], cwd=ROOT,
-                              env=env, stdout=log, stderr=subprocess.STDOUT)
+    with open(log_path, "wb") as log:  # the child keeps its own descriptor
+        server = subprocess.Popen([sys.executable, "-m", "apicrud.cli", "serve"], cwd=ROOT,
+                                  env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}/api/v1"
     try:
         for _ in range(300):
-            assert server.poll() is None, open(log_path, encoding="utf-8").read()[-3000:]
+            assert server.poll() is None, Path(log_path).read_text(encoding="utf-8")[-3000:]
             try:
                 if call("GET", base + "/health")[0] == 200:
                     break
@@ -83,7 +84,6 @@ def service(tmp_path_factory):
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
-        log.close()
 
 
 def login(base: str, username: str, password: str) -> str:

@@ -14,8 +14,15 @@ import uuid
 
 import pytest
 import yaml
+
 from projects_fixtures import (  # noqa: F401  (fixtures)
-    ROOT, data_dir, example_env, second, service, users)
+    ROOT,
+    data_dir,
+    example_env,
+    second,
+    service,
+    users,
+)
 
 
 def only(*ids: str) -> dict:

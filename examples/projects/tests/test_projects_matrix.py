@@ -56,7 +56,7 @@ class Matrix:
                 ("orgmember", "org", "m_both", "member"),
                 ("projectmember", "project", "m_both", "manager"))
         self.rows: dict[tuple[str, str], dict] = {}  # (members, user) -> their row
-        for members, kind, user, level in (*rows, ("orgmember", "org", "m_target", "member"),
+        for members, _kind, user, level in (*rows, ("orgmember", "org", "m_target", "member"),
                                            ("projectmember", "project", "m_target",
                                             "member")):
             self.rows[members, user] = self.add_row("alice", members, user, level)

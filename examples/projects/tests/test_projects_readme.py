@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import requests
 
@@ -16,7 +17,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _tour() -> str:
-    text = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    text = Path(ROOT, "README.md").read_text(encoding="utf-8")
     return re.search(r"```sh\n(.*?)```", text.split("## Tour", 1)[1], re.S).group(1)
 
 
