@@ -58,7 +58,7 @@ from apicrud.errors import (
 from apicrud.files.data_url import is_json, open_data_url
 from apicrud.files.upload import is_multipart, open_raw, open_upload
 from apicrud.i18n import N_, SOURCE_LANGUAGE, N_as, choose_locale, language_of, negotiate
-from apicrud.pipeline import RequestRecord
+from apicrud.pipeline import ROLES_READ, RequestRecord
 from apicrud.react_admin import shape_reply, translate_query
 
 log = logging.getLogger("apicrud")
@@ -111,9 +111,13 @@ def check_scheme(call: Call) -> None:
 
 def load_roles(call: Call) -> None:
     roles = call.services.roles
-    if call.principal.authenticated and roles.sources:
-        levels, kinds, via = roles.for_uid_via(call.principal.uid)
-        call.principal = replace(call.principal, memberships=levels,
+    principal = call.principal
+    if principal.authenticated and roles.sources:
+        # read with the session, in this request, when the authenticator could
+        read = request.environ.pop(ROLES_READ, None)
+        raw = read.get(principal.uid) if read else None
+        levels, kinds, via = roles.for_uid_via(principal.uid, raw)
+        call.principal = replace(principal, memberships=levels,
                                  membership_kinds=kinds, membership_via=via)
 
 

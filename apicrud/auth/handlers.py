@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Callable
 from typing import Any
 
 from apicrud.auth.principal import ANONYMOUS, Principal
 from apicrud.crypto import constant_time_equals
 from apicrud.errors import Forbidden, Unauthorized
 from apicrud.i18n import N_
+from apicrud.pipeline import ROLES_READ
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -33,15 +35,22 @@ def principal_from_session(session: dict[str, Any], token: str, method: str) -> 
     )
 
 
-def authenticate(sessions, cookie_name: str, method: str, headers, cookies) -> Principal:
-    """The caller's Principal; ANONYMOUS when no credentials; 401 for bad ones."""
+def authenticate(sessions, cookie_name: str, method: str, headers, cookies,
+                 keys_of: Callable[[str], list[str]] | None = None,
+                 read: dict[str, list[Any]] | None = None) -> Principal:
+    """The caller's Principal; ANONYMOUS when no credentials; 401 for bad ones.
+
+    :param keys_of: more Redis keys of the user to read with the session (see
+        :meth:`~apicrud.auth.sessions.SessionManager.lookup`); their replies go into
+        ``read`` under the session's uid when they were read
+    """
     auth = headers.get("Authorization")
     if auth:
         scheme, _, value = auth.partition(" ")
         scheme = scheme.lower()
         value = value.strip()
         if scheme == "bearer" and value:
-            return _from_token(sessions, value, "bearer")
+            return _from_token(sessions, value, "bearer", keys_of, read)
         if scheme == "basic" and value:
             try:
                 decoded = base64.b64decode(value, validate=True).decode("utf-8")
@@ -50,14 +59,14 @@ def authenticate(sessions, cookie_name: str, method: str, headers, cookies) -> P
             uid, sep, token = decoded.partition(":")
             if not sep or not token:
                 raise Unauthorized(N_("Basic credentials must be <uid>:<token>"))
-            principal = _from_token(sessions, token, "basic")
+            principal = _from_token(sessions, token, "basic", keys_of, read)
             if not constant_time_equals(principal.uid or "", uid):
                 raise Unauthorized(N_("invalid credentials"))
             return principal
         raise Unauthorized(N_("unsupported Authorization scheme"))
     token = cookies.get(cookie_name)
     if token:
-        principal = _from_token(sessions, token, "cookie")
+        principal = _from_token(sessions, token, "cookie", keys_of, read)
         if method not in SAFE_METHODS:
             sent = headers.get("X-CSRF-Token") or ""
             if not principal.csrf or not constant_time_equals(sent, principal.csrf):
@@ -67,26 +76,43 @@ def authenticate(sessions, cookie_name: str, method: str, headers, cookies) -> P
     return ANONYMOUS
 
 
-def _from_token(sessions, token: str, method: str) -> Principal:
+def _from_token(sessions, token: str, method: str,
+                keys_of: Callable[[str], list[str]] | None = None,
+                read: dict[str, list[Any]] | None = None) -> Principal:
     if len(token) > 512:
         raise Unauthorized(N_("invalid or expired credentials"))
-    session = sessions.get(token)
+    if keys_of is None:
+        session, extra = sessions.get(token), None
+    else:
+        session, extra = sessions.lookup(token, keys_of)
     if not session or "uid" not in session:
         raise Unauthorized(N_("invalid or expired credentials"))
+    if extra is not None and read is not None:
+        read[session["uid"]] = extra
     return principal_from_session(session, token, method)
 
 
 def init_app(services) -> None:
     """Register login sessions (Bearer, Basic, cookie) as an authenticator, and end a
-    user's sessions and keys when their account or person stops being live."""
+    user's sessions and keys when their account or person stops being live.
+
+    The caller's cached membership roles are read in the session's round trip when the
+    process knows the token's uid; the replies wait in the WSGI environ
+    (:data:`~apicrud.pipeline.ROLES_READ`) for the ``load_roles`` stage."""
     from apicrud.auth import cutoff
 
     cookie_name = services.settings.cookie_name
     cutoff.install(services.db, services.models, services.sessions)
 
+    def keys_of(uid: str) -> list[str]:
+        return services.roles.cache_keys(uid)
+
     def from_session(request) -> Principal | None:
+        read: dict[str, list[Any]] = {}
         principal = authenticate(services.sessions, cookie_name, request.method,
-                                 request.headers, request.cookies)
+                                 request.headers, request.cookies, keys_of, read)
+        if read:
+            request.environ[ROLES_READ] = read
         return principal if principal.authenticated else None
 
     services.pipeline.authenticators.append(from_session)
