@@ -92,6 +92,19 @@ def _from_token(sessions, token: str, method: str,
     return principal_from_session(session, token, method)
 
 
+class _Cookies:
+    """A request's cookies, parsed only when asked for: a request with an Authorization
+    header never is."""
+
+    __slots__ = ("_request",)
+
+    def __init__(self, request: Any) -> None:
+        self._request = request
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self._request.cookies.get(name, default)
+
+
 def init_app(services) -> None:
     """Register login sessions (Bearer, Basic, cookie) as an authenticator, and end a
     user's sessions and keys when their account or person stops being live.
@@ -110,7 +123,7 @@ def init_app(services) -> None:
     def from_session(request) -> Principal | None:
         read: dict[str, list[Any]] = {}
         principal = authenticate(services.sessions, cookie_name, request.method,
-                                 request.headers, request.cookies, keys_of, read)
+                                 request.headers, _Cookies(request), keys_of, read)
         if read:
             request.environ[ROLES_READ] = read
         return principal if principal.authenticated else None

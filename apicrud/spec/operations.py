@@ -296,6 +296,18 @@ class Operation:
                                  "set at compilation only")
         object.__setattr__(self, name, value)
 
+    @functools.cached_property
+    def lists(self) -> bool:
+        """A list: a GET that takes a filter or pages (limit), a collection or one under
+        a record (a record's history); react-admin's list dialect applies to it."""
+        return self.method == "get" and any(
+            p.name in ("filter", "limit") and p.location == "query" for p in self.params)
+
+    @functools.cached_property
+    def query_names(self) -> frozenset[str]:
+        """The names of the query parameters it takes (any other is refused)."""
+        return frozenset(p.name for p in self.params if p.location == "query")
+
     def bind_columns(self, columns: dict[str, Any]) -> None:
         """Check this operation's body values against these columns (field -> column
         attribute): for operations whose body fields are written to a model as given."""
@@ -337,7 +349,7 @@ class Operation:
                 errors[p.name] = next(iter(errs.values()))
                 continue
             values[p.name] = value
-        known = {p.name for p in self.params if p.location == "query"}
+        known = self.query_names
         unknown = [k for k in query if k not in known]
         if unknown and not self.extensions.get("x-extra-query"):
             for k in unknown:
