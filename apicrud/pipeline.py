@@ -65,6 +65,11 @@ CREDENTIAL_HEADERS = ("Authorization", "X-API-KEY")
 #: apicrud.connexion_conventions), so its failures are limited as the others are
 CREDENTIAL_GIVEN = "apicrud.credential_given"
 
+#: set in the WSGI environ by the session authenticator: {uid: the replies to
+#: ``services.roles.cache_keys(uid)``} read in the session's own Redis command, which the
+#: ``load_roles`` stage takes instead of reading them again (one round trip, not two)
+ROLES_READ = "apicrud.roles_read"
+
 
 def has_credentials(request: Request, cookie_name: str | None) -> bool:
     """Whether the request carries a credential an authenticator would check."""

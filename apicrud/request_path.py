@@ -58,7 +58,7 @@ from apicrud.errors import (
 from apicrud.files.data_url import is_json, open_data_url
 from apicrud.files.upload import is_multipart, open_raw, open_upload
 from apicrud.i18n import N_, SOURCE_LANGUAGE, N_as, choose_locale, language_of, negotiate
-from apicrud.pipeline import RequestRecord
+from apicrud.pipeline import ROLES_READ, RequestRecord
 from apicrud.react_admin import shape_reply, translate_query
 
 log = logging.getLogger("apicrud")
@@ -83,6 +83,9 @@ class Call:
     ra_list: bool = False  # a react-admin list request (its query translated)
     state: dict[str, Any] = field(default_factory=dict)  # for stages of components
     language: str | None = None  # the messages' language, once decided (request_language)
+    #: the request (Werkzeug's object itself: each use of Flask's ``request`` proxy
+    #: looks it up in the context again); set by dispatch
+    request: Any = None
 
 
 Stage = Callable[[Call], None]
@@ -91,7 +94,7 @@ Stage = Callable[[Call], None]
 # -- the default stages ---------------------------------------------------------------
 def authenticate(call: Call) -> None:
     op = call.operation
-    call.principal = call.services.pipeline.authenticate(request, op)
+    call.principal = call.services.pipeline.authenticate(call.request or request, op)
     if not op.public and not call.principal.authenticated:
         raise Unauthorized()
 
@@ -111,16 +114,21 @@ def check_scheme(call: Call) -> None:
 
 def load_roles(call: Call) -> None:
     roles = call.services.roles
-    if call.principal.authenticated and roles.sources:
-        levels, kinds, via = roles.for_uid_via(call.principal.uid)
-        call.principal = replace(call.principal, memberships=levels,
+    principal = call.principal
+    if principal.authenticated and roles.sources:
+        # read with the session, in this request, when the authenticator could
+        read = (call.request or request).environ.pop(ROLES_READ, None)
+        raw = read.get(principal.uid) if read else None
+        levels, kinds, via = roles.for_uid_via(principal.uid, raw)
+        call.principal = replace(principal, memberships=levels,
                                  membership_kinds=kinds, membership_via=via)
 
 
 def open_context(call: Call) -> None:
+    req = call.request or request
     call.ctx = RequestContext(call.services, call.operation, call.principal, {}, None,
-                              request.headers, request.remote_addr, request.scheme,
-                              call.request_id, request.method)
+                              req.headers, req.remote_addr, req.scheme,
+                              call.request_id, req.method)
 
 
 def _ctx(call: Call) -> RequestContext:
@@ -176,33 +184,32 @@ def run_guards(call: Call) -> None:
 
 def read_parameters(call: Call) -> None:
     op = call.operation
-    call.query = request.args
-    # a list: a GET that takes a filter or pages (limit), a collection or one under a
-    # record (a record's history)
-    call.ra_list = call.react_admin and op.method == "get" and \
-        any(p.name in ("filter", "limit") and p.location == "query" for p in op.params)
+    req = call.request or request
+    call.query = req.args
+    call.ra_list = call.react_admin and op.lists
     if call.ra_list:
         res = call.services.resources.get(op.resource)
-        call.query = translate_query(call.query, request.headers, res.fields if res else {})
-    _ctx(call).params = op.parse_params(call.path_args, call.query, request.headers)
+        call.query = translate_query(call.query, req.headers, res.fields if res else {})
+    _ctx(call).params = op.parse_params(call.path_args, call.query, req.headers)
 
 
 def read_body(call: Call) -> None:
     op, ctx = call.operation, _ctx(call)
+    req = call.request or request
     if op.multipart_schema is not None and call.react_admin and \
-            is_json(request.content_type) and op.body_validator is None:
+            is_json(req.content_type) and op.body_validator is None:
         # react-admin's JSON recipe: the file as a base64 data: URL (apicrud.files)
-        ctx.upload = open_data_url(request.environ, call.services.settings, op)
-    elif op.multipart_schema is not None and (is_multipart(request.content_type) or
+        ctx.upload = open_data_url(req.environ, call.services.settings, op)
+    elif op.multipart_schema is not None and (is_multipart(req.content_type) or
                                             op.body_validator is None):
         # an upload: its controller reads the parts as they arrive (apicrud.files)
-        ctx.upload = open_upload(request.environ, call.services.settings)
+        ctx.upload = open_upload(req.environ, call.services.settings)
     elif op.binary_body:  # raw bytes, read by the controller as they arrive
-        ctx.upload = open_raw(request.environ, call.services.settings)
+        ctx.upload = open_raw(req.environ, call.services.settings)
     elif op.body_validator is not None:
-        present, ctx.body = json_body(op)
+        present, ctx.body = json_body(op, req)
         if present:  # a JSON null is present, and fails an object schema
-            op.validate_body(ctx.body, partial=request.method in ("PUT", "PATCH"))
+            op.validate_body(ctx.body, partial=req.method in ("PUT", "PATCH"))
 
 
 def handle(call: Call) -> None:
@@ -310,8 +317,8 @@ def default_problems() -> ProblemMap:
 
 
 # -- the request ------------------------------------------------------------------------
-def request_id() -> str:
-    given = request.headers.get("X-Request-ID", "")
+def request_id(req: Any = None) -> str:
+    given = (req or request).headers.get("X-Request-ID", "")
     # accept a caller's id only if it is short and plain: it goes into logs and headers
     if 0 < len(given) <= 64 and all(c.isalnum() or c in "-_.:" for c in given):
         return given
@@ -321,7 +328,8 @@ def request_id() -> str:
 def dispatch(services: Any, op: Any, path_args: dict[str, str],
              react_admin: bool = False) -> Response:
     started = time.perf_counter()
-    call = Call(services, op, path_args, react_admin, request_id())
+    req = request._get_current_object()  # type: ignore[attr-defined]
+    call = Call(services, op, path_args, react_admin, request_id(req), request=req)
     pipeline = services.pipeline
     try:
         for stage in pipeline.stages:
@@ -339,9 +347,9 @@ def dispatch(services: Any, op: Any, path_args: dict[str, str],
         response.headers.setdefault("Cache-Control", "no-store")
     response.headers["X-Request-ID"] = call.request_id
     pipeline.observe(RequestRecord(
-        request.method, request.path, op.operation_id, op.resource, op.action,
+        req.method, req.path, op.operation_id, op.resource, op.action,
         response.status_code, time.perf_counter() - started, principal, call.request_id,
-        request.remote_addr))
+        req.remote_addr))
     return response
 
 
@@ -390,26 +398,27 @@ def render(reply: Reply) -> Response:
     return resp
 
 
-def json_body(op: Any) -> tuple[bool, Any]:
+def json_body(op: Any, req: Any = None) -> tuple[bool, Any]:
     """(whether a body was sent, the parsed JSON).
 
     :raises PayloadTooLarge: more than MAX_BODY bytes, declared or (chunked) streamed
     """
-    limit = request.max_content_length or MAX_BODY
-    if request.content_length is None and request.environ.get("wsgi.input_terminated"):
+    req = req or request
+    limit = req.max_content_length or MAX_BODY
+    if req.content_length is None and req.environ.get("wsgi.input_terminated"):
         # a chunked body: Werkzeug would cut it at the limit and hand back the first
         # part as if it were all; read one byte more than allowed to tell
-        raw = request.environ["wsgi.input"].read(limit + 1)
+        raw = req.environ["wsgi.input"].read(limit + 1)
         if len(raw) > limit:
             raise PayloadTooLarge(N_("request body is larger than %(limit)s bytes", limit=limit))
     else:
-        raw = request.get_data(cache=False)  # 413 past a declared Content-Length
+        raw = req.get_data(cache=False)  # 413 past a declared Content-Length
     if not raw:
         if op.body_required:
             raise BadRequest(N_("a JSON request body is required"),
                              errors={"body": N_("is required")})
         return False, None
-    ctype = (request.mimetype or "").lower()
+    ctype = (req.mimetype or "").lower()
     if ctype != JSON_TYPE and not ctype.endswith("+json"):
         raise UnsupportedMediaType(N_("send %(wanted)s, not %(given)s", wanted=JSON_TYPE,
                                       given=ctype or N_("no content type")))

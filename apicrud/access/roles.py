@@ -29,6 +29,12 @@ if TYPE_CHECKING:
 log = logging.getLogger("apicrud.access")
 
 
+def _valid_roles(value: Any) -> bool:
+    """A cached copy has the shape :meth:`MembershipRoles.load_via` answers."""
+    return isinstance(value, list) and len(value) == 3 and \
+        all(isinstance(d, dict) for d in value)
+
+
 class MembershipRoles:
     """``for_uid(uid)`` -> {membership id: level}; ``uncache(uid)`` after changes."""
 
@@ -72,20 +78,27 @@ class MembershipRoles:
         """({membership id: level}, {membership id: membership resource}), cached."""
         return self.for_uid_via(uid)[:2]
 
-    def for_uid_via(self, uid: str) -> tuple[dict[str, str], dict[str, str],
-                                             dict[str, str]]:
+    def cache_keys(self, uid: str) -> list[str]:
+        """The Redis keys :meth:`for_uid_via` reads for ``uid`` (none without
+        memberships): a caller reading Redis anyway (the session lookup) reads them in the
+        same command and passes the replies as ``raw``."""
+        return self.cache.keys_for(uid) if self.sources else []
+
+    def for_uid_via(self, uid: str, raw: list[Any] | None = None
+                    ) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
         """As :meth:`for_uid`, with {membership id: the parent id it inherits from}.
 
         With cascades, a cached answer is only good for the epoch it was read in: every
         change of a membership, or of a private resource's parent, starts a new epoch
         (one counter in Redis, shared by every instance), so nobody keeps access a
-        removal or a move took away, whatever level of the chain it happened at."""
+        removal or a move took away, whatever level of the chain it happened at.
+
+        :param raw: the replies to ``cache_keys(uid)`` read in this request (see there)
+        """
         if not self.sources:
             return {}, {}, {}
         levels, kinds, via = self.cache.get(
-            uid, lambda: list(self.load_via(uid)),
-            valid=lambda v: isinstance(v, list) and len(v) == 3 and
-            all(isinstance(d, dict) for d in v))
+            uid, lambda: list(self.load_via(uid)), valid=_valid_roles, raw=raw)
         return levels, kinds, via
 
     def load(self, uid: str) -> tuple[dict[str, str], dict[str, str]]:

@@ -14,6 +14,14 @@ passed, so most requests cost one GET, as with fixed expiry. ``limit`` caps the
 sessions of one user: the session closest to its end (the oldest under fixed expiry,
 the least recently used under sliding expiry) is ended when a new one would exceed it.
 
+:meth:`SessionManager.lookup` reads other keys in the session's own round trip (one MGET):
+the caller's membership roles, whose key is made from the uid inside the encrypted
+session. The uid of a hashed token is remembered in the process (a token's session
+never changes user) once it has been read or created here, and the keys are only
+answered when the session just read names that very uid: the session and the other
+keys are still read from Redis on every request, so a revoked session or a dropped
+cache shows on the very next request, whichever process served the earlier ones.
+
 Malformed tokens and undecryptable or corrupt stored values read as "no
 session".  Redis failures (``redis.exceptions.ConnectionError`` etc.) are not
 swallowed: callers map them to 503.
@@ -22,8 +30,10 @@ swallowed: callers map them to 503.
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import time
+from collections.abc import Callable
 from typing import Any
 
 from apicrud import redis_keys
@@ -32,8 +42,11 @@ from apicrud.crypto import AESEncrypt, DecryptError, token_hash
 __all__ = ["SessionManager"]
 
 # token_urlsafe(32) yields 43 chars; accept a generous range of the same alphabet.
-_TOKEN_ALPHABET = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
 _TOKEN_MIN, _TOKEN_MAX = 16, 256
+_TOKEN_RE = re.compile(f"[A-Za-z0-9_-]{{{_TOKEN_MIN},{_TOKEN_MAX}}}")
+#: hashed tokens whose uid the process remembers (see :meth:`SessionManager.lookup`);
+#: past this many the memory starts again empty
+_UIDS_KEPT = 10_000
 _RESERVED = ("uid", "account_id", "created", "expires")
 
 # Overwrite the value only if the key still exists, keeping its TTL
@@ -106,11 +119,7 @@ return n
 
 
 def _valid_token(token: Any) -> bool:
-    return (
-        isinstance(token, str)
-        and _TOKEN_MIN <= len(token) <= _TOKEN_MAX
-        and all(c in _TOKEN_ALPHABET for c in token)
-    )
+    return isinstance(token, str) and _TOKEN_RE.fullmatch(token) is not None
 
 
 class SessionManager:
@@ -142,6 +151,13 @@ class SessionManager:
         self._refresh_script = redis_client.register_script(_REFRESH_LUA)
         self._update_script = redis_client.register_script(_UPDATE_LUA)
         self._delete_all_script = redis_client.register_script(_DELETE_ALL_LUA)
+        self._uids: dict[str, str] = {}  # hashed token -> the uid of its session
+
+    def _remember(self, hashed: str, uid: Any) -> None:
+        if isinstance(uid, str) and self._uids.get(hashed) != uid:
+            if len(self._uids) >= _UIDS_KEPT:
+                self._uids.clear()
+            self._uids[hashed] = uid
 
     # -- key helpers -------------------------------------------------------
     def _hashed(self, token: str) -> str:
@@ -193,22 +209,46 @@ class SessionManager:
         self._create_script(
             keys=[self._session_key(hashed), self._user_key(uid)],
             args=[self._encode(session), self.ttl, hashed, self._session_prefix, self.limit])
+        self._remember(hashed, uid)
         return token, expires
 
     def get(self, token: str) -> dict[str, Any] | None:
         """Return the session for ``token``, or None if absent/expired/invalid."""
+        return self.lookup(token)[0]
+
+    def lookup(self, token: str, keys_of: Callable[[str], list[str]] | None = None
+               ) -> tuple[dict[str, Any] | None, list[Any] | None]:
+        """(the session for ``token`` or None, the replies to ``keys_of(uid)`` for its
+        user, read in the same round trip as the session, or None when they were not).
+
+        They are read when the process knows the token's uid already (it created or
+        read this session before), and answered only when the session read names that
+        uid; else the caller reads them itself."""
         if not _valid_token(token):
-            return None
-        session = self._decode(self.redis.get(self._session_key(self._hashed(token))))
+            return None, None
+        hashed = self._hashed(token)
+        key = self._session_key(hashed)
+        uid = self._uids.get(hashed) if keys_of is not None else None
+        more = keys_of(uid) if keys_of is not None and uid is not None else None
+        if more:
+            raw, *extra = self.redis.mget([key, *more])
+        else:
+            raw, extra = self.redis.get(key), None
+        session = self._decode(raw)
         if session is None:
-            return None
+            self._uids.pop(hashed, None)
+            return None, None
         expires = session.get("expires")
         now = time.time()
         if isinstance(expires, (int, float)) and expires < now:
-            return None
+            return None, None
+        if session["uid"] != uid:
+            extra = None  # read for another uid (never for a live token): not its user's
+            if keys_of is not None:
+                self._remember(hashed, session["uid"])
         if self.expiry == "sliding" and isinstance(expires, (int, float)):
             self._slide(token, session, expires, now)
-        return session
+        return session, extra
 
     def _slide(self, token: str, session: dict[str, Any], expires: float, now: float) -> None:
         """Push a sliding session's end to now + ttl once half of its ttl has passed."""
@@ -249,6 +289,7 @@ class SessionManager:
             return False
         hashed = self._hashed(token)
         key = self._session_key(hashed)
+        self._uids.pop(hashed, None)
         session = self._decode(self.redis.get(key))
         pipe = self.redis.pipeline(transaction=True)
         pipe.delete(key)

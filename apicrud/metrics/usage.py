@@ -110,6 +110,10 @@ def _text(raw: bytes | str) -> str:
     return raw.decode() if isinstance(raw, bytes) else raw
 
 
+#: memoised key plans past this many (one per user of a per-user counter) start again
+_PLANS_KEPT = 10_000
+
+
 def _number(raw: Any) -> float:
     value = float(raw.decode() if isinstance(raw, bytes) else raw)
     return int(value) if value.is_integer() else value
@@ -128,6 +132,10 @@ class Metrics:
         self._counters: dict[tuple[str, int], float] = {}  # (key, expire-at) -> amount
         self._hashes: dict[str, dict[str, float]] = {}  # histogram key -> field -> amount
         self._series: set[tuple[str, str]] = set()  # (name, label string) to index
+        # what add/observe work out from (name, uid, labels) once: see _counter_plan
+        self._plans: dict[tuple, tuple[str, str, str | None, tuple[str, str] | None]] = {}
+        # period -> (a time in it, its end): the end holds until then
+        self._ends: dict[str, tuple[float, int]] = {}
         self._pid = 0
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -147,6 +155,7 @@ class Metrics:
         if problems:
             raise ValueError("; ".join(problems))
         self.definitions[name] = defs[name]
+        self._plans.clear()  # a metric declared again may change scope or period
         return defs[name]
 
     def key(self, name: str, labels: Mapping[str, Any]) -> str:
@@ -168,22 +177,56 @@ class Metrics:
         except KeyError:
             raise KeyError(f"metric {name!r} is not declared (setting metrics)") from None
 
-    # -- writing ----------------------------------------------------------------------
-    def add(self, name: str, amount: float = 1, *, uid: str | None = None,
-            labels: Mapping[str, Any] | None = None) -> None:
-        """Add to a counter (buffered: written within ``flush_interval`` seconds)."""
+    def _period_end(self, period: str) -> int:
+        """``period_end(period) or 0``, worked out once per period: every moment from
+        one in a period to its end is in that period, so has that end."""
+        if period == "indefinite":
+            return 0
+        now = time.time()
+        known = self._ends.get(period)
+        if known is not None and known[0] <= now < known[1]:
+            return known[1]
+        end = period_end(period, now) or 0
+        self._ends[period] = (now, end)
+        return end
+
+    def _counter_plan(self, name: str, uid: str | None, labels: Mapping[str, Any] | None
+                      ) -> tuple[str, str, str | None, tuple[str, str] | None]:
+        """(period, key, the sitewide total's key or None, the series to index or None)
+        of a counter's value for these labels; the same every time, so kept."""
+        try:
+            memo: tuple | None = ("counter", name, uid, tuple(labels.items()) if labels else ())
+            plan = self._plans.get(memo)  # type: ignore[arg-type]
+        except TypeError:  # an unhashable label value: worked out each time
+            memo = plan = None
+        if plan is not None:
+            return plan
         d = self._define(name)
         if d.style != "counter":
             raise ValueError(f"metric {name} is a {d.style}, not a counter")
         lab = self._labels(d, uid, labels)
-        expire = period_end(d.period) or 0
+        plan = (d.period, self.key(name, lab),
+                self.key(name, {}) if d.scope == "user" else None,  # the total Prometheus sees
+                None if d.scope == "user" else (name, label_string(lab)))
+        if memo is not None:
+            if len(self._plans) >= _PLANS_KEPT:
+                self._plans.clear()
+            self._plans[memo] = plan
+        return plan
+
+    # -- writing ----------------------------------------------------------------------
+    def add(self, name: str, amount: float = 1, *, uid: str | None = None,
+            labels: Mapping[str, Any] | None = None) -> None:
+        """Add to a counter (buffered: written within ``flush_interval`` seconds)."""
+        period, key, total, series = self._counter_plan(name, uid, labels)
+        expire = self._period_end(period)
         with self._lock:
             self._start()
-            self._bump(self.key(name, lab), expire, amount)
-            if d.scope == "user":  # the sitewide total Prometheus sees
-                self._bump(self.key(name, {}), expire, amount)
-            else:
-                self._series.add((name, label_string(lab)))
+            self._bump(key, expire, amount)
+            if total is not None:
+                self._bump(total, expire, amount)
+            if series is not None:
+                self._series.add(series)
 
     def _bump(self, key: str, expire: int, amount: float) -> None:
         self._counters[(key, expire)] = self._counters.get((key, expire), 0) + amount
@@ -205,15 +248,27 @@ class Metrics:
     def observe(self, name: str, value: float, buckets: tuple[float, ...],
                 labels: Mapping[str, Any]) -> None:
         """Add one observation to a histogram of this instance (buffered)."""
-        lab = {**labels, "instance": self.instance}
+        try:
+            memo: tuple | None = ("histogram", name, tuple(labels.items()))
+            plan = self._plans.get(memo)  # type: ignore[arg-type]
+        except TypeError:  # an unhashable label value: worked out each time
+            memo = plan = None
+        if plan is None:
+            lab = {**labels, "instance": self.instance}
+            plan = ("", self.key(name, lab), None, (name, label_string(lab)))
+            if memo is not None:
+                if len(self._plans) >= _PLANS_KEPT:
+                    self._plans.clear()
+                self._plans[memo] = plan
+        _, key, _, series = plan
         le = next((f"{b!r}" for b in buckets if value <= b), "+Inf")
-        key = self.key(name, lab)
         with self._lock:
             self._start()
             fields = self._hashes.setdefault(key, {})
-            for field, amount in ((le, 1), ("count", 1), ("sum", value)):
-                fields[field] = fields.get(field, 0) + amount
-            self._series.add((name, label_string(lab)))
+            fields[le] = fields.get(le, 0) + 1
+            fields["count"] = fields.get("count", 0) + 1
+            fields["sum"] = fields.get("sum", 0) + value
+            self._series.add(series)  # type: ignore[arg-type]
 
     def flush(self) -> None:
         """Write the buffered counters in one pipeline; keep them if Redis is away."""

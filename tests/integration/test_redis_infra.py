@@ -552,3 +552,55 @@ def test_read_through_epochs_make_every_copy_stale_at_once(r: redis.Redis,
     assert cache.get("b", load) == 5 and r.get(cache.epoch_key) == b"2"
     r.set(cache.key("a"), "[7, 8, 9]")  # a copy without its epoch is loaded again
     assert cache.get("a", load) == 6
+
+
+def test_session_lookup_reads_the_users_cache_in_the_same_command(
+        r: redis.Redis, sessions: SessionManager, prefix: str) -> None:
+    """The roles of a known token come in the session's own MGET, and every change
+    (a revoked session, a dropped copy, a new epoch) shows on the very next lookup."""
+    from types import SimpleNamespace
+
+    from apicrud.cache import ReadThrough
+
+    cache = ReadThrough(r, f"{prefix}-roles", ttl=60, epochs=True)
+    loads: list[int] = []
+
+    def load():
+        loads.append(1)
+        return len(loads)
+
+    commands: list[str] = []
+    real = r.execute_command
+
+    def counted(*args, **kwargs):
+        commands.append(args[0])
+        return real(*args, **kwargs)
+
+    token, _ = sessions.create("u1", "a1")  # the process knows this token's uid now
+    r.execute_command = counted  # type: ignore[method-assign]
+    try:
+        session, raw = sessions.lookup(token, cache.keys_for)
+        assert session is not None and session["uid"] == "u1" and commands == ["MGET"]
+        assert cache.get("u1", load, raw=raw) == 1 and commands == ["MGET", "SET"]
+        commands.clear()
+        session, raw = sessions.lookup(token, cache.keys_for)
+        assert cache.get("u1", load, raw=raw) == 1 and commands == ["MGET"]  # one trip
+        cache.drop("u1")
+        assert cache.get("u1", load, raw=sessions.lookup(token, cache.keys_for)[1]) == 2
+        cache.new_epoch_around_commit(SimpleNamespace(after_commit=[]))
+        assert cache.get("u1", load, raw=sessions.lookup(token, cache.keys_for)[1]) == 3
+        sessions.delete(token)
+        assert sessions.lookup(token, cache.keys_for) == (None, None)
+        # another process: the uid is learnt from the first read, then read along
+        other = SessionManager(r, SECRET, ttl=3600, prefix=prefix)
+        token, _ = sessions.create("u2", "a2")
+        commands.clear()
+        assert other.lookup(token, cache.keys_for)[1] is None and commands == ["GET"]
+        assert other.lookup(token, cache.keys_for)[1] is not None
+        assert commands == ["GET", "MGET"]
+        # a remembered uid the session does not name: the keys read are not answered
+        other._uids[token_hash(token)] = "u1"
+        session, raw = other.lookup(token, cache.keys_for)
+        assert session is not None and session["uid"] == "u2" and raw is None
+    finally:
+        del r.execute_command

@@ -95,3 +95,26 @@ def test_formats_are_checked_by_the_functions_python_uses():
     assert not checked.fast.is_valid("2026-02-30T00:00:00Z")
     assert not checked.fast.is_valid("9999-12-31T23:59:59-12:00")  # past the range
     assert checked.fast.is_valid("2026-02-28T00:00:00Z")
+
+
+PLAIN = [(n, s) for n, s in SCHEMAS if SchemaValidator(s).plain is not None]
+
+
+def test_the_path_ids_have_the_plain_string_check():
+    assert any(name.endswith(" id") for name, _ in PLAIN)
+
+
+@pytest.mark.parametrize("name,schema", PLAIN, ids=[n for n, _ in PLAIN])
+def test_the_plain_string_check_answers_as_python_does(name, schema):
+    checked = SchemaValidator(schema)
+
+    @settings(max_examples=60, deadline=None, database=None,
+              suppress_health_check=[HealthCheck.too_slow])
+    @given(st.one_of(VALUES, st.from_regex(schema.get("pattern") or ".*")))
+    def check(instance):
+        assert checked.plain(instance) == checked.python.is_valid(instance), \
+            f"{name}: {instance!r}"
+
+    check()
+    # what it does not accept still gets Python's messages
+    assert list(checked.iter_errors("a b")) and list(checked.iter_errors("a" * 100_000))
