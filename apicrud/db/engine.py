@@ -1,15 +1,34 @@
-"""Engine and session factory built from settings; one Session per request."""
+"""Engine and session factory built from settings; one Session per request.
+
+Is a pooled connection to a database server (PostgreSQL, MariaDB) still alive? Asking
+the server (``pool_pre_ping``) costs a round trip on every checkout. A server that
+restarts, or ends an idle session (``idle_session_timeout``, ``wait_timeout``,
+``pg_terminate_backend``), closes its end of the socket, and the client's socket turns
+readable. So a connection is checked on checkout by looking at its socket (``poll`` with
+no timeout: a system call, no round trip); only when something waits there, or the
+connection has lain unused for longer than ``idle_ping_after`` seconds (a firewall or NAT
+may drop an idle connection without telling either end), is it pinged as before. A ping
+that fails invalidates the whole pool and the checkout opens a new connection, so a
+request after a database restart runs on a new connection instead of failing.
+"""
 
 from __future__ import annotations
 
 import os
+import select
+import time
 from typing import Any
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import InvalidatePoolError
 from sqlalchemy.orm import Session, sessionmaker
 
 from apicrud.db.schema import install_schema_errors
+
+#: seconds a pooled connection may lie unused before its checkout pings it anyway
+IDLE_PING_AFTER = 5.0
+_LAST_USED = "apicrud_last_used"  # in a pool entry's info: time.monotonic() of checkin
 
 
 class Database:
@@ -17,20 +36,25 @@ class Database:
 
     :param url: SQLAlchemy URL (``sqlite:///...``, ``postgresql+psycopg://...``,
         ``mysql+pymysql://...``).
+    :param idle_ping_after: seconds after which a pooled connection is pinged before use
+        (see the module's documentation); 0 pings on every checkout
     """
 
-    def __init__(self, url: str, *, pool_size: int = 10, echo: bool = False) -> None:
+    def __init__(self, url: str, *, pool_size: int = 10, echo: bool = False,
+                 idle_ping_after: float = IDLE_PING_AFTER) -> None:
         self.url = url
         kwargs: dict[str, Any] = {"echo": echo, "future": True}
-        if url.startswith("sqlite"):
+        sqlite = url.startswith("sqlite")
+        if sqlite:
             ensure_sqlite_dir(url)
             kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
         else:
-            kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True,
-                          pool_recycle=3600)
+            kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_recycle=3600)
         self.engine: Engine = create_engine(url, **kwargs)
-        if url.startswith("sqlite"):
+        if sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
+        else:
+            check_on_checkout(self.engine, idle_ping_after)
         # a missing table or column is a schema mismatch (500), never an outage (503)
         install_schema_errors(self.engine)
         self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
@@ -44,6 +68,64 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+# -- pooled connections: alive? -------------------------------------------------------------
+
+def check_on_checkout(engine: Engine, idle_ping_after: float) -> None:
+    """Ping a pooled connection on checkout only when its socket has something to read
+    (the server closed it, or said something while it lay idle) or it was unused for
+    longer than ``idle_ping_after`` seconds; a failed ping invalidates the pool."""
+    dialect = engine.dialect
+
+    def _connected(_dbapi_conn: Any, record: Any) -> None:
+        record.info.pop(_LAST_USED, None)  # new: its first checkout needs no ping
+
+    def _used(_dbapi_conn: Any, record: Any) -> None:
+        record.info[_LAST_USED] = time.monotonic()
+
+    def _checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        used = record.info.get(_LAST_USED)
+        if used is None or (time.monotonic() - used < idle_ping_after and
+                            _quiet(dbapi_conn)):
+            return
+        try:
+            dialect.do_ping(dbapi_conn)
+        except Exception as exc:
+            # the pool opens a new connection instead (and refreshes the others)
+            raise InvalidatePoolError(f"pooled connection failed its ping: {exc}") from exc
+
+    event.listen(engine, "connect", _connected)
+    event.listen(engine, "checkin", _used)
+    event.listen(engine, "checkout", _checkout)
+
+
+def _socket(dbapi_conn: Any) -> int | None:
+    """The file descriptor of a DBAPI connection's socket (psycopg, PyMySQL), or None."""
+    try:
+        fileno = getattr(dbapi_conn, "fileno", None)  # psycopg
+        if callable(fileno):
+            return int(fileno())
+        sock = getattr(dbapi_conn, "_sock", None)  # PyMySQL
+        return int(sock.fileno()) if sock is not None else None
+    except Exception:  # noqa: BLE001  closed (psycopg raises its OperationalError), or hidden
+        return None
+
+
+def _quiet(dbapi_conn: Any) -> bool:
+    """Whether nothing waits to be read on the connection's socket: an idle connection
+    the server has closed (a restart) has its end of file there, or an error message."""
+    fd = _socket(dbapi_conn)
+    if fd is None or fd < 0:
+        return False
+    try:
+        if hasattr(select, "poll"):
+            poller = select.poll()
+            poller.register(fd, select.POLLIN | select.POLLPRI)
+            return not poller.poll(0)
+        return not select.select([fd], [], [], 0)[0]
+    except (OSError, ValueError):
+        return False
 
 
 def ensure_sqlite_dir(url: str) -> None:
