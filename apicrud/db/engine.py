@@ -10,11 +10,25 @@ connection has lain unused for longer than ``idle_ping_after`` seconds (a firewa
 may drop an idle connection without telling either end), is it pinged as before. A ping
 that fails invalidates the whole pool and the checkout opens a new connection, so a
 request after a database restart runs on a new connection instead of failing.
+
+BEGIN and COMMIT around reads cost two more round trips. On PostgreSQL at READ COMMITTED
+(the default) each statement reads its own snapshot whether or not a transaction is open,
+so a request that only reads gains nothing from one. A session made with
+``read_only=True`` (a GET's) runs on an AUTOCOMMIT connection; its first statement that
+may write (anything but a plain SELECT: INSERT/UPDATE/DELETE, SELECT ... FOR UPDATE/SHARE,
+SAVEPOINT, SET, WITH ...) switches the connection back to a transaction first, which the
+session's commit ends as before. So a GET that writes after all is still one
+transaction, committed or rolled back whole. (A SELECT calling a function that writes
+would commit on its own; apicrud has none.) MariaDB (REPEATABLE READ: one snapshot for
+all statements of a transaction, which a find's count and page rely on) and SQLite
+(in-process: no round trips) keep their transactions.
 """
 
 from __future__ import annotations
 
+import functools
 import os
+import re
 import select
 import time
 from typing import Any
@@ -58,13 +72,38 @@ class Database:
         # a missing table or column is a schema mismatch (500), never an outage (503)
         install_schema_errors(self.engine)
         self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
+        # PostgreSQL: the same pool, its connections in AUTOCOMMIT for read-only sessions
+        self._reads: Engine | None = None
+        self._autocommit_reads: bool | None = None  # known after the first connection
+        if self.engine.dialect.name == "postgresql" and \
+                self.engine.dialect.driver in ("psycopg", "psycopg2"):
+            self._reads = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+            event.listen(self._reads, "before_cursor_execute", _transaction_before_write)
 
     @property
     def dialect(self) -> str:
         return self.engine.dialect.name
 
-    def session(self) -> Session:
+    def session(self, *, read_only: bool = False) -> Session:
+        """A new session. ``read_only``: the caller means to read (a GET); on
+        PostgreSQL at READ COMMITTED it then sends no BEGIN/COMMIT unless it writes after
+        all (see the module's documentation); elsewhere it is an ordinary session."""
+        if read_only and self._reads is not None and (
+                self._autocommit_reads if self._autocommit_reads is not None
+                else self._read_committed()):
+            return self.sessionmaker(bind=self._reads)
         return self.sessionmaker()
+
+    def _read_committed(self) -> bool:
+        """Whether the server's default isolation level is READ COMMITTED (SQLAlchemy
+        reads it on the engine's first connection: one is made if none was yet)."""
+        level = getattr(self.engine.dialect, "default_isolation_level", None)
+        if level is None:
+            with self.engine.connect():
+                pass
+            level = getattr(self.engine.dialect, "default_isolation_level", None)
+        self._autocommit_reads = level == "READ COMMITTED"
+        return self._autocommit_reads
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -126,6 +165,48 @@ def _quiet(dbapi_conn: Any) -> bool:
         return not select.select([fd], [], [], 0)[0]
     except (OSError, ValueError):
         return False
+
+
+# -- read-only sessions on PostgreSQL -------------------------------------------------------
+
+# what makes a SELECT more than a read of committed rows: row locks, a table made from
+# it, locks and settings that last until the end of the transaction
+_LOCKING = re.compile(r"\bFOR\s+(?:UPDATE|SHARE|NO\s+KEY\s+UPDATE|KEY\s+SHARE)\b")
+_TRANSACTION_SCOPED = ("INTO", "PG_ADVISORY_XACT_", "SET_CONFIG")
+
+
+@functools.lru_cache(maxsize=2048)  # the compiled cache hands out the same strings
+def is_plain_read(statement: str) -> bool:
+    """Whether a statement only reads (a SELECT without locks): it needs no transaction
+    at READ COMMITTED. Anything else (INSERT, UPDATE, DELETE, SAVEPOINT, WITH ..., SET,
+    a locking SELECT) counts as a write; a false alarm only costs a transaction."""
+    if statement.lstrip(" \t\r\n(")[:6].upper() != "SELECT":
+        return False
+    upper = statement.upper()
+    if "FOR" in upper and _LOCKING.search(upper) is not None:
+        return False
+    return not any(word in upper for word in _TRANSACTION_SCOPED)
+
+
+def _transaction_before_write(conn: Any, _cursor: Any, statement: str, _parameters: Any,
+                              _context: Any, _executemany: bool) -> None:
+    """Before the first statement of a read-only session that may write, leave
+    AUTOCOMMIT: the driver opens a transaction for it, which the session's commit (or
+    rollback) ends; the pool restores the connection's isolation level on checkin."""
+    if is_plain_read(statement):
+        return
+    dbapi_conn = conn.connection.dbapi_connection
+    if dbapi_conn.autocommit and _idle(dbapi_conn):
+        dbapi_conn.autocommit = False
+
+
+def _idle(dbapi_conn: Any) -> bool:
+    """No transaction open on a psycopg (3 or 2) connection."""
+    info = getattr(dbapi_conn, "info", None)
+    status = getattr(info, "transaction_status", None)
+    if status is None:  # psycopg2
+        status = dbapi_conn.get_transaction_status()
+    return int(status) == 0  # IDLE in both
 
 
 def ensure_sqlite_dir(url: str) -> None:

@@ -1,15 +1,32 @@
-"""The pool on the suite's database (apicrud.db.engine): a pooled connection is pinged
-only when its socket says something happened (the server closed it) or it lay idle too
-long, and a connection the server ended is replaced on checkout instead of failing the
-statement (on a database server).
+"""The pool and the request sessions on the suite's database (apicrud.db.engine):
+
+- a pooled connection is pinged only when its socket says something happened (the
+  server closed it) or it lay idle too long, and a connection the server ended is
+  replaced on checkout instead of failing the statement (on a database server);
+- a read-only session (a GET's) sends no BEGIN/COMMIT on PostgreSQL, and a write in it
+  is still one transaction: rolled back whole, committed whole, locks held to the end;
+  elsewhere it is an ordinary session.
 """
 
 from __future__ import annotations
 
-import pytest
-from sqlalchemy import create_engine, text
+import secrets
 
-from apicrud.db.engine import Database
+import pytest
+from sqlalchemy import (
+    Column,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    create_engine,
+    func,
+    insert,
+    select,
+    text,
+)
+
+from apicrud.db.engine import Database, is_plain_read
 
 
 @pytest.fixture
@@ -17,6 +34,20 @@ def db(settings):
     database = Database(settings.sqlalchemy_url, pool_size=2)
     yield database
     database.dispose()
+
+
+@pytest.fixture
+def table(db):
+    meta = MetaData()
+    tbl = Table(f"dbtx_probe_{secrets.token_hex(4)}", meta,
+                Column("id", Integer, primary_key=True), Column("name", String(40)))
+    # by a plain engine: the app's reports "no such table" (MariaDB's DESCRIBE in
+    # create_all asks so) as a schema mismatch
+    plain = create_engine(db.url)
+    meta.create_all(plain)
+    yield tbl
+    meta.drop_all(plain)
+    plain.dispose()
 
 
 def _server(db) -> bool:
@@ -42,6 +73,29 @@ def _end_backend(db, backend: int) -> None:
                 conn.execute(text("SELECT SLEEP(0.2)"))
     finally:
         admin.dispose()
+
+
+def _in_transaction(session) -> bool:
+    """Whether the driver has a transaction open on the session's connection."""
+    raw = session.connection().connection.dbapi_connection
+    if session.get_bind().dialect.name == "postgresql":
+        return int(raw.info.transaction_status) != 0
+    return bool(getattr(raw, "in_transaction", True))
+
+
+def test_plain_reads_are_told_from_statements_that_need_a_transaction():
+    assert is_plain_read("SELECT a FROM t WHERE b = %(b)s LIMIT 25")
+    assert is_plain_read("\n(SELECT 1) UNION (SELECT 2)")
+    assert is_plain_read("SELECT count(*) AS count_1 FROM message")
+    for statement in ("INSERT INTO t (a) VALUES (1)", "UPDATE t SET a = 1", "DELETE FROM t",
+                      "SAVEPOINT sa_savepoint_1", "SET LOCAL statement_timeout = 5",
+                      "WITH x AS (DELETE FROM t RETURNING a) SELECT a FROM x",
+                      "SELECT a FROM t WHERE id = 1 FOR UPDATE",
+                      "SELECT a FROM t FOR UPDATE OF t SKIP LOCKED",
+                      "SELECT a FROM t FOR SHARE", "SELECT a FROM t FOR NO KEY UPDATE",
+                      "SELECT a INTO b FROM t", "SELECT pg_advisory_xact_lock(1)",
+                      "SELECT set_config('x.y', '1', true)"):
+        assert not is_plain_read(statement), statement
 
 
 def test_a_connection_the_server_ended_is_replaced_on_checkout(db):
@@ -76,3 +130,52 @@ def test_a_busy_pool_does_not_ping_an_idle_one_does(db, settings, monkeypatch):
         assert len(pings) == 2  # every checkout but the first (a new connection)
     finally:
         idle.dispose()
+
+
+def test_a_read_only_session_opens_no_transaction_for_reads(db, table):
+    with db.session(read_only=True) as session:
+        assert session.execute(select(func.count()).select_from(table)).scalar_one() == 0
+        # PostgreSQL: AUTOCOMMIT, nothing to commit; elsewhere as any session
+        assert _in_transaction(session) is (db.dialect != "postgresql" and
+                                            db.dialect != "sqlite")
+        session.commit()
+
+
+def test_a_write_in_a_read_only_session_rolls_back_whole(db, table):
+    with db.session(read_only=True) as session:
+        session.execute(select(func.count()).select_from(table)).scalar_one()
+        session.execute(insert(table).values(id=1, name="one"))
+        session.execute(insert(table).values(id=2, name="two"))
+        session.rollback()
+    with db.session() as session:
+        assert session.execute(select(func.count()).select_from(table)).scalar_one() == 0
+
+
+def test_a_write_in_a_read_only_session_commits_whole(db, table):
+    with db.session(read_only=True) as session:
+        session.execute(select(func.count()).select_from(table)).scalar_one()
+        session.execute(insert(table).values(id=1, name="one"))
+        assert _in_transaction(session)
+        with db.session() as other:  # not visible before the commit
+            assert other.execute(select(func.count()).select_from(table)).scalar_one() == 0
+        session.execute(insert(table).values(id=2, name="two"))
+        session.commit()
+    with db.session() as session:
+        assert session.execute(select(table.c.name).order_by(table.c.id)).scalars().all() \
+            == ["one", "two"]
+    # the connection went back to the pool as it came: the next ordinary session has
+    # its transaction again
+    with db.session() as session:
+        session.execute(select(func.count()).select_from(table))
+        assert _in_transaction(session) is (db.dialect != "sqlite")
+
+
+def test_a_locking_read_in_a_read_only_session_holds_its_lock_to_the_end(db, table):
+    if db.dialect == "sqlite":
+        pytest.skip("SQLite has no row locks")
+    with db.session() as session, session.begin():
+        session.execute(insert(table).values(id=1, name="one"))
+    with db.session(read_only=True) as session:
+        session.execute(select(table.c.name).where(table.c.id == 1).with_for_update())
+        assert _in_transaction(session)  # the lock lasts until the session ends
+        session.commit()
