@@ -127,7 +127,9 @@ class RequestContext:
                 audit = self.services.audit
                 if audit is not None:
                     audit.flush(self, self.db)
-                self.db.commit()
+                # a request that wrote nothing (a read) only closes its session below
+                if not self.services.db.nothing_to_commit(self.db):
+                    self.db.commit()
                 committed = True
             else:
                 self.db.rollback()

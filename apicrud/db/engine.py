@@ -105,6 +105,25 @@ class Database:
         self._autocommit_reads = level == "READ COMMITTED"
         return self._autocommit_reads
 
+    @staticmethod
+    def nothing_to_commit(session: Session) -> bool:
+        """Whether committing ``session`` now would write nothing, so that closing it is
+        the same: no changes wait for a flush, and the driver has no transaction open
+        (SQLite before a write, a read-only session on PostgreSQL before a write). Where
+        the driver cannot tell (MariaDB opens a transaction for a SELECT too), False."""
+        if not session.in_transaction():
+            return True  # nothing ran on it
+        if session.new or session.deleted or session.dirty:
+            return False
+        conn = session.connection()
+        raw = conn.connection.dbapi_connection
+        name = conn.dialect.name
+        if name == "sqlite":
+            return raw is not None and not raw.in_transaction
+        if name == "postgresql" and raw is not None and raw.autocommit:
+            return _idle(raw)
+        return False
+
     def dispose(self) -> None:
         self.engine.dispose()
 

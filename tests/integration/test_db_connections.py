@@ -10,21 +10,9 @@
 
 from __future__ import annotations
 
-import secrets
-
 import pytest
-from sqlalchemy import (
-    Column,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    create_engine,
-    func,
-    insert,
-    select,
-    text,
-)
+from sqlalchemy import Integer, String, create_engine, func, insert, select, text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from apicrud.db.engine import Database, is_plain_read
 
@@ -36,17 +24,25 @@ def db(settings):
     database.dispose()
 
 
+class _Base(DeclarativeBase):
+    """A registry of this module's own, apart from the application's models."""
+
+
+class Probe(_Base):
+    __tablename__ = "dbtx_probe"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(40))
+
+
 @pytest.fixture
 def table(db):
-    meta = MetaData()
-    tbl = Table(f"dbtx_probe_{secrets.token_hex(4)}", meta,
-                Column("id", Integer, primary_key=True), Column("name", String(40)))
     # by a plain engine: the app's reports "no such table" (MariaDB's DESCRIBE in
     # create_all asks so) as a schema mismatch
     plain = create_engine(db.url)
-    meta.create_all(plain)
-    yield tbl
-    meta.drop_all(plain)
+    _Base.metadata.drop_all(plain)
+    _Base.metadata.create_all(plain)
+    yield Probe.__table__
+    _Base.metadata.drop_all(plain)
     plain.dispose()
 
 
@@ -179,3 +175,54 @@ def test_a_locking_read_in_a_read_only_session_holds_its_lock_to_the_end(db, tab
         session.execute(select(table.c.name).where(table.c.id == 1).with_for_update())
         assert _in_transaction(session)  # the lock lasts until the session ends
         session.commit()
+
+
+def test_nothing_to_commit_only_when_the_driver_says_no_write_happened(db, table):
+    can_tell = db.dialect in ("sqlite", "postgresql")
+    with db.session(read_only=True) as session:
+        assert db.nothing_to_commit(session)  # nothing ran yet
+        session.execute(select(func.count()).select_from(table)).scalar_one()
+        assert db.nothing_to_commit(session) is can_tell
+        session.execute(insert(table).values(id=1, name="one"))
+        assert not db.nothing_to_commit(session)
+        session.commit()
+    with db.session(read_only=True) as session:
+        session.execute(select(table.c.id)).all()
+        session.add(Probe(id=2, name="two"))  # waiting for a flush
+        assert not db.nothing_to_commit(session)
+        session.rollback()
+    with db.session() as session:  # a transaction of its own on PostgreSQL and MariaDB
+        session.execute(select(table.c.id)).all()
+        assert db.nothing_to_commit(session) is (db.dialect == "sqlite")
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_a_request_that_writes_commits_and_one_that_fails_leaves_nothing(db, table, method):
+    from types import SimpleNamespace
+
+    from apicrud.auth.principal import ANONYMOUS
+    from apicrud.context import RequestContext
+
+    services = SimpleNamespace(db=db, audit=None)
+
+    def request(ok: bool, ident: int, orm: bool) -> list[str]:
+        ctx = RequestContext(services, None, ANONYMOUS, {}, None, {}, None,  # type: ignore
+                             method=method)
+        ctx.db.execute(select(func.count()).select_from(table)).scalar_one()
+        if orm:
+            ctx.db.add(Probe(id=ident, name=f"orm {ident}"))  # flushed by the commit
+        else:
+            ctx.db.execute(insert(table).values(id=ident, name=f"core {ident}"))
+        done: list[str] = []
+        ctx.after_commit.append(lambda: done.append("after_commit"))
+        ctx.on_rollback.append(lambda: done.append("on_rollback"))
+        ctx.finish(ok)
+        return done
+
+    assert request(True, 1, orm=False) == ["after_commit"]
+    assert request(True, 2, orm=True) == ["after_commit"]
+    assert request(False, 3, orm=False) == ["on_rollback"]
+    assert request(False, 4, orm=True) == ["on_rollback"]
+    with db.session() as session:
+        assert session.execute(select(table.c.name).order_by(table.c.id)).scalars().all() \
+            == ["core 1", "orm 2"]
