@@ -127,8 +127,10 @@ class RequestContext:
                 audit = self.services.audit
                 if audit is not None:
                     audit.flush(self, self.db)
-                # a request that wrote nothing (a read) only closes its session below
-                if not self.services.db.nothing_to_commit(self.db):
+                # a read that wrote nothing only closes its session below (a write
+                # request commits without asking: the question costs more than it saves)
+                if self.method not in _READS or \
+                        not self.services.db.nothing_to_commit(self.db):
                     self.db.commit()
                 committed = True
             else:
