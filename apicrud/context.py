@@ -14,6 +14,9 @@ from apicrud.auth.principal import Principal
 
 log = logging.getLogger("apicrud.context")
 
+#: HTTP methods whose request sessions are read-only (see RequestContext.db)
+_READS = frozenset({"GET", "HEAD"})
+
 if TYPE_CHECKING:  # pragma: no cover
     from apicrud.spec.operations import Operation
 
@@ -96,8 +99,11 @@ class RequestContext:
 
     @property
     def db(self) -> Session:
+        """The request's session, opened on first use. A GET's or HEAD's is read-only
+        (apicrud.db.engine.Database.session): on PostgreSQL it sends no BEGIN/COMMIT
+        until it writes, and a write still commits (or rolls back) whole in finish()."""
         if self._db is None:
-            self._db = self.services.db.session()
+            self._db = self.services.db.session(read_only=self.method in _READS)
             self._db.info["apicrud_ctx"] = self  # the audit trail's flush listener
         return self._db
 
@@ -121,7 +127,11 @@ class RequestContext:
                 audit = self.services.audit
                 if audit is not None:
                     audit.flush(self, self.db)
-                self.db.commit()
+                # a read that wrote nothing only closes its session below (a write
+                # request commits without asking: the question costs more than it saves)
+                if self.method not in _READS or \
+                        not self.services.db.nothing_to_commit(self.db):
+                    self.db.commit()
                 committed = True
             else:
                 self.db.rollback()

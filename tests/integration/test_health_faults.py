@@ -285,3 +285,31 @@ def test_database_stopped_and_restarted_mid_run(server, own_postgres):
         assert sorted(i["name"] for i in found.json()["items"]) == ["before"]
     finally:
         inst.stop()
+
+
+def test_database_restarted_between_requests_fails_no_request(server, own_postgres):
+    """A restart while no request runs ends every pooled connection; checkout sees
+    that (the socket of each has the server's goodbye) and connects anew, so the next
+    requests, reads and writes, succeed instead of answering 503 once."""
+    from apicrud.db.migrate import upgrade
+
+    upgrade(server.settings.replace(database_url=own_postgres.url))
+    inst = start_instance(server.settings, database_url=own_postgres.url,
+                          redis_url=server.services.redis.url)
+    try:
+        username, password, _ = new_account(inst.services)
+        http = login(inst.url, username, password)
+        assert http.post(inst.url + "/list", json={"name": "before"}, timeout=10) \
+            .status_code == 201
+        assert http.get(inst.url + "/list", timeout=10).status_code == 200
+
+        own_postgres.stop()
+        own_postgres.start()
+        found = http.get(inst.url + "/list", timeout=10)
+        assert found.status_code == 200, found.text
+        assert [i["name"] for i in found.json()["items"]] == ["before"]
+        made = http.post(inst.url + "/list", json={"name": "after"}, timeout=10)
+        assert made.status_code == 201, made.text
+        assert requests.get(inst.url + "/health", timeout=10).status_code == 200
+    finally:
+        inst.stop()

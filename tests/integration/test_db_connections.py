@@ -1,0 +1,228 @@
+"""The pool and the request sessions on the suite's database (apicrud.db.engine):
+
+- a pooled connection is pinged only when its socket says something happened (the
+  server closed it) or it lay idle too long, and a connection the server ended is
+  replaced on checkout instead of failing the statement (on a database server);
+- a read-only session (a GET's) sends no BEGIN/COMMIT on PostgreSQL, and a write in it
+  is still one transaction: rolled back whole, committed whole, locks held to the end;
+  elsewhere it is an ordinary session.
+"""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import Integer, String, create_engine, func, insert, select, text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from apicrud.db.engine import Database, is_plain_read
+
+
+@pytest.fixture
+def db(settings):
+    database = Database(settings.sqlalchemy_url, pool_size=2)
+    yield database
+    database.dispose()
+
+
+class _Base(DeclarativeBase):
+    """A registry of this module's own, apart from the application's models."""
+
+
+class Probe(_Base):
+    __tablename__ = "dbtx_probe"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(40))
+
+
+@pytest.fixture
+def table(db):
+    # by a plain engine: the app's reports "no such table" (MariaDB's DESCRIBE in
+    # create_all asks so) as a schema mismatch
+    plain = create_engine(db.url)
+    _Base.metadata.drop_all(plain)
+    _Base.metadata.create_all(plain)
+    yield Probe.__table__
+    _Base.metadata.drop_all(plain)
+    plain.dispose()
+
+
+def _server(db) -> bool:
+    return db.dialect in ("postgresql", "mysql", "mariadb")
+
+
+def _backend_id(session) -> int:
+    if session.get_bind().dialect.name == "postgresql":
+        return session.execute(text("SELECT pg_backend_pid()")).scalar_one()
+    return session.execute(text("SELECT CONNECTION_ID()")).scalar_one()
+
+
+def _end_backend(db, backend: int) -> None:
+    """What a database restart does to a pooled connection: the server ends it."""
+    admin = create_engine(db.url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            if db.dialect == "postgresql":
+                conn.execute(text("SELECT pg_terminate_backend(:p)"), {"p": backend})
+                conn.execute(text("SELECT pg_sleep(0.2)"))  # the socket closes at once
+            else:
+                conn.execute(text(f"KILL {int(backend)}"))
+                conn.execute(text("SELECT SLEEP(0.2)"))
+    finally:
+        admin.dispose()
+
+
+def _in_transaction(session) -> bool:
+    """Whether the driver has a transaction open on the session's connection."""
+    raw = session.connection().connection.dbapi_connection
+    if session.get_bind().dialect.name == "postgresql":
+        return int(raw.info.transaction_status) != 0
+    return bool(getattr(raw, "in_transaction", True))
+
+
+def test_plain_reads_are_told_from_statements_that_need_a_transaction():
+    assert is_plain_read("SELECT a FROM t WHERE b = %(b)s LIMIT 25")
+    assert is_plain_read("\n(SELECT 1) UNION (SELECT 2)")
+    assert is_plain_read("SELECT count(*) AS count_1 FROM message")
+    for statement in ("INSERT INTO t (a) VALUES (1)", "UPDATE t SET a = 1", "DELETE FROM t",
+                      "SAVEPOINT sa_savepoint_1", "SET LOCAL statement_timeout = 5",
+                      "WITH x AS (DELETE FROM t RETURNING a) SELECT a FROM x",
+                      "SELECT a FROM t WHERE id = 1 FOR UPDATE",
+                      "SELECT a FROM t FOR UPDATE OF t SKIP LOCKED",
+                      "SELECT a FROM t FOR SHARE", "SELECT a FROM t FOR NO KEY UPDATE",
+                      "SELECT a INTO b FROM t", "SELECT pg_advisory_xact_lock(1)",
+                      "SELECT set_config('x.y', '1', true)"):
+        assert not is_plain_read(statement), statement
+
+
+def test_a_connection_the_server_ended_is_replaced_on_checkout(db):
+    if not _server(db):
+        pytest.skip("SQLite has no server to end a connection")
+    with db.session() as session:
+        before = _backend_id(session)
+    _end_backend(db, before)
+    with db.session() as session:  # the same pooled connection, found closed: a new one
+        assert _backend_id(session) != before
+        assert session.execute(text("SELECT 1")).scalar_one() == 1
+
+
+def test_a_busy_pool_does_not_ping_an_idle_one_does(db, settings, monkeypatch):
+    if not _server(db):
+        pytest.skip("SQLite connections are not pinged")
+    pings = []
+    ping = db.engine.dialect.do_ping
+    monkeypatch.setattr(db.engine.dialect, "do_ping", lambda c: pings.append(c) or ping(c))
+    for _ in range(5):
+        with db.session() as session:
+            session.execute(text("SELECT 1"))
+    assert pings == []  # used a moment ago, its socket quiet: no round trip
+    idle = Database(settings.sqlalchemy_url, pool_size=2, idle_ping_after=0)
+    try:
+        ping2 = idle.engine.dialect.do_ping
+        monkeypatch.setattr(idle.engine.dialect, "do_ping",
+                            lambda c: pings.append(c) or ping2(c))
+        for _ in range(3):
+            with idle.session() as session:
+                session.execute(text("SELECT 1"))
+        assert len(pings) == 2  # every checkout but the first (a new connection)
+    finally:
+        idle.dispose()
+
+
+def test_a_read_only_session_opens_no_transaction_for_reads(db, table):
+    with db.session(read_only=True) as session:
+        assert session.execute(select(func.count()).select_from(table)).scalar_one() == 0
+        # PostgreSQL: AUTOCOMMIT, nothing to commit; elsewhere as any session
+        assert _in_transaction(session) is (db.dialect != "postgresql" and
+                                            db.dialect != "sqlite")
+        session.commit()
+
+
+def test_a_write_in_a_read_only_session_rolls_back_whole(db, table):
+    with db.session(read_only=True) as session:
+        session.execute(select(func.count()).select_from(table)).scalar_one()
+        session.execute(insert(table).values(id=1, name="one"))
+        session.execute(insert(table).values(id=2, name="two"))
+        session.rollback()
+    with db.session() as session:
+        assert session.execute(select(func.count()).select_from(table)).scalar_one() == 0
+
+
+def test_a_write_in_a_read_only_session_commits_whole(db, table):
+    with db.session(read_only=True) as session:
+        session.execute(select(func.count()).select_from(table)).scalar_one()
+        session.execute(insert(table).values(id=1, name="one"))
+        assert _in_transaction(session)
+        with db.session() as other:  # not visible before the commit
+            assert other.execute(select(func.count()).select_from(table)).scalar_one() == 0
+        session.execute(insert(table).values(id=2, name="two"))
+        session.commit()
+    with db.session() as session:
+        assert session.execute(select(table.c.name).order_by(table.c.id)).scalars().all() \
+            == ["one", "two"]
+    # the connection went back to the pool as it came: the next ordinary session has
+    # its transaction again
+    with db.session() as session:
+        session.execute(select(func.count()).select_from(table))
+        assert _in_transaction(session) is (db.dialect != "sqlite")
+
+
+def test_a_locking_read_in_a_read_only_session_holds_its_lock_to_the_end(db, table):
+    if db.dialect == "sqlite":
+        pytest.skip("SQLite has no row locks")
+    with db.session() as session, session.begin():
+        session.execute(insert(table).values(id=1, name="one"))
+    with db.session(read_only=True) as session:
+        session.execute(select(table.c.name).where(table.c.id == 1).with_for_update())
+        assert _in_transaction(session)  # the lock lasts until the session ends
+        session.commit()
+
+
+def test_nothing_to_commit_only_when_the_driver_says_no_write_happened(db, table):
+    can_tell = db.dialect in ("sqlite", "postgresql")
+    with db.session(read_only=True) as session:
+        assert db.nothing_to_commit(session)  # nothing ran yet
+        session.execute(select(func.count()).select_from(table)).scalar_one()
+        assert db.nothing_to_commit(session) is can_tell
+        session.execute(insert(table).values(id=1, name="one"))
+        assert not db.nothing_to_commit(session)
+        session.commit()
+    with db.session(read_only=True) as session:
+        session.execute(select(table.c.id)).all()
+        session.add(Probe(id=2, name="two"))  # waiting for a flush
+        assert not db.nothing_to_commit(session)
+        session.rollback()
+    with db.session() as session:  # a transaction of its own on PostgreSQL and MariaDB
+        session.execute(select(table.c.id)).all()
+        assert db.nothing_to_commit(session) is (db.dialect == "sqlite")
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_a_request_that_writes_commits_and_one_that_fails_leaves_nothing(db, table, method):
+    from types import SimpleNamespace
+
+    from apicrud.auth.principal import ANONYMOUS
+    from apicrud.context import RequestContext
+
+    services = SimpleNamespace(db=db, audit=None)
+
+    def request(ok: bool, ident: int, orm: bool) -> list[str]:
+        ctx = RequestContext(services, None, ANONYMOUS, {}, None, {}, None,  # type: ignore
+                             method=method)
+        ctx.db.execute(select(func.count()).select_from(table)).scalar_one()
+        if orm:
+            ctx.db.add(Probe(id=ident, name=f"orm {ident}"))  # flushed by the commit
+        else:
+            ctx.db.execute(insert(table).values(id=ident, name=f"core {ident}"))
+        done: list[str] = []
+        ctx.after_commit.append(lambda: done.append("after_commit"))
+        ctx.on_rollback.append(lambda: done.append("on_rollback"))
+        ctx.finish(ok)
+        return done
+
+    assert request(True, 1, orm=False) == ["after_commit"]
+    assert request(True, 2, orm=True) == ["after_commit"]
+    assert request(False, 3, orm=False) == ["on_rollback"]
+    assert request(False, 4, orm=True) == ["on_rollback"]
+    with db.session() as session:
+        assert session.execute(select(table.c.name).order_by(table.c.id)).scalars().all() \
+            == ["core 1", "orm 2"]
