@@ -71,6 +71,10 @@ class BasicCRUD:
         self.access = services.access
         #: the model's live records, as the evaluator lets callers see them
         self.records = Repository(self.model, resource.name, self.access)
+        # statements built once per shape and caller's access key (see _load_statement
+        # and _prefetch_statement)
+        self._load_memo: Memo[tuple[Any, ...], Any] = Memo(LOAD_MEMO_SIZE)
+        self._prefetch_memo: Memo[tuple[Any, ...], Any] = Memo(LOAD_MEMO_SIZE)
 
     # -- hooks: override in a subclass ----------------------------------------------
     def before_create(self, ctx: RequestContext, data: dict[str, Any]) -> dict[str, Any]:
@@ -157,10 +161,7 @@ class BasicCRUD:
         the target (under field rules, with the columns deciding it); built once per
         caller's access key."""
         key = (target, fieldname, inputs, single, ctx.principal.access_key)
-        memo: Memo[tuple[Any, ...], Any] | None = self.__dict__.get("_prefetch_memo")
-        if memo is None:
-            memo = Memo(LOAD_MEMO_SIZE)
-            self._prefetch_memo: Memo[tuple[Any, ...], Any] = memo
+        memo = self._prefetch_memo
         found = memo.get(key)
         if found is not None:
             return found
@@ -388,10 +389,7 @@ class BasicCRUD:
         joined = [] if lock and dialect in ("mysql", "mariadb") else [
             a for a in self._related_aliases() if not self.access.has_field_rules(a[1])]
         key = (lock, ctx.principal.access_key if joined else None)
-        memo: Memo[tuple[Any, ...], Any] | None = self.__dict__.get("_load_memo")
-        if memo is None:
-            memo = Memo(LOAD_MEMO_SIZE)
-            self._load_memo: Memo[tuple[Any, ...], Any] = memo
+        memo = self._load_memo
         found = memo.get(key)
         if found is not None:
             return found, joined
