@@ -167,6 +167,22 @@ def test_related_author_shown_only_when_person_readable(club, user, other_user):
     assert other_user.api.get(f"/message/{msg['id']}").json()["author"] is not None
 
 
+
+def test_callers_taking_turns_never_get_each_others_view(club, user, other_user):
+    # statements are reused per caller's access: two callers alternating on one record
+    # each keep their own answer, and a member removed mid-way loses the record at once
+    added = add_member(user.api, club["id"], other_user.uid).json()
+    msg = user.api.post("/message", json={"list_id": club["id"], "subject": "s"}).json()
+    name = user.api.get(f"/person/{user.uid}").json()["name"]
+    for _ in range(3):
+        assert user.api.get(f"/message/{msg['id']}").json()["author"] == name
+        assert other_user.api.get(f"/message/{msg['id']}").json()["author"] is None
+    assert user.api.delete(f"/listmember/{added['id']}").status_code == 200
+    assert_problem(other_user.api.get(f"/message/{msg['id']}"), 404)
+    assert other_user.api.get("/message").json()["count"] == 0
+    assert_problem(other_user.api.put(f"/message/{msg['id']}", json={"subject": "mine"}), 404)
+    assert user.api.get(f"/message/{msg['id']}").json()["subject"] == "s"
+
 # -- cost of find -----------------------------------------------------------------------------
 
 class QueryCounter:
