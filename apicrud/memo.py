@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import Any, TypeVar
 
 _K = TypeVar("_K")
 _V = TypeVar("_V")
@@ -21,4 +21,24 @@ class Memo(dict[_K, _V]):
         if len(self) >= self.size:
             self.clear()
         self[key] = value
+        return value
+
+
+class PartsMemo:
+    """A bounded memo of what is built from objects compared by identity (statements
+    from the evaluator's memoized WHERE clauses): the key is the parts' ids plus plain
+    values, and each entry holds its parts, so an id in a live key cannot be reused by
+    another object. Parts built anew on each request simply never hit."""
+
+    def __init__(self, size: int) -> None:
+        self._entries: Memo[tuple[Any, ...], tuple[tuple[Any, ...], Any]] = Memo(size)
+
+    def get(self, parts: tuple[Any, ...], extra: tuple[Any, ...] = ()) -> Any:
+        entry = self._entries.get((tuple(map(id, parts)), extra))
+        if entry is None or not all(a is b for a, b in zip(entry[0], parts, strict=True)):
+            return None
+        return entry[1]
+
+    def put(self, parts: tuple[Any, ...], extra: tuple[Any, ...], value: _V) -> _V:
+        self._entries.put((tuple(map(id, parts)), extra), (parts, value))
         return value

@@ -356,6 +356,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile", choices=tuple(OPERATIONS), help="profile one operation")
     ap.add_argument("--app", default="apicrud", choices=("apicrud",) + BASELINES)
     ap.add_argument("--ops", default="", help="comma-separated operations (default: all)")
+    ap.add_argument("--dump", metavar="FILE",
+                    help="with --cprofile: also write the raw statistics (pstats) to FILE")
     ap.add_argument("--cprofile", action="store_true",
                     help="with --profile: cProfile's table by own time, not pyinstrument")
     args = ap.parse_args(argv)
@@ -413,6 +415,8 @@ def probe(args, ds: dataset.Dataset, targets: list[Target]) -> int:
                 for _ in range(args.n):
                     run_op(t, args.profile, ds, st)
             stats = pstats.Stats(cprof)
+            if args.dump:
+                stats.dump_stats(args.dump)
             stats.sort_stats("tottime").print_stats(45)
             print_packages(stats, args.n)
             return 0

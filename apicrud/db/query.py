@@ -26,9 +26,9 @@ from sqlalchemy import (
     Numeric,
     String,
     and_,
+    bindparam,
     case,
     func,
-    literal,
     or_,
     true,
 )
@@ -396,11 +396,9 @@ def _cursor_key(column: Any, value: Any) -> Any:
     """The sort key a (signed, server-made) cursor carries, as a bind value again.
 
     No client-input limits apply: the key is whatever the database held. A boolean is
-    bound as a value (SQLAlchemy compares Python's True and False with = and IS only)."""
-    if value is None:
+    bound as a value of the column's type, as every key is (see :func:`after_template`)."""
+    if value is None or isinstance(value, bool):
         return value
-    if isinstance(value, bool):
-        return literal(value, column.type)
     kind = column_kind(column)
     try:
         if kind == "datetime":
@@ -421,33 +419,69 @@ def after_clause(sort: Sort, fields: dict[str, Any], id_column: Any, last_keys: 
                  last_id: str) -> ColumnElement[bool]:
     """Rows strictly after (last_keys..., last_id) in :func:`order_by` order: the rows
     beyond the last one on the first key, or equal on it and beyond on the next, and so
-    on (with nulls last: nothing comes after a null within its key but other nulls)."""
+    on (with nulls last: nothing comes after a null within its key but other nulls).
+    The same as :func:`after_template` with :func:`after_values` bound."""
+    nulls, values = after_values(sort, fields, last_keys, last_id)
+    return after_template(sort, fields, id_column, nulls, values)
+
+
+def after_values(sort: Sort, fields: dict[str, Any], last_keys: Any,
+                 last_id: str) -> tuple[tuple[bool, ...], dict[str, Any]]:
+    """A cursor's last row as the bind values of :func:`after_template`: (which keys are
+    null, {parameter: value}); a cursor whose keys do not fit ``sort`` is a 400."""
     if not isinstance(last_keys, list) or len(last_keys) != len(
             [k for k in sort.keys if k[0] != "id"]):
         raise BadRequest(N_("cursor_next: invalid cursor"),
                          errors={"cursor_next": N_("invalid cursor")})
+    values: dict[str, Any] = {"after_id": last_id}
+    nulls = []
+    keys = iter(last_keys)
+    for i, (name, _) in enumerate(sort.keys):
+        if name == "id":
+            break
+        key = _cursor_key(fields[name], next(keys))
+        nulls.append(key is None)
+        if key is not None:
+            values[f"after_{i}"] = key
+    return tuple(nulls), values
+
+
+def after_template(sort: Sort, fields: dict[str, Any], id_column: Any,
+                   nulls: tuple[bool, ...], values: dict[str, Any] | None = None,
+                   ) -> ColumnElement[bool]:
+    """:func:`after_clause` with the last row's keys as bound parameters (``after_<i>``,
+    ``after_id``): one clause per sort and pattern of null keys, reused by every page,
+    whose statement is given the values (:func:`after_values`) when it runs; or, with
+    ``values``, carrying them."""
+
+    def bound(name: str, column: Any) -> Any:
+        if values is None:
+            return bindparam(name, type_=column.type)
+        return bindparam(name, values[name], type_=column.type)
+
     terms: list[ColumnElement[bool]] = []
     equal: list[ColumnElement[bool]] = []  # the earlier keys equal the last row's
-    values = iter(last_keys)
-    for name, descending in sort.keys:
+    for i, (name, descending) in enumerate(sort.keys):
         if name == "id":
-            terms.append(and_(*equal, _beyond(descending)(id_column, last_id)))
+            terms.append(and_(*equal, _beyond(descending)(
+                id_column, bound("after_id", id_column))))
             return or_(*terms)
         column = fields[name]
-        key = _cursor_key(column, next(values))
-        if key is None:
+        if nulls[i]:
             equal.append(column.is_(None))
             continue
         expr = sort_expression(column)
+        key = bound(f"after_{i}", column)
         beyond = _beyond(descending)(expr, key)
         terms.append(and_(*equal, or_(beyond, column.is_(None)) if column.nullable else beyond))
         equal.append(expr == key)
-    terms.append(and_(*equal, _beyond(sort.keys[-1][1])(id_column, last_id)))
+    terms.append(and_(*equal, _beyond(sort.keys[-1][1])(id_column, bound("after_id", id_column))))
     return or_(*terms)
 
 
-def sort_key(record: Any, sort: Sort) -> list[Any]:
-    """The last row's sort keys for the cursor, as :func:`after_clause` compares them."""
+def sort_key(record: Any, sort: Sort, fields: dict[str, Any]) -> list[Any]:
+    """The last row's sort keys for the cursor, as :func:`after_clause` compares them
+    (``fields``: the sortable columns by name, as :func:`parse_sort` was given)."""
     out = []
     for name, _ in sort.keys:
         if name == "id":
@@ -457,7 +491,7 @@ def sort_key(record: Any, sort: Sort) -> list[Any]:
             value = value.isoformat()
         elif isinstance(value, Decimal):
             value = str(value)
-        elif isinstance(value, str) and _prefix_sorted(getattr(type(record), name)):
+        elif isinstance(value, str) and _prefix_sorted(fields[name]):
             value = value[:SORT_PREFIX]
         out.append(value)
     return out

@@ -24,7 +24,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, func, select
 
-from apicrud.memo import Memo
+from apicrud.memo import Memo, PartsMemo
 
 
 class Status(StrEnum):
@@ -39,6 +39,8 @@ TRASHED = Status.TRASHED
 #: get_live's statements, per model and columns read
 _GET_LIVE: Memo[tuple[Any, tuple[str, ...]], Any] = Memo(256)
 _LIVE: Memo[Any, Any] = Memo(1024)  # model (or alias) -> its live() clause
+#: count and page statements kept per repository
+STATEMENT_MEMO_SIZE = 512
 
 
 def live(model: Any) -> Any:
@@ -59,6 +61,27 @@ def trashed(model: Any) -> Any:
     return model.status == Status.TRASHED
 
 
+class RecordRow:
+    """A record as a read loads it without the ORM: its column attributes by name,
+    read-only. What get and find hand to the read steps of a controller that overrides
+    none of them (see ``BasicCRUD.plain_reads``)."""
+
+    __slots__ = ("__dict__",)
+
+    @classmethod
+    def of(cls, keys: tuple[str, ...], row: Any) -> RecordRow:
+        """The record of ``row``, whose first values are the columns named ``keys``."""
+        record = object.__new__(cls)
+        record.__dict__.update(zip(keys, row, strict=False))  # (related values follow)
+        return record
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"{type(self).__name__} is read-only (a write loads the record)")
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.__dict__.get('id')!r}>"
+
+
 class Repository:
     """Reads of one model's live records, for one resource of the policy.
 
@@ -71,6 +94,9 @@ class Repository:
         self.model = model
         self.resource = resource
         self.access = access
+        # count and page statements by the identity of their clauses: the evaluator's
+        # memoized WHERE clauses give a caller's finds the same statement every time
+        self._statements = PartsMemo(STATEMENT_MEMO_SIZE)
 
     def live(self) -> Any:
         """The soft-delete condition on this model (see :func:`live`)."""
@@ -106,15 +132,34 @@ class Repository:
 
     def count(self, session: Any, where: Iterable[Any]) -> int:
         """How many rows ``where`` (built from :meth:`visible` or :meth:`live`) selects."""
-        n: int = session.execute(select(func.count()).select_from(self.model)
-                                 .where(*where)).scalar_one()
+        parts = tuple(where)
+        stmt = self._statements.get(parts, ("count",))
+        if stmt is None:
+            stmt = self._statements.put(parts, ("count",), select(func.count()).select_from(
+                self.model).where(*parts))
+        n: int = session.execute(stmt).scalar_one()
         return n
 
     def page(self, session: Any, where: Iterable[Any], order: Iterable[Any], limit: int,
-             offset: int = 0) -> list[Any]:
+             offset: int = 0, columns: tuple[Any, ...] | None = None,
+             params: dict[str, Any] | None = None) -> list[Any]:
         """Up to ``limit`` records ``where`` selects, in ``order``, from ``offset`` on
-        (keyset paging passes its ``after`` clause in ``where``)."""
-        stmt = select(self.model).where(*where).order_by(*order).limit(limit)
-        if offset:
-            stmt = stmt.offset(offset)
-        return list(session.execute(stmt).scalars())
+        (keyset paging passes its ``after`` clause in ``where``, its values in
+        ``params``); with ``columns`` (the model's, labelled by attribute), as
+        :class:`RecordRow` instead of ORM objects."""
+        where = tuple(where)
+        order = tuple(order)
+        parts = (*where, *order)
+        extra = ("page", len(where), limit, offset, columns is not None)
+        stmt = self._statements.get(parts, extra)
+        if stmt is None:
+            stmt = select(*columns) if columns else select(self.model)
+            stmt = stmt.where(*where).order_by(*order).limit(limit)
+            if offset:
+                stmt = stmt.offset(offset)
+            self._statements.put(parts, extra, stmt)
+        if columns:
+            keys = tuple(c.key for c in columns)
+            return [RecordRow.of(keys, row)
+                    for row in session.connection().execute(stmt, params or {})]
+        return list(session.execute(stmt, params or {}).scalars())
