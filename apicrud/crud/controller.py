@@ -162,8 +162,8 @@ class BasicCRUD:
             limited = self.access.has_field_rules(target)
             inputs = self.access.record_columns(target) if limited else ()
             stmt = self._prefetch_statement(ctx, target, fieldname, inputs, len(ids) == 1)
-            rows = ctx.db.execute(stmt, {"ids": sorted(ids)} if len(ids) > 1
-                                  else {"id": next(iter(ids))})
+            rows = ctx.db.connection().execute(stmt, {"ids": sorted(ids)} if len(ids) > 1
+                                               else {"id": next(iter(ids))})
             for row in rows:
                 if limited:
                     allowed = self.access.read_fields(ctx.principal, target,

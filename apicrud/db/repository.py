@@ -137,7 +137,7 @@ class Repository:
         if stmt is None:
             stmt = self._statements.put(parts, ("count",), select(func.count()).select_from(
                 self.model).where(*parts))
-        n: int = session.execute(stmt).scalar_one()
+        n: int = session.connection().execute(stmt).scalar_one()  # a Core result
         return n
 
     def page(self, session: Any, where: Iterable[Any], order: Iterable[Any], limit: int,

@@ -219,6 +219,35 @@ def test_keyset_pages_walk_the_whole_order_once(session, sort_text, size):
     assert seen == ordered(session, sort_text)
 
 
+@pytest.mark.parametrize("sort_text", [
+    None, "rank", "rank:desc,score:asc", "note:desc", "created:desc", "flag,rank:desc",
+    "name:desc,rank,score",
+])
+def test_one_statement_per_null_pattern_walks_every_page(session, sort_text):
+    """What find does: the page statement after a row is built once per sort and pattern
+    of null keys (after_template) and reused, each page binding its own last row's keys
+    (after_values); the walk equals a single query's order, twice over (the second walk
+    only reuses statements)."""
+    sort = q.parse_sort(sort_text, FIELDS)
+    order = q.order_by(sort, FIELDS, Item.id)
+    built: dict[tuple[bool, ...], object] = {}
+    for _ in range(2):
+        seen: list[str] = []
+        stmt, params = select(Item).order_by(*order).limit(2), {}
+        for _ in range(len(ITEMS) + 1):
+            rows = list(session.execute(stmt, params).scalars())
+            if not rows:
+                break
+            seen += [r.id for r in rows]
+            nulls, params = q.after_values(sort, FIELDS, q.sort_key(rows[-1], sort, FIELDS),
+                                           rows[-1].id)
+            if nulls not in built:
+                built[nulls] = select(Item).where(q.after_template(
+                    sort, FIELDS, Item.id, nulls)).order_by(*order).limit(2)
+            stmt = built[nulls]
+        assert seen == ordered(session, sort_text)
+
+
 def test_sort_key_carries_a_prefix_of_long_text_and_iso_dates(session):
     record = session.get(Item, "i5")
     key = q.sort_key(record, q.parse_sort("note,created", FIELDS), FIELDS)
