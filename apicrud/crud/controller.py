@@ -71,7 +71,7 @@ class BasicCRUD:
 
     #: Do get and find hand the read steps (``serialize``, ``record_actions``, ...)
     #: read-only rows, whose attributes are the model's column attributes, instead of ORM
-    #: objects? Rows skip the ORM's instance loading (about a third of a get's CPU).
+    #: objects? Rows skip the ORM's session layer and instance loading.
     #: ``None`` (the default): yes, unless the controller overrides one of
     #: :data:`READ_HOOKS` or the model maps more than its own table's columns; a subclass
     #: whose overrides read only columns may set ``True``, one that needs objects ``False``.
