@@ -151,15 +151,16 @@ class Repository:
         order = tuple(order)
         parts = (*where, *order)
         extra = ("page", len(where), limit, offset, columns is not None)
-        stmt = self._statements.get(parts, extra)
-        if stmt is None:
+        found = self._statements.get(parts, extra)
+        if found is None:  # the statement, and the attribute names of its columns
             stmt = select(*columns) if columns else select(self.model)
             stmt = stmt.where(*where).order_by(*order).limit(limit)
             if offset:
                 stmt = stmt.offset(offset)
-            self._statements.put(parts, extra, stmt)
+            found = self._statements.put(parts, extra, (
+                stmt, tuple(c.key for c in columns or ())))
+        stmt, keys = found
         if columns:
-            keys = tuple(c.key for c in columns)
             return [RecordRow.of(keys, row)
                     for row in session.connection().execute(stmt, params or {})]
         return list(session.execute(stmt, params or {}).scalars())
