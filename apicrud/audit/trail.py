@@ -90,6 +90,11 @@ class AuditTrail:
             self.kinds[res.model] = (name, shown)
 
     # -- building entries ---------------------------------------------------------------
+    @staticmethod
+    def _change(key: str, old: Any, value: Any, shown: frozenset[str]) -> dict[str, Any]:
+        return {"old": _plain(old), "new": _plain(value)} if key in shown \
+            else dict(SECRET_MARK)
+
     def _changes(self, obj: Any, shown: frozenset[str], new: bool) -> dict[str, Any]:
         state = inspect(obj)
         out: dict[str, Any] = {}
@@ -99,21 +104,36 @@ class AuditTrail:
                 continue
             if new:
                 value = getattr(obj, key)
-                if value is None:
-                    continue
-                out[key] = {"old": None, "new": _plain(value)} if key in shown \
-                    else dict(SECRET_MARK)
+                if value is not None:
+                    out[key] = self._change(key, None, value, shown)
                 continue
             hist = state.attrs[key].history
             if not hist.added and not hist.deleted:
                 continue
             old = hist.deleted[0] if hist.deleted else None
             value = hist.added[0] if hist.added else None
-            if old == value:
-                continue
-            out[key] = {"old": _plain(old), "new": _plain(value)} if key in shown \
-                else dict(SECRET_MARK)
+            if old != value:
+                out[key] = self._change(key, old, value, shown)
         return out
+
+    def note_row(self, ctx: RequestContext, model: Any, record_id: str, action: str,
+                 rule: str | None, old: dict[str, Any] | None,
+                 new: dict[str, Any]) -> None:
+        """The entry of a write made without the ORM's flush (``apicrud.db.rowwrite``):
+        the same changes :meth:`collect` finds in a flush. ``old`` is None for a create
+        (``new`` holds every attribute), else the values before (``new``: those the
+        UPDATE set)."""
+        kind = self.kinds.get(model)
+        if not self.enabled or kind is None:
+            return
+        resource, shown = kind
+        changes = {key: self._change(key, None if old is None else old.get(key), value,
+                                     shown)
+                   for key, value in new.items() if key not in BOOKKEEPING and (
+                       value is not None if old is None else old.get(key) != value)}
+        if old is not None and not changes:
+            return
+        self.note(ctx, resource, record_id, action, rule, changes)
 
     @staticmethod
     def _default_action(obj: Any, changes: dict[str, Any], new: bool) -> str:

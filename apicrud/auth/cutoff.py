@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import event, inspect, or_, update
 
 from apicrud.db.base import utcnow
+from apicrud.db.rowwrite import orm_writes_only
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, UOWTransaction
@@ -57,6 +58,8 @@ def install(database: Database, models: Any, sessions: SessionManager) -> None:
     key_model = getattr(models, "ApiKey", None)
     if account_model is None or person_model is None:
         return
+    # the listener below reads their changes among the session's dirty objects
+    orm_writes_only(account_model, person_model)
 
     def people_cut_off(session: Session) -> set[str]:
         uids: set[str] = set()

@@ -29,7 +29,8 @@ from apicrud.crud.registry import ResourceSpec
 from apicrud.db import query as q
 from apicrud.db.base import iso_datetime, new_id
 from apicrud.db.integrity import integrity_problem
-from apicrud.db.repository import RecordRow, Repository, Status, live
+from apicrud.db.repository import RecordRow, Repository, Status, live, row_class
+from apicrud.db.rowwrite import RowWriter, row_writer
 from apicrud.errors import (
     BadRequest,
     Conflict,
@@ -57,6 +58,11 @@ LOAD_MEMO_SIZE = 1024
 #: rows instead of ORM objects on get and find (see :attr:`BasicCRUD.plain_reads`).
 READ_HOOKS = ("serialize", "record_actions", "prefetch", "embed", "etag", "tag",
               "_check_selection", "_shows")
+#: The steps that may change a record object or need one: a controller that overrides
+#: none of them (nor a read step) writes a single create or update with Core statements
+#: (see :attr:`BasicCRUD.plain_writes`).
+WRITE_HOOKS = ("before_update", "after_create", "create", "update", "patch", "_insert",
+               "_change", "_changes")
 
 
 def json_value(value: Any) -> Any:
@@ -77,6 +83,15 @@ class BasicCRUD:
     #: whose overrides read only columns may set ``True``, one that needs objects ``False``.
     #: Writes (update, delete, restore) always load ORM objects.
     plain_reads: bool | None = None
+    #: Are a single create and a single update written with Core statements (an INSERT;
+    #: a versioned UPDATE of the row a plain read loads) instead of ORM objects and a
+    #: flush? Every check, hook, audit entry and answer stays the same; the unit of work
+    #: does not run. ``None`` (the default): yes where reads are plain, the controller
+    #: overrides none of :data:`WRITE_HOOKS`, and :func:`apicrud.db.rowwrite.row_writer`
+    #: finds nothing else watching the model's flushes (events, validators, server-side
+    #: defaults). ``False`` keeps the ORM. Batches, bulk writes, deletes and restores
+    #: always use the ORM.
+    plain_writes: bool | None = None
 
     def __init__(self, resource: ResourceSpec, services: Services) -> None:
         self.resource = resource
@@ -93,6 +108,7 @@ class BasicCRUD:
         #: the labelled columns a plain read selects (None: reads load ORM objects)
         self.row_columns: tuple[Any, ...] | None = self._row_columns()
         self.row_keys = tuple(c.key for c in self.row_columns or ())
+        self.row_class = row_class(self.model) if self.model is not None else RecordRow
 
     # -- hooks: override in a subclass ----------------------------------------------
     def before_create(self, ctx: RequestContext, data: dict[str, Any]) -> dict[str, Any]:
@@ -398,10 +414,35 @@ class BasicCRUD:
                   *(e.via for e in self.resource.embeds.values() if not e.many)}
         return tuple(columns) if needed <= keys else None
 
+    @property
+    def row_writer(self) -> RowWriter | None:
+        """The Core writer of single creates and updates (see :attr:`plain_writes`), or
+        None. Decided at the first write (modules say which models keep the ORM's flush
+        while the application starts)."""
+        found: RowWriter | bool | None = self.__dict__.get("_row_writer", False)
+        if found is False:
+            found = None
+            if self.plain_writes is not False and self.row_columns is not None and (
+                    self.plain_writes or not any(
+                        getattr(type(self), hook) is not getattr(BasicCRUD, hook)
+                        for hook in WRITE_HOOKS)):
+                found = row_writer(self.model)
+            self._row_writer = found
+        return found if isinstance(found, RowWriter) else None
+
+    def _write_rows(self, ctx: RequestContext, write: Callable[[Any], Any]) -> Any:
+        """Run a Core write on the session's connection; a conflict rolls back (409)."""
+        try:
+            return write(ctx.db.connection())
+        except IntegrityError as exc:
+            ctx.db.rollback()
+            raise integrity_problem(exc, self.resource.name) from None
+
     def _load(self, ctx: RequestContext, id_: str, for_update: bool = False,
               plain: bool = False) -> Any:
         """A live record the caller may read, or 404 (no existence leak); with ``plain``
-        (a read, where :attr:`row_columns` allows it) a :class:`RecordRow`.
+        (a read, or a plain write, where :attr:`row_columns` allows it) a
+        :class:`~apicrud.db.repository.RecordRow`.
 
         Related values (e.g. a message's author name) come in the same query, each by
         an outer join whose ON clause is the evaluator's read filter of the related
@@ -409,7 +450,7 @@ class BasicCRUD:
         """
         dialect = ctx.services.db.dialect
         lock = for_update and dialect != "sqlite"
-        columns = self.row_columns if plain and not for_update else None
+        columns = self.row_columns if plain else None
         stmt, joined = self._load_statement(ctx, lock, dialect, columns)
         # rows need no ORM session layer: the session's own connection runs the statement
         row = (ctx.db.execute(stmt, {"load_id": id_}) if columns is None else
@@ -417,7 +458,7 @@ class BasicCRUD:
         if row is None:
             record = None
         elif columns is not None:
-            record = RecordRow.of(self.row_keys, row)
+            record = self.row_class.of(self.row_keys, row)
         else:
             record = row[0]
         if row is None or record is None or \
@@ -660,9 +701,11 @@ class BasicCRUD:
             raise integrity_problem(exc, self.resource.name) from None
         except StaleDataError:
             ctx.db.rollback()
-            raise PreconditionFailed(N_("%(resource)s was changed by another request; "
-                                        "read it again", resource=self.resource.name)) \
-                from None
+            raise self._stale() from None
+
+    def _stale(self) -> Problem:
+        return PreconditionFailed(N_("%(resource)s was changed by another request; read it "
+                                     "again", resource=self.resource.name))
 
     # -- operations -----------------------------------------------------------------
     def create(self, ctx: RequestContext) -> Reply:
@@ -694,6 +737,15 @@ class BasicCRUD:
         fieldrules.check_writes(named, self.access.write_fields(
             ctx.principal, "c", self.resource.name, values), self.resource.name)
         data = self.before_create(ctx, data)
+        writer = None if batch else self.row_writer
+        if writer is not None and data.keys() <= writer.attrs:
+            values = writer.new_values({**data, "id": new_id(self.services.settings.id_prefix)})
+            record = self._write_rows(ctx, lambda conn: writer.insert(conn, values))
+            audit = getattr(self.services, "audit", None)
+            if audit is not None:
+                audit.note_row(ctx, self.model, record.id, "create", reason, None, values)
+            self.roles_changed(ctx, [record])
+            return record
         record = self.model(**data)
         record.id = new_id(self.services.settings.id_prefix)
         ctx.db.add(record)
@@ -756,8 +808,11 @@ class BasicCRUD:
             records = [self._load(ctx, id_, for_update=True) for id_ in ids]
             self._write_many(ctx, records, lambda r: self._change(ctx, r, ctx.body or {}))
             return Reply([self.serialize(ctx, r) for r in records], 200)
-        record = self._load(ctx, ids[0], for_update=True)
+        writer = self.row_writer
+        record = self._load(ctx, ids[0], for_update=True, plain=writer is not None)
         self.check_precondition(ctx, [record])
+        if writer is not None:
+            return self._update_row(ctx, writer, record)
         old_owner = self._change(ctx, record, ctx.body or {})
         self._flush(ctx)
         self.roles_changed(ctx, [record], old_owner)
@@ -765,6 +820,34 @@ class BasicCRUD:
         return Reply(body, 200, {"ETag": self.tag(ctx, record, body=body)})
 
     patch = update
+
+    def _update_row(self, ctx: RequestContext, writer: RowWriter, record: Any) -> Reply:
+        """A single update with a Core statement (see :attr:`plain_writes`): the checks
+        of :meth:`_changes` on the row read, then the versioned UPDATE of what changes."""
+        changes, old_owner = self._changes(ctx, record, ctx.body or {})
+        rule = ctx.audit_intents.pop(id(record), (None, None, None))[2]
+        if not changes.keys() <= writer.attrs:
+            # a value for something other than a column (a hook's): the ORM writes it
+            target = self._load(ctx, record.id, for_update=True)
+            ctx.audit_intent(target, "update", rule)
+            for key, value in changes.items():
+                setattr(target, key, value)
+            self._flush(ctx)
+            record = target
+        elif changes:
+            written, values = self._write_rows(
+                ctx, lambda conn: writer.update(conn, record, changes))
+            if written is None:
+                ctx.db.rollback()
+                raise self._stale()
+            audit = getattr(self.services, "audit", None)
+            if audit is not None:
+                audit.note_row(ctx, self.model, record.id, "update", rule,
+                               {k: getattr(record, k) for k in values}, values)
+            record = written
+        self.roles_changed(ctx, [record], old_owner)
+        body = self.serialize(ctx, record)
+        return Reply(body, 200, {"ETag": self.tag(ctx, record, body=body)})
 
     def _ids(self, ctx: RequestContext) -> list[str]:
         return paging.id_list(ctx.params["id"], self.services.settings.bulk_max)
@@ -786,6 +869,15 @@ class BasicCRUD:
 
     def _change(self, ctx: RequestContext, record: Any, body: dict[str, Any]) -> Any:
         """Every check and change of an update of ``record``; returns its old owner."""
+        changes, old_owner = self._changes(ctx, record, body)
+        for key, value in changes.items():
+            setattr(record, key, value)
+        return old_owner
+
+    def _changes(self, ctx: RequestContext, record: Any,
+                 body: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+        """Every check of an update of ``record`` by ``body``, and ``before_update``;
+        returns the changes to make and the record's old owner. Changes nothing."""
         ctx.audit_intent(record, "update", self.authorize(ctx, "u", record))
         current = {n: json_value(getattr(record, n)) for n in self.resource.exposed}
         changes = self._strip_read_only(body, current)
@@ -814,10 +906,7 @@ class BasicCRUD:
             # record out of (or into) what their entries allow
             self.authorize(ctx, "u", {**current, **changes})
         old_owner = getattr(record, self.resource.owner) if self.resource.owner else None
-        changes = self.before_update(ctx, record, changes)
-        for key, value in changes.items():
-            setattr(record, key, value)
-        return old_owner
+        return self.before_update(ctx, record, changes), old_owner
 
     def _trash(self, ctx: RequestContext, record: Any) -> None:
         ctx.audit_intent(record, "delete", self.authorize(ctx, "d", record))

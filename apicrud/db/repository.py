@@ -82,6 +82,23 @@ class RecordRow:
         return f"<{type(self).__name__} {self.__dict__.get('id')!r}>"
 
 
+_ROW_CLASSES: dict[Any, type[RecordRow]] = {}
+
+
+def row_class(model: Any) -> type[RecordRow]:
+    """The :class:`RecordRow` class of ``model``'s rows: it names the model's table
+    (``__tablename__``, ``__table__``) as the model does, for code that asks a record
+    which table it comes from."""
+    found = _ROW_CLASSES.get(model)
+    if found is None:
+        if getattr(model, "__table__", None) is None:
+            return RecordRow
+        found = _ROW_CLASSES.setdefault(model, type(f"{model.__name__}Row", (RecordRow,), {
+            "__slots__": (), "__tablename__": model.__tablename__,
+            "__table__": model.__table__, "__module__": __name__}))
+    return found
+
+
 class Repository:
     """Reads of one model's live records, for one resource of the policy.
 
@@ -161,6 +178,7 @@ class Repository:
                 stmt, tuple(c.key for c in columns or ())))
         stmt, keys = found
         if columns:
-            return [RecordRow.of(keys, row)
+            make = row_class(self.model).of
+            return [make(keys, row)
                     for row in session.connection().execute(stmt, params or {})]
         return list(session.execute(stmt, params or {}).scalars())
