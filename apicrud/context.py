@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from apicrud.access import conditions
@@ -62,6 +63,7 @@ class RequestContext:
         # choose_language stage); English outside a request
         self.language_of: Callable[[], str] = lambda: "en"
         self._db: Session | None = None
+        self._reads: Connection | None = None  # see reads()
         self.after_commit: list = []  # callables run once the transaction is committed
         # callables run when the transaction is rolled back or its commit fails: undo
         # what was done outside the database (e.g. delete an object already stored)
@@ -107,6 +109,22 @@ class RequestContext:
             self._db.info["apicrud_ctx"] = self  # the audit trail's flush listener
         return self._db
 
+    def reads(self) -> Connection:
+        """The connection a request's Core reads run on (plain gets and finds, counts,
+        related values). A GET or HEAD that has not opened its session gets a connection
+        of its own from the read pool (as :attr:`db`'s would be: autocommit on
+        PostgreSQL), without an ORM session's bookkeeping, and keeps it for all its reads
+        (one snapshot where the database gives one, as MariaDB does); finish() returns
+        it. Otherwise the session's connection: a write request reads in its
+        transaction, and sees its own writes."""
+        conn = self._reads
+        if conn is not None:
+            return conn
+        if self._db is not None or self.method not in _READS:
+            return self.db.connection()
+        conn = self._reads = self.services.db.read_connection()
+        return conn
+
     def audit_intent(self, record: Any, action: str | None, rule: str | None) -> None:
         """Say why the write of ``record`` about to be flushed was allowed (the rule the
         evaluator named) and, optionally, which action it is; the audit entry of the
@@ -116,6 +134,9 @@ class RequestContext:
     def finish(self, ok: bool) -> None:
         """Commit when the request succeeded, otherwise roll back; always close. When
         the rollback happens, or the commit fails, the ``on_rollback`` steps run (once)."""
+        if self._reads is not None:
+            self._reads.close()  # (it only read: its pool's reset ends what it began)
+            self._reads = None
         if self._db is None and not (ok and self.audit_pending):
             if not ok:
                 self._rolled_back()

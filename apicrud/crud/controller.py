@@ -178,7 +178,7 @@ class BasicCRUD:
             limited = self.access.has_field_rules(target)
             inputs = self.access.record_columns(target) if limited else ()
             stmt = self._prefetch_statement(ctx, target, fieldname, inputs, len(ids) == 1)
-            rows = ctx.db.connection().execute(stmt, {"ids": sorted(ids)} if len(ids) > 1
+            rows = ctx.reads().execute(stmt, {"ids": sorted(ids)} if len(ids) > 1
                                                else {"id": next(iter(ids))})
             for row in rows:
                 if limited:
@@ -454,7 +454,8 @@ class BasicCRUD:
         stmt, joined = self._load_statement(ctx, lock, dialect, columns)
         # rows need no ORM session layer: the session's own connection runs the statement
         row = (ctx.db.execute(stmt, {"load_id": id_}) if columns is None else
-               ctx.db.connection().execute(stmt, {"load_id": id_})).first()
+               (ctx.db.connection() if for_update else ctx.reads()).execute(
+                   stmt, {"load_id": id_})).first()
         if row is None:
             record = None
         elif columns is not None:
@@ -1077,7 +1078,7 @@ class BasicCRUD:
             guess = q.planner_rows(ctx.db, select(self.model.id).where(*where))
             if guess is not None and guess >= self.services.settings.count_estimate_threshold:
                 return Estimate(guess)
-        return self.records.count(ctx.db, where)
+        return self.records.count(ctx.reads(), where)
 
     def _sort_clause(self, key: tuple[Any, ...], build: Callable[[], Any]) -> Any:
         """A sort's ORDER BY or keyset clause, built once per sort (the columns a sort
@@ -1124,8 +1125,9 @@ class BasicCRUD:
                 sort, fields, self.model.id, nulls))]
         order = self._sort_clause(("order", sort.keys),
                                   lambda: tuple(q.order_by(sort, fields, self.model.id)))
-        rows = self.records.page(ctx.db, [*where, *after], order, limit + 1, offset,
-                                 self.row_columns if plain else None, values)
+        columns = self.row_columns if plain else None
+        rows = self.records.page(ctx.db if columns is None else ctx.reads(), [*where, *after],
+                                 order, limit + 1, offset, columns, values)
         cursor = None
         if len(rows) > limit:
             rows = rows[:limit]

@@ -34,7 +34,7 @@ import time
 from typing import Any
 
 from sqlalchemy import create_engine, event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import InvalidatePoolError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -93,6 +93,15 @@ class Database:
                 else self._read_committed()):
             return self.sessionmaker(bind=self._reads)
         return self.sessionmaker()
+
+    def read_connection(self) -> Connection:
+        """A connection for a request that only reads (a GET's Core reads without an ORM
+        session): from the pool :meth:`session` gives a ``read_only`` session."""
+        if self._reads is not None and (
+                self._autocommit_reads if self._autocommit_reads is not None
+                else self._read_committed()):
+            return self._reads.connect()
+        return self.engine.connect()
 
     def _read_committed(self) -> bool:
         """Whether the server's default isolation level is READ COMMITTED (SQLAlchemy

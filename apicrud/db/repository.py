@@ -23,6 +23,7 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import bindparam, func, select
+from sqlalchemy.engine import Connection
 
 from apicrud.memo import Memo, PartsMemo
 
@@ -99,6 +100,11 @@ def row_class(model: Any) -> type[RecordRow]:
     return found
 
 
+def _connection(session: Any) -> Connection:
+    """``session``'s connection, or ``session`` itself when it is a Connection."""
+    return session if isinstance(session, Connection) else session.connection()
+
+
 class Repository:
     """Reads of one model's live records, for one resource of the policy.
 
@@ -148,13 +154,14 @@ class Repository:
             model.id == id_, self.live(), *where)).scalar_one_or_none()
 
     def count(self, session: Any, where: Iterable[Any]) -> int:
-        """How many rows ``where`` (built from :meth:`visible` or :meth:`live`) selects."""
+        """How many rows ``where`` (built from :meth:`visible` or :meth:`live`) selects,
+        asked on ``session``'s connection (or on ``session``, a Connection)."""
         parts = tuple(where)
         stmt = self._statements.get(parts, ("count",))
         if stmt is None:
             stmt = self._statements.put(parts, ("count",), select(func.count()).select_from(
                 self.model).where(*parts))
-        n: int = session.connection().execute(stmt).scalar_one()  # a Core result
+        n: int = _connection(session).execute(stmt).scalar_one()  # a Core result
         return n
 
     def page(self, session: Any, where: Iterable[Any], order: Iterable[Any], limit: int,
@@ -163,7 +170,8 @@ class Repository:
         """Up to ``limit`` records ``where`` selects, in ``order``, from ``offset`` on
         (keyset paging passes its ``after`` clause in ``where``, its values in
         ``params``); with ``columns`` (the model's, labelled by attribute), as
-        :class:`RecordRow` instead of ORM objects."""
+        :class:`RecordRow` instead of ORM objects (then ``session`` may be a
+        Connection)."""
         where = tuple(where)
         order = tuple(order)
         parts = (*where, *order)
@@ -180,5 +188,5 @@ class Repository:
         if columns:
             make = row_class(self.model).of
             return [make(keys, row)
-                    for row in session.connection().execute(stmt, params or {})]
+                    for row in _connection(session).execute(stmt, params or {})]
         return list(session.execute(stmt, params or {}).scalars())

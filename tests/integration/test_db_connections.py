@@ -5,7 +5,9 @@
   replaced on checkout instead of failing the statement (on a database server);
 - a read-only session (a GET's) sends no BEGIN/COMMIT on PostgreSQL, and a write in it
   is still one transaction: rolled back whole, committed whole, locks held to the end;
-  elsewhere it is an ordinary session.
+  elsewhere it is an ordinary session;
+- a GET's Core reads run on one connection of the read pool without an ORM session,
+  returned when the request ends however it ends; a write request reads in its session.
 """
 
 from __future__ import annotations
@@ -241,3 +243,61 @@ def test_a_request_that_writes_commits_and_one_that_fails_leaves_nothing(db, tab
     with db.session() as session:
         assert session.execute(select(table.c.name).order_by(table.c.id)).scalars().all() \
             == ["core 1", "orm 2"]
+
+
+def _context(db, method):
+    from types import SimpleNamespace
+
+    from apicrud.auth.principal import ANONYMOUS
+    from apicrud.context import RequestContext
+
+    return RequestContext(SimpleNamespace(db=db, audit=None), None, ANONYMOUS, {},  # type: ignore
+                          None, {}, None, method=method)
+
+
+@pytest.mark.parametrize("ok", [True, False])
+def test_a_get_reads_on_a_connection_of_its_own_and_returns_it(db, table, ok):
+    """A GET's Core reads need no ORM session: one connection from the read pool, kept
+    for every read of the request, no transaction left open on PostgreSQL, and back in
+    the pool when the request ends, however it ends."""
+    pool = db.engine.pool
+    before = pool.checkedout()
+    ctx = _context(db, "GET")
+    conn = ctx.reads()
+    assert ctx.reads() is conn and ctx.open_session is None
+    assert conn.execute(select(func.count()).select_from(table)).scalar_one() == 0
+    raw = conn.connection.dbapi_connection
+    if db.dialect == "postgresql":
+        assert raw.autocommit and int(raw.info.transaction_status) == 0
+    assert pool.checkedout() == before + 1
+    ctx.finish(ok)
+    assert pool.checkedout() == before and conn.closed
+
+
+def test_a_get_that_opened_its_session_reads_in_it_and_a_write_request_always_does(db, table):
+    ctx = _context(db, "GET")
+    session = ctx.db
+    assert ctx.reads() is session.connection()
+    ctx.finish(True)
+    ctx = _context(db, "POST")
+    ctx.db.execute(insert(table).values(id=7, name="mine"))
+    # a write request's reads run in its transaction: they see its own write
+    assert ctx.reads().execute(select(table.c.name).where(table.c.id == 7)).scalar_one() \
+        == "mine"
+    ctx.finish(False)
+    with db.session() as check:
+        assert check.execute(select(func.count()).select_from(table)).scalar_one() == 0
+
+
+def test_gets_over_http_leave_no_connection_checked_out(server, user):
+    """Found, not found, refused and malformed reads: each returns what it took."""
+    pool = server.services.db.engine.pool
+    lst = user.api.post("/list", json={"name": "pool", "privacy": "member"}).json()
+    user.api.post("/message", json={"list_id": lst["id"], "subject": "s"})
+    idle = pool.checkedout()
+    for path, params in ((f"/list/{lst['id']}", None), ("/list/x-nosuchlist0000000", None),
+                         ("/message", {"filter": "{not json"}), ("/message", None),
+                         ("/message", {"count": "none", "limit": 1})):
+        for _ in range(3):
+            assert user.api.get(path, params=params).status_code in (200, 400, 404)
+    assert pool.checkedout() == idle
