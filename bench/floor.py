@@ -36,7 +36,9 @@ def capture(t: probe.Target, op: str, ds, st: probe.OpState) -> list[tuple[str, 
     return seen
 
 
-_INSERT = re.compile(r"\s*INSERT INTO (\w+) \(([^)]*)\)", re.IGNORECASE)
+_INSERT = re.compile(r"\s*INSERT INTO (\w+) \(([^)]*)\) VALUES \((.*)", re.IGNORECASE | re.DOTALL)
+#: a parameter's place in VALUES: psycopg's %(name)s, a named :name, or a positional ?
+_PLACE = re.compile(r"%\((\w+)\)s|(?<!:):(\w+)|\?")
 
 
 def undo_inserts(engine, statements: list[tuple[str, Any, bool]]) -> None:
@@ -50,8 +52,12 @@ def undo_inserts(engine, statements: list[tuple[str, Any, bool]]) -> None:
             columns = [c.strip().lower() for c in m.group(2).split(",")] if m else []
             if "id" not in columns:
                 continue
+            # the id's parameter: by position, or by the name in its place in VALUES
+            # (a statement built with bind parameters names them as it likes)
+            place = list(_PLACE.finditer(m.group(3)))[columns.index("id")]
+            key = place.group(1) or place.group(2) or "id"
             for p in (params if many else [params]):
-                rid = p["id"] if isinstance(p, dict) else p[columns.index("id")]
+                rid = p[key] if isinstance(p, dict) else p[columns.index("id")]
                 conn.execute(text(f"DELETE FROM {m.group(1)} WHERE id = :id"), {"id": rid})
 
 
