@@ -104,6 +104,7 @@ class BasicCRUD:
         # and _prefetch_statement)
         self._load_memo: Memo[tuple[Any, ...], Any] = Memo(LOAD_MEMO_SIZE)
         self._prefetch_memo: Memo[tuple[Any, ...], Any] = Memo(LOAD_MEMO_SIZE)
+        self._reference_memo: Memo[tuple[Any, ...], Any] = Memo(LOAD_MEMO_SIZE)
         self._sort_memo: Memo[tuple[Any, ...], Any] = Memo(LOAD_MEMO_SIZE)
         #: the labelled columns a plain read selects (None: reads load ORM objects)
         self.row_columns: tuple[Any, ...] | None = self._row_columns()
@@ -583,7 +584,11 @@ class BasicCRUD:
         self.services.roles.changed(ctx, self.resource.name, records, extra_uids)
 
     def _check_references(self, ctx: RequestContext, data: dict[str, Any]) -> None:
-        """Every id of another record in the input must name a record the caller may read."""
+        """Every id of another record in the input must name a record the caller may read.
+
+        The first record read also brings the related values the answer will show
+        (e.g. a new message's ``author``: see :meth:`_reference_statement`)."""
+        fold = self._foldable_related(ctx, data)
         for attr, table in self.resource.references.items():
             value = data.get(attr)
             if value is None:
@@ -600,8 +605,13 @@ class BasicCRUD:
                 ctx.memo[seen] = True
                 continue  # the caller's own record (their person): it exists while they do
             # only the columns the evaluator reads: a row, not a whole ORM object
-            record = Repository(target.model).get_live(
-                ctx.db, value, *self.access.record_columns(target.name))
+            columns = self.access.record_columns(target.name)
+            if fold:
+                stmt = self._reference_statement(ctx, target, columns, fold)
+                record = ctx.db.execute(stmt, {"id": value, **{
+                    f"rel_{i}": v for i, (_, _, _, _, v) in enumerate(fold)}}).first()
+            else:
+                record = Repository(target.model).get_live(ctx.db, value, *columns)
             if record is None or not self.access.allows(ctx.principal, "r", target.name,
                                                         record):
                 raise NotFound(N_("%(field)s: %(resource)s %(id)s not found", field=attr,
@@ -609,9 +619,53 @@ class BasicCRUD:
                                errors={attr: N_("%(resource)s not found",
                                                 resource=target.name)})
             ctx.memo[seen] = True
+            for i, (_, related, _, _, v) in enumerate(fold):
+                # as prefetch has it: null where the caller may not read the record
+                ctx.related[(related, v)] = record[len(columns) + i]
+            fold = []
         for attr in self.resource.file_refs:
             if data.get(attr) is not None:
                 self._check_file_field(ctx, attr, data[attr])
+
+    def _foldable_related(self, ctx: RequestContext, data: dict[str, Any],
+                          ) -> list[tuple[str, str, Any, str, Any]]:
+        """(via, target, alias, field, id) of the related values a write's answer shows
+        that a reference check may read in its statement: the id is in ``data``, the
+        value is not known yet, and no field rule of the target decides it per record."""
+        fold = []
+        for via, target, alias, fieldname in self._related_aliases():
+            value = data.get(via)
+            if value is not None and not isinstance(value, (dict, list)) and \
+                    (target, value) not in ctx.related and \
+                    not self.access.has_field_rules(target):
+                fold.append((via, target, alias, fieldname, value))
+        return fold
+
+    def _reference_statement(self, ctx: RequestContext, target: ResourceSpec,
+                             columns: tuple[str, ...],
+                             fold: list[tuple[str, str, Any, str, Any]]) -> Any:
+        """The reference check's SELECT of ``target``'s row (its ``columns``), with a
+        scalar subquery per folded related value, under the caller's read filter of that
+        related resource (what they may not read is null). The row is read through an
+        alias of its own, so no subquery of a read filter can correlate with it. Built
+        once per shape and caller's access key."""
+        key = (target.name, columns, tuple((t, f) for _, t, _, f, _ in fold),
+               ctx.principal.access_key)
+        memo = self._reference_memo
+        found = memo.get(key)
+        if found is not None:
+            return found
+        aliases = self.__dict__.setdefault("_reference_aliases", {})
+        ref = aliases.get(target.name)
+        if ref is None:
+            ref = aliases[target.name] = aliased(target.model)
+        values = [select(getattr(alias, fieldname)).where(
+            alias.id == bindparam(f"rel_{i}"), live(alias),
+            self.access.where(ctx.principal, related, alias, "r")).scalar_subquery()
+            .label(f"_related_{i}") for i, (_, related, alias, fieldname, _) in enumerate(fold)]
+        stmt = select(*(getattr(ref, c) for c in columns), *values).where(
+            ref.id == bindparam("id"), ref.status != TRASHED)
+        return memo.put(key, stmt)
 
     def _check_file_field(self, ctx: RequestContext, attr: str, value: Any) -> None:
         """A field holding a file's id: the file must be one the caller may read (else

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 
 import pytest
 from sqlalchemy import select
@@ -229,3 +230,30 @@ def test_bad_input_on_the_core_path_is_a_problem_and_writes_nothing(server, user
     assert 400 <= resp.status_code < 500, resp.text
     assert row(server, "List", lst["id"])["name"] == "kept"
     assert row(server, "List", lst["id"])["version"] == 1
+
+
+def test_a_create_reads_its_list_and_its_author_in_one_statement(server, user):
+    from sqlalchemy import event
+
+    lst = user.api.post("/list", json={"name": "one read", "privacy": "member"}).json()
+    engine = server.services.db.engine
+    seen: list[str] = []
+
+    def record(_conn, _cursor, statement, *_args):
+        seen.append(statement)
+
+    for orm in (False, True):
+        seen.clear()
+        event.listen(engine, "before_cursor_execute", record)
+        try:
+            with orm_writes(server, "message") if orm else contextlib.nullcontext():
+                resp = user.api.post("/message", json={"list_id": lst["id"], "subject": "s"})
+        finally:
+            event.remove(engine, "before_cursor_execute", record)
+        assert resp.status_code == 201, resp.text
+        # the statements reading the author's name (a grant's lock on the owner's person
+        # row reads only its id)
+        people = [s for s in seen if re.search(r"person(_\d+)?\.name", s)]
+        assert len(people) == 1 and " list AS " in people[0].replace("\n", " "), seen
+        got = user.api.get(f"/message/{resp.json()['id']}").json()
+        assert resp.json()["author"] == got["author"] is not None
