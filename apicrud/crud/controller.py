@@ -658,7 +658,8 @@ class BasicCRUD:
         aliases = self.__dict__.setdefault("_reference_aliases", {})
         ref = aliases.get(target.name)
         if ref is None:
-            ref = aliases[target.name] = aliased(target.model)
+            model: Any = target.model  # (a reference check's target has one)
+            ref = aliases[target.name] = aliased(model)
         values = [select(getattr(alias, fieldname)).where(
             alias.id == bindparam(f"rel_{i}"), live(alias),
             self.access.where(ctx.principal, related, alias, "r")).scalar_subquery()
