@@ -145,6 +145,25 @@ def start_server(procs: Processes, s: Server, env: dict[str, str], workers: int)
     s.proc = procs.start(cmd, env=env, log_path=s.log_path, cwd=ROOT)
 
 
+def listens(s: Server) -> bool:
+    """Whether the server's own processes hold the listening socket of its port."""
+    import psutil
+
+    try:
+        master = psutil.Process(s.proc.pid)
+        family = [master, *master.children(recursive=True)]
+    except psutil.Error:
+        return False
+    for proc in family:
+        try:
+            if any(c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == s.port
+                   for c in proc.net_connections(kind="tcp")):
+                return True
+        except psutil.Error:
+            continue
+    return False
+
+
 def worker_rss(s: Server) -> dict[int, float]:
     """Resident MiB of each worker process (the master's children)."""
     import psutil
@@ -311,12 +330,22 @@ def bench_database(kind: str, db_url: str, args, procs: Processes, work: Path,
     env = server_env(settings.sqlalchemy_url, redis_url, str(data_dir))
     # the smoke run serves the ORM baseline not (it agreed in-process above): CI's minutes
     served = [n for n in names if not (args.tiny and n == "baseline")]
-    servers = [Server(name, free_port(), data_dir / f"{name}.log")
-               for name in served + args.peers + ["layers"]]
+    names_served = served + args.peers + ["layers"]
+    ports: list[int] = []
+    while len(ports) < len(names_served):  # a port just freed may be handed out again
+        port = free_port()
+        if port not in ports:
+            ports.append(port)
+    servers = [Server(name, port, data_dir / f"{name}.log")
+               for name, port in zip(names_served, ports, strict=True)]
     for s in servers:  # all start at once, then each is waited for
         start_server(procs, s, env, args.workers)
     for s in servers:
         wait_ready(s.url + "/api/v1/message?limit=1", s.proc, None, timeout=120)
+    for s in servers:  # another process answering on a server's port would be measured
+        if not listens(s):
+            raise RuntimeError(f"{s.name} does not listen on its port {s.port} (taken by "
+                               f"another process?): see {s.log_path}")
         s.token = servers[0].token if s.name == "layers" else login(s)
         if supports(s.name, "find_deep"):
             s.deep_cursor, s.deep_page = walk(s, deep)
