@@ -397,8 +397,7 @@ class BasicCRUD:
         reads may load rows (see :attr:`plain_reads`); else None."""
         if self.plain_reads is False or self.model is None:
             return None
-        if self.plain_reads is None and any(
-                getattr(type(self), hook) is not getattr(BasicCRUD, hook) for hook in READ_HOOKS):
+        if self.plain_reads is None and self._overrides(READ_HOOKS):
             return None
         mapper = sa_inspect(self.model)
         table = mapper.local_table
@@ -415,6 +414,11 @@ class BasicCRUD:
                   *(e.via for e in self.resource.embeds.values() if not e.many)}
         return tuple(columns) if needed <= keys else None
 
+    def _overrides(self, hooks: tuple[str, ...]) -> bool:
+        """Does this controller's class override one of ``hooks``?"""
+        return any(getattr(type(self), hook) is not getattr(BasicCRUD, hook)
+                   for hook in hooks)
+
     @property
     def row_writer(self) -> RowWriter | None:
         """The Core writer of single creates and updates (see :attr:`plain_writes`), or
@@ -424,12 +428,17 @@ class BasicCRUD:
         if found is False:
             found = None
             if self.plain_writes is not False and self.row_columns is not None and (
-                    self.plain_writes or not any(
-                        getattr(type(self), hook) is not getattr(BasicCRUD, hook)
-                        for hook in WRITE_HOOKS)):
+                    self.plain_writes or not self._overrides(WRITE_HOOKS)):
                 found = row_writer(self.model)
             self._row_writer = found
         return found if isinstance(found, RowWriter) else None
+
+    def _audit_row(self, ctx: RequestContext, record_id: str, action: str, rule: str | None,
+                   old: dict[str, Any] | None, new: dict[str, Any]) -> None:
+        """The audit entry of a Core write (what the flush listener notes for the ORM's)."""
+        audit = getattr(self.services, "audit", None)
+        if audit is not None:
+            audit.note_row(ctx, self.model, record_id, action, rule, old, new)
 
     def _write_rows(self, ctx: RequestContext, write: Callable[[Any], Any]) -> Any:
         """Run a Core write on the session's connection; a conflict rolls back (409)."""
@@ -665,7 +674,7 @@ class BasicCRUD:
             self.access.where(ctx.principal, related, alias, "r")).scalar_subquery()
             .label(f"_related_{i}") for i, (_, related, alias, fieldname, _) in enumerate(fold)]
         stmt = select(*(getattr(ref, c) for c in columns), *values).where(
-            ref.id == bindparam("id"), ref.status != TRASHED)
+            ref.id == bindparam("id"), live(ref))
         return memo.put(key, stmt)
 
     def _check_file_field(self, ctx: RequestContext, attr: str, value: Any) -> None:
@@ -797,9 +806,7 @@ class BasicCRUD:
         if writer is not None and data.keys() <= writer.attrs:
             values = writer.new_values({**data, "id": new_id(self.services.settings.id_prefix)})
             record = self._write_rows(ctx, lambda conn: writer.insert(conn, values))
-            audit = getattr(self.services, "audit", None)
-            if audit is not None:
-                audit.note_row(ctx, self.model, record.id, "create", reason, None, values)
+            self._audit_row(ctx, record.id, "create", reason, None, values)
             self.roles_changed(ctx, [record])
             return record
         record = self.model(**data)
@@ -896,10 +903,8 @@ class BasicCRUD:
             if written is None:
                 ctx.db.rollback()
                 raise self._stale()
-            audit = getattr(self.services, "audit", None)
-            if audit is not None:
-                audit.note_row(ctx, self.model, record.id, "update", rule,
-                               {k: getattr(record, k) for k in values}, values)
+            self._audit_row(ctx, record.id, "update", rule,
+                            {k: getattr(record, k) for k in values}, values)
             record = written
         self.roles_changed(ctx, [record], old_owner)
         body = self.serialize(ctx, record)
