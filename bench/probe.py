@@ -351,7 +351,7 @@ def redis_server(work: Path):
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--db", default="", help="SQLAlchemy URL (default: a new SQLite file)")
-    ap.add_argument("--scale", default="tiny", choices=("tiny", "full"))
+    ap.add_argument("--scale", default="tiny", choices=("tiny", "medium", "full"))
     ap.add_argument("-n", type=int, default=100, help="requests per operation")
     ap.add_argument("--profile", choices=tuple(OPERATIONS), help="profile one operation")
     ap.add_argument("--app", default="apicrud", choices=("apicrud",) + BASELINES)
