@@ -64,6 +64,7 @@ class RequestContext:
         self.language_of: Callable[[], str] = lambda: "en"
         self._db: Session | None = None
         self._reads: Connection | None = None  # see reads()
+        self._conn: Connection | None = None  # see connection()
         self.after_commit: list = []  # callables run once the transaction is committed
         # callables run when the transaction is rolled back or its commit fails: undo
         # what was done outside the database (e.g. delete an object already stored)
@@ -105,7 +106,9 @@ class RequestContext:
         (apicrud.db.engine.Database.session): on PostgreSQL it sends no BEGIN/COMMIT
         until it writes, and a write still commits (or rolls back) whole in finish()."""
         if self._db is None:
-            self._db = self.services.db.session(read_only=self.method in _READS)
+            conn = self._conn
+            self._db = self.services.db.session(read_only=self.method in _READS) \
+                if conn is None else self.services.db.session_on(conn)
             self._db.info["apicrud_ctx"] = self  # the audit trail's flush listener
         return self._db
 
@@ -121,9 +124,41 @@ class RequestContext:
         if conn is not None:
             return conn
         if self._db is not None or self.method not in _READS:
-            return self.db.connection()
+            return self.connection()
         conn = self._reads = self.services.db.read_connection()
         return conn
+
+    def connection(self) -> Connection:
+        """The connection of the request's transaction, for Core statements (a plain
+        write, the read of the row it changes, a reference check). A write request
+        that has not opened its session gets one from the pool without an ORM
+        session's bookkeeping; a session opened later is bound to it and joins its
+        transaction (one transaction, one connection), and finish() commits or rolls
+        back both. Once the session is open, its connection."""
+        if self._db is not None:
+            return self._db.connection()
+        if self.method in _READS:
+            return self.db.connection()  # a GET that writes: in its session, as before
+        conn = self._conn
+        if conn is None:
+            conn = self._conn = self.services.db.engine.connect()
+        return conn
+
+    def rollback(self) -> None:
+        """Roll back what the request wrote so far (a refused or conflicting write it
+        answers for itself), and give the request's connection back to the pool
+        unless its session holds objects (they stay attached and are read again when
+        used): the next statement starts a new transaction either way."""
+        session, conn = self._db, self._conn
+        if session is not None:
+            session.rollback()
+            if conn is None or session.identity_map or session.new:
+                return  # (its objects stay attached, to be read again)
+            session.close()
+            self._db = None
+        if conn is not None:
+            self._conn = None
+            conn.close()  # (returned to the pool, which rolls it back)
 
     def audit_intent(self, record: Any, action: str | None, rule: str | None) -> None:
         """Say why the write of ``record`` about to be flushed was allowed (the rule the
@@ -138,10 +173,15 @@ class RequestContext:
             self._reads.close()  # (it only read: its pool's reset ends what it began)
             self._reads = None
         if self._db is None and not (ok and self.audit_pending):
-            if not ok:
-                self._rolled_back()
+            conn, self._conn = self._conn, None
+            if conn is None:
+                if not ok:
+                    self._rolled_back()
+                return
+            self._end_connection(conn, ok)
             return
         committed = False
+        conn = self._conn
         try:
             if ok:
                 # the audit entries, in the write's transaction, just before commit
@@ -152,18 +192,25 @@ class RequestContext:
                 # request commits without asking: the question costs more than it saves)
                 if self.method not in _READS or \
                         not self.services.db.nothing_to_commit(self.db):
-                    self.db.commit()
+                    self.db.commit()  # on a connection of its own: flushes, joined
+                    if conn is not None:
+                        conn.commit()
                 committed = True
             else:
                 self.db.rollback()
         finally:
             self.db.close()
             self._db = None
+            if conn is not None:
+                self._conn = None
+                conn.close()  # (after a failure: returned to the pool, rolled back)
             conditions.SESSION.set(None)
             if not committed:
                 self._rolled_back()
-        if not ok:
-            return
+        if ok:
+            self._after_commit()
+
+    def _after_commit(self) -> None:
         # the write is committed and its answer stands: a failing follow-up (e.g. a
         # cache drop while Redis is away; caches expire on their own) is logged, not
         # turned into an error that would invite the client to write again
@@ -175,6 +222,21 @@ class RequestContext:
                 log.error("after-commit step failed; the write stands",
                           exc_info=True, extra={"event": "after_commit_failed",
                                                 "request_id": self.request_id})
+
+    def _end_connection(self, conn: Connection, ok: bool) -> None:
+        """finish() of a request whose writes ran on its connection alone."""
+        committed = False
+        try:
+            if ok:
+                conn.commit()
+                committed = True
+        finally:
+            conn.close()  # (uncommitted: the pool's reset rolls it back)
+            conditions.SESSION.set(None)
+            if not committed:
+                self._rolled_back()
+        if committed:
+            self._after_commit()
 
     def _rolled_back(self) -> None:
         """Run the ``on_rollback`` steps once; one that fails is logged, the others run."""

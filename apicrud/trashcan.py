@@ -180,7 +180,7 @@ class Trashcan:
         try:
             ctx.db.flush()
         except IntegrityError:
-            ctx.db.rollback()
+            ctx.rollback()
             raise Conflict(N_("%(resource)s %(id)s conflicts with a live record; rename or remove "
                               "that one first", resource=res.name, id=record.id)) from None
         controller.roles_changed(ctx, [record])
@@ -219,7 +219,7 @@ class Trashcan:
         try:
             ctx.db.flush()
         except IntegrityError:
-            ctx.db.rollback()
+            ctx.rollback()
             raise Conflict(N_("a record to purge is still referenced")) from None
         audit = required(self.services.audit, "the audit trail (apicrud.audit)")
         for res, record, _ in out:

@@ -322,7 +322,7 @@ class AccountController(BasicCRUD):
         try:
             ctx.db.flush()
         except IntegrityError:
-            ctx.db.rollback()
+            ctx.rollback()
             raise Conflict(N_("identity: the address was taken meanwhile"),
                            errors={"identity": N_("already in use")}) from None
         log.info("address changed", extra={"event": "identity_changed", "uid": person.id})

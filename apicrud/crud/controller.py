@@ -441,11 +441,11 @@ class BasicCRUD:
             audit.note_row(ctx, self.model, record_id, action, rule, old, new)
 
     def _write_rows(self, ctx: RequestContext, write: Callable[[Any], Any]) -> Any:
-        """Run a Core write on the session's connection; a conflict rolls back (409)."""
+        """Run a Core write on the request's connection; a conflict rolls back (409)."""
         try:
-            return write(ctx.db.connection())
+            return write(ctx.connection())
         except IntegrityError as exc:
-            ctx.db.rollback()
+            ctx.rollback()
             raise integrity_problem(exc, self.resource.name) from None
 
     def _load(self, ctx: RequestContext, id_: str, for_update: bool = False,
@@ -464,7 +464,7 @@ class BasicCRUD:
         stmt, joined = self._load_statement(ctx, lock, dialect, columns)
         # rows need no ORM session layer: the session's own connection runs the statement
         row = (ctx.db.execute(stmt, {"load_id": id_}) if columns is None else
-               (ctx.db.connection() if for_update else ctx.reads()).execute(
+               (ctx.connection() if for_update else ctx.reads()).execute(
                    stmt, {"load_id": id_})).first()
         if row is None:
             record = None
@@ -615,12 +615,13 @@ class BasicCRUD:
                 continue  # the caller's own record (their person): it exists while they do
             # only the columns the evaluator reads: a row, not a whole ORM object
             columns = self.access.record_columns(target.name)
+            conn = self._reference_connection(ctx)
             if fold:
                 stmt = self._reference_statement(ctx, target, columns, fold)
-                record = ctx.db.execute(stmt, {"id": value, **{
+                record = conn.execute(stmt, {"id": value, **{
                     f"rel_{i}": v for i, (_, _, _, _, v) in enumerate(fold)}}).first()
             else:
-                record = Repository(target.model).get_live(ctx.db, value, *columns)
+                record = Repository(target.model).get_live(conn, value, *columns)
             if record is None or not self.access.allows(ctx.principal, "r", target.name,
                                                         record):
                 raise NotFound(N_("%(field)s: %(resource)s %(id)s not found", field=attr,
@@ -635,6 +636,16 @@ class BasicCRUD:
         for attr in self.resource.file_refs:
             if data.get(attr) is not None:
                 self._check_file_field(ctx, attr, data[attr])
+
+    @staticmethod
+    def _reference_connection(ctx: RequestContext) -> Any:
+        """Where a reference check reads: the request's connection (rows, no ORM layer),
+        after flushing what the session holds, as the session's own autoflush would (a
+        batch may name a record it created before)."""
+        session = ctx.open_session
+        if session is not None and (session.new or session.dirty or session.deleted):
+            session.flush()
+        return ctx.connection()
 
     def _foldable_related(self, ctx: RequestContext, data: dict[str, Any],
                           ) -> list[tuple[str, str, Any, str, Any]]:
@@ -762,10 +773,10 @@ class BasicCRUD:
         try:
             ctx.db.flush()
         except IntegrityError as exc:
-            ctx.db.rollback()
+            ctx.rollback()
             raise integrity_problem(exc, self.resource.name) from None
         except StaleDataError:
-            ctx.db.rollback()
+            ctx.rollback()
             raise self._stale() from None
 
     def _stale(self) -> Problem:
@@ -901,7 +912,7 @@ class BasicCRUD:
             written, values = self._write_rows(
                 ctx, lambda conn: writer.update(conn, record, changes))
             if written is None:
-                ctx.db.rollback()
+                ctx.rollback()
                 raise self._stale()
             self._audit_row(ctx, record.id, "update", rule,
                             {k: getattr(record, k) for k in values}, values)

@@ -94,6 +94,14 @@ class Database:
             return self.sessionmaker(bind=self._reads)
         return self.sessionmaker()
 
+    def session_on(self, conn: Connection) -> Session:
+        """A session on ``conn``, inside the transaction of that connection (begun here
+        if it was not yet): its flushes run there, its commit commits nothing (the
+        connection's owner commits), its rollback rolls the connection's back."""
+        if not conn.in_transaction():
+            conn.begin()
+        return self.sessionmaker(bind=conn, join_transaction_mode="rollback_only")
+
     def read_connection(self) -> Connection:
         """A connection for a request that only reads (a GET's Core reads without an ORM
         session): from the pool :meth:`session` gives a ``read_only`` session."""

@@ -144,7 +144,7 @@ class FileController(BasicCRUD):
                                    "records (held: %(held)s)", grant=name, limit=limit,
                                    resource=self.resource.name, held=held),
                                 slug="grant-exceeded", grant=name, limit=limit)
-        ctx.db.rollback()  # no transaction stays open while the bytes arrive
+        ctx.rollback()  # no transaction stays open while the bytes arrive
 
     # -- writing ----------------------------------------------------------------------
     def _form_values(self, ctx: RequestContext, fields: dict[str, Any],

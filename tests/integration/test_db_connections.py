@@ -7,7 +7,10 @@
   is still one transaction: rolled back whole, committed whole, locks held to the end;
   elsewhere it is an ordinary session;
 - a GET's Core reads run on one connection of the read pool without an ORM session,
-  returned when the request ends however it ends; a write request reads in its session.
+  returned when the request ends however it ends; a write request reads in its session;
+- a write request's Core statements run on one connection of its own, a session opened
+  later joins that connection's transaction, and the commit or rollback takes both; a
+  rollback mid-request, a failed commit and every HTTP outcome give the connection back.
 """
 
 from __future__ import annotations
@@ -300,4 +303,125 @@ def test_gets_over_http_leave_no_connection_checked_out(server, user):
                          ("/message", {"count": "none", "limit": 1})):
         for _ in range(3):
             assert user.api.get(path, params=params).status_code in (200, 400, 404)
+    assert pool.checkedout() == idle
+
+
+def _names(db, table) -> list[str]:
+    with db.session() as check:  # another connection: what is committed
+        return check.execute(select(table.c.name).order_by(table.c.id)).scalars().all()
+
+
+@pytest.mark.parametrize("ok", [True, False])
+def test_a_write_requests_connection_and_its_session_are_one_transaction(db, table, ok):
+    """A Core write on the request's connection, then the ORM's (a session opened later):
+    one connection (a second one would wait for SQLite's writer lock), one transaction,
+    each seeing the other's writes, nothing visible outside before the commit, and the
+    commit or the rollback takes both; the connection goes back to the pool."""
+    pool = db.engine.pool
+    before = pool.checkedout()
+    ctx = _context(db, "POST")
+    conn = ctx.connection()
+    assert ctx.connection() is conn and ctx.open_session is None
+    conn.execute(insert(table).values(id=11, name="core"))
+    session = ctx.db
+    assert session.connection() is conn and ctx.connection() is conn
+    session.add(Probe(id=12, name="orm"))
+    session.flush()
+    assert conn.execute(select(func.count()).select_from(table)).scalar_one() == 2
+    assert ctx.reads() is conn
+    if _server(db):  # (SQLite's WAL readers see the last commit too; a server's, surely)
+        assert _names(db, table) == []
+    assert pool.checkedout() == before + 1
+    done: list[str] = []
+    ctx.after_commit.append(lambda: done.append("after_commit"))
+    ctx.on_rollback.append(lambda: done.append("on_rollback"))
+    ctx.finish(ok)
+    assert done == (["after_commit"] if ok else ["on_rollback"])
+    assert _names(db, table) == (["core", "orm"] if ok else [])
+    assert pool.checkedout() == before and conn.closed and ctx.open_session is None
+
+
+@pytest.mark.parametrize("ok", [True, False])
+def test_a_write_request_on_its_connection_alone_commits_or_rolls_back(db, table, ok):
+    pool = db.engine.pool
+    before = pool.checkedout()
+    ctx = _context(db, "PATCH")
+    ctx.connection().execute(insert(table).values(id=21, name="alone"))
+    done: list[str] = []
+    ctx.after_commit.append(lambda: done.append("after_commit"))
+    ctx.on_rollback.append(lambda: done.append("on_rollback"))
+    ctx.finish(ok)
+    assert ctx.open_session is None and pool.checkedout() == before
+    assert done == (["after_commit"] if ok else ["on_rollback"])
+    assert _names(db, table) == (["alone"] if ok else [])
+
+
+def test_a_failed_commit_of_the_connection_runs_the_rollback_steps(db, table, monkeypatch):
+    ctx = _context(db, "POST")
+    conn = ctx.connection()
+    conn.execute(insert(table).values(id=31, name="lost"))
+    done: list[str] = []
+    ctx.after_commit.append(lambda: done.append("after_commit"))
+    ctx.on_rollback.append(lambda: done.append("on_rollback"))
+
+    def refuse() -> None:
+        raise RuntimeError("the server went away")
+
+    monkeypatch.setattr(conn, "commit", refuse)
+    with pytest.raises(RuntimeError):
+        ctx.finish(True)
+    assert done == ["on_rollback"] and conn.closed
+    assert _names(db, table) == []
+
+
+def test_a_rollback_mid_request_gives_the_connection_back_and_work_goes_on(db, table):
+    """ctx.rollback() (a conflict the controller answers for itself): what was written is
+    gone, a connection without a session holding objects returns to the pool, and the
+    request's next write starts a new transaction; objects of a session stay attached."""
+    with db.session() as session, session.begin():
+        session.add(Probe(id=40, name="earlier"))
+    pool = db.engine.pool
+    before = pool.checkedout()
+    ctx = _context(db, "POST")
+    ctx.connection().execute(insert(table).values(id=41, name="undone"))
+    ctx.db.execute(select(func.count()).select_from(table)).scalar_one()  # a session, empty
+    ctx.rollback()
+    assert pool.checkedout() == before and ctx.open_session is None
+    ctx.connection().execute(insert(table).values(id=42, name="undone too"))
+    probe = ctx.db.get(Probe, 40)
+    ctx.db.add(Probe(id=43, name="new, undone"))
+    ctx.db.flush()
+    ctx.rollback()  # the session holds a loaded object: it stays, on the same connection
+    assert ctx.open_session is not None and pool.checkedout() == before + 1
+    assert probe.name == "earlier"  # read again, attached
+    ctx.connection().execute(insert(table).values(id=44, name="after"))
+    ctx.finish(True)
+    assert _names(db, table) == ["earlier", "after"] and pool.checkedout() == before
+
+
+def test_writes_over_http_leave_no_connection_checked_out(server, user, other_user):
+    """Created, refused, conflicting, stale, malformed and deleted: each write request
+    returns the connection it took, whichever way (Core or ORM) it wrote."""
+    pool = server.services.db.engine.pool
+    lst = user.api.post("/list", json={"name": "pool writes", "privacy": "member"}).json()
+    secret = other_user.api.post("/list", json={"name": "not yours", "privacy": "secret"}).json()
+    idle = pool.checkedout()
+    msg = user.api.post("/message", json={"list_id": lst["id"], "subject": "s"})
+    assert msg.status_code == 201
+    mid, tag = msg.json()["id"], msg.headers["ETag"]
+    for _ in range(2):
+        for method, path, body, headers, status in (
+                ("post", "/message", {"list_id": lst["id"], "subject": "t"}, {}, 201),
+                ("post", "/message", {"list_id": secret["id"], "subject": "t"}, {}, 404),
+                ("post", "/message", {"list_id": lst["id"], "subject": 5}, {}, 400),
+                ("post", "/list", {"name": "pool writes"}, {}, 409),
+                ("patch", f"/message/{mid}", {"subject": "u"},
+                 {"If-Match": '"0123456789abcdef0123"'}, 412),
+                ("patch", f"/message/{mid}", {"version": 9}, {}, 400),
+                ("put", "/person/x-nosuchperson00000", {"name": "n"}, {}, 404)):
+            resp = getattr(user.api, method)(path, json=body, headers=headers)
+            assert resp.status_code == status, (method, path, resp.text)
+    done = user.api.patch(f"/message/{mid}", json={"subject": "v"}, headers={"If-Match": tag})
+    assert done.status_code == 200
+    assert user.api.delete(f"/message/{mid}").status_code in (200, 204)
     assert pool.checkedout() == idle

@@ -75,7 +75,8 @@ def controller(access):
 
 
 def context(session):
-    return SimpleNamespace(db=session, related={}, memo={}, services=None,
+    return SimpleNamespace(db=session, open_session=session, connection=session.connection,
+                           related={}, memo={}, services=None,
                            principal=SimpleNamespace(uid="f2", access_key=("k",),
                                                      is_admin=False))
 
