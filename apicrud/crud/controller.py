@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, bindparam, func, select
@@ -20,6 +21,7 @@ from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 from sqlalchemy.orm.exc import StaleDataError
+from sqlalchemy.types import TypeDecorator
 
 from apicrud.access import fields as fieldrules
 from apicrud.access.policy import VERBS
@@ -140,7 +142,9 @@ class BasicCRUD:
 
     def serialize(self, ctx: RequestContext, record: Any) -> dict[str, Any]:
         """The record as the caller may see it: exposed fields, ``rbac``, related values."""
-        out = {name: json_value(getattr(record, name)) for name in self.resource.exposed}
+        out = {name: getattr(record, name) for name in self.resource.exposed}
+        for name in self._timed_fields:
+            out[name] = json_value(out[name])
         if "rbac" in self.resource.computed:
             out["rbac"] = self.record_actions(ctx, record)
         allowed = self.access.read_fields(ctx.principal, self.resource.name, record)
@@ -155,6 +159,26 @@ class BasicCRUD:
                 if allowed is None or prop in allowed:
                     out[prop] = json_value(ctx.related.get((target, getattr(record, via))))
         return fieldrules.limit(out, allowed)
+
+    @cached_property
+    def _timed_fields(self) -> tuple[str, ...]:
+        """The exposed fields whose values may need :func:`json_value` (a date-time): all
+        but the columns whose type says they hold something else (a type decorator may
+        turn anything into a date-time: its fields keep the conversion)."""
+        table = getattr(self.model, "__table__", None)
+        timed = []
+        for name in self.resource.exposed:
+            column = table.c.get(name) if table is not None else None
+            kind = None
+            if column is not None and not isinstance(column.type, TypeDecorator):
+                try:
+                    kind = column.type.python_type
+                except NotImplementedError:
+                    pass
+            if kind is None or issubclass(kind, datetime) or \
+                    not issubclass(kind, (str, int, float, bool, Decimal)):
+                timed.append(name)
+        return tuple(timed)
 
     def record_actions(self, ctx: RequestContext, record: Any) -> str:
         """The ``rbac`` letters of a record: what :meth:`authorize` would allow. A
@@ -180,7 +204,7 @@ class BasicCRUD:
             inputs = self.access.record_columns(target) if limited else ()
             stmt = self._prefetch_statement(ctx, target, fieldname, inputs, len(ids) == 1)
             rows = ctx.reads().execute(stmt, {"ids": sorted(ids)} if len(ids) > 1
-                                               else {"id": next(iter(ids))})
+                                               else {"id": next(iter(ids))}).all()
             for row in rows:
                 if limited:
                     allowed = self.access.read_fields(ctx.principal, target,

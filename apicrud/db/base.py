@@ -44,7 +44,10 @@ def naive_utc(text: str) -> datetime:
 
 def iso_datetime(value: datetime) -> str:
     """A stored (naive UTC) date-time as JSON shows it: RFC 3339 with microseconds and
-    ``Z`` (``2026-01-31T12:00:00.000000Z``)."""
+    ``Z`` (``2026-01-31T12:00:00.000000Z``); an aware one (a ``timezone=True`` column, a
+    computed value) is shown in UTC the same way."""
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC).replace(tzinfo=None)
     return value.isoformat(timespec="microseconds") + "Z"
 
 

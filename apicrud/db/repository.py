@@ -188,5 +188,5 @@ class Repository:
         if columns:
             make = row_class(self.model).of
             return [make(keys, row)
-                    for row in _connection(session).execute(stmt, params or {})]
+                    for row in _connection(session).execute(stmt, params or {}).all()]
         return list(session.execute(stmt, params or {}).scalars())
