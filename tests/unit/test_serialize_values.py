@@ -6,7 +6,7 @@ the ones where the column type alone would not say so."""
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from types import SimpleNamespace
 
 from sqlalchemy import Date, DateTime, Integer, String
@@ -51,7 +51,7 @@ class Event(Base):
 
     @property
     def reminder(self) -> datetime:  # exposed, no column
-        return datetime(2026, 12, 1, 8, 0, tzinfo=timezone.utc)
+        return datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
 
 
 class Access:
