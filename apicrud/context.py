@@ -152,7 +152,7 @@ class RequestContext:
         session, conn = self._db, self._conn
         if session is not None:
             session.rollback()
-            if conn is None or session.identity_map or session.new:
+            if conn is None or session.identity_map:
                 return  # (its objects stay attached, to be read again)
             session.close()
             self._db = None
@@ -172,38 +172,39 @@ class RequestContext:
         if self._reads is not None:
             self._reads.close()  # (it only read: its pool's reset ends what it began)
             self._reads = None
-        if self._db is None and not (ok and self.audit_pending):
-            conn, self._conn = self._conn, None
-            if conn is None:
-                if not ok:
-                    self._rolled_back()
-                return
-            self._end_connection(conn, ok)
+        conn = self._conn
+        # the audit entries are written through the session (its listeners get it)
+        session = self.db if ok and self._db is None and self.audit_pending else self._db
+        if session is None and conn is None:
+            if not ok:
+                self._rolled_back()
             return
         committed = False
-        conn = self._conn
         try:
             if ok:
-                # the audit entries, in the write's transaction, just before commit
-                audit = self.services.audit
-                if audit is not None:
-                    audit.flush(self, self.db)
-                # a read that wrote nothing only closes its session below (a write
-                # request commits without asking: the question costs more than it saves)
-                if self.method not in _READS or \
-                        not self.services.db.nothing_to_commit(self.db):
-                    self.db.commit()  # on a connection of its own: flushes, joined
-                    if conn is not None:
-                        conn.commit()
+                if session is not None:
+                    # the audit entries, in the write's transaction, just before commit
+                    audit = self.services.audit
+                    if audit is not None:
+                        audit.flush(self, session)
+                    # a read that wrote nothing only closes its session below (a write
+                    # request commits without asking: the question costs more than it
+                    # saves); on the request's connection its commit flushes, joined
+                    if self.method not in _READS or \
+                            not self.services.db.nothing_to_commit(session):
+                        session.commit()
+                if conn is not None:
+                    conn.commit()
                 committed = True
-            else:
-                self.db.rollback()
+            elif session is not None:
+                session.rollback()
         finally:
-            self.db.close()
-            self._db = None
-            if conn is not None:
+            if session is not None:
+                session.close()
+                self._db = None
+            if conn is not None:  # (uncommitted: the pool's reset rolls it back)
+                conn.close()
                 self._conn = None
-                conn.close()  # (after a failure: returned to the pool, rolled back)
             conditions.SESSION.set(None)
             if not committed:
                 self._rolled_back()
@@ -222,21 +223,6 @@ class RequestContext:
                 log.error("after-commit step failed; the write stands",
                           exc_info=True, extra={"event": "after_commit_failed",
                                                 "request_id": self.request_id})
-
-    def _end_connection(self, conn: Connection, ok: bool) -> None:
-        """finish() of a request whose writes ran on its connection alone."""
-        committed = False
-        try:
-            if ok:
-                conn.commit()
-                committed = True
-        finally:
-            conn.close()  # (uncommitted: the pool's reset rolls it back)
-            conditions.SESSION.set(None)
-            if not committed:
-                self._rolled_back()
-        if committed:
-            self._after_commit()
 
     def _rolled_back(self) -> None:
         """Run the ``on_rollback`` steps once; one that fails is logged, the others run."""
