@@ -8,6 +8,7 @@ Every rule is evaluated by a pair of functions kept side by side, :func:`_rule_a
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -56,6 +57,11 @@ def _value(record: Any, name: str | None) -> Any:
     if isinstance(record, dict):
         return record.get(name)
     return getattr(record, name, None)
+
+
+def _every_field(record: Any) -> None:
+    """The answer of :meth:`AccessControl.read_fields_for` where no entry limits fields."""
+    return None
 
 
 def _add(a: frozenset[str] | None, b: frozenset[str] | None) -> frozenset[str] | None:
@@ -283,18 +289,55 @@ class AccessControl:
         privacy; so it is memoized on those (a page of 25 records has a handful of
         distinct keys).
         """
+        return self.actions_for(principal, resource)(record)
+
+    def actions_for(self, principal: Principal, resource: str) -> Callable[[Any], str]:
+        """:meth:`actions` of ``principal`` on records of ``resource``, as one function
+        for a page of them: what depends only on the caller and the resource is looked up
+        once."""
+        keys = self._record_keys(principal, resource, "a")
+        memo, compute = self._actions_memo, self._actions
+        if keys is None:
+            return lambda record: compute(principal, resource, record)
+
+        def letters(record: Any) -> str:
+            key = keys(record)
+            if key is None:
+                return compute(principal, resource, record)
+            found = memo.get(key)
+            if found is None:
+                found = memo.put(key, compute(principal, resource, record))
+            return found
+        return letters
+
+    def _record_keys(self, principal: Principal, resource: str,
+                     head: str) -> Callable[[Any], tuple[Any, ...] | None] | None:
+        """The memo key of an answer (``head``: which one) about a record of ``resource``
+        for ``principal``: all the answer reads of the record (whether the caller owns it,
+        the caller's level in each membership it names, its privacy) and of the caller
+        (its access key). None where answers are not memoized (no inputs known, or
+        conditions, which read more of the record); the function gives None for no
+        record."""
         inputs = self._record_inputs.get(resource)
-        if inputs is None or record is None or resource in self._conditional:
-            return self._actions(principal, resource, record)
+        if inputs is None or resource in self._conditional:
+            return None
         owner, attrs, privacy = inputs
-        key = (principal.access_key, resource,
-               owner is not None and _value(record, owner) == principal.uid,
-               tuple(principal.memberships.get(_value(record, a)) for a in attrs),
-               _value(record, privacy) if privacy else None)
-        found = self._actions_memo.get(key)
-        if found is None:
-            found = self._actions_memo.put(key, self._actions(principal, resource, record))
-        return found
+        base = (head, principal.access_key, resource)
+        uid = principal.uid
+        level = cast(Callable[[Any], str | None], principal.memberships.get)  # (any value)
+
+        def key(record: Any) -> tuple[Any, ...] | None:
+            if record is None:
+                return None
+            if isinstance(record, dict):
+                get = record.get
+                return (*base, owner is not None and get(owner) == uid,
+                        tuple([level(get(a)) for a in attrs]),
+                        get(privacy) if privacy else None)
+            return (*base, owner is not None and getattr(record, owner, None) == uid,
+                    tuple([level(getattr(record, a, None)) for a in attrs]),
+                    getattr(record, privacy, None) if privacy else None)
+        return key
 
     def _actions(self, principal: Principal, resource: str, record: Any) -> str:
         held: set[str] = set()
@@ -375,17 +418,25 @@ class AccessControl:
         ``rbac`` always), memoized as :meth:`actions` is."""
         if resource not in self._field_rules:
             return None
-        inputs = self._record_inputs.get(resource)
-        if inputs is None or record is None or resource in self._conditional:
-            return self._granted(principal, "r", resource, record)[0]
-        owner, attrs, privacy = inputs
-        key = ("r", principal.access_key, resource,
-               owner is not None and _value(record, owner) == principal.uid,
-               tuple(principal.memberships.get(_value(record, a)) for a in attrs),
-               _value(record, privacy) if privacy else None)
-        if key not in self._fields_memo:
-            self._fields_memo.put(key, self._granted(principal, "r", resource, record)[0])
-        return self._fields_memo[key]
+        return self.read_fields_for(principal, resource)(record)
+
+    def read_fields_for(self, principal: Principal,
+                        resource: str) -> Callable[[Any], frozenset[str] | None]:
+        """:meth:`read_fields` of ``principal`` on records of ``resource``, as one
+        function for a page of them."""
+        if resource not in self._field_rules:
+            return _every_field
+        keys = self._record_keys(principal, resource, "r")
+        memo = self._fields_memo
+
+        def fields(record: Any) -> frozenset[str] | None:
+            key = keys(record) if keys is not None else None
+            if key is None:
+                return self._granted(principal, "r", resource, record)[0]
+            if key not in memo:
+                memo.put(key, self._granted(principal, "r", resource, record)[0])
+            return memo[key]
+        return fields
 
     def write_fields(self, principal: Principal, action: str, resource: str,
                      record: Any) -> frozenset[str] | None:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 from functools import cached_property
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, bindparam, func, select
@@ -142,23 +143,75 @@ class BasicCRUD:
 
     def serialize(self, ctx: RequestContext, record: Any) -> dict[str, Any]:
         """The record as the caller may see it: exposed fields, ``rbac``, related values."""
-        out = {name: getattr(record, name) for name in self.resource.exposed}
-        for name in self._timed_fields:
-            out[name] = json_value(out[name])
-        if "rbac" in self.resource.computed:
-            out["rbac"] = self.record_actions(ctx, record)
-        allowed = self.access.read_fields(ctx.principal, self.resource.name, record)
-        if self.resource.related:
-            related = ctx.related
-            if self.access.has_conditions(self.resource.name) or any(
-                    (target, getattr(record, via)) not in related
-                    for via, target, _ in self.resource.related.values()
-                    if getattr(record, via) is not None):
-                self.prefetch(ctx, [record])  # (a page's were fetched at once)
-            for prop, (via, target, _) in self.resource.related.items():
+        resource = self.resource
+        if resource.related and (self.access.has_conditions(resource.name) or any(
+                (target, getattr(record, via)) not in ctx.related
+                for _, via, target in self._related_ids
+                if getattr(record, via) is not None)):
+            self.prefetch(ctx, [record])  # (a page's were fetched at once)
+        return self._serialized(ctx, [record])[0]
+
+    def serialize_page(self, ctx: RequestContext, records: list[Any]) -> list[dict[str, Any]]:
+        """A page of records, serialized after :meth:`prefetch` loaded their related
+        values: :meth:`serialize` of each. Where ``serialize`` and ``prefetch`` are this
+        class's own and no condition reads more of a record, one loop gives the same
+        answers, with what depends only on the caller and the resource (the evaluator's
+        functions for the ``rbac`` letters and the readable fields) looked up once."""
+        if not self._page_serializer or self.access.has_conditions(self.resource.name):
+            return [self.serialize(ctx, r) for r in records]
+        return self._serialized(ctx, records)
+
+    def _serialized(self, ctx: RequestContext, records: list[Any]) -> list[dict[str, Any]]:
+        """What :meth:`serialize` shows of each record, its related values loaded."""
+        name = self.resource.name
+        exposed, timed, related = self.resource.exposed, self._timed_fields, self._related_ids
+        values = self._exposed_values
+        rbac = "rbac" in self.resource.computed
+        if type(self).record_actions is BasicCRUD.record_actions:
+            letters = self.access.actions_for(ctx.principal, name)
+        else:
+            def letters(record: Any) -> str:
+                return self.record_actions(ctx, record)
+        limited = self.access.has_field_rules(name)
+        readable = self.access.read_fields_for(ctx.principal, name)
+        known = ctx.related
+        out = []
+        for record in records:
+            body = dict(zip(exposed, values(record), strict=True))
+            for field in timed:
+                value = body[field]
+                if isinstance(value, datetime):
+                    body[field] = iso_datetime(value)
+            if rbac:
+                body["rbac"] = letters(record)
+            allowed = readable(record) if limited else None
+            for prop, via, target in related:
                 if allowed is None or prop in allowed:
-                    out[prop] = json_value(ctx.related.get((target, getattr(record, via))))
-        return fieldrules.limit(out, allowed)
+                    value = known.get((target, getattr(record, via)))
+                    body[prop] = iso_datetime(value) if isinstance(value, datetime) else value
+            out.append(body if allowed is None else fieldrules.limit(body, allowed))
+        return out
+
+    @cached_property
+    def _page_serializer(self) -> bool:
+        """May :meth:`serialize_page` take its one loop (``serialize`` and ``prefetch``
+        are this class's own)?"""
+        cls = type(self)
+        return cls.serialize is BasicCRUD.serialize and cls.prefetch is BasicCRUD.prefetch
+
+    @cached_property
+    def _exposed_values(self) -> Callable[[Any], tuple[Any, ...]]:
+        """A record's exposed values, in the order of ``resource.exposed``."""
+        exposed = self.resource.exposed
+        if len(exposed) > 1:
+            return attrgetter(*exposed)
+        return lambda record: tuple(getattr(record, n) for n in exposed)
+
+    @cached_property
+    def _related_ids(self) -> tuple[tuple[str, str, str], ...]:
+        """(property, attribute holding the related id, target resource) per relation."""
+        return tuple((prop, via, target)
+                     for prop, (via, target, _) in self.resource.related.items())
 
     @cached_property
     def _timed_fields(self) -> tuple[str, ...]:
@@ -1078,7 +1131,7 @@ class BasicCRUD:
         embeds = self.selected_embeds(ctx)
         items, count, cursor = self.find_records(ctx, plain=True)
         self.prefetch(ctx, items)
-        rows = [self.serialize(ctx, r) for r in items]
+        rows = self.serialize_page(ctx, items)
         if fields:
             rows = [{k: row[k] for k in fields if k in row} for row in rows]
         if embeds:
