@@ -295,49 +295,45 @@ class AccessControl:
         """:meth:`actions` of ``principal`` on records of ``resource``, as one function
         for a page of them: what depends only on the caller and the resource is looked up
         once."""
-        keys = self._record_keys(principal, resource, "a")
-        memo, compute = self._actions_memo, self._actions
-        if keys is None:
-            return lambda record: compute(principal, resource, record)
+        return self._answers_for(principal, resource, self._actions_memo,
+                                 lambda record: self._actions(principal, resource, record))
 
-        def letters(record: Any) -> str:
-            key = keys(record)
-            if key is None:
-                return compute(principal, resource, record)
-            found = memo.get(key)
-            if found is None:
-                found = memo.put(key, compute(principal, resource, record))
-            return found
-        return letters
-
-    def _record_keys(self, principal: Principal, resource: str,
-                     head: str) -> Callable[[Any], tuple[Any, ...] | None] | None:
-        """The memo key of an answer (``head``: which one) about a record of ``resource``
-        for ``principal``: all the answer reads of the record (whether the caller owns it,
-        the caller's level in each membership it names, its privacy) and of the caller
-        (its access key). None where answers are not memoized (no inputs known, or
-        conditions, which read more of the record); the function gives None for no
-        record."""
+    def _answers_for(self, principal: Principal, resource: str, memo: Memo[Any, Any],
+                     compute: Callable[[Any], Any]) -> Callable[[Any], Any]:
+        """``compute(record)`` memoized in ``memo`` on what the answer reads: of the
+        caller, its access key; of the record, whether the caller owns it, the caller's
+        level in each membership it names, and its privacy. Answers are not memoized where
+        those inputs are unknown or conditions read more of the record, nor for no record.
+        The function keeps the answers it gave by the record's part of the key, so a page
+        hashes the caller's (long) access key once per distinct answer."""
         inputs = self._record_inputs.get(resource)
         if inputs is None or resource in self._conditional:
-            return None
+            return compute
         owner, attrs, privacy = inputs
-        base = (head, principal.access_key, resource)
+        base = (principal.access_key, resource)
         uid = principal.uid
         level = cast(Callable[[Any], str | None], principal.memberships.get)  # (any value)
+        seen: dict[tuple[Any, ...], Any] = {}
 
-        def key(record: Any) -> tuple[Any, ...] | None:
+        def answer(record: Any) -> Any:
             if record is None:
-                return None
+                return compute(record)
             if isinstance(record, dict):
                 get = record.get
-                return (*base, owner is not None and get(owner) == uid,
+                part = (owner is not None and get(owner) == uid,
                         tuple([level(get(a)) for a in attrs]),
                         get(privacy) if privacy else None)
-            return (*base, owner is not None and getattr(record, owner, None) == uid,
-                    tuple([level(getattr(record, a, None)) for a in attrs]),
-                    getattr(record, privacy, None) if privacy else None)
-        return key
+            else:
+                part = (owner is not None and getattr(record, owner, None) == uid,
+                        tuple([level(getattr(record, a, None)) for a in attrs]),
+                        getattr(record, privacy, None) if privacy else None)
+            if part in seen:
+                return seen[part]
+            key = base + part
+            found = memo[key] if key in memo else memo.put(key, compute(record))
+            seen[part] = found
+            return found
+        return answer
 
     def _actions(self, principal: Principal, resource: str, record: Any) -> str:
         held: set[str] = set()
@@ -426,17 +422,9 @@ class AccessControl:
         function for a page of them."""
         if resource not in self._field_rules:
             return _every_field
-        keys = self._record_keys(principal, resource, "r")
-        memo = self._fields_memo
-
-        def fields(record: Any) -> frozenset[str] | None:
-            key = keys(record) if keys is not None else None
-            if key is None:
-                return self._granted(principal, "r", resource, record)[0]
-            if key not in memo:
-                memo.put(key, self._granted(principal, "r", resource, record)[0])
-            return memo[key]
-        return fields
+        return self._answers_for(
+            principal, resource, self._fields_memo,
+            lambda record: self._granted(principal, "r", resource, record)[0])
 
     def write_fields(self, principal: Principal, action: str, resource: str,
                      record: Any) -> frozenset[str] | None:
