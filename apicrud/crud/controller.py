@@ -397,20 +397,17 @@ class BasicCRUD:
         whatever the page size, each embedded record under its own resource's read filter
         and serialized by its own controller (so its rules and rbac apply). What the
         caller may not read is null (to one) or absent (to many)."""
-        principal = ctx.principal
         for name in names:
             emb = self.resource.embeds[name]
             target = self.services.controllers[emb.resource]
-            model = target.model
-            readable = self.access.where(principal, emb.resource, model, "r")
             if not emb.many:
                 ids = sorted({getattr(r, emb.via) for r in records} - {None})
                 found = {}
                 if ids:
-                    rows = list(ctx.db.execute(select(model).where(
-                        model.id.in_(ids), live(model), readable)).scalars())
+                    rows = self._embedded(ctx, name, target, {"ids": ids})
                     target.prefetch(ctx, rows)
-                    found = {row.id: target.serialize(ctx, row) for row in rows}
+                    found = {row.id: body for row, body in
+                             zip(rows, target.serialize_page(ctx, rows), strict=True)}
                 for record, body in zip(records, bodies, strict=True):
                     if self._shows(ctx, record, name):
                         body[name] = found.get(getattr(record, emb.via))
@@ -418,22 +415,48 @@ class BasicCRUD:
             parents = sorted({r.id for r in records})
             children: dict[Any, list[dict[str, Any]]] = {i: [] for i in parents}
             if parents:
+                rows = self._embedded(ctx, name, target, {"ids": parents})
+                target.prefetch(ctx, rows)
+                for row, body in zip(rows, target.serialize_page(ctx, rows), strict=True):
+                    children[getattr(row, emb.via)].append(body)
+            for record, body in zip(records, bodies, strict=True):
+                if self._shows(ctx, record, name):
+                    body[name] = children.get(record.id, [])
+
+    def _embedded(self, ctx: RequestContext, name: str, target: BasicCRUD,
+                  params: dict[str, Any]) -> list[Any]:
+        """The records of embed ``name`` for the ids in ``params`` (the records it points
+        to; to many, the parents' children, at most the embed's limit each, in its sort),
+        under the target's read filter for the caller: rows where the target reads rows
+        (:attr:`plain_reads`), else ORM objects. The statement is built once per embed
+        and caller's access key."""
+        emb = self.resource.embeds[name]
+        columns = target.row_columns
+        key = ("embed", name, ctx.principal.access_key)
+        stmt = self._prefetch_memo.get(key)
+        if stmt is None:
+            model = target.model
+            readable = self.access.where(ctx.principal, emb.resource, model, "r")
+            picked = select(*columns) if columns is not None else select(model)
+            if not emb.many:
+                stmt = picked.where(model.id.in_(bindparam("ids", expanding=True)),
+                                    live(model), readable)
+            else:
                 via = getattr(model, emb.via)
                 sort = q.parse_sort(emb.sort, target.resource.fields)
                 rank = func.row_number().over(
                     partition_by=via, order_by=q.order_by(sort, target.resource.fields,
                                                           model.id)).label("rank")
                 ranked = select(model.id.label("eid"), rank).where(
-                    via.in_(parents), live(model), readable).subquery()
-                rows = list(ctx.db.execute(
-                    select(model).join(ranked, ranked.c.eid == model.id)
-                    .where(ranked.c.rank <= emb.limit).order_by(via, ranked.c.rank)).scalars())
-                target.prefetch(ctx, rows)
-                for row in rows:
-                    children[getattr(row, emb.via)].append(target.serialize(ctx, row))
-            for record, body in zip(records, bodies, strict=True):
-                if self._shows(ctx, record, name):
-                    body[name] = children.get(record.id, [])
+                    via.in_(bindparam("ids", expanding=True)), live(model),
+                    readable).subquery()
+                stmt = picked.join(ranked, ranked.c.eid == model.id) \
+                    .where(ranked.c.rank <= emb.limit).order_by(via, ranked.c.rank)
+            stmt = self._prefetch_memo.put(key, stmt)
+        if columns is None:
+            return list(ctx.db.execute(stmt, params).scalars())
+        make = target.row_class.of
+        return [make(target.row_keys, row) for row in ctx.reads().execute(stmt, params).all()]
 
     def _check_selection(self, ctx: RequestContext, record: Any,
                          fields: tuple[str, ...] | None, embeds: tuple[str, ...]) -> None:

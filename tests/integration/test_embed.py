@@ -110,3 +110,58 @@ def test_unknown_embeds_are_400(world):
                    400, "embed")
     # embed properties are not fields: fields= cannot name them
     assert_problem(owner.api.get("/message", params={"fields": "list"}), 400, "fields")
+
+
+# -- the embed statements are built once per embed and caller's access, then reused ------
+
+def _embedded_lists(api, secret, public):
+    resp = api.get("/message", params={
+        "filter": json.dumps({"list_id": [public["id"], secret["id"]]}), "embed": "list",
+        "limit": 100})
+    assert resp.status_code == 200, resp.text
+    return {i["id"]: i["list"] for i in resp.json()["items"] if i["list_id"] == secret["id"]}
+
+
+def test_two_callers_embedding_in_turns_each_get_their_own_answer(world):
+    _server, _owner, reader, member, public, secret, _msgs = world
+    for _ in range(3):
+        assert set(map(str, _embedded_lists(reader.api, secret, public).values())) == {"None"}
+        mine = _embedded_lists(member.api, secret, public)
+        assert mine and all(lst and lst["id"] == secret["id"] for lst in mine.values())
+        kids = member.api.get(f"/list/{secret['id']}", params={"embed": "messages"}).json()
+        assert len(kids["messages"]) == 5
+        assert reader.api.get(f"/list/{secret['id']}",
+                              params={"embed": "messages"}).status_code == 404
+
+
+def test_a_membership_between_two_requests_changes_the_next_embed(world):
+    server, owner, _reader, _member, public, secret, _msgs = world
+    newcomer = make_user(server)
+    assert set(map(str, _embedded_lists(newcomer.api, secret, public).values())) == {"None"}
+    found = newcomer.api.get("/list", params={"filter": json.dumps({"id": public["id"]}),
+                                              "embed": "messages"}).json()["items"][0]
+    assert all(m["privacy"] == "public" for m in found["messages"])
+    grant = owner.api.post("/listmember", json={"list_id": secret["id"], "uid": newcomer.uid,
+                                                "authorization": "member"})
+    assert grant.status_code == 201, grant.text
+    assert all(lst and lst["id"] == secret["id"]
+               for lst in _embedded_lists(newcomer.api, secret, public).values())
+    assert owner.api.delete(f"/listmember/{grant.json()['id']}").status_code in (200, 204)
+    assert set(map(str, _embedded_lists(newcomer.api, secret, public).values())) == {"None"}
+
+
+def test_every_embedded_record_is_what_its_get_shows(world):
+    _server, owner, reader, member, public, secret, _msgs = world
+    for caller in (owner, reader, member):
+        api = caller.api
+        items = api.get("/message", params={
+            "filter": json.dumps({"list_id": [public["id"], secret["id"]]}),
+            "embed": "list", "limit": 100}).json()["items"]
+        for item in items:
+            if item["list"] is not None:
+                assert item["list"] == api.get(f"/list/{item['list_id']}").json()
+        lists = api.get("/list", params={"embed": "messages", "limit": 100}).json()["items"]
+        assert lists
+        for lst in lists:
+            for message in lst["messages"]:
+                assert message == api.get(f"/message/{message['id']}").json()
