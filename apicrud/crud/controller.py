@@ -86,14 +86,15 @@ class BasicCRUD:
     #: whose overrides read only columns may set ``True``, one that needs objects ``False``.
     #: Writes (update, delete, restore) always load ORM objects.
     plain_reads: bool | None = None
-    #: Are a single create and a single update written with Core statements (an INSERT;
-    #: a versioned UPDATE of the row a plain read loads) instead of ORM objects and a
-    #: flush? Every check, hook, audit entry and answer stays the same; the unit of work
-    #: does not run. ``None`` (the default): yes where reads are plain, the controller
-    #: overrides none of :data:`WRITE_HOOKS`, and :func:`apicrud.db.rowwrite.row_writer`
-    #: finds nothing else watching the model's flushes (events, validators, server-side
-    #: defaults). ``False`` keeps the ORM. Batches, bulk writes, deletes and restores
-    #: always use the ORM.
+    #: Are creates and a single update written with Core statements (an INSERT, one for
+    #: a whole batch with a parameter set per record; a versioned UPDATE of the row a
+    #: plain read loads) instead of ORM objects and a flush? Every check, hook, audit
+    #: entry and answer stays the same; the unit of work does not run. ``None`` (the
+    #: default): yes where reads are plain, the controller overrides none of
+    #: :data:`WRITE_HOOKS`, and :func:`apicrud.db.rowwrite.row_writer` finds nothing else
+    #: watching the model's flushes (events, validators, server-side defaults). ``False``
+    #: keeps the ORM. Updates of several records, bulk writes by filter, deletes and
+    #: restores always use the ORM.
     plain_writes: bool | None = None
 
     def __init__(self, resource: ResourceSpec, services: Services) -> None:
@@ -521,7 +522,7 @@ class BasicCRUD:
 
     @property
     def row_writer(self) -> RowWriter | None:
-        """The Core writer of single creates and updates (see :attr:`plain_writes`), or
+        """The Core writer of creates and single updates (see :attr:`plain_writes`), or
         None. Decided at the first write (modules say which models keep the ORM's flush
         while the application starts)."""
         found: RowWriter | bool | None = self.__dict__.get("_row_writer", False)
@@ -897,9 +898,13 @@ class BasicCRUD:
                    "ETag": self.tag(ctx, record, body=view)}
         return Reply(body, 201, headers)
 
-    def _insert(self, ctx: RequestContext, given: dict[str, Any], batch: bool = False) -> Any:
+    def _insert(self, ctx: RequestContext, given: dict[str, Any], batch: bool = False,
+                rows: list[tuple[dict[str, Any], str]] | None = None) -> Any:
         """Check and add one record; flushed at once unless it is part of a ``batch``
-        (whose caller flushes every record together: one multi-row INSERT)."""
+        (whose caller flushes every record together: one multi-row INSERT). With
+        ``rows`` (a batch written with Core), a record the writer can write is appended
+        there, with the reason its create is allowed, for the caller to insert with the
+        others, and returned as the row it will be."""
         data = self._strip_read_only(given, None)
         named = list(data)
         owner = self.resource.owner
@@ -913,9 +918,12 @@ class BasicCRUD:
         fieldrules.check_writes(named, self.access.write_fields(
             ctx.principal, "c", self.resource.name, values), self.resource.name)
         data = self.before_create(ctx, data)
-        writer = None if batch else self.row_writer
+        writer = self.row_writer if not batch or rows is not None else None
         if writer is not None and data.keys() <= writer.attrs:
             values = writer.new_values({**data, "id": new_id(self.services.settings.id_prefix)})
+            if rows is not None:
+                rows.append((values, reason))
+                return writer.row(values)
             record = self._write_rows(ctx, lambda conn: writer.insert(conn, values))
             self._audit_row(ctx, record.id, "create", reason, None, values)
             self.roles_changed(ctx, [record])
@@ -936,20 +944,28 @@ class BasicCRUD:
         items = ctx.body
         self._check_batch(len(items), "body")
         self._prefetch_references(ctx, items)
+        writer = self.row_writer
+        rows: list[tuple[dict[str, Any], str]] | None = [] if writer is not None else None
         records = []
         for i, item in enumerate(items):
             try:
-                records.append(self._insert(ctx, item, batch=True))
+                records.append(self._insert(ctx, item, batch=True, rows=rows))
             except Problem as exc:
                 raise _at(exc, f"[{i}]") from None
-        # one flush for the batch (grants counted the batch's earlier records through
-        # ctx.memo); a unique or foreign-key conflict refuses the whole batch
-        self._flush(ctx)
+        # one flush for the batch, one INSERT with every row the writer writes (grants
+        # counted the batch's earlier records through ctx.memo); a unique or foreign-key
+        # conflict refuses the whole batch
+        if rows is None or len(rows) < len(records):
+            self._flush(ctx)
+        if writer is not None and rows:
+            self._write_rows(ctx, lambda conn: writer.insert_many(conn, [v for v, _ in rows]))
+            for values, reason in rows:
+                self._audit_row(ctx, values["id"], "create", reason, None, values)
         self.roles_changed(ctx, records)
         self.prefetch(ctx, records)
         bodies = []
-        for record in records:
-            body = {"id": record.id, **self.serialize(ctx, record)}
+        for record, view in zip(records, self.serialize_page(ctx, records), strict=True):
+            body = {"id": record.id, **view}
             self.after_create(ctx, record, body)
             bodies.append(body)
         return Reply({"items": bodies, "count": len(bodies)}, 201)

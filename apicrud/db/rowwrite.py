@@ -90,9 +90,21 @@ class RowWriter:
 
     def insert(self, connection: Any, values: dict[str, Any]) -> RecordRow:
         """INSERT the record whose attributes are ``values`` (see :meth:`new_values`)."""
-        connection.execute(self._insert, {"v_" + self.columns[k].key: v
-                                          for k, v in values.items()})
+        connection.execute(self._insert, self._bound(values))
+        return self.row(values)
+
+    def insert_many(self, connection: Any, rows: list[dict[str, Any]]) -> None:
+        """INSERT every record of ``rows`` (each as :meth:`new_values` gives it) in one
+        execution with a list of parameter sets (the driver's executemany)."""
+        if rows:
+            connection.execute(self._insert, [self._bound(values) for values in rows])
+
+    def row(self, values: dict[str, Any]) -> RecordRow:
+        """The record whose attributes are ``values``, as a read-only row."""
         return self._row.of(self.keys, [values[k] for k in self.keys])
+
+    def _bound(self, values: dict[str, Any]) -> dict[str, Any]:
+        return {"v_" + self.columns[k].key: v for k, v in values.items()}
 
     def _update_statement(self, names: tuple[str, ...]) -> Any:
         stmt = self._updates.get(names)

@@ -121,6 +121,63 @@ def test_core_writes_answer_store_and_audit_as_the_orm_does(server, user):
         ["create", "update", "update"]
 
 
+def batch_story(server, api, name):
+    """A list, then a batch of messages in it (nulls, every privacy, a subject only)."""
+    lid = api.post("/list", json={"name": name, "privacy": "member"}).json()["id"]
+    items = [{"list_id": lid, "subject": f"b{i}", "content": None if i % 2 else "c",
+              "privacy": privacy}
+             for i, privacy in enumerate(("public", "invitee", "member", "manager", "secret"))]
+    items.append({"list_id": lid, "subject": "plain"})
+    resp = api.post("/message", json=items)
+    assert resp.status_code == 201, resp.text
+    ids = [item["id"] for item in resp.json()["items"]]
+    stored = [row(server, "Message", id_) for id_ in ids]
+    entries = [audit(server, record_id=id_) for id_ in ids]
+    gets = [api.get(f"/message/{id_}").json() for id_ in ids]
+    return resp, stored, entries, gets
+
+
+def test_a_batch_written_with_core_answers_stores_and_audits_as_the_orm_does(server, user):
+    """A batch create of a plain resource is one INSERT of every row; the ORM (the
+    writer switched off) is the oracle: same answers, same stored rows, same audit."""
+    core = batch_story(server, user.api, "batch")
+    with orm_writes(server, "list", "message"):
+        orm = batch_story(server, user.api, "batch 2")
+    for resp, stored, _entries, gets in (core, orm):
+        assert resp.json()["items"] == gets  # the answers are what is stored
+        assert resp.json()["count"] == len(gets) == 6
+        assert all(s is not None and s["version"] == 1 for s in stored)
+    keep = ("subject", "content", "privacy", "status", "version", "uid", "modified")
+    assert [{k: s[k] for k in keep} for s in core[1]] == \
+        [{k: s[k] for k in keep} for s in orm[1]]
+    assert [scrub(a) | {"list_id": None} for a in core[0].json()["items"]] == \
+        [scrub(b) | {"list_id": None} for b in orm[0].json()["items"]]
+    assert [[scrub_entry(e) for e in es] for es in core[2]] == \
+        [[scrub_entry(e) for e in es] for es in orm[2]]
+    assert all([e["action"] for e in es] == ["create"] for es in core[2])
+
+
+def test_a_batch_is_one_insert_of_every_row(server, user):
+    lid = user.api.post("/list", json={"name": "one insert"}).json()["id"]
+    seen = []
+
+    def note(_conn, _cursor, statement, parameters, _context, executemany):
+        if statement.lstrip().upper().startswith("INSERT INTO MESSAGE"):
+            seen.append(statement)
+
+    from sqlalchemy import event
+
+    event.listen(server.services.db.engine, "before_cursor_execute", note)
+    try:
+        resp = user.api.post("/message", json=[{"list_id": lid, "subject": str(i)}
+                                               for i in range(7)])
+    finally:
+        event.remove(server.services.db.engine, "before_cursor_execute", note)
+    assert resp.status_code == 201, resp.text
+    assert len(seen) == 1, seen  # (executemany, or one INSERT of many VALUES)
+    assert len(resp.json()["items"]) == 7
+
+
 def test_a_refused_create_writes_nothing(server, user, other_user):
     theirs = other_user.api.post("/list", json={"name": "private", "privacy": "secret"}).json()
     mine = user.api.post("/list", json={"name": "mine", "privacy": "member"}).json()
