@@ -173,23 +173,20 @@ class BasicCRUD:
         else:
             def letters(record: Any) -> str:
                 return self.record_actions(ctx, record)
-        limited = self.access.has_field_rules(name)
-        readable = self.access.read_fields_for(ctx.principal, name)
+        readable = self.access.read_fields_for(ctx.principal, name) \
+            if self.access.has_field_rules(name) else None
         known = ctx.related
         out = []
         for record in records:
             body = dict(zip(exposed, values(record), strict=True))
             for field in timed:
-                value = body[field]
-                if isinstance(value, datetime):
-                    body[field] = iso_datetime(value)
+                body[field] = json_value(body[field])
             if rbac:
                 body["rbac"] = letters(record)
-            allowed = readable(record) if limited else None
+            allowed = readable(record) if readable is not None else None
             for prop, via, target in related:
                 if allowed is None or prop in allowed:
-                    value = known.get((target, getattr(record, via)))
-                    body[prop] = iso_datetime(value) if isinstance(value, datetime) else value
+                    body[prop] = json_value(known.get((target, getattr(record, via))))
             out.append(body if allowed is None else fieldrules.limit(body, allowed))
         return out
 
@@ -898,13 +895,13 @@ class BasicCRUD:
                    "ETag": self.tag(ctx, record, body=view)}
         return Reply(body, 201, headers)
 
-    def _insert(self, ctx: RequestContext, given: dict[str, Any], batch: bool = False,
-                rows: list[tuple[dict[str, Any], str]] | None = None) -> Any:
-        """Check and add one record; flushed at once unless it is part of a ``batch``
-        (whose caller flushes every record together: one multi-row INSERT). With
-        ``rows`` (a batch written with Core), a record the writer can write is appended
-        there, with the reason its create is allowed, for the caller to insert with the
-        others, and returned as the row it will be."""
+    def _insert(self, ctx: RequestContext, given: dict[str, Any],
+                batch: list[tuple[dict[str, Any], str]] | None = None) -> Any:
+        """Check and add one record, written at once unless it is part of a ``batch``,
+        whose caller writes every record together: a record the Core writer can write is
+        appended to ``batch`` (its values, and the reason its create is allowed) and
+        returned as the row it will be; any other is added to the session, to be flushed
+        with the rest."""
         data = self._strip_read_only(given, None)
         named = list(data)
         owner = self.resource.owner
@@ -918,11 +915,11 @@ class BasicCRUD:
         fieldrules.check_writes(named, self.access.write_fields(
             ctx.principal, "c", self.resource.name, values), self.resource.name)
         data = self.before_create(ctx, data)
-        writer = self.row_writer if not batch or rows is not None else None
+        writer = self.row_writer
         if writer is not None and data.keys() <= writer.attrs:
             values = writer.new_values({**data, "id": new_id(self.services.settings.id_prefix)})
-            if rows is not None:
-                rows.append((values, reason))
+            if batch is not None:
+                batch.append((values, reason))
                 return writer.row(values)
             record = self._write_rows(ctx, lambda conn: writer.insert(conn, values))
             self._audit_row(ctx, record.id, "create", reason, None, values)
@@ -932,7 +929,7 @@ class BasicCRUD:
         record.id = new_id(self.services.settings.id_prefix)
         ctx.db.add(record)
         ctx.audit_intent(record, "create", reason)
-        if not batch:
+        if batch is None:
             self._flush(ctx)
             self.roles_changed(ctx, [record])
         return record
@@ -944,19 +941,19 @@ class BasicCRUD:
         items = ctx.body
         self._check_batch(len(items), "body")
         self._prefetch_references(ctx, items)
-        writer = self.row_writer
-        rows: list[tuple[dict[str, Any], str]] | None = [] if writer is not None else None
+        rows: list[tuple[dict[str, Any], str]] = []
         records = []
         for i, item in enumerate(items):
             try:
-                records.append(self._insert(ctx, item, batch=True, rows=rows))
+                records.append(self._insert(ctx, item, batch=rows))
             except Problem as exc:
                 raise _at(exc, f"[{i}]") from None
         # one flush for the batch, one INSERT with every row the writer writes (grants
         # counted the batch's earlier records through ctx.memo); a unique or foreign-key
         # conflict refuses the whole batch
-        if rows is None or len(rows) < len(records):
+        if len(rows) < len(records):
             self._flush(ctx)
+        writer = self.row_writer
         if writer is not None and rows:
             self._write_rows(ctx, lambda conn: writer.insert_many(conn, [v for v, _ in rows]))
             for values, reason in rows:
