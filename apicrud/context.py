@@ -16,7 +16,8 @@ from apicrud.auth.principal import Principal
 log = logging.getLogger("apicrud.context")
 
 #: HTTP methods whose request sessions are read-only (see RequestContext.db)
-_READS = frozenset({"GET", "HEAD"})
+READS = frozenset({"GET", "HEAD"})  # the methods that only read
+_READS = READS
 
 if TYPE_CHECKING:  # pragma: no cover
     from apicrud.spec.operations import Operation

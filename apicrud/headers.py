@@ -19,7 +19,7 @@ from flask import Flask, Response, request
 __all__ = ["CORS_EXPOSED_HEADERS", "CORS_REQUEST_HEADERS", "init_app"]
 
 CORS_REQUEST_HEADERS = "Authorization, Content-Type, Range, If-Match, X-API-KEY, " \
-    "X-CSRF-Token, X-Request-ID"
+    "X-CSRF-Token, X-Request-ID, Prefer, Cache-Control"
 CORS_EXPOSED_HEADERS = "Content-Range, X-Total-Count, ETag, Location, X-Request-ID, " \
     "Retry-After, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset, RateLimit-Policy"
 

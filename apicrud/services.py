@@ -39,6 +39,7 @@ if TYPE_CHECKING:  # pragma: no cover - the components' types, for the slots bel
     from apicrud.auth.sessions import SessionManager
     from apicrud.auth.totp import SecondFactor
     from apicrud.config import Settings
+    from apicrud.db.countcache import CountCache
     from apicrud.db.engine import Database
     from apicrud.files.storage import Storage
     from apicrud.metrics.grants import Grants
@@ -118,7 +119,21 @@ def open_offline(settings: Settings, *, declarations: bool = False, redis: bool 
     options: dict[str, Any] = {"pool_size": pool_size} if pool_size else {}
     db = Database(settings.sqlalchemy_url, **options)
     provider = RedisProvider(settings.redis_url, settings.path("data_dir")) if redis else None
+    if decl is not None and provider is not None:
+        # its writes invalidate kept counts too (without Redis: only purges of trashed
+        # records, which no count counts)
+        count_cache(decl, db, provider.client)
     return Offline(settings, models, db, decl, provider)
+
+
+def count_cache(decl: Declarations, db: Any, client: Any) -> CountCache | None:
+    """Exact counts kept in Redis, when a resource declares ``count_cache``: its
+    engine's writes are tracked from here on (apicrud.db.countcache)."""
+    from apicrud.db.countcache import CountCache as Cache
+
+    if not any(r.count_cache for r in decl.resources.values()):
+        return None
+    return Cache(db.engine, client)
 
 
 def _path(settings: Settings, value: str) -> str:
@@ -374,6 +389,8 @@ class Services:
     registry: ServiceRegistry | None = None
     #: apicrud.files: where uploaded files are stored (made on first use)
     file_storage: Storage | None = None
+    #: apicrud.db.countcache: exact counts of resources declaring count_cache
+    counts: CountCache | None = None
     #: outages, logged once per interval with a count (set by create_app)
     redis_outage: Any = None
     database_outage: Any = None
@@ -409,6 +426,7 @@ class Services:
             resources=decl.resources)
         self.roles = MembershipRoles(policy, decl.resources, db, redis.client,
                                      ttl=settings.roles_cache_ttl)
+        self.counts = count_cache(decl, db, redis.client)
         self.pipeline = Pipeline()
         self.closers: list = []  # components register what to stop on close()
         self._by_table = {r.table: r for r in decl.resources.values() if r.table}

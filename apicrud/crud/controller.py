@@ -26,7 +26,7 @@ from sqlalchemy.types import TypeDecorator
 
 from apicrud.access import fields as fieldrules
 from apicrud.access.policy import VERBS
-from apicrud.context import Reply, RequestContext
+from apicrud.context import READS, Reply, RequestContext
 from apicrud.crud import paging
 from apicrud.crud.registry import ResourceSpec
 from apicrud.db import query as q
@@ -1255,14 +1255,23 @@ class BasicCRUD:
                    mode: str) -> int | None:
         """The number of rows ``where`` selects, as the count mode asks: ``none`` skips
         the query; ``estimated`` takes PostgreSQL's planner estimate when it is at least
-        setting ``count_estimate_threshold`` (exact below, and on other backends)."""
+        setting ``count_estimate_threshold`` (exact below, and on other backends). A
+        resource declaring ``count_cache`` has a GET's exact counts kept in Redis until a
+        write could change them (apicrud.db.countcache); ``Cache-Control: no-cache``
+        counts anew."""
         if mode == "none":
             return None
         if mode == "estimated" and ctx.services.db.dialect == "postgresql":
             guess = q.planner_rows(ctx.db, select(self.model.id).where(*where))
             if guess is not None and guess >= self.services.settings.count_estimate_threshold:
                 return Estimate(guess)
-        return self.records.count(ctx.reads(), where)
+        counts = self.services.counts
+        if counts is None or not self.resource.count_cache or ctx.method not in READS:
+            return self.records.count(ctx.reads(), where)
+        conn = ctx.reads()
+        fresh = "no-cache" in (ctx.headers.get("Cache-Control") or "").lower()
+        return counts.count(conn, self.records.count_statement(where), self.resource.count_cache,
+                            lambda: self.records.count(conn, where), fresh=fresh)
 
     def _sort_clause(self, key: tuple[Any, ...], build: Callable[[], Any]) -> Any:
         """A sort's ORDER BY or keyset clause, built once per sort (the columns a sort

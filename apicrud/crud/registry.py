@@ -73,6 +73,8 @@ class ResourceSpec:
     file_refs: dict[str, tuple[str | None, tuple[str, ...] | None]] = \
         field(default_factory=dict)
     count_mode: str = "exact"  # find's default count: exact | estimated | none
+    #: seconds an exact count may be kept in Redis (apicrud.db.countcache); 0: never
+    count_cache: int = 0
     if_match_required: bool = False  # updates and deletes need If-Match (else 428)
     problems: list[str] = field(default_factory=list)
 
@@ -104,6 +106,12 @@ def build_resources(spec: dict[str, Any], models_module: str) -> dict[str, Resou
         if res.count_mode not in ("exact", "estimated", "none"):
             res.problems.append(f"resource {name}: count {res.count_mode!r} must be exact, "
                                 "estimated or none")
+        kept = decl.get("count_cache", 0)
+        if isinstance(kept, bool) or not isinstance(kept, int) or not 0 <= kept <= 86400:
+            res.problems.append(f"resource {name}: count_cache {kept!r} must be a number "
+                                "of seconds from 0 (no cache) to 86400")
+        else:
+            res.count_cache = kept
         if_match = decl.get("if_match", "optional")
         if if_match not in ("optional", "required"):
             res.problems.append(f"resource {name}: if_match {if_match!r} must be optional "

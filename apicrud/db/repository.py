@@ -156,13 +156,17 @@ class Repository:
     def count(self, session: Any, where: Iterable[Any]) -> int:
         """How many rows ``where`` (built from :meth:`visible` or :meth:`live`) selects,
         asked on ``session``'s connection (or on ``session``, a Connection)."""
+        n: int = _connection(session).execute(self.count_statement(where)).scalar_one()
+        return n  # (a Core result)
+
+    def count_statement(self, where: Iterable[Any]) -> Any:
+        """The statement :meth:`count` runs for ``where`` (built once per clauses)."""
         parts = tuple(where)
         stmt = self._statements.get(parts, ("count",))
         if stmt is None:
             stmt = self._statements.put(parts, ("count",), select(func.count()).select_from(
                 self.model).where(*parts))
-        n: int = _connection(session).execute(stmt).scalar_one()  # a Core result
-        return n
+        return stmt
 
     def page(self, session: Any, where: Iterable[Any], order: Iterable[Any], limit: int,
              offset: int = 0, columns: tuple[Any, ...] | None = None,
