@@ -95,6 +95,43 @@ def cached_levels(client, app: str, uid: str, load) -> dict[str, str]:
     return levels
 
 
+COUNT_TTL = 60  # seconds the default application keeps a message count (count_cache)
+
+
+class KeptCounts:
+    """A caller's exact message count kept in Redis, as apicrud's count_cache keeps it:
+    under the caller and its lists by level, stamped with the message table's write
+    generation, which every committed message write raises; ``Cache-Control: no-cache``
+    counts anew. One MGET per find when kept (the count and the generation). The
+    generation is apicrud's own key for the table (apicrud.db.countcache): the servers
+    of a run share one database, and each one's writes must reach the others' counts."""
+
+    def __init__(self, client, app: str, db_url: str) -> None:
+        from apicrud.db.countcache import generation_key
+
+        self.client = client
+        self.app = app
+        self.gen_key = generation_key(db_url, "message")
+
+    def count(self, uid: str, levels: dict[str, str], compute) -> int:
+        key = f"bench:{self.app}:counts:n:" + hashlib.sha256(
+            json.dumps([uid, sorted(levels.items())]).encode()).hexdigest()
+        gen, kept = self.client.mget([self.gen_key, key])
+        stamp = gen or b"0"
+        fresh = "no-cache" in (request.headers.get("Cache-Control") or "").lower()
+        if kept is not None and not fresh:
+            kept_stamp, _, number = kept.partition(b"|")
+            if kept_stamp == stamp:
+                return int(number)
+        n = compute()
+        self.client.set(key, stamp + b"|" + str(n).encode(), ex=COUNT_TTL)
+        return n
+
+    def written(self) -> None:
+        """After a committed write of messages."""
+        self.client.incr(self.gen_key)
+
+
 def can_read(uid: str, levels: dict[str, str], m) -> bool:
     if m.uid == uid or m.privacy == "public":
         return True
@@ -290,6 +327,7 @@ def create_app(db_url: str | None = None, redis_url: str | None = None,
     client = redis.Redis.from_url(redis_url or os.environ["BENCH_REDIS_URL"],
                                   socket_timeout=5, socket_connect_timeout=5)
     sessions = SessionManager(client, secret, limit=20)  # apicrud's default per-user limit
+    counts = KeptCounts(client, "baseline", db_url)
     cursor_key = hashlib.sha256(secret.encode() + b":baseline-cursor").digest()
     app = Flask("bench_baseline")
     app.extensions["bench_engine"] = database.engine
@@ -433,8 +471,8 @@ def create_app(db_url: str | None = None, redis_url: str | None = None,
                 if guess >= ESTIMATE_THRESHOLD:
                     count, estimated = guess, True
             if mode != "none" and count is None:
-                count = db.execute(select(func.count()).select_from(Message)
-                                   .where(*where)).scalar_one()
+                count = counts.count(uid, levels, lambda: db.execute(
+                    select(func.count()).select_from(Message).where(*where)).scalar_one())
             if after is not None:
                 where.append(Message.id > after)
             rows = list(db.execute(select(Message).where(*where).order_by(Message.id)
@@ -475,6 +513,7 @@ def create_app(db_url: str | None = None, redis_url: str | None = None,
             name = db.execute(select(Person.name).where(Person.id == uid)).scalar_one()
             out = serialize(uid, levels, m, name)
             tag = etag(m)
+        counts.written()
         return reply(out, 201, {"Location": f"/api/v1/message/{m.id}", "ETag": tag})
 
     def message_create_many(uid: str, bodies: list[dict]):
@@ -497,6 +536,7 @@ def create_app(db_url: str | None = None, redis_url: str | None = None,
             db.flush()
             name = db.execute(select(Person.name).where(Person.id == uid)).scalar_one()
             items = [serialize(uid, levels, m, name) for m in made]
+        counts.written()
         return reply({"items": items, "count": len(items)}, 201)
 
     @app.put("/api/v1/message/<id_>")
@@ -527,6 +567,7 @@ def create_app(db_url: str | None = None, redis_url: str | None = None,
             db.flush()  # the versioned UPDATE: a concurrent writer of this version loses
             out = serialize(uid, levels, m, author)
             tag = etag(m)
+        counts.written()
         return reply(out, 200, {"ETag": tag})
 
     @app.errorhandler(Exception)

@@ -82,7 +82,7 @@ PEERS = ("drf",)
 LABELS = {"apicrud": "apicrud", "expert": "expert", "baseline": "fair (ORM)",
           "drf": "Django REST framework", "layers": "layers"}
 # what each server answers (None: every operation)
-SUPPORTS = {"drf": {"get", "find_page1", "find_count_none"}}
+SUPPORTS = {"drf": {"get", "find_page1", "find_count_none", "find_recount"}}
 LAYERS = {"layer_const": "constant response (Flask + gunicorn)",
           "layer_redis": "+ session and roles from Redis",
           "layer_sql": "+ the one SQL query"}
@@ -224,7 +224,9 @@ def lua_script(op: str, s: Server, ds: dataset.Dataset, pool: list[str], threads
     if op in probe.FIND_PATHS or op == "find_deep":
         path = "/api/v1" + probe.FIND_PATHS[op] if op in probe.FIND_PATHS else \
             f"/api/v1/message?limit=25&cursor_next={s.deep_cursor}"
-        return head + f'wrk.path = {_lua(path)}\n'
+        extra = "".join(f'wrk.headers[{_lua(k)}] = {_lua(v)}\n'
+                        for k, v in probe.FIND_HEADERS.get(op, {}).items())
+        return head + extra + f'wrk.path = {_lua(path)}\n'
     if op == "bulk_create":
         body = json.dumps(probe.bulk_body(ds), separators=(",", ":"))
         return head + 'wrk.method = "POST"\nwrk.path = "/api/v1/message"\n' \
@@ -513,7 +515,8 @@ def summarize(result: dict[str, Any], operations: list[str]) -> list[dict[str, A
     return rows
 
 
-def goals(result: dict[str, Any], rows: list[dict[str, Any]]) -> list[tuple[str, bool, str]]:
+def goals(result: dict[str, Any], rows: list[dict[str, Any]],
+          ) -> list[tuple[str, bool | None, str]]:
     """The goals of issue 20, each judged on this run: (goal, met, what was measured)."""
     rows = [r for r in rows if r["ratio"] is not None]
     by_op = {r["operation"]: r for r in rows}
@@ -529,12 +532,15 @@ def goals(result: dict[str, Any], rows: list[dict[str, Any]]) -> list[tuple[str,
         out.append((f"every other operation >= {GOAL_RATIO:.0%} of the expert baseline's "
                     "req/s", worst["ratio"] >= GOAL_RATIO,
                     f"lowest: {worst['operation']} at {worst['ratio']:.2f}"))
-    if "find_page1" in by_op and "find_count_none" in by_op:
-        exact = by_op["find_page1"]["apicrud"]["requests_per_s"]
+    # the issue's figure was the exact-count find of its day, which counted every time:
+    # this run's find counted anew stands for it (the exact-count find, if not measured)
+    counted = "find_recount" if "find_recount" in by_op else "find_page1"
+    if counted in by_op and "find_count_none" in by_op:
+        exact = by_op[counted]["apicrud"]["requests_per_s"]
         none = by_op["find_count_none"]["apicrud"]["requests_per_s"]
         out.append((f"find page 1 with count=none >= {GOAL_COUNT_NONE:g}x the exact-count "
-                    "find's req/s (the issue's figure was the exact-count find of its day; "
-                    "this run's own exact-count find stands for it)",
+                    f"find's req/s (the issue's figure was the exact-count find of its day; "
+                    f"this run's {counted} stands for it)",
                     none >= GOAL_COUNT_NONE * exact,
                     f"{none:,.0f} vs {exact:,.0f} req/s ({none / max(exact, 1e-9):.2f}x)"))
     for op in ("get", "find_page1", "find_count_none"):
@@ -542,6 +548,10 @@ def goals(result: dict[str, Any], rows: list[dict[str, Any]]) -> list[tuple[str,
         if peer is not None:
             out.append((f"{op} >= {GOAL_PEER:g}x Django REST framework's req/s",
                         peer >= GOAL_PEER, f"{peer:.2f}"))
+    peer = by_op.get("find_recount", {}).get("ratios", {}).get("drf")
+    if peer is not None:  # the same count on both sides: shown, not a goal (README)
+        out.append(("find_recount over Django REST framework's req/s: each counts the "
+                    "same rows anew, which is most of the request", None, f"{peer:.2f}"))
     if "get" in by_op:
         mine = by_op["get"]["apicrud"]["cpu_ms_per_request"]
         theirs = by_op["get"].get(REFERENCE, {}).get("cpu_ms_per_request")
@@ -590,6 +600,10 @@ def goals(result: dict[str, Any], rows: list[dict[str, Any]]) -> list[tuple[str,
     return out
 
 
+def _verdict(met: bool | None) -> str:
+    return "shown" if met is None else "met" if met else "NOT met"
+
+
 def write_report(prefix: Path, args, info: dict[str, Any], results: list[dict]) -> None:
     doc = {"machine": info, "settings": dict(vars(args)),
            "results": results}
@@ -628,7 +642,7 @@ def write_report(prefix: Path, args, info: dict[str, Any], results: list[dict]) 
         lines += main_table(r)
         lines += floor_tables(r)
         lines += ["", "Goals:", ""]
-        lines += [f"- {'met' if g['met'] else 'NOT met'}: {g['goal']} ({g['detail']})"
+        lines += [f"- {_verdict(g['met'])}: {g['goal']} ({g['detail']})"
                   for g in r["goals"]]
         for name, srv in r["servers"].items():
             if srv["log_issues"]:

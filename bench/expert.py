@@ -39,6 +39,7 @@ from baseline import (
     LEVEL_RANK,
     LIST_FIELDS,
     PRIVACY,
+    KeptCounts,
     _json,
     cached_levels,
     can_read,
@@ -116,6 +117,7 @@ def create_app(db_url: str | None = None, redis_url: str | None = None,
     client = redis.Redis.from_url(redis_url or os.environ["BENCH_REDIS_URL"],
                                   socket_timeout=5, socket_connect_timeout=5)
     sessions = SessionManager(client, secret, limit=20)
+    counts = KeptCounts(client, "expert", db_url)
     cursor_key = hashlib.sha256(secret.encode() + b":baseline-cursor").digest()
     app = Flask("bench_expert")
     app.extensions["bench_engine"] = writer
@@ -260,7 +262,8 @@ def create_app(db_url: str | None = None, redis_url: str | None = None,
                 if guess >= ESTIMATE_THRESHOLD:
                     count, estimated = guess, True
             if mode != "none" and count is None:
-                count = conn.execute(q_count, params).scalar_one()
+                count = counts.count(uid, levels,
+                                     lambda: conn.execute(q_count, params).scalar_one())
             params["n"] = limit + 1
             if after is None:
                 rows = conn.execute(q_page, params).all()
@@ -315,6 +318,7 @@ def create_app(db_url: str | None = None, redis_url: str | None = None,
                 return problem(404, "Not Found", "list_id: not found", "list_id")
             row = new_row(uid, body, utcnow())
             conn.execute(ins_message, row)
+        counts.written()
         return reply(written(uid, levels, row, name), 201,
                      {"Location": f"/api/v1/message/{row['id']}", "ETag": etag(row["id"], 1)})
 
@@ -335,6 +339,7 @@ def create_app(db_url: str | None = None, redis_url: str | None = None,
             rows = [new_row(uid, b, now) for b in bodies]
             conn.execute(ins_message, rows)
             name = conn.execute(q_name, {"me": uid}).scalar_one()
+        counts.written()
         items = [written(uid, levels, r, name) for r in rows]
         return reply({"items": items, "count": len(items)}, 201)
 
@@ -366,6 +371,7 @@ def create_app(db_url: str | None = None, redis_url: str | None = None,
                 **{"b_" + n: body[n] for n in names}})
             if done.rowcount != 1:  # a concurrent writer of this version won: nothing written
                 return problem(412, "Precondition Failed", "changed by another request")
+        counts.written()
         new = dict(zip(MESSAGE_COLS, row, strict=False))  # the row carries more
         new.update(body, modified=now, version=version + 1)
         return reply(written(uid, levels, new, row[-1]), 200,

@@ -20,9 +20,12 @@ in Redis, and every write through the application's engine invalidates them:
   only while they are unchanged. So the first count after a committed write is counted
   again, however the two requests interleave (a rolled-back write only costs a count).
 - **What it cannot see.** A write that does not pass through the application's engine
-  (another program, a migration run elsewhere, a restored backup) invalidates nothing:
-  the declared seconds bound how long such a count can be stale, and a client may ask
-  for a fresh count with ``Cache-Control: no-cache``. A statement whose answer depends on
+  (another program, a migration run elsewhere, a restored backup, and the command line's
+  ``account`` commands, which open no Redis) invalidates nothing
+  unless that program calls :func:`invalidate_counts` (or raises the generation keys
+  itself: ``INCR`` of :func:`generation_key`) after its commit: the declared seconds bound
+  how long such a count can be stale, and a client may ask for a fresh count with
+  ``Cache-Control: no-cache``. A statement whose answer depends on
   more than the rows (a clock or a random function, raw SQL text) is never kept. When
   Redis is unreachable the count is counted, as without a cache.
 - **Where it is not used.** Only a GET or HEAD's reads use it (a write request counts in
@@ -39,7 +42,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 from sqlalchemy import event
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.sql import visitors
 from sqlalchemy.sql.elements import TextClause
 from sqlalchemy.sql.functions import FunctionElement
@@ -69,11 +72,26 @@ VOLATILE = frozenset({
     "last_insert_id", "txid_current", "pg_backend_pid", "connection_id"})
 
 
-def database_identity(engine: Engine) -> str:
-    """A short, stable name of the database an engine talks to (its URL without the
-    password): two applications on one Redis and different databases share no count."""
-    url = engine.url.render_as_string(hide_password=True)
-    return hashlib.sha256(url.encode()).hexdigest()[:16]
+def database_identity(url: str | URL) -> str:
+    """A short, stable name of the database a URL names (the URL without the password):
+    two applications on one Redis and different databases share no count."""
+    shown = make_url(url).render_as_string(hide_password=True)
+    return hashlib.sha256(shown.encode()).hexdigest()[:16]
+
+
+def generation_key(url: str | URL, table: str) -> str:
+    """The Redis key of ``table``'s write generation in the database ``url`` names."""
+    return redis_key("counts", database_identity(url), "gen", table)
+
+
+def invalidate_counts(client: Any, url: str | URL, *tables: str) -> None:
+    """For a program that writes to the database without apicrud's engine (a batch
+    job, another service): after its commit, the counts kept of the rows of ``tables``
+    (none given: of every table) are counted again. Raises redis' errors."""
+    pipe = client.pipeline(transaction=False)
+    for table in tables or (ANY_TABLE,):
+        pipe.incr(generation_key(url, table))
+    pipe.execute()
 
 
 class CountCache:
@@ -87,7 +105,8 @@ class CountCache:
         self.engine = engine
         self.client = client
         self.dialect = engine.dialect
-        self.database = database_identity(engine)
+        self.url = engine.url
+        self.database = database_identity(engine.url)
         self._prefix = redis_key("counts", self.database)
         # statement -> (it, its digest, the Redis keys of its tables' generations), or
         # (it, None, ()) where it may not be kept; held so an id is not reused
@@ -95,7 +114,7 @@ class CountCache:
         track_writes(engine, self.bump)
 
     def generation_key(self, table: str) -> str:
-        return f"{self._prefix}:gen:{table}"
+        return generation_key(self.url, table)
 
     # -- invalidation ------------------------------------------------------------------
 
