@@ -111,20 +111,30 @@ class CountCache:
         # statement -> (it, its digest, the Redis keys of its tables' generations), or
         # (it, None, ()) where it may not be kept; held so an id is not reused
         self._statements: Memo[int, tuple[Any, str | None, tuple[str, ...]]] = Memo(1024)
+        self._gen_memo: Memo[str, str] = Memo(1024)  # table -> its generation's key
         track_writes(engine, self.bump)
 
     def generation_key(self, table: str) -> str:
         return generation_key(self.url, table)
+
+    def _gen_keys(self, table: str) -> str:
+        found = self._gen_memo.get(table)
+        if found is None:
+            found = self._gen_memo.put(table, self.generation_key(table))
+        return found
 
     # -- invalidation ------------------------------------------------------------------
 
     def bump(self, tables: set[str]) -> None:
         """Raise the write generation of ``tables`` (``*``: of every table)."""
         try:
-            pipe = self.client.pipeline(transaction=False)
-            for table in sorted(tables):
-                pipe.incr(self.generation_key(table))
-            pipe.execute()
+            if len(tables) == 1:  # the usual write: one command, no pipeline to build
+                self.client.incr(self._gen_keys(next(iter(tables))))
+            else:
+                pipe = self.client.pipeline(transaction=False)
+                for table in sorted(tables):
+                    pipe.incr(self._gen_keys(table))
+                pipe.execute()
         except RedisError:
             # its counts stay stale until they expire (the declared seconds)
             log.warning("count cache: could not invalidate counts of %s", sorted(tables),
@@ -144,7 +154,7 @@ class CountCache:
             params = sorted((k, repr(v)) for k, v in compiled.params.items())
             text = f"{self.database}\n{compiled.string}\n{params!r}"
             digest = hashlib.sha256(text.encode()).hexdigest()
-            gens = tuple(self.generation_key(t) for t in (*sorted(tables), ANY_TABLE))
+            gens = tuple(self._gen_keys(t) for t in (*sorted(tables), ANY_TABLE))
         self._statements.put(id(stmt), (stmt, digest, gens))
         return digest, gens
 
