@@ -16,8 +16,7 @@ from apicrud.auth.principal import Principal
 log = logging.getLogger("apicrud.context")
 
 #: HTTP methods whose request sessions are read-only (see RequestContext.db)
-READS = frozenset({"GET", "HEAD"})  # the methods that only read
-_READS = READS
+READS = frozenset({"GET", "HEAD"})
 
 if TYPE_CHECKING:  # pragma: no cover
     from apicrud.spec.operations import Operation
@@ -108,7 +107,7 @@ class RequestContext:
         until it writes, and a write still commits (or rolls back) whole in finish()."""
         if self._db is None:
             conn = self._conn
-            self._db = self.services.db.session(read_only=self.method in _READS) \
+            self._db = self.services.db.session(read_only=self.method in READS) \
                 if conn is None else self.services.db.session_on(conn)
             self._db.info["apicrud_ctx"] = self  # the audit trail's flush listener
         return self._db
@@ -124,7 +123,7 @@ class RequestContext:
         conn = self._reads
         if conn is not None:
             return conn
-        if self._db is not None or self.method not in _READS:
+        if self._db is not None or self.method not in READS:
             return self.connection()
         conn = self._reads = self.services.db.read_connection()
         return conn
@@ -138,7 +137,7 @@ class RequestContext:
         back both. Once the session is open, its connection."""
         if self._db is not None:
             return self._db.connection()
-        if self.method in _READS:
+        if self.method in READS:
             return self.db.connection()  # a GET that writes: in its session, as before
         conn = self._conn
         if conn is None:
@@ -191,7 +190,7 @@ class RequestContext:
                     # a read that wrote nothing only closes its session below (a write
                     # request commits without asking: the question costs more than it
                     # saves); on the request's connection its commit flushes, joined
-                    if self.method not in _READS or \
+                    if self.method not in READS or \
                             not self.services.db.nothing_to_commit(session):
                         session.commit()
                 if conn is not None:

@@ -25,6 +25,7 @@ from apicrud.auth.schemes import credential_methods, serve_cookie_name
 from apicrud.crud.controller import BasicCRUD
 from apicrud.crud.registry import ResourceSpec, build_resources, check_related, import_object
 from apicrud.db import query as q
+from apicrud.db.countcache import CountCache
 from apicrud.errors import StartupError, required
 from apicrud.pipeline import Pipeline
 from apicrud.spec.loader import SpecError, load_spec_with_sources
@@ -39,7 +40,6 @@ if TYPE_CHECKING:  # pragma: no cover - the components' types, for the slots bel
     from apicrud.auth.sessions import SessionManager
     from apicrud.auth.totp import SecondFactor
     from apicrud.config import Settings
-    from apicrud.db.countcache import CountCache
     from apicrud.db.engine import Database
     from apicrud.files.storage import Storage
     from apicrud.metrics.grants import Grants
@@ -129,11 +129,9 @@ def open_offline(settings: Settings, *, declarations: bool = False, redis: bool 
 def count_cache(decl: Declarations, db: Any, client: Any) -> CountCache | None:
     """Exact counts kept in Redis, when a resource declares ``count_cache``: its
     engine's writes are tracked from here on (apicrud.db.countcache)."""
-    from apicrud.db.countcache import CountCache as Cache
-
     if not any(r.count_cache for r in decl.resources.values()):
         return None
-    return Cache(db.engine, client)
+    return CountCache(db.engine, client)
 
 
 def _path(settings: Settings, value: str) -> str:

@@ -1269,9 +1269,10 @@ class BasicCRUD:
         if counts is None or not self.resource.count_cache or ctx.method not in READS:
             return self.records.count(ctx.reads(), where)
         conn = ctx.reads()
+        stmt = self.records.count_statement(where)
         fresh = "no-cache" in (ctx.headers.get("Cache-Control") or "").lower()
-        return counts.count(conn, self.records.count_statement(where), self.resource.count_cache,
-                            lambda: self.records.count(conn, where), fresh=fresh)
+        return counts.count(conn, stmt, self.resource.count_cache,
+                            lambda: conn.execute(stmt).scalar_one(), fresh=fresh)
 
     def _sort_clause(self, key: tuple[Any, ...], build: Callable[[], Any]) -> Any:
         """A sort's ORDER BY or keyset clause, built once per sort (the columns a sort

@@ -88,9 +88,17 @@ def invalidate_counts(client: Any, url: str | URL, *tables: str) -> None:
     """For a program that writes to the database without apicrud's engine (a batch
     job, another service): after its commit, the counts kept of the rows of ``tables``
     (none given: of every table) are counted again. Raises redis' errors."""
+    _raise(client, [generation_key(url, table) for table in tables or (ANY_TABLE,)])
+
+
+def _raise(client: Any, keys: list[str]) -> None:
+    """INCR each of ``keys``: one command for one key, else one pipeline."""
+    if len(keys) == 1:  # the usual write: no pipeline to build
+        client.incr(keys[0])
+        return
     pipe = client.pipeline(transaction=False)
-    for table in tables or (ANY_TABLE,):
-        pipe.incr(generation_key(url, table))
+    for name in keys:
+        pipe.incr(name)
     pipe.execute()
 
 
@@ -102,7 +110,6 @@ class CountCache:
     """
 
     def __init__(self, engine: Engine, client: Any) -> None:
-        self.engine = engine
         self.client = client
         self.dialect = engine.dialect
         self.url = engine.url
@@ -128,13 +135,7 @@ class CountCache:
     def bump(self, tables: set[str]) -> None:
         """Raise the write generation of ``tables`` (``*``: of every table)."""
         try:
-            if len(tables) == 1:  # the usual write: one command, no pipeline to build
-                self.client.incr(self._gen_keys(next(iter(tables))))
-            else:
-                pipe = self.client.pipeline(transaction=False)
-                for table in sorted(tables):
-                    pipe.incr(self._gen_keys(table))
-                pipe.execute()
+            _raise(self.client, [self._gen_keys(t) for t in sorted(tables)])
         except RedisError:
             # its counts stay stale until they expire (the declared seconds)
             log.warning("count cache: could not invalidate counts of %s", sorted(tables),
