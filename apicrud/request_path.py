@@ -350,6 +350,11 @@ def dispatch(services: Any, op: Any, path_args: dict[str, str],
         req.method, req.path, op.operation_id, op.resource, op.action,
         response.status_code, time.perf_counter() - started, principal, call.request_id,
         req.remote_addr))
+    if call.ctx is not None:
+        # the context's language_of closes over the call, which holds the context: left
+        # so, each request would wait for the cyclic collector to be freed
+        language = call.language or SOURCE_LANGUAGE
+        call.ctx.language_of = lambda: language
     return response
 
 
