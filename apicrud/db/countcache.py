@@ -88,10 +88,10 @@ def invalidate_counts(client: Any, url: str | URL, *tables: str) -> None:
     """For a program that writes to the database without apicrud's engine (a batch
     job, another service): after its commit, the counts kept of the rows of ``tables``
     (none given: of every table) are counted again. Raises redis' errors."""
-    _raise(client, [generation_key(url, table) for table in tables or (ANY_TABLE,)])
+    _incr_each(client, [generation_key(url, table) for table in tables or (ANY_TABLE,)])
 
 
-def _raise(client: Any, keys: list[str]) -> None:
+def _incr_each(client: Any, keys: list[str]) -> None:
     """INCR each of ``keys``: one command for one key, else one pipeline."""
     if len(keys) == 1:  # the usual write: no pipeline to build
         client.incr(keys[0])
@@ -122,12 +122,10 @@ class CountCache:
         track_writes(engine, self.bump)
 
     def generation_key(self, table: str) -> str:
-        return generation_key(self.url, table)
-
-    def _gen_keys(self, table: str) -> str:
+        """The Redis key of ``table``'s write generation (worked out once per table)."""
         found = self._gen_memo.get(table)
         if found is None:
-            found = self._gen_memo.put(table, self.generation_key(table))
+            found = self._gen_memo.put(table, generation_key(self.url, table))
         return found
 
     # -- invalidation ------------------------------------------------------------------
@@ -135,7 +133,7 @@ class CountCache:
     def bump(self, tables: set[str]) -> None:
         """Raise the write generation of ``tables`` (``*``: of every table)."""
         try:
-            _raise(self.client, [self._gen_keys(t) for t in sorted(tables)])
+            _incr_each(self.client, [self.generation_key(t) for t in sorted(tables)])
         except RedisError:
             # its counts stay stale until they expire (the declared seconds)
             log.warning("count cache: could not invalidate counts of %s", sorted(tables),
@@ -155,7 +153,7 @@ class CountCache:
             params = sorted((k, repr(v)) for k, v in compiled.params.items())
             text = f"{self.database}\n{compiled.string}\n{params!r}"
             digest = hashlib.sha256(text.encode()).hexdigest()
-            gens = tuple(self._gen_keys(t) for t in (*sorted(tables), ANY_TABLE))
+            gens = tuple(self.generation_key(t) for t in (*sorted(tables), ANY_TABLE))
         self._statements.put(id(stmt), (stmt, digest, gens))
         return digest, gens
 
