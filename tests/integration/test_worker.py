@@ -114,8 +114,12 @@ def test_failed_send_is_retried_until_the_server_is_back(env, smtp, caplog):
         smtp.start()
     assert token in smtp.wait_mail(to).get_content()
     assert all(r["id"] != ident for r in env.dead.list(1000))
-    logged = service_log(caplog)
-    assert f"mail {ident} (reset) sent" in logged and token not in logged
+    # the worker logs "sent" once the SMTP exchange is over, which is after the server
+    # has the message: wait for the line rather than race it
+    sent = f"mail {ident} (reset) sent"
+    logged = wait_for(lambda: sent in (text := service_log(caplog)) and text,
+                      what="the worker's 'sent' line")
+    assert token not in logged
 
 
 def test_send_that_keeps_failing_is_kept_and_logged(env, smtp, caplog):
@@ -130,9 +134,10 @@ def test_send_that_keeps_failing_is_kept_and_logged(env, smtp, caplog):
     assert record["attempts"] == RETRIES + 1 and record["template"] == "reset"
     assert record["to"].startswith(to[0] + "***@") and "ConnectionRefused" in record["error"]
     assert token not in str(record)  # kept sealed
-    errors = [r for r in caplog.records if r.levelno == logging.ERROR and
-              ident in r.getMessage()]
-    assert errors and "dead-letter" in errors[0].getMessage()
+    # the worker logs after it has kept the record: wait for the line
+    errors = wait_for(lambda: [r for r in caplog.records if r.levelno == logging.ERROR and
+                               ident in r.getMessage()], what="the worker's error line")
+    assert "dead-letter" in errors[0].getMessage()
     assert token not in service_log(caplog)
     # an operator requeues it once the server is back: it goes out
     publisher = make_celery(env.settings, env.redis_url)
