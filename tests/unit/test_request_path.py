@@ -4,12 +4,15 @@ problem map finds the handler of an exception by its class hierarchy."""
 
 from __future__ import annotations
 
+import re
+from types import SimpleNamespace
+
 import pytest
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from apicrud.auth.schemes import credential_methods
 from apicrud.errors import Conflict, NotFound, Problem
-from apicrud.request_path import DEFAULT_STAGES, ProblemMap
+from apicrud.request_path import DEFAULT_STAGES, ProblemMap, request_id
 
 SCHEMES = {
     "bearer": {"type": "http", "scheme": "bearer"},
@@ -69,3 +72,16 @@ def test_the_stages_run_in_the_documented_order():
     assert [s.__name__ for s in DEFAULT_STAGES] == [
         "authenticate", "check_scheme", "load_roles", "open_context", "choose_language",
         "run_guards", "read_parameters", "read_body", "handle", "commit"]
+
+
+@pytest.mark.parametrize("given", [None, "", "x" * 65, "two words", "a\nb", "id;drop",
+                                   "é-accent"])
+def test_a_request_without_a_plain_id_gets_a_fresh_random_one(given):
+    headers = {} if given is None else {"X-Request-ID": given}
+    made = {request_id(SimpleNamespace(headers=headers)) for _ in range(200)}
+    assert len(made) == 200 and all(re.fullmatch(r"[0-9a-f]{32}", m) for m in made)
+
+
+@pytest.mark.parametrize("given", ["trace-01", "a" * 64, "svc:1.2_3"])
+def test_a_callers_plain_id_is_kept(given):
+    assert request_id(SimpleNamespace(headers={"X-Request-ID": given})) == given
