@@ -423,15 +423,18 @@ def encode_cursor(signer: CursorSigner, state: dict[str, Any]) -> str:
     return signer.dumps(state)
 
 
+def _bad_cursor() -> BadRequest:
+    return BadRequest(N_("cursor_next: invalid or expired cursor"),
+                      errors={"cursor_next": N_("invalid cursor")})
+
+
 def decode_cursor(signer: CursorSigner, token: str) -> dict[str, Any]:
-    bad = BadRequest(N_("cursor_next: invalid or expired cursor"),
-                     errors={"cursor_next": N_("invalid cursor")})
     try:
         state = signer.loads(token)
     except (ValueError, TypeError, UnicodeError, RecursionError, zlib.error):
-        raise bad from None
+        raise _bad_cursor() from None
     if not isinstance(state, dict) or not {"s", "f", "k", "i"} <= state.keys():
-        raise bad
+        raise _bad_cursor()
     return state
 
 
