@@ -34,7 +34,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis.exceptions
@@ -120,8 +120,7 @@ def load_roles(call: Call) -> None:
         read = (call.request or request).environ.pop(ROLES_READ, None)
         raw = read.get(principal.uid) if read else None
         levels, kinds, via = roles.for_uid_via(principal.uid, raw)
-        call.principal = replace(principal, memberships=levels,
-                                 membership_kinds=kinds, membership_via=via)
+        call.principal = principal.with_memberships(levels, kinds, via)
 
 
 def open_context(call: Call) -> None:

@@ -210,6 +210,12 @@ def _own_snapshot(conn: Connection) -> bool:
     return conn.get_execution_options().get("isolation_level") != "AUTOCOMMIT"
 
 
+#: compiled statement (SQLAlchemy keeps one per statement and shape in its cache) -> the
+#: tables it writes (empty for a read): the check runs after every statement
+_COMPILED_WRITES: Memo[Any, Any] = Memo(1024)
+_UNKNOWN = object()
+
+
 def track_writes(engine: Engine, bump: Callable[[set[str]], None]) -> None:
     """Mark the tables each statement on ``engine`` writes in its connection's info, and
     ``bump`` them when the connection goes back to the pool (after its commit or
@@ -217,7 +223,14 @@ def track_writes(engine: Engine, bump: Callable[[set[str]], None]) -> None:
 
     def _executed(conn: Any, _cursor: Any, statement: str, _params: Any, context: Any,
                   _many: bool) -> None:
-        tables = written_tables(statement, context)
+        compiled = getattr(context, "compiled", None)
+        if compiled is None:  # SQL text sent as it is
+            tables = written_tables(statement, context)
+        else:  # what a compiled statement writes is the compiled object's, once
+            tables = _COMPILED_WRITES.get(compiled, _UNKNOWN)
+            if tables is _UNKNOWN:
+                tables = _COMPILED_WRITES.put(compiled, frozenset(
+                    written_tables(statement, context) or ()))
         if tables:
             conn.info.setdefault(_WRITTEN, set()).update(tables)
 

@@ -39,6 +39,7 @@ from sqlalchemy.exc import InvalidatePoolError
 from sqlalchemy.orm import Session, sessionmaker
 
 from apicrud.db.schema import install_schema_errors
+from apicrud.memo import Memo
 
 #: seconds a pooled connection may lie unused before its checkout pings it anyway
 IDLE_PING_AFTER = 5.0
@@ -224,12 +225,24 @@ def is_plain_read(statement: str) -> bool:
     return not any(word in upper for word in _TRANSACTION_SCOPED)
 
 
+#: compiled statement -> is_plain_read of its text (the check runs before every statement
+#: of a read-only session on PostgreSQL; a page's text is kilobytes long)
+_PLAIN_READS: Memo[Any, bool] = Memo(1024)
+
+
 def _transaction_before_write(conn: Any, _cursor: Any, statement: str, _parameters: Any,
                               _context: Any, _executemany: bool) -> None:
     """Before the first statement of a read-only session that may write, leave
     AUTOCOMMIT: the driver opens a transaction for it, which the session's commit (or
     rollback) ends; the pool restores the connection's isolation level on checkin."""
-    if is_plain_read(statement):
+    compiled = getattr(_context, "compiled", None)
+    if compiled is None:  # SQL text sent as it is
+        plain = is_plain_read(statement)
+    else:  # a compiled statement reads or writes whatever its values: read its text once
+        known = _PLAIN_READS.get(compiled)
+        plain = known if known is not None else _PLAIN_READS.put(compiled,
+                                                                 is_plain_read(statement))
+    if plain:
         return
     dbapi_conn = conn.connection.dbapi_connection
     if dbapi_conn.autocommit and _idle(dbapi_conn):

@@ -334,7 +334,8 @@ class Operation:
             if param.location == "path":
                 raw = [path_args[param.name]] if param.name in path_args else []
             elif param.location == "query":
-                raw = query.getlist(param.name)
+                # (getlist raises and catches a KeyError for each absent name)
+                raw = query.getlist(param.name) if param.name in query else []
             elif param.location == "header":
                 v = headers.get(param.name)
                 raw = [v] if v is not None else []

@@ -341,3 +341,33 @@ def test_a_browser_on_another_origin_may_ask_for_a_fresh_count(server):
     assert resp.status_code == 200, resp.text
     allowed = [h.strip().lower() for h in resp.headers["Access-Control-Allow-Headers"].split(",")]
     assert "cache-control" in allowed and "prefer" in allowed
+
+
+def test_every_execution_of_a_write_is_seen_not_only_its_first(tmp_path, redis_client):
+    """What a compiled statement writes is worked out once per compiled statement
+    (apicrud.db.countcache keeps it): the same INSERT run again, or a read that ran
+    before it, must still leave no old count behind; and SQL text that writes is read
+    on each execution."""
+    engine = create_engine(f"sqlite:///{tmp_path}/again.db")
+    try:
+        cache = CountCache(engine, redis_client)
+        table = _table(engine, "things")
+        stmt = select(func.count()).select_from(table)
+        add = insert(table)
+
+        def kept_count() -> int:
+            with engine.connect() as conn:
+                return cache.count(conn, stmt, 60, lambda: conn.execute(stmt).scalar_one())
+        assert kept_count() == kept_count() == 0
+        for n in range(1, 4):  # the same compiled INSERT each time
+            with engine.begin() as conn:
+                conn.execute(add, {"id": f"r{n}", "owner": "x"})
+            assert kept_count() == kept_count() == n
+        with engine.begin() as conn:
+            conn.exec_driver_sql("DELETE FROM things WHERE id = 'r1'")
+        assert kept_count() == 2
+        with engine.begin() as conn:
+            conn.execute(sql_text("INSERT INTO things (id, owner) VALUES ('t', 'x')"))
+        assert kept_count() == 3
+    finally:
+        engine.dispose()

@@ -16,7 +16,7 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import Integer, String, create_engine, func, insert, select, text
+from sqlalchemy import Integer, String, bindparam, create_engine, func, insert, select, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from apicrud.db.engine import Database, is_plain_read
@@ -195,6 +195,32 @@ def test_a_locking_read_in_a_read_only_session_holds_its_lock_to_the_end(db, tab
         session.execute(select(table.c.name).where(table.c.id == 1).with_for_update())
         assert _in_transaction(session)  # the lock lasts until the session ends
         session.commit()
+
+
+def test_a_statement_run_again_is_told_as_the_first_time(db, table):
+    """Whether a compiled statement needs a transaction is worked out once per compiled
+    statement (apicrud.db.engine keeps it): the same statement objects, run in session
+    after session, still read without one and still write or lock inside one."""
+    count = select(func.count()).select_from(table)
+    lock = select(table.c.name).where(table.c.id == bindparam("id")).with_for_update()
+    add = insert(table)
+    for n in range(1, 4):
+        with db.session(read_only=True) as session:
+            assert session.execute(count).scalar_one() == n - 1
+            assert _in_transaction(session) is (db.dialect not in ("postgresql", "sqlite"))
+            session.execute(add, {"id": n, "name": f"n{n}"})
+            assert _in_transaction(session)
+            session.rollback()
+        with db.session(read_only=True) as session:  # rolled back: nothing was written
+            assert session.execute(count).scalar_one() == n - 1
+        with db.session() as session, session.begin():
+            session.execute(add, {"id": n, "name": f"n{n}"})
+        if db.dialect == "sqlite":
+            continue
+        with db.session(read_only=True) as session:
+            assert session.execute(lock, {"id": n}).scalar_one() == f"n{n}"
+            assert _in_transaction(session)  # the lock lasts until the session ends
+            session.commit()
 
 
 def test_nothing_to_commit_only_when_the_driver_says_no_write_happened(db, table):
