@@ -5,6 +5,25 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import cached_property
 
+from apicrud.memo import Memo
+
+
+class AccessKey(tuple):
+    """A :attr:`Principal.access_key`: a tuple that works out its hash once (a memo
+    lookup hashes its key, and this one holds every membership of the caller)."""
+
+    def __new__(cls, parts: tuple) -> AccessKey:
+        key = super().__new__(cls, parts)
+        key.__dict__["hash"] = tuple.__hash__(key)
+        return key
+
+    def __hash__(self) -> int:
+        return self.__dict__["hash"]
+
+
+#: access key -> the one object standing for it (see Principal.access_key)
+_ACCESS_KEYS: Memo[AccessKey, AccessKey] = Memo(4096)
+
 
 @dataclass(frozen=True)
 class Principal:
@@ -32,8 +51,15 @@ class Principal:
     @cached_property
     def access_key(self) -> tuple:
         """Everything about the caller an access decision can depend on: the key under
-        which the evaluator caches WHERE clauses and ``rbac`` letters."""
-        return (self.uid, self.is_admin, self.status, tuple(sorted(self.memberships.items())))
+        which the evaluator caches WHERE clauses and ``rbac`` letters.
+
+        Equal keys are one object (interned here): a memo finding its entry compares the
+        key it holds with the one asked by identity first, where two equal tuples built
+        by two requests would be compared membership by membership, on each lookup."""
+        key = AccessKey((self.uid, self.is_admin, self.status,
+                         tuple(sorted(self.memberships.items()))))
+        found = _ACCESS_KEYS.get(key)
+        return found if found is not None else _ACCESS_KEYS.put(key, key)
 
     def with_memberships(self, memberships: dict[str, str], kinds: dict[str, str],
                          via: dict[str, str]) -> Principal:

@@ -119,6 +119,19 @@ def _number(raw: Any) -> float:
     return int(value) if value.is_integer() else value
 
 
+#: forks this process has been made by (0: not a forked child): a child starts its own
+#: flush thread, the parent's did not come along
+_FORKS = [0]
+
+
+def _forked() -> None:
+    _FORKS[0] += 1
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forked)
+
+
 class Metrics:
     """Store and read usage metrics; see the module docstring for the key layout."""
 
@@ -136,7 +149,7 @@ class Metrics:
         self._plans: dict[tuple, tuple[str, str, str | None, tuple[str, str] | None]] = {}
         # period -> (a time in it, its end): the end holds until then
         self._ends: dict[str, tuple[float, int]] = {}
-        self._pid = 0
+        self._forks = -1  # the process's fork count when the flush thread started
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._failing = False
@@ -310,10 +323,9 @@ class Metrics:
 
     def _start(self) -> None:
         """Start the flush thread in this process (again after a fork). Holds _lock."""
-        pid = os.getpid()
-        if self._pid == pid:
+        if self._forks == _FORKS[0]:  # (os.getpid() is a system call: on every add)
             return
-        self._pid = pid
+        self._forks = _FORKS[0]
         self._thread = threading.Thread(target=self._run, name="apicrud-metrics",
                                         daemon=True)
         self._thread.start()

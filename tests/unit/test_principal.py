@@ -38,3 +38,22 @@ def test_a_subclass_stays_a_subclass():
 
     after = Service(uid="s", origin="cron").with_memberships({}, {}, {})
     assert type(after) is Service and after.origin == "cron"
+
+
+def test_equal_access_keys_are_one_object_and_unequal_ones_stay_apart():
+    """Principal.access_key interns its tuple (memo lookups then compare by identity);
+    what two callers may do must still never share a key unless everything in it is
+    equal."""
+    one = Principal(uid="u1", memberships={"L1": "member", "L2": "invitee"})
+    same = Principal(uid="u1", memberships={"L2": "invitee", "L1": "member"})
+    assert one.access_key is same.access_key
+    others = [Principal(uid="u1", memberships={"L1": "manager", "L2": "invitee"}),
+              Principal(uid="u1", memberships={"L1": "member"}),
+              Principal(uid="u2", memberships={"L1": "member", "L2": "invitee"}),
+              Principal(uid="u1", is_admin=True,
+                        memberships={"L1": "member", "L2": "invitee"}),
+              Principal(uid="u1", status="pending",
+                        memberships={"L1": "member", "L2": "invitee"})]
+    keys = [one.access_key] + [p.access_key for p in others]
+    assert len(set(keys)) == len(keys)
+    assert all(k is not one.access_key for k in keys[1:])

@@ -145,6 +145,30 @@ def test_flush_thread_writes_without_being_asked(provider, tag):
     m.close()
 
 
+def test_a_forked_worker_flushes_its_own_counts(provider, tag):
+    """gunicorn forks its workers after the app is built: the parent's flush thread does
+    not come along, so a child starts its own at its first count and writes it without
+    being asked (a child leaving by os._exit runs no atexit flush)."""
+    m = make(provider, tag, calls={"scope": "user"})
+    m.add(f"{tag}_calls", uid="x-u1")  # the parent's thread runs
+    m.flush()
+    pid = os.fork()
+    if pid == 0:  # the child
+        code = 1
+        try:
+            m.add(f"{tag}_calls", 2, uid="x-u1")
+            deadline = time.time() + 5
+            while time.time() < deadline and m.total(f"{tag}_calls") != 3:
+                time.sleep(0.02)
+            code = 0 if m.total(f"{tag}_calls") == 3 else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0  # the child saw its count written
+    assert m.total(f"{tag}_calls") == 3
+    m.close()
+
+
 def test_period_keys_expire_at_the_end_of_their_period(provider, tag):
     m = make(provider, tag, calls={"scope": "user", "period": "hour"},
              level={"scope": "sitewide", "style": "gauge", "period": "day"})
