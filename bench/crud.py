@@ -524,6 +524,14 @@ def summarize(result: dict[str, Any], operations: list[str]) -> list[dict[str, A
     return rows
 
 
+def exact_ratio(row: dict[str, Any], name: str = REFERENCE) -> float | None:
+    """apicrud's req/s over ``name``'s, not rounded: the goals are judged on it (the
+    tables show two decimals, and 0.9456 would show as 0.95 but is below it)."""
+    if "apicrud" not in row or name not in row:
+        return None
+    return float(row["apicrud"]["requests_per_s"]) / max(row[name]["requests_per_s"], 1e-9)
+
+
 def goals(result: dict[str, Any], rows: list[dict[str, Any]],
           ) -> list[tuple[str, bool | None, str]]:
     """The goals of issue 20, each judged on this run: (goal, met, what was measured)."""
@@ -532,15 +540,15 @@ def goals(result: dict[str, Any], rows: list[dict[str, Any]],
     out = []
     for op, goal in GOAL_BY_OP.items():
         if op in by_op:
-            ratio = by_op[op]["ratio"]
+            ratio = exact_ratio(by_op[op])
             out.append((f"{op} >= {goal:.2f}x the expert baseline's req/s", ratio >= goal,
-                        f"{ratio:.2f}"))
+                        f"{ratio:.3f}"))
     rest = [r for r in rows if r["operation"] not in GOAL_BY_OP]
     if rest:
-        worst = min(rest, key=lambda r: r["ratio"])
+        worst = min(rest, key=exact_ratio)
         out.append((f"every other operation >= {GOAL_RATIO:.0%} of the expert baseline's "
-                    "req/s", worst["ratio"] >= GOAL_RATIO,
-                    f"lowest: {worst['operation']} at {worst['ratio']:.2f}"))
+                    "req/s", exact_ratio(worst) >= GOAL_RATIO,
+                    f"lowest: {worst['operation']} at {exact_ratio(worst):.3f}"))
     # the issue's figure was the exact-count find of its day, which counted every time:
     # this run's find counted anew stands for it (the exact-count find, if not measured)
     counted = "find_recount" if "find_recount" in by_op else "find_page1"
@@ -553,10 +561,10 @@ def goals(result: dict[str, Any], rows: list[dict[str, Any]],
                     none >= GOAL_COUNT_NONE * exact,
                     f"{none:,.0f} vs {exact:,.0f} req/s ({none / max(exact, 1e-9):.2f}x)"))
     for op in ("get", "find_page1", "find_count_none"):
-        peer = by_op.get(op, {}).get("ratios", {}).get("drf")
+        peer = exact_ratio(by_op[op], "drf") if op in by_op else None
         if peer is not None:
             out.append((f"{op} >= {GOAL_PEER:g}x Django REST framework's req/s",
-                        peer >= GOAL_PEER, f"{peer:.2f}"))
+                        peer >= GOAL_PEER, f"{peer:.3f}"))
     shipped = [(op, by_op[op][LOGGED]["requests_per_s"] / by_op[op][REFERENCE]["requests_per_s"])
                for op in ("get", "find_page1", "find_count_none")
                if LOGGED in by_op.get(op, {}) and REFERENCE in by_op[op]]
@@ -828,7 +836,22 @@ def _interrupted(signum, _frame):
     raise Interrupted(signal.Signals(signum).name)
 
 
+def rejudge(path: Path) -> int:
+    """Write the report of a run again from its JSON file (after a change to how goals
+    are judged or shown): the same measurements, judged by this version's rules."""
+    doc = json.loads(path.read_text())
+    args = argparse.Namespace(**doc["settings"])
+    write_report(path.with_suffix(""), args, doc["machine"], doc["results"])
+    print(path.with_suffix(".md").read_text())
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    raw = list(sys.argv[1:] if argv is None else argv)
+    if raw[:1] == ["--rejudge"]:
+        if len(raw) != 2:
+            raise SystemExit("usage: crud.py --rejudge RESULTS.json")
+        return rejudge(Path(raw[1]))
     args = parse_args(argv)
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _interrupted)
