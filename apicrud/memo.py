@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 _K = TypeVar("_K")
@@ -22,6 +23,11 @@ class Memo(dict[_K, _V]):
             self.clear()
         self[key] = value
         return value
+
+    def get_or_put(self, key: _K, make: Callable[[], _V]) -> _V:
+        """The value kept for ``key``, else ``make()``'s, kept (a value is never None)."""
+        found = self.get(key)
+        return found if found is not None else self.put(key, make())
 
 
 class PartsMemo:

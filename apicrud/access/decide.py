@@ -318,14 +318,8 @@ class AccessControl:
         def answer(record: Any) -> Any:
             if record is None:
                 return compute(record)
-            if isinstance(record, dict):  # a proposed record
-                part = (owner is not None and _value(record, owner) == uid,
-                        tuple([level(_value(record, a)) for a in attrs]),
-                        _value(record, privacy))
-            else:  # (the same reads, as attributes: a page's records)
-                part = (owner is not None and getattr(record, owner, None) == uid,
-                        tuple([level(getattr(record, a, None)) for a in attrs]),
-                        getattr(record, privacy, None) if privacy is not None else None)
+            part = (owner is not None and _value(record, owner) == uid,
+                    tuple([level(_value(record, a)) for a in attrs]), _value(record, privacy))
             if part in seen:
                 return seen[part]
             key = base + part

@@ -58,8 +58,7 @@ class Principal:
         by two requests would be compared membership by membership, on each lookup."""
         key = AccessKey((self.uid, self.is_admin, self.status,
                          tuple(sorted(self.memberships.items()))))
-        found = _ACCESS_KEYS.get(key)
-        return found if found is not None else _ACCESS_KEYS.put(key, key)
+        return _ACCESS_KEYS.get_or_put(key, lambda: key)
 
     def with_memberships(self, memberships: dict[str, str], kinds: dict[str, str],
                          via: dict[str, str]) -> Principal:

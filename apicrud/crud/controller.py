@@ -179,10 +179,8 @@ class BasicCRUD:
         out = []
         for record in records:
             body = dict(zip(exposed, values(record), strict=True))
-            for field in timed:  # (json_value, inline: a page has a few per record)
-                value = body[field]
-                if isinstance(value, datetime):
-                    body[field] = iso_datetime(value)
+            for field in timed:
+                body[field] = json_value(body[field])
             if rbac:
                 body["rbac"] = letters(record)
             allowed = readable(record) if readable is not None else None

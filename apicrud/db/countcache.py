@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -212,8 +212,7 @@ def _own_snapshot(conn: Connection) -> bool:
 
 #: compiled statement (SQLAlchemy keeps one per statement and shape in its cache) -> the
 #: tables it writes (empty for a read): the check runs after every statement
-_COMPILED_WRITES: Memo[Any, Any] = Memo(1024)
-_UNKNOWN = object()
+_COMPILED_WRITES: Memo[Any, frozenset[str]] = Memo(1024)
 
 
 def track_writes(engine: Engine, bump: Callable[[set[str]], None]) -> None:
@@ -224,13 +223,12 @@ def track_writes(engine: Engine, bump: Callable[[set[str]], None]) -> None:
     def _executed(conn: Any, _cursor: Any, statement: str, _params: Any, context: Any,
                   _many: bool) -> None:
         compiled = getattr(context, "compiled", None)
+        tables: Iterable[str] | None
         if compiled is None:  # SQL text sent as it is
             tables = written_tables(statement, context)
         else:  # what a compiled statement writes is the compiled object's, once
-            tables = _COMPILED_WRITES.get(compiled, _UNKNOWN)
-            if tables is _UNKNOWN:
-                tables = _COMPILED_WRITES.put(compiled, frozenset(
-                    written_tables(statement, context) or ()))
+            tables = _COMPILED_WRITES.get_or_put(compiled, lambda: frozenset(
+                written_tables(statement, context) or ()))
         if tables:
             conn.info.setdefault(_WRITTEN, set()).update(tables)
 

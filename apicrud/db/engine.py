@@ -239,9 +239,7 @@ def _transaction_before_write(conn: Any, _cursor: Any, statement: str, _paramete
     if compiled is None:  # SQL text sent as it is
         plain = is_plain_read(statement)
     else:  # a compiled statement reads or writes whatever its values: read its text once
-        known = _PLAIN_READS.get(compiled)
-        plain = known if known is not None else _PLAIN_READS.put(compiled,
-                                                                 is_plain_read(statement))
+        plain = _PLAIN_READS.get_or_put(compiled, lambda: is_plain_read(statement))
     if plain:
         return
     dbapi_conn = conn.connection.dbapi_connection

@@ -189,12 +189,8 @@ class Repository:
             found = self._statements.put(parts, extra, (
                 stmt, tuple(c.key for c in columns or ())))
         stmt, keys = found
-        if columns:  # RecordRow.of, inline: a page makes one per row
-            cls, new = row_class(self.model), object.__new__
-            out = []
-            for row in _connection(session).execute(stmt, params or {}).all():
-                record = new(cls)
-                record.__dict__.update(zip(keys, row, strict=False))
-                out.append(record)
-            return out
+        if columns:
+            make = row_class(self.model).of
+            return [make(keys, row)
+                    for row in _connection(session).execute(stmt, params or {}).all()]
         return list(session.execute(stmt, params or {}).scalars())
