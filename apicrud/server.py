@@ -27,6 +27,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("apicrud.server")
 
+#: gunicorn settings that only some supported releases have (pyproject: gunicorn >= 22;
+#: the control socket came in 25.1): left out where the installed gunicorn lacks them
+OPTIONAL_SETTINGS = frozenset({"control_socket_disable"})
+
 
 class _Gunicorn(BaseApplication):
     def __init__(self, settings: Settings, options: dict[str, Any]) -> None:
@@ -36,6 +40,8 @@ class _Gunicorn(BaseApplication):
 
     def load_config(self) -> None:
         for key, value in self.options.items():
+            if key in OPTIONAL_SETTINGS and key not in self.cfg.settings:
+                continue
             self.cfg.set(key, value)
 
     def load(self) -> Any:  # a Flask app: gunicorn's stubs name a narrower WSGI callable
