@@ -32,6 +32,13 @@ log = logging.getLogger("apicrud.server")
 OPTIONAL_SETTINGS = frozenset({"control_socket_disable"})
 
 
+def gunicorn_knows(setting: str) -> bool:
+    """Whether the installed gunicorn has ``setting`` (one of :data:`OPTIONAL_SETTINGS`)."""
+    from gunicorn.config import Config
+
+    return setting in Config().settings
+
+
 class _Gunicorn(BaseApplication):
     def __init__(self, settings: Settings, options: dict[str, Any]) -> None:
         self.settings = settings

@@ -141,16 +141,13 @@ def server_env(db_url: str, redis_url: str, data_dir: str) -> dict[str, str]:
     return env
 
 
-def _no_control_socket() -> list[str]:
+def no_control_socket() -> list[str]:
     """gunicorn's flag that turns its control socket off (25.1 and later), as ``apicrud
     serve`` does: else every server but the first logs that the socket is taken, and the
     one that got it runs a control server the others do not."""
-    from gunicorn.config import Config
+    from apicrud.server import gunicorn_knows
 
-    return ["--no-control-socket"] if "control_socket_disable" in Config().settings else []
-
-
-NO_CONTROL_SOCKET = _no_control_socket()
+    return ["--no-control-socket"] if gunicorn_knows("control_socket_disable") else []
 
 
 def start_server(procs: Processes, s: Server, env: dict[str, str], workers: int) -> None:
@@ -168,7 +165,7 @@ def start_server(procs: Processes, s: Server, env: dict[str, str], workers: int)
         cmd = [sys.executable, "-m", "gunicorn", "--pythonpath", f"{BENCH_DIR},{ROOT}",
                "--bind", f"127.0.0.1:{s.port}", "--workers", str(workers),
                "--worker-class", "sync", "--log-level", "warning", "--timeout", "60",
-               "--graceful-timeout", "10", *NO_CONTROL_SOCKET, app]
+               "--graceful-timeout", "10", *no_control_socket(), app]
     s.proc = procs.start(cmd, env=env, log_path=s.log_path, cwd=ROOT)
 
 
